@@ -1,0 +1,459 @@
+//! The API's wire shapes, named and spelled as in the botocore model
+//! `apprunner/2020-05-15/service-2.json`.
+//!
+//! Every request member is optional here, so that a missing required member is reported by
+//! [`crate::validate`] as an `InvalidRequestException` naming the field, rather than as a
+//! parse failure. The same structures, once validated and completed with defaults, are
+//! what a service stores and what the API answers.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+macro_rules! shape {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+/// Environment variables and secret references, in key order.
+pub type StringMap = BTreeMap<String, String>;
+
+shape! {
+    pub struct Tag { key: String, value: String }
+}
+
+shape! {
+    pub struct SourceConfiguration {
+        code_repository: CodeRepository,
+        image_repository: ImageRepository,
+        auto_deployments_enabled: bool,
+        authentication_configuration: AuthenticationConfiguration,
+    }
+}
+
+shape! {
+    pub struct CodeRepository {
+        repository_url: String,
+        source_code_version: SourceCodeVersion,
+        code_configuration: CodeConfiguration,
+        source_directory: String,
+    }
+}
+
+shape! {
+    pub struct SourceCodeVersion {
+        #[serde(rename = "Type")]
+        kind: String,
+        value: String,
+    }
+}
+
+shape! {
+    pub struct CodeConfiguration {
+        configuration_source: String,
+        code_configuration_values: CodeConfigurationValues,
+    }
+}
+
+shape! {
+    pub struct CodeConfigurationValues {
+        runtime: String,
+        build_command: String,
+        start_command: String,
+        port: String,
+        runtime_environment_variables: StringMap,
+        runtime_environment_secrets: StringMap,
+    }
+}
+
+shape! {
+    pub struct ImageRepository {
+        image_identifier: String,
+        image_configuration: ImageConfiguration,
+        image_repository_type: String,
+    }
+}
+
+shape! {
+    pub struct ImageConfiguration {
+        runtime_environment_variables: StringMap,
+        start_command: String,
+        port: String,
+        runtime_environment_secrets: StringMap,
+    }
+}
+
+shape! {
+    pub struct AuthenticationConfiguration {
+        connection_arn: String,
+        access_role_arn: String,
+    }
+}
+
+shape! {
+    pub struct InstanceConfiguration {
+        cpu: String,
+        memory: String,
+        instance_role_arn: String,
+    }
+}
+
+shape! {
+    pub struct EncryptionConfiguration { kms_key: String }
+}
+
+shape! {
+    pub struct HealthCheckConfiguration {
+        protocol: String,
+        path: String,
+        interval: i64,
+        timeout: i64,
+        healthy_threshold: i64,
+        unhealthy_threshold: i64,
+    }
+}
+
+shape! {
+    pub struct NetworkConfiguration {
+        egress_configuration: EgressConfiguration,
+        ingress_configuration: IngressConfiguration,
+        ip_address_type: String,
+    }
+}
+
+shape! {
+    pub struct EgressConfiguration {
+        egress_type: String,
+        vpc_connector_arn: String,
+    }
+}
+
+shape! {
+    pub struct IngressConfiguration { is_publicly_accessible: bool }
+}
+
+shape! {
+    pub struct ServiceObservabilityConfiguration {
+        observability_enabled: bool,
+        observability_configuration_arn: String,
+    }
+}
+
+shape! {
+    pub struct TraceConfiguration { vendor: String }
+}
+
+// ---- services ----
+
+shape! {
+    pub struct CreateServiceRequest {
+        service_name: String,
+        source_configuration: SourceConfiguration,
+        instance_configuration: InstanceConfiguration,
+        tags: Vec<Tag>,
+        encryption_configuration: EncryptionConfiguration,
+        health_check_configuration: HealthCheckConfiguration,
+        auto_scaling_configuration_arn: String,
+        network_configuration: NetworkConfiguration,
+        observability_configuration: ServiceObservabilityConfiguration,
+    }
+}
+
+shape! {
+    pub struct UpdateServiceRequest {
+        service_arn: String,
+        source_configuration: SourceConfiguration,
+        instance_configuration: InstanceConfiguration,
+        auto_scaling_configuration_arn: String,
+        health_check_configuration: HealthCheckConfiguration,
+        network_configuration: NetworkConfiguration,
+        observability_configuration: ServiceObservabilityConfiguration,
+    }
+}
+
+shape! {
+    /// The input of every call that names just a service: Describe, Delete, Pause,
+    /// Resume and StartDeployment.
+    pub struct ServiceArnRequest { service_arn: String }
+}
+
+shape! {
+    pub struct ListServicesRequest { next_token: String, max_results: i64 }
+}
+
+shape! {
+    pub struct ListOperationsRequest { service_arn: String, next_token: String, max_results: i64 }
+}
+
+shape! {
+    pub struct Service {
+        service_name: String,
+        service_id: String,
+        service_arn: String,
+        service_url: String,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        deleted_at: Timestamp,
+        status: String,
+        source_configuration: SourceConfiguration,
+        instance_configuration: InstanceConfiguration,
+        encryption_configuration: EncryptionConfiguration,
+        health_check_configuration: HealthCheckConfiguration,
+        auto_scaling_configuration_summary: AutoScalingConfigurationSummary,
+        network_configuration: NetworkConfiguration,
+        observability_configuration: ServiceObservabilityConfiguration,
+    }
+}
+
+shape! {
+    pub struct ServiceSummary {
+        service_name: String,
+        service_id: String,
+        service_arn: String,
+        service_url: String,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        status: String,
+    }
+}
+
+shape! {
+    /// The answer of CreateService, UpdateService, DeleteService, PauseService and ResumeService.
+    pub struct ServiceResponse { service: Service, operation_id: String }
+}
+
+shape! {
+    pub struct DescribeServiceResponse { service: Service }
+}
+
+shape! {
+    pub struct StartDeploymentResponse { operation_id: String }
+}
+
+shape! {
+    pub struct ListServicesResponse { service_summary_list: Vec<ServiceSummary>, next_token: String }
+}
+
+shape! {
+    pub struct OperationSummary {
+        id: String,
+        #[serde(rename = "Type")]
+        kind: String,
+        status: String,
+        target_arn: String,
+        started_at: Timestamp,
+        ended_at: Timestamp,
+        updated_at: Timestamp,
+    }
+}
+
+shape! {
+    pub struct ListOperationsResponse { operation_summary_list: Vec<OperationSummary>, next_token: String }
+}
+
+// ---- auto scaling configurations ----
+
+shape! {
+    pub struct CreateAutoScalingConfigurationRequest {
+        auto_scaling_configuration_name: String,
+        max_concurrency: i64,
+        min_size: i64,
+        max_size: i64,
+        tags: Vec<Tag>,
+    }
+}
+
+shape! {
+    pub struct AutoScalingConfigurationArnRequest { auto_scaling_configuration_arn: String }
+}
+
+shape! {
+    pub struct DeleteAutoScalingConfigurationRequest {
+        auto_scaling_configuration_arn: String,
+        delete_all_revisions: bool,
+    }
+}
+
+shape! {
+    pub struct ListAutoScalingConfigurationsRequest {
+        auto_scaling_configuration_name: String,
+        latest_only: bool,
+        max_results: i64,
+        next_token: String,
+    }
+}
+
+shape! {
+    pub struct ListServicesForAutoScalingConfigurationRequest {
+        auto_scaling_configuration_arn: String,
+        max_results: i64,
+        next_token: String,
+    }
+}
+
+shape! {
+    pub struct AutoScalingConfiguration {
+        auto_scaling_configuration_arn: String,
+        auto_scaling_configuration_name: String,
+        auto_scaling_configuration_revision: i64,
+        latest: bool,
+        status: String,
+        max_concurrency: i64,
+        min_size: i64,
+        max_size: i64,
+        created_at: Timestamp,
+        deleted_at: Timestamp,
+        has_associated_service: bool,
+        is_default: bool,
+    }
+}
+
+shape! {
+    pub struct AutoScalingConfigurationSummary {
+        auto_scaling_configuration_arn: String,
+        auto_scaling_configuration_name: String,
+        auto_scaling_configuration_revision: i64,
+        status: String,
+        created_at: Timestamp,
+        has_associated_service: bool,
+        is_default: bool,
+    }
+}
+
+shape! {
+    pub struct AutoScalingConfigurationResponse { auto_scaling_configuration: AutoScalingConfiguration }
+}
+
+shape! {
+    pub struct ListAutoScalingConfigurationsResponse {
+        auto_scaling_configuration_summary_list: Vec<AutoScalingConfigurationSummary>,
+        next_token: String,
+    }
+}
+
+shape! {
+    pub struct ListServicesForAutoScalingConfigurationResponse {
+        service_arn_list: Vec<String>,
+        next_token: String,
+    }
+}
+
+// ---- connections ----
+
+shape! {
+    pub struct CreateConnectionRequest { connection_name: String, provider_type: String, tags: Vec<Tag> }
+}
+
+shape! {
+    pub struct ConnectionArnRequest { connection_arn: String }
+}
+
+shape! {
+    pub struct ListConnectionsRequest { connection_name: String, max_results: i64, next_token: String }
+}
+
+shape! {
+    pub struct Connection {
+        connection_name: String,
+        connection_arn: String,
+        provider_type: String,
+        status: String,
+        created_at: Timestamp,
+    }
+}
+
+shape! {
+    pub struct ConnectionResponse { connection: Connection }
+}
+
+shape! {
+    pub struct ListConnectionsResponse { connection_summary_list: Vec<Connection>, next_token: String }
+}
+
+// ---- observability configurations ----
+
+shape! {
+    pub struct CreateObservabilityConfigurationRequest {
+        observability_configuration_name: String,
+        trace_configuration: TraceConfiguration,
+        tags: Vec<Tag>,
+    }
+}
+
+shape! {
+    pub struct ObservabilityConfigurationArnRequest { observability_configuration_arn: String }
+}
+
+shape! {
+    pub struct ListObservabilityConfigurationsRequest {
+        observability_configuration_name: String,
+        latest_only: bool,
+        max_results: i64,
+        next_token: String,
+    }
+}
+
+shape! {
+    pub struct ObservabilityConfiguration {
+        observability_configuration_arn: String,
+        observability_configuration_name: String,
+        trace_configuration: TraceConfiguration,
+        observability_configuration_revision: i64,
+        latest: bool,
+        status: String,
+        created_at: Timestamp,
+        deleted_at: Timestamp,
+    }
+}
+
+shape! {
+    pub struct ObservabilityConfigurationSummary {
+        observability_configuration_arn: String,
+        observability_configuration_name: String,
+        observability_configuration_revision: i64,
+    }
+}
+
+shape! {
+    pub struct ObservabilityConfigurationResponse { observability_configuration: ObservabilityConfiguration }
+}
+
+shape! {
+    pub struct ListObservabilityConfigurationsResponse {
+        observability_configuration_summary_list: Vec<ObservabilityConfigurationSummary>,
+        next_token: String,
+    }
+}
+
+// ---- tags ----
+
+shape! {
+    pub struct TagResourceRequest { resource_arn: String, tags: Vec<Tag> }
+}
+
+shape! {
+    pub struct UntagResourceRequest { resource_arn: String, tag_keys: Vec<String> }
+}
+
+shape! {
+    pub struct ResourceArnRequest { resource_arn: String }
+}
+
+shape! {
+    pub struct ListTagsForResourceResponse { tags: Vec<Tag> }
+}
+
+shape! {
+    /// The empty answer of TagResource and UntagResource.
+    pub struct Empty {}
+}
