@@ -1,0 +1,116 @@
+//! runway's durable state. It owns the [`Store`] interface every other crate writes
+//! through, its embedded SQLite implementation ([`SqliteStore`]: WAL, migrations,
+//! transactions), the typed [`Record`] layer on top of it, and atomic file writes for
+//! state that lives in files ([`fs::write_atomic`]).
+//!
+//! Documents are JSON bodies with a kind, an id and two indexed columns (name and
+//! parent), in insertion order. The interface is small enough that a PostgreSQL
+//! implementation can satisfy it with the same schema (`jsonb` bodies).
+//!
+//! This crate must never interpret what it stores (that is the model's and the API's
+//! business) and never leave a half-written document or file visible after a crash.
+
+#![forbid(unsafe_code)]
+
+pub mod fs;
+mod model;
+mod record;
+mod sqlite;
+
+pub use record::{Record, Typed};
+pub use sqlite::SqliteStore;
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    pub kind: String,
+    pub id: String,
+    /// Indexed name, for lookups by name.
+    pub name: Option<String>,
+    /// Indexed parent id, for listing children (a service's operations).
+    pub parent: Option<String>,
+    /// Position in insertion order; assigned by the store, unchanged by updates.
+    pub seq: i64,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Which documents of a kind to list. Results are in insertion order (`seq`), oldest
+/// first unless `descending`.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub name: Option<String>,
+    pub parent: Option<String>,
+    /// Only documents after this position (before it when descending).
+    pub after: Option<i64>,
+    pub limit: Option<usize>,
+    pub descending: bool,
+}
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A document of this kind and id already exists.
+    #[error("{kind} {id} already exists")]
+    Conflict { kind: String, id: String },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A stored body is not what its record type expects.
+    #[error("stored {kind} {id} is corrupt: {source}")]
+    Corrupt {
+        kind: String,
+        id: String,
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode {kind}: {0}", kind = .1)]
+    Encode(serde_json::Error, String),
+    /// The data directory could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The database was written by a newer runway.
+    #[error("the database schema is version {found}, newer than this runway understands ({known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The state store. Every change happens inside a transaction; a transaction that is
+/// dropped without [`Txn::commit`] changes nothing.
+pub trait Store: Send + Sync + 'static {
+    /// Starts a transaction that may write. Transactions are serialised.
+    fn begin(&self) -> Result<Box<dyn Txn + '_>>;
+}
+
+/// A transaction over the store.
+pub trait Txn {
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Doc>>;
+    fn list(&self, kind: &str, query: &Query) -> Result<Vec<Doc>>;
+    /// Inserts a new document and returns its position; [`StoreError::Conflict`] if the
+    /// kind and id exist.
+    fn insert(
+        &mut self,
+        kind: &str,
+        id: &str,
+        name: Option<&str>,
+        parent: Option<&str>,
+        body: &str,
+    ) -> Result<i64>;
+    /// Inserts or replaces a document, keeping its position if it existed.
+    fn put(
+        &mut self,
+        kind: &str,
+        id: &str,
+        name: Option<&str>,
+        parent: Option<&str>,
+        body: &str,
+    ) -> Result<i64>;
+    /// Deletes a document; whether it existed.
+    fn delete(&mut self, kind: &str, id: &str) -> Result<bool>;
+    /// Makes every change of this transaction durable at once.
+    fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,62 @@
+//! How the model's records are stored: each is keyed by its ARN (operations by id, under
+//! their service's ARN) and indexed by name.
+
+use crate::Record;
+use runway_model::records::*;
+
+impl Record for ServiceRecord {
+    const KIND: &'static str = "service";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Record for OperationRecord {
+    const KIND: &'static str = "operation";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.service_arn)
+    }
+}
+
+impl Record for AutoScalingRecord {
+    const KIND: &'static str = "autoscaling";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Record for ConnectionRecord {
+    const KIND: &'static str = "connection";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Record for ObservabilityRecord {
+    const KIND: &'static str = "observability";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Record for TagsRecord {
+    const KIND: &'static str = "tags";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+}

@@ -1,0 +1,173 @@
+use super::*;
+use crate::{Record, Typed};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Thing {
+    id: String,
+    name: String,
+    owner: Option<String>,
+    n: i64,
+}
+
+impl Record for Thing {
+    const KIND: &'static str = "thing";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn parent(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+}
+
+fn thing(id: &str, name: &str, owner: Option<&str>) -> Thing {
+    Thing {
+        id: id.into(),
+        name: name.into(),
+        owner: owner.map(str::to_string),
+        n: 0,
+    }
+}
+
+#[test]
+fn committed_writes_survive_reopening_and_dropped_ones_vanish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("a", "alpha", None)).unwrap();
+        tx.commit().unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("b", "beta", None)).unwrap();
+        drop(tx);
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let tx = store.begin().unwrap();
+    assert_eq!(
+        tx.load::<Thing>("a").unwrap(),
+        Some(thing("a", "alpha", None))
+    );
+    assert_eq!(tx.load::<Thing>("b").unwrap(), None);
+}
+
+#[test]
+fn insert_conflicts_and_put_keeps_position() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut tx = store.begin().unwrap();
+    let seq_a = tx.create(&thing("a", "alpha", None)).unwrap();
+    tx.create(&thing("b", "beta", None)).unwrap();
+    assert!(matches!(
+        tx.create(&thing("a", "again", None)),
+        Err(StoreError::Conflict { .. })
+    ));
+    let mut a = thing("a", "alpha", None);
+    a.n = 7;
+    assert_eq!(tx.save(&a).unwrap(), seq_a);
+    let all = tx.load_all::<Thing>(&Query::default()).unwrap();
+    assert_eq!(
+        all.iter().map(|(_, t)| t.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(all[0].1.n, 7);
+    assert!(tx.remove::<Thing>("a").unwrap());
+    assert!(!tx.remove::<Thing>("a").unwrap());
+}
+
+#[test]
+fn queries_filter_order_and_page() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut tx = store.begin().unwrap();
+    for i in 0..10 {
+        let owner = if i % 2 == 0 { "even" } else { "odd" };
+        tx.create(&thing(
+            &format!("t{i}"),
+            &format!("n{}", i % 3),
+            Some(owner),
+        ))
+        .unwrap();
+    }
+    let ids = |q: Query| -> Vec<String> {
+        tx.load_all::<Thing>(&q)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(Query {
+            name: Some("n0".into()),
+            ..Default::default()
+        }),
+        ["t0", "t3", "t6", "t9"]
+    );
+    assert_eq!(
+        ids(Query {
+            parent: Some("odd".into()),
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["t1", "t3"]
+    );
+    let first = tx
+        .load_all::<Thing>(&Query {
+            limit: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+    let after = first.last().unwrap().0;
+    assert_eq!(
+        ids(Query {
+            after: Some(after),
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["t3", "t4"]
+    );
+    assert_eq!(
+        ids(Query {
+            descending: true,
+            limit: Some(3),
+            ..Default::default()
+        }),
+        ["t9", "t8", "t7"]
+    );
+    let seq_t5 = tx.get("thing", "t5").unwrap().unwrap().seq;
+    assert_eq!(
+        ids(Query {
+            descending: true,
+            after: Some(seq_t5),
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["t4", "t3"]
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn corrupt_bodies_are_reported_not_panicked_on() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut tx = store.begin().unwrap();
+    tx.put("thing", "x", None, None, "{not json").unwrap();
+    assert!(matches!(
+        tx.load::<Thing>("x"),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
