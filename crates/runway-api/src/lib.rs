@@ -1,0 +1,84 @@
+//! The App Runner API: the AWS JSON 1.0 protocol over HTTP (`POST /` with
+//! `X-Amz-Target: AppRunner.<Operation>`), SigV4 authentication of every request, and the
+//! logic of every operation, so that the AWS CLI, boto3 and the SDKs work unchanged.
+//!
+//! This crate records what users ask for; it must never start, stop or route anything
+//! itself (the controller does, from what is recorded here), never answer a status that
+//! claims more than has happened, and never log request bodies, which may hold secrets.
+
+#![forbid(unsafe_code)]
+
+mod metrics;
+mod ops;
+mod protocol;
+pub mod sigv4;
+
+pub use ops::{Ctx, OpError};
+
+use runway_model::Timestamp;
+use runway_secrets::MasterKey;
+use runway_store::Store;
+use runway_telemetry::Registry;
+use std::sync::Arc;
+
+/// Where this API lives: what its ARNs and URLs say.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub region: String,
+    pub account_id: String,
+    /// The domain service URLs are made under.
+    pub base_domain: String,
+}
+
+/// The API: cheap to clone, shared by every connection.
+#[derive(Clone, Debug)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    config: ApiConfig,
+    metrics: metrics::ApiMetrics,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Prepares the API over `store`: creates what every data directory needs (the
+    /// default auto scaling configuration) and registers the API's metrics.
+    pub fn new(
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        config: ApiConfig,
+        registry: &mut Registry,
+    ) -> Result<Self, OpError> {
+        let mut tx = store.begin()?;
+        let ctx = Ctx {
+            config: &config,
+            now: Timestamp::now(),
+        };
+        ops::autoscaling::ensure_default(&mut *tx, &ctx)?;
+        tx.commit()?;
+        Ok(Api {
+            inner: Arc::new(Inner {
+                store,
+                master,
+                config,
+                metrics: metrics::ApiMetrics::register(registry),
+            }),
+        })
+    }
+
+    /// The HTTP application that serves the API.
+    pub fn router(&self) -> axum::Router {
+        protocol::router(self.clone())
+    }
+}

@@ -1,0 +1,480 @@
+//! CreateService, DescribeService, ListServices, UpdateService, DeleteService,
+//! PauseService, ResumeService, StartDeployment and ListOperations.
+//!
+//! Every mutating call records an operation (PENDING) for the controller to carry out, in
+//! order, and marks the service OPERATION_IN_PROGRESS; nothing here claims that anything
+//! runs.
+
+use super::{Ctx, OpResult, autoscaling, connections, observability, page, page_desc, tags};
+use runway_model::records::*;
+use runway_model::shapes::*;
+use runway_model::{ApiError, ResourceKind, ids, validate};
+use runway_store::{Query, Txn, Typed};
+
+/// The most services ListServices and the most operations ListOperations answer at once.
+const MAX_PAGE: i64 = 20;
+
+pub(crate) fn load(tx: &dyn Txn, arn: &Option<String>) -> OpResult<ServiceRecord> {
+    let arn = validate::arn("ServiceArn", arn, ResourceKind::Service)?.to_string();
+    tx.load::<ServiceRecord>(&arn)?
+        .ok_or_else(|| ApiError::not_found(format!("Service {arn} does not exist")).into())
+}
+
+/// The services that are not deleted, in creation order.
+pub(crate) fn live(tx: &dyn Txn) -> OpResult<Vec<(i64, ServiceRecord)>> {
+    Ok(tx
+        .load_all::<ServiceRecord>(&Query::default())?
+        .into_iter()
+        .filter(|(_, s)| s.status != ServiceStatus::Deleted)
+        .collect())
+}
+
+fn operations(tx: &dyn Txn, service_arn: &str) -> OpResult<Vec<(i64, OperationRecord)>> {
+    let query = Query {
+        parent: Some(service_arn.to_string()),
+        descending: true,
+        ..Default::default()
+    };
+    Ok(tx.load_all::<OperationRecord>(&query)?)
+}
+
+fn unfinished(tx: &dyn Txn, service_arn: &str) -> OpResult<Vec<OperationRecord>> {
+    Ok(operations(tx, service_arn)?
+        .into_iter()
+        .map(|(_, op)| op)
+        .filter(|op| !op.status.is_final())
+        .collect())
+}
+
+/// The wire form of a service, with its auto scaling configuration's summary.
+pub(crate) fn wire(tx: &dyn Txn, s: &ServiceRecord) -> OpResult<Service> {
+    let spec = s.spec.clone();
+    Ok(Service {
+        service_name: Some(s.name.clone()),
+        service_id: Some(s.id.clone()),
+        service_arn: Some(s.arn.clone()),
+        service_url: Some(s.url.clone()),
+        created_at: Some(s.created_at),
+        updated_at: Some(s.updated_at),
+        deleted_at: s.deleted_at,
+        status: Some(s.status.to_string()),
+        source_configuration: Some(spec.source_configuration),
+        instance_configuration: Some(spec.instance_configuration),
+        encryption_configuration: spec.encryption_configuration,
+        health_check_configuration: Some(spec.health_check_configuration),
+        auto_scaling_configuration_summary: Some(autoscaling::summary_of(
+            tx,
+            &spec.auto_scaling_configuration_arn,
+        )?),
+        network_configuration: Some(spec.network_configuration),
+        observability_configuration: spec.observability_configuration,
+    })
+}
+
+/// Checks that the resources a source names exist.
+fn check_source_references(tx: &dyn Txn, source: &SourceConfiguration) -> OpResult<()> {
+    if let Some(arn) = source
+        .authentication_configuration
+        .as_ref()
+        .and_then(|a| a.connection_arn.as_ref())
+    {
+        connections::require_usable(
+            tx,
+            "SourceConfiguration.AuthenticationConfiguration.ConnectionArn",
+            arn,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_network(network: &NetworkConfiguration) -> OpResult<()> {
+    if let Some(arn) = network
+        .egress_configuration
+        .as_ref()
+        .and_then(|e| e.vpc_connector_arn.as_ref())
+    {
+        return Err(ApiError::invalid(format!(
+            "NetworkConfiguration.EgressConfiguration.VpcConnectorArn: VPC connector {arn} does not exist"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn service_observability(
+    tx: &dyn Txn,
+    cfg: &ServiceObservabilityConfiguration,
+) -> OpResult<ServiceObservabilityConfiguration> {
+    let cfg = validate::service_observability(cfg)?;
+    if let Some(arn) = &cfg.observability_configuration_arn {
+        observability::require_active(
+            tx,
+            "ObservabilityConfiguration.ObservabilityConfigurationArn",
+            arn,
+        )?;
+    }
+    Ok(cfg)
+}
+
+fn new_operation(
+    ctx: &Ctx<'_>,
+    service: &ServiceRecord,
+    kind: OperationType,
+    spec: Option<ServiceSpec>,
+) -> OperationRecord {
+    OperationRecord {
+        id: ids::new_operation_id(),
+        service_arn: service.arn.clone(),
+        kind,
+        status: OperationStatus::Pending,
+        started_at: ctx.now,
+        ended_at: None,
+        updated_at: ctx.now,
+        spec,
+        message: None,
+    }
+}
+
+/// Records `op` and marks its service as having an operation in progress.
+fn record(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    service: &mut ServiceRecord,
+    op: &OperationRecord,
+) -> OpResult<()> {
+    service.status = ServiceStatus::OperationInProgress;
+    service.updated_at = ctx.now;
+    tx.save(&*service)?;
+    tx.create(op)?;
+    Ok(())
+}
+
+pub(crate) fn create(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: CreateServiceRequest,
+) -> OpResult<ServiceResponse> {
+    let name = validate::service_name(&req.service_name)?;
+    let source = validate::source_configuration(
+        "SourceConfiguration",
+        validate::required("SourceConfiguration", &req.source_configuration)?,
+    )?;
+    let instance = validate::instance_configuration(req.instance_configuration.as_ref())?;
+    let health = validate::health_check(req.health_check_configuration.as_ref())?;
+    let network = validate::network_configuration(req.network_configuration.as_ref())?;
+    let encryption = req
+        .encryption_configuration
+        .as_ref()
+        .map(validate::encryption_configuration)
+        .transpose()?;
+    let tag_list = validate::tags(&req.tags)?;
+    check_source_references(&*tx, &source)?;
+    check_network(&network)?;
+    let observability = req
+        .observability_configuration
+        .as_ref()
+        .map(|o| service_observability(&*tx, o))
+        .transpose()?;
+    let asc = match &req.auto_scaling_configuration_arn {
+        Some(arn) => autoscaling::resolve_active(&*tx, "AutoScalingConfigurationArn", arn)?,
+        None => autoscaling::default_config(&*tx)?,
+    };
+    if live(&*tx)?.iter().any(|(_, s)| s.name == name) {
+        return Err(ApiError::invalid(format!(
+            "ServiceName: a service named {name} already exists"
+        ))
+        .into());
+    }
+
+    let id = ids::new_resource_id();
+    let service = ServiceRecord {
+        arn: ctx.arn(ResourceKind::Service, &[&name, &id]),
+        url: validate::service_host(&name, &id, &ctx.config.base_domain),
+        id,
+        name,
+        status: ServiceStatus::OperationInProgress,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+        deleted_at: None,
+        spec: ServiceSpec {
+            source_configuration: source,
+            instance_configuration: instance,
+            encryption_configuration: encryption,
+            health_check_configuration: health,
+            auto_scaling_configuration_arn: asc.arn,
+            network_configuration: network,
+            observability_configuration: observability,
+        },
+    };
+    let op = new_operation(
+        ctx,
+        &service,
+        OperationType::CreateService,
+        Some(service.spec.clone()),
+    );
+    tx.create(&service)?;
+    tx.create(&op)?;
+    tags::set(tx, &service.arn, tag_list)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn describe(
+    tx: &mut dyn Txn,
+    _ctx: &Ctx<'_>,
+    req: ServiceArnRequest,
+) -> OpResult<DescribeServiceResponse> {
+    let service = load(&*tx, &req.service_arn)?;
+    Ok(DescribeServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+    })
+}
+
+pub(crate) fn list(
+    tx: &mut dyn Txn,
+    _ctx: &Ctx<'_>,
+    req: ListServicesRequest,
+) -> OpResult<ListServicesResponse> {
+    let max = validate::max_results(req.max_results, MAX_PAGE)?;
+    let (services, next) = page(live(&*tx)?, req.next_token.as_deref(), max)?;
+    Ok(ListServicesResponse {
+        service_summary_list: Some(
+            services
+                .into_iter()
+                .map(|s| ServiceSummary {
+                    service_name: Some(s.name),
+                    service_id: Some(s.id),
+                    service_arn: Some(s.arn),
+                    service_url: Some(s.url),
+                    created_at: Some(s.created_at),
+                    updated_at: Some(s.updated_at),
+                    status: Some(s.status.to_string()),
+                })
+                .collect(),
+        ),
+        next_token: next,
+    })
+}
+
+/// Refuses changes to a service that is gone, failed to be created, or is being deleted.
+fn require_changeable(tx: &dyn Txn, service: &ServiceRecord) -> OpResult<()> {
+    match service.status {
+        ServiceStatus::Deleted | ServiceStatus::DeleteFailed | ServiceStatus::CreateFailed => {
+            return Err(ApiError::invalid_state(format!(
+                "Service {} is {}; it can only be deleted",
+                service.arn, service.status
+            ))
+            .into());
+        }
+        _ => {}
+    }
+    if unfinished(tx, &service.arn)?
+        .iter()
+        .any(|op| op.kind == OperationType::DeleteService)
+    {
+        return Err(
+            ApiError::invalid_state(format!("Service {} is being deleted", service.arn)).into(),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to pause or resume while another operation is pending or in progress.
+fn require_settled(
+    tx: &dyn Txn,
+    service: &ServiceRecord,
+    wanted: ServiceStatus,
+    action: &str,
+) -> OpResult<()> {
+    require_changeable(tx, service)?;
+    let busy = !unfinished(tx, &service.arn)?.is_empty();
+    if busy || service.status != wanted {
+        let state = if busy {
+            "has an operation in progress".to_string()
+        } else {
+            format!("is {}", service.status)
+        };
+        return Err(ApiError::invalid_state(format!(
+            "Service {} {state}; only a {wanted} service can be {action}",
+            service.arn
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+pub(crate) fn update(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: UpdateServiceRequest,
+) -> OpResult<ServiceResponse> {
+    let mut service = load(&*tx, &req.service_arn)?;
+    require_changeable(&*tx, &service)?;
+    let nothing = req.source_configuration.is_none()
+        && req.instance_configuration.is_none()
+        && req.auto_scaling_configuration_arn.is_none()
+        && req.health_check_configuration.is_none()
+        && req.network_configuration.is_none()
+        && req.observability_configuration.is_none();
+    if nothing {
+        return Err(ApiError::invalid(
+            "UpdateService needs at least one of SourceConfiguration, InstanceConfiguration, \
+             AutoScalingConfigurationArn, HealthCheckConfiguration, NetworkConfiguration, ObservabilityConfiguration",
+        )
+        .into());
+    }
+    let mut spec = service.spec.clone();
+    if let Some(update) = &req.source_configuration {
+        let merged = validate::merge_source(&spec.source_configuration, update)?;
+        spec.source_configuration = validate::source_configuration("SourceConfiguration", &merged)?;
+        check_source_references(&*tx, &spec.source_configuration)?;
+    }
+    if let Some(update) = &req.instance_configuration {
+        let merged = validate::merge_instance(&spec.instance_configuration, update);
+        spec.instance_configuration = validate::instance_configuration(Some(&merged))?;
+    }
+    if let Some(update) = &req.health_check_configuration {
+        let merged = validate::merge_health(&spec.health_check_configuration, update);
+        spec.health_check_configuration = validate::health_check(Some(&merged))?;
+    }
+    if let Some(network) = &req.network_configuration {
+        spec.network_configuration = validate::network_configuration(Some(network))?;
+        check_network(&spec.network_configuration)?;
+    }
+    if let Some(o) = &req.observability_configuration {
+        spec.observability_configuration = Some(service_observability(&*tx, o)?);
+    }
+    if let Some(arn) = &req.auto_scaling_configuration_arn {
+        spec.auto_scaling_configuration_arn =
+            autoscaling::resolve_active(&*tx, "AutoScalingConfigurationArn", arn)?.arn;
+    }
+    service.spec = spec.clone();
+    let op = new_operation(ctx, &service, OperationType::UpdateService, Some(spec));
+    record(tx, ctx, &mut service, &op)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn start_deployment(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: ServiceArnRequest,
+) -> OpResult<StartDeploymentResponse> {
+    let mut service = load(&*tx, &req.service_arn)?;
+    require_changeable(&*tx, &service)?;
+    if service.status == ServiceStatus::Paused {
+        return Err(ApiError::invalid_state(format!(
+            "Service {} is PAUSED; resume it to deploy",
+            service.arn
+        ))
+        .into());
+    }
+    let op = new_operation(
+        ctx,
+        &service,
+        OperationType::StartDeployment,
+        Some(service.spec.clone()),
+    );
+    record(tx, ctx, &mut service, &op)?;
+    Ok(StartDeploymentResponse {
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn pause(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: ServiceArnRequest,
+) -> OpResult<ServiceResponse> {
+    let mut service = load(&*tx, &req.service_arn)?;
+    require_settled(&*tx, &service, ServiceStatus::Running, "paused")?;
+    let op = new_operation(ctx, &service, OperationType::PauseService, None);
+    record(tx, ctx, &mut service, &op)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn resume(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: ServiceArnRequest,
+) -> OpResult<ServiceResponse> {
+    let mut service = load(&*tx, &req.service_arn)?;
+    require_settled(&*tx, &service, ServiceStatus::Paused, "resumed")?;
+    let op = new_operation(
+        ctx,
+        &service,
+        OperationType::ResumeService,
+        Some(service.spec.clone()),
+    );
+    record(tx, ctx, &mut service, &op)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn delete(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: ServiceArnRequest,
+) -> OpResult<ServiceResponse> {
+    let mut service = load(&*tx, &req.service_arn)?;
+    if service.status == ServiceStatus::Deleted {
+        return Err(
+            ApiError::invalid_state(format!("Service {} is already deleted", service.arn)).into(),
+        );
+    }
+    if unfinished(&*tx, &service.arn)?
+        .iter()
+        .any(|op| op.kind == OperationType::DeleteService)
+    {
+        return Err(ApiError::invalid_state(format!(
+            "Service {} is already being deleted",
+            service.arn
+        ))
+        .into());
+    }
+    let op = new_operation(ctx, &service, OperationType::DeleteService, None);
+    record(tx, ctx, &mut service, &op)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
+pub(crate) fn list_operations(
+    tx: &mut dyn Txn,
+    _ctx: &Ctx<'_>,
+    req: ListOperationsRequest,
+) -> OpResult<ListOperationsResponse> {
+    let service = load(&*tx, &req.service_arn)?;
+    let max = validate::max_results(req.max_results, MAX_PAGE)?;
+    let (ops, next) = page_desc(
+        operations(&*tx, &service.arn)?,
+        req.next_token.as_deref(),
+        max,
+    )?;
+    Ok(ListOperationsResponse {
+        operation_summary_list: Some(
+            ops.into_iter()
+                .map(|op| OperationSummary {
+                    id: Some(op.id),
+                    kind: Some(op.kind.to_string()),
+                    status: Some(op.status.to_string()),
+                    target_arn: Some(op.service_arn),
+                    started_at: Some(op.started_at),
+                    ended_at: op.ended_at,
+                    updated_at: Some(op.updated_at),
+                })
+                .collect(),
+        ),
+        next_token: next,
+    })
+}

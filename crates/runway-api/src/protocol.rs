@@ -1,0 +1,348 @@
+//! The AWS JSON 1.0 wire protocol: authentication, the target header, body parsing,
+//! dispatch to the operations, and answers (`{"__type": ..., "Message": ...}` for errors).
+
+use crate::ops::{self, Ctx, OpError, OpResult};
+use crate::{Api, sigv4};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use runway_model::Timestamp;
+use runway_store::Txn;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The content type of requests and answers.
+const JSON_1_0: &str = "application/x-amz-json-1.0";
+/// The `X-Amz-Target` prefix of App Runner operations.
+const TARGET_PREFIX: &str = "AppRunner.";
+/// SigV4's allowed clock difference between client and server.
+const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+/// The largest request body accepted; App Runner's largest inputs are far smaller.
+const MAX_BODY: usize = 1 << 20;
+
+/// Every operation this API implements; metrics use these names as labels.
+const OPERATIONS: &[&str] = &[
+    "CreateService",
+    "DescribeService",
+    "ListServices",
+    "UpdateService",
+    "DeleteService",
+    "PauseService",
+    "ResumeService",
+    "StartDeployment",
+    "ListOperations",
+    "CreateAutoScalingConfiguration",
+    "DescribeAutoScalingConfiguration",
+    "ListAutoScalingConfigurations",
+    "DeleteAutoScalingConfiguration",
+    "UpdateDefaultAutoScalingConfiguration",
+    "ListServicesForAutoScalingConfiguration",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+    "CreateConnection",
+    "ListConnections",
+    "DeleteConnection",
+    "CreateObservabilityConfiguration",
+    "DescribeObservabilityConfiguration",
+    "ListObservabilityConfigurations",
+    "DeleteObservabilityConfiguration",
+];
+
+pub(crate) fn router(api: Api) -> Router {
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// An error answer.
+#[derive(Debug)]
+struct Fault {
+    status: StatusCode,
+    type_name: &'static str,
+    message: String,
+}
+
+impl Fault {
+    fn new(status: StatusCode, type_name: &'static str, message: impl Into<String>) -> Self {
+        Fault {
+            status,
+            type_name,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Fault::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            message,
+        )
+    }
+
+    fn serialization(message: impl Into<String>) -> Self {
+        Fault::new(StatusCode::BAD_REQUEST, "SerializationException", message)
+    }
+}
+
+impl From<OpError> for Fault {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Api(e) => Fault::new(
+                StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                e.kind.type_name(),
+                e.message,
+            ),
+            OpError::Store(e) => {
+                tracing::error!(error = %e, "store failed");
+                Fault::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServiceErrorException",
+                    "runway's state store failed; the request changed nothing and may be retried",
+                )
+            }
+        }
+    }
+}
+
+async fn handle(State(api): State<Api>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    let mut operation = "unknown";
+    let result = async {
+        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
+        })?;
+        let access_key = authenticate(&api, &parts, body.clone()).await?;
+        if parts.method != Method::POST || parts.uri.path() != "/" {
+            return Err(Fault::new(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "the App Runner API is served at POST /",
+            ));
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let name = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
+        operation = OPERATIONS
+            .iter()
+            .find(|op| **op == name)
+            .copied()
+            .ok_or_else(|| {
+                Fault::new(
+                    StatusCode::BAD_REQUEST,
+                    "UnknownOperationException",
+                    format!("runway does not implement the operation {target:?}"),
+                )
+            })?;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type.split(';').next().map(str::trim) != Some(JSON_1_0) {
+            return Err(Fault::serialization(format!(
+                "Content-Type must be {JSON_1_0}, got {content_type:?}"
+            )));
+        }
+        tracing::debug!(%request_id, operation, %access_key, "api request");
+        dispatch(&api, operation, body).await
+    }
+    .await;
+
+    let elapsed = started.elapsed();
+    let (status, outcome, response) = match result {
+        Ok(body) => (
+            StatusCode::OK,
+            "ok",
+            answer(StatusCode::OK, &request_id, body),
+        ),
+        Err(fault) => {
+            let body = serde_json::json!({ "__type": fault.type_name, "Message": fault.message });
+            let response = answer(fault.status, &request_id, body.to_string().into_bytes());
+            (fault.status, fault.type_name, response)
+        }
+    };
+    api.inner
+        .metrics
+        .observe(operation, outcome, elapsed.as_secs_f64());
+    tracing::info!(
+        %request_id,
+        operation,
+        status = status.as_u16(),
+        result = outcome,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "api"
+    );
+    response
+}
+
+fn answer(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_0));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+/// Verifies the request's SigV4 signature against the stored access keys; returns the
+/// access key id.
+async fn authenticate(
+    api: &Api,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+) -> Result<String, Fault> {
+    let api = api.clone();
+    let method = parts.method.clone();
+    let uri = parts.uri.clone();
+    let headers = parts.headers.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let inner = &api.inner;
+        let request = sigv4::RequestParts {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            headers: &headers,
+            body: &body,
+        };
+        let policy = sigv4::Policy {
+            region: &inner.config.region,
+            service: "apprunner",
+            now: SystemTime::now(),
+            max_skew: MAX_SKEW,
+        };
+        let mut failure = None;
+        let verdict = sigv4::verify(&request, &policy, |id| {
+            let found = inner
+                .store
+                .begin()
+                .map_err(|e| e.to_string())
+                .and_then(|tx| {
+                    runway_secrets::secret_for(&*tx, &inner.master, id).map_err(|e| e.to_string())
+                });
+            match found {
+                Ok(secret) => secret.map(|s| s.expose().to_string()),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        (verdict, failure)
+    })
+    .await;
+    match verdict {
+        Ok((_, Some(failure))) => {
+            tracing::error!(error = %failure, "cannot look up an access key");
+            Err(Fault::internal(
+                "runway could not look up the access key; retry",
+            ))
+        }
+        Ok((Ok(id), None)) => Ok(id),
+        Ok((Err(e), None)) => Err(Fault::new(
+            StatusCode::FORBIDDEN,
+            e.type_name(),
+            e.to_string(),
+        )),
+        Err(e) => Err(Fault::internal(format!(
+            "authentication failed to run: {e}"
+        ))),
+    }
+}
+
+async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
+    use ops::{autoscaling, connections, observability, services, tags};
+    match operation {
+        "CreateService" => run(api, body, services::create).await,
+        "DescribeService" => run(api, body, services::describe).await,
+        "ListServices" => run(api, body, services::list).await,
+        "UpdateService" => run(api, body, services::update).await,
+        "DeleteService" => run(api, body, services::delete).await,
+        "PauseService" => run(api, body, services::pause).await,
+        "ResumeService" => run(api, body, services::resume).await,
+        "StartDeployment" => run(api, body, services::start_deployment).await,
+        "ListOperations" => run(api, body, services::list_operations).await,
+        "CreateAutoScalingConfiguration" => run(api, body, autoscaling::create).await,
+        "DescribeAutoScalingConfiguration" => run(api, body, autoscaling::describe).await,
+        "ListAutoScalingConfigurations" => run(api, body, autoscaling::list).await,
+        "DeleteAutoScalingConfiguration" => run(api, body, autoscaling::delete).await,
+        "UpdateDefaultAutoScalingConfiguration" => {
+            run(api, body, autoscaling::update_default).await
+        }
+        "ListServicesForAutoScalingConfiguration" => {
+            run(api, body, autoscaling::list_services).await
+        }
+        "TagResource" => run(api, body, tags::tag).await,
+        "UntagResource" => run(api, body, tags::untag).await,
+        "ListTagsForResource" => run(api, body, tags::list).await,
+        "CreateConnection" => run(api, body, connections::create).await,
+        "ListConnections" => run(api, body, connections::list).await,
+        "DeleteConnection" => run(api, body, connections::delete).await,
+        "CreateObservabilityConfiguration" => run(api, body, observability::create).await,
+        "DescribeObservabilityConfiguration" => run(api, body, observability::describe).await,
+        "ListObservabilityConfigurations" => run(api, body, observability::list).await,
+        "DeleteObservabilityConfiguration" => run(api, body, observability::delete).await,
+        other => Err(Fault::internal(format!("operation {other} has no handler"))),
+    }
+}
+
+/// Parses the input, runs the operation in one transaction on a blocking thread, and
+/// encodes its output.
+async fn run<Req, Resp>(
+    api: &Api,
+    body: Bytes,
+    op: fn(&mut dyn Txn, &Ctx<'_>, Req) -> OpResult<Resp>,
+) -> Result<Vec<u8>, Fault>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let input: Req = parse(&body)?;
+    let api = api.clone();
+    let joined = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Fault> {
+        let inner = &api.inner;
+        let mut tx = inner.store.begin().map_err(OpError::from)?;
+        let ctx = Ctx {
+            config: &inner.config,
+            now: Timestamp::now(),
+        };
+        let output = op(&mut *tx, &ctx, input)?;
+        tx.commit().map_err(OpError::from)?;
+        serde_json::to_vec(&output)
+            .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
+    })
+    .await;
+    joined.unwrap_or_else(|e| Err(Fault::internal(format!("the operation failed to run: {e}"))))
+}
+
+/// Parses a JSON object into `T`; a type mismatch names the member's path.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fault> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Fault::serialization("the request body is not UTF-8"))?;
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    if !text.trim_start().starts_with('{') {
+        return Err(Fault::serialization(
+            "the request body must be a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Fault::serialization(format!("malformed JSON: {inner}"))
+        } else {
+            Fault::serialization(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Fault::serialization(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
