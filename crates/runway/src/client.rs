@@ -1,0 +1,152 @@
+//! A small App Runner API client that signs with SigV4 (aws-sigv4's signer), reading the
+//! endpoint and the admin key from the server's data directory.
+
+use crate::ClientArgs;
+use crate::server::{Endpoints, PROFILE};
+use anyhow::{Context, Result, anyhow, bail};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4::SigningParams;
+use serde_json::Value;
+use std::path::Path;
+use std::time::SystemTime;
+
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    credentials: Credentials,
+}
+
+/// An error answer from the API.
+#[derive(Debug, thiserror::Error)]
+#[error("{type_name}: {message}")]
+pub struct ApiFault {
+    pub type_name: String,
+    pub message: String,
+}
+
+/// Reads `aws_access_key_id` and `aws_secret_access_key` of `profile` from a shared
+/// credentials file.
+fn read_credentials(path: &Path, profile: &str) -> Result<Credentials> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the access key in {} (is this the server's data directory, and are you root?)", path.display())
+    })?;
+    let (mut id, mut secret, mut in_profile) = (None, None, false);
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_profile = section.trim() == profile;
+        } else if in_profile && let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "aws_access_key_id" => id = Some(value.trim().to_string()),
+                "aws_secret_access_key" => secret = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Credentials::new(id, secret, None, None, "runway")),
+        _ => bail!("{} has no complete [{profile}] profile", path.display()),
+    }
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Self> {
+        let endpoints_path = args.data_dir.join("endpoints.json");
+        let endpoints: Option<Endpoints> = std::fs::read(&endpoints_path)
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok());
+        let endpoint = match (&args.endpoint_url, &endpoints) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(e)) => e.api.clone(),
+            (None, None) => bail!(
+                "cannot find the runway API: {} is missing (start `runway server`, or pass --endpoint-url)",
+                endpoints_path.display()
+            ),
+        };
+        let region = endpoints.map_or_else(|| "us-east-1".to_string(), |e| e.region);
+        let credentials = read_credentials(&args.data_dir.join("credentials"), PROFILE)?;
+        Ok(Client {
+            http: reqwest::Client::new(),
+            endpoint,
+            region,
+            credentials,
+        })
+    }
+
+    /// Calls `operation` with `input` and returns its output.
+    pub async fn call(&self, operation: &str, input: &Value) -> Result<Value> {
+        let body = serde_json::to_vec(input)?;
+        let url = format!("{}/", self.endpoint);
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("AppRunner.{operation}"))
+            .body(body.clone())?;
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        request.headers_mut().insert("host", host.parse()?);
+        let identity = self.credentials.clone().into();
+        let params = SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("apprunner")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            url.as_str(),
+            request
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+            SignableBody::Bytes(&body),
+        )?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        let request = reqwest::Request::try_from(request.map(reqwest::Body::from))?;
+        let response = self.http.execute(request).await.map_err(|e| {
+            anyhow!(
+                "cannot reach the runway API at {}: {e} (is `runway server` running?)",
+                self.endpoint
+            )
+        })?;
+        let status = response.status();
+        let value: Value = response.json().await.with_context(|| {
+            format!(
+                "the API at {} answered {status} with a body that is not JSON",
+                self.endpoint
+            )
+        })?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let fault = ApiFault {
+            type_name: value["__type"]
+                .as_str()
+                .unwrap_or("UnknownError")
+                .rsplit('#')
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            message: value["Message"]
+                .as_str()
+                .or(value["message"].as_str())
+                .unwrap_or("")
+                .to_string(),
+        };
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(anyhow!(fault).context(
+                "the API refused the access key in the data directory's credentials file",
+            ));
+        }
+        Err(fault.into())
+    }
+}

@@ -1,0 +1,341 @@
+//! The client commands: `services`, `deploy` and `operations`, as tables or JSON.
+
+use crate::ClientArgs;
+use crate::client::Client;
+use anyhow::{Context, Result, anyhow};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServicesCommand {
+    /// List services.
+    Ls,
+    /// Show a service's configuration and status.
+    Describe { name: String },
+    /// Delete a service.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperationsCommand {
+    /// List a service's operations, newest first.
+    Ls { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The image to run, e.g. 127.0.0.1:5000/app:v1 or docker.io/library/nginx.
+    #[arg(long)]
+    image: String,
+    /// The service's name.
+    #[arg(long)]
+    name: String,
+    /// The port the app listens on [default: 8080, or the service's current port].
+    #[arg(long)]
+    port: Option<u16>,
+    /// An environment variable for the app, KEY=VALUE; repeat for more.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
+/// Every item of a list operation's `key` list, following NextToken.
+async fn all_pages(
+    client: &Client,
+    operation: &str,
+    mut input: Value,
+    key: &str,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    loop {
+        let page = client.call(operation, &input).await?;
+        out.extend(page[key].as_array().cloned().unwrap_or_default());
+        match page["NextToken"].as_str() {
+            Some(t) => input["NextToken"] = json!(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn all_services(client: &Client) -> Result<Vec<Value>> {
+    all_pages(client, "ListServices", json!({}), "ServiceSummaryList").await
+}
+
+async fn find_service(client: &Client, name: &str) -> Result<Option<Value>> {
+    Ok(all_services(client)
+        .await?
+        .into_iter()
+        .find(|s| s["ServiceName"].as_str() == Some(name)))
+}
+
+async fn service_arn(client: &Client, name: &str) -> Result<String> {
+    let service = find_service(client, name)
+        .await?
+        .ok_or_else(|| anyhow!("there is no service named {name}"))?;
+    Ok(service["ServiceArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Epoch seconds as an RFC 3339 time.
+fn when(v: &Value) -> String {
+    v.as_f64()
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs as i64).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `1024` CPU units and `2048` MB as `1 vCPU / 2 GB`.
+fn units(instance: &Value) -> String {
+    let num = |k: &str| instance[k].as_str().and_then(|v| v.parse::<f64>().ok());
+    match (num("Cpu"), num("Memory")) {
+        (Some(cpu), Some(mem)) => format!("{} vCPU / {} GB", cpu / 1024.0, mem / 1024.0),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        match command {
+            ServicesCommand::Ls => {
+                let services = all_services(&client).await?;
+                if args.output == Output::Json {
+                    return print_json(&json!(services));
+                }
+                let rows: Vec<Vec<String>> = services
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            text(&s["ServiceName"]),
+                            text(&s["Status"]),
+                            text(&s["ServiceUrl"]),
+                            when(&s["CreatedAt"]),
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "STATUS", "URL", "CREATED"], &rows);
+                Ok(())
+            }
+            ServicesCommand::Describe { name } => {
+                let arn = service_arn(&client, &name).await?;
+                let out = client
+                    .call("DescribeService", &json!({ "ServiceArn": arn }))
+                    .await?;
+                let s = &out["Service"];
+                if args.output == Output::Json {
+                    return print_json(s);
+                }
+                let image = &s["SourceConfiguration"]["ImageRepository"];
+                let code = &s["SourceConfiguration"]["CodeRepository"];
+                let source = if image.is_object() {
+                    text(&image["ImageIdentifier"])
+                } else {
+                    format!(
+                        "{} ({})",
+                        text(&code["RepositoryUrl"]),
+                        text(&code["SourceCodeVersion"]["Value"])
+                    )
+                };
+                let asc = &s["AutoScalingConfigurationSummary"];
+                let health = &s["HealthCheckConfiguration"];
+                let rows = [
+                    ("Name", text(&s["ServiceName"])),
+                    ("ARN", text(&s["ServiceArn"])),
+                    ("Status", text(&s["Status"])),
+                    ("URL", text(&s["ServiceUrl"])),
+                    ("Source", source),
+                    ("CPU / memory", units(&s["InstanceConfiguration"])),
+                    (
+                        "Auto scaling",
+                        format!(
+                            "{} (revision {})",
+                            text(&asc["AutoScalingConfigurationName"]),
+                            text(&asc["AutoScalingConfigurationRevision"])
+                        ),
+                    ),
+                    (
+                        "Health check",
+                        format!(
+                            "{} {} every {}s",
+                            text(&health["Protocol"]),
+                            text(&health["Path"]),
+                            text(&health["Interval"])
+                        ),
+                    ),
+                    ("Created", when(&s["CreatedAt"])),
+                    ("Updated", when(&s["UpdatedAt"])),
+                ];
+                for (k, v) in rows {
+                    println!("{:<14}{v}", format!("{k}:"));
+                }
+                Ok(())
+            }
+            ServicesCommand::Delete { name } => {
+                let arn = service_arn(&client, &name).await?;
+                let out = client
+                    .call("DeleteService", &json!({ "ServiceArn": arn }))
+                    .await?;
+                if args.output == Output::Json {
+                    return print_json(&out);
+                }
+                println!(
+                    "Deleting {name}: operation {} recorded; the service is {}.",
+                    text(&out["OperationId"]),
+                    text(&out["Service"]["Status"])
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
+    let mut env = serde_json::Map::new();
+    for pair in &args.env {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env takes KEY=VALUE, got {pair:?}"))?;
+        env.insert(k.to_string(), json!(v));
+    }
+    let client = Client::new(client_args)?;
+    block_on(async {
+        let existing = find_service(&client, &args.name).await?;
+        let out = match existing {
+            Some(summary) => {
+                let arn = text(&summary["ServiceArn"]);
+                let current = client
+                    .call("DescribeService", &json!({ "ServiceArn": arn }))
+                    .await?;
+                // Keep what this command does not set: the port and the other variables.
+                let mut config = current["Service"]["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"].clone();
+                if !config.is_object() {
+                    config = json!({});
+                }
+                if let Some(port) = args.port {
+                    config["Port"] = json!(port.to_string());
+                }
+                let mut vars = config["RuntimeEnvironmentVariables"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                vars.extend(env);
+                config["RuntimeEnvironmentVariables"] = json!(vars);
+                let input = json!({
+                    "ServiceArn": arn,
+                    "SourceConfiguration": { "ImageRepository": {
+                        "ImageIdentifier": args.image,
+                        "ImageRepositoryType": "ECR",
+                        "ImageConfiguration": config,
+                    }},
+                });
+                client.call("UpdateService", &input).await?
+            }
+            None => {
+                let mut config = json!({ "RuntimeEnvironmentVariables": env });
+                if let Some(port) = args.port {
+                    config["Port"] = json!(port.to_string());
+                }
+                let input = json!({
+                    "ServiceName": args.name,
+                    "SourceConfiguration": { "ImageRepository": {
+                        "ImageIdentifier": args.image,
+                        "ImageRepositoryType": "ECR",
+                        "ImageConfiguration": config,
+                    }},
+                });
+                client.call("CreateService", &input).await?
+            }
+        };
+        if client_args.output == Output::Json {
+            return print_json(&out);
+        }
+        let s = &out["Service"];
+        println!(
+            "Service {}: operation {} recorded.",
+            text(&s["ServiceName"]),
+            text(&out["OperationId"])
+        );
+        println!("  Status: {}", text(&s["Status"]));
+        println!("  URL:    {}", text(&s["ServiceUrl"]));
+        Ok(())
+    })
+}
+
+pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let OperationsCommand::Ls { name } = command;
+        let arn = service_arn(&client, &name).await?;
+        let input = json!({ "ServiceArn": arn });
+        let ops = all_pages(&client, "ListOperations", input, "OperationSummaryList").await?;
+        if args.output == Output::Json {
+            return print_json(&json!(ops));
+        }
+        let rows: Vec<Vec<String>> = ops
+            .iter()
+            .map(|o| {
+                vec![
+                    text(&o["Id"]),
+                    text(&o["Type"]),
+                    text(&o["Status"]),
+                    when(&o["StartedAt"]),
+                    when(&o["EndedAt"]),
+                ]
+            })
+            .collect();
+        print_table(&["ID", "TYPE", "STATUS", "STARTED", "ENDED"], &rows);
+        Ok(())
+    })
+}

@@ -1,0 +1,415 @@
+//! `runway server`: configuration (flags over a TOML file over defaults), the data
+//! directory, the admin key, the listeners, and graceful shutdown.
+
+use anyhow::{Context, Result, bail};
+use runway_api::{Api, ApiConfig};
+use runway_secrets::MasterKey;
+use runway_store::{SqliteStore, Store};
+use runway_telemetry::{LogFormat, Registry};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/runway";
+/// The profile the credentials file holds the admin key under.
+pub const PROFILE: &str = "runway";
+
+/// Options of `runway server`. Each may also be set in the TOML file given with
+/// `--config`, under the same name (`api-listen = "127.0.0.1:8090"`); flags win.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerArgs {
+    /// A TOML file with any of these options.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Where runway keeps its state [default: /var/lib/runway].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The App Runner API's address [default: 127.0.0.1:8090].
+    #[arg(long)]
+    api_listen: Option<SocketAddr>,
+    /// The image registry's address [default: 127.0.0.1:5000].
+    #[arg(long)]
+    registry_listen: Option<SocketAddr>,
+    /// The router's plain HTTP address [default: 0.0.0.0:8080].
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// The router's HTTPS address [default: 0.0.0.0:8443].
+    #[arg(long)]
+    https_listen: Option<SocketAddr>,
+    /// The Prometheus metrics address [default: 127.0.0.1:9090].
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// The domain service URLs are made under [default: runway.localhost].
+    #[arg(long)]
+    base_domain: Option<String>,
+    /// The region in ARNs and SigV4 scopes [default: us-east-1].
+    #[arg(long)]
+    region: Option<String>,
+    /// The 12-digit account id in ARNs [default: 000000000000].
+    #[arg(long)]
+    account_id: Option<String>,
+    /// Log format: human or json [default: human].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log filter, e.g. `info` or `info,runway_api=debug` [default: info].
+    #[arg(long)]
+    log_filter: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub registry_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub https_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub base_domain: String,
+    pub region: String,
+    pub account_id: String,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl ServerArgs {
+    /// Flags, then the config file, then defaults.
+    fn resolve(self) -> Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str::<ServerArgs>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => ServerArgs::default(),
+        };
+        let config = Config {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            api_listen: self
+                .api_listen
+                .or(file.api_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:8090")),
+            registry_listen: self
+                .registry_listen
+                .or(file.registry_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:5000")),
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| addr("0.0.0.0:8080")),
+            https_listen: self
+                .https_listen
+                .or(file.https_listen)
+                .unwrap_or_else(|| addr("0.0.0.0:8443")),
+            metrics_listen: self
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:9090")),
+            base_domain: self
+                .base_domain
+                .or(file.base_domain)
+                .unwrap_or_else(|| "runway.localhost".into()),
+            region: self
+                .region
+                .or(file.region)
+                .unwrap_or_else(|| "us-east-1".into()),
+            account_id: self
+                .account_id
+                .or(file.account_id)
+                .unwrap_or_else(|| "000000000000".into()),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .map(|f| f.parse())
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or_default(),
+            log_filter: self
+                .log_filter
+                .or(file.log_filter)
+                .unwrap_or_else(|| "info".into()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    fn check(&self) -> Result<()> {
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("account-id must be 12 digits, got {:?}", self.account_id);
+        }
+        let region_ok = !self.region.is_empty()
+            && self.region.len() <= 63
+            && self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            bail!(
+                "region must be lowercase letters, digits and '-', got {:?}",
+                self.region
+            );
+        }
+        let domain_ok = !self.base_domain.is_empty()
+            && self.base_domain.len() <= 200
+            && self.base_domain.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !domain_ok {
+            bail!(
+                "base-domain must be a lowercase DNS name, got {:?}",
+                self.base_domain
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What `DATA_DIR/endpoints.json` holds: where each running part listens.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// The App Runner API's URL.
+    pub api: String,
+    /// The Prometheus metrics URL.
+    pub metrics: String,
+    /// The region to sign API requests for.
+    pub region: String,
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    let config = args.resolve()?;
+    runway_telemetry::init_logging(config.log_format, &config.log_filter)
+        .map_err(anyhow::Error::msg)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+/// Takes the data directory's lock, so two servers never share one directory.
+fn lock_data_dir(dir: &Path) -> Result<fs::File> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("runway.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!(
+            "another runway server is using the data directory {}",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Creates the admin access key on first start and saves it in DATA_DIR/credentials.
+/// The file is written before the key is committed, so a crash in between leaves no
+/// key without a file: the next start simply makes a new one.
+fn ensure_admin_key(store: &dyn Store, master: &MasterKey, dir: &Path) -> Result<Option<PathBuf>> {
+    let mut tx = store.begin()?;
+    if runway_secrets::any_access_key(&*tx)? {
+        return Ok(None);
+    }
+    let (id, secret) = runway_secrets::create_access_key(&mut *tx, master, "admin")?;
+    let path = dir.join("credentials");
+    let text = format!(
+        "[{PROFILE}]\naws_access_key_id = {id}\naws_secret_access_key = {}\n",
+        secret.expose()
+    );
+    runway_store::fs::write_atomic(&path, text.as_bytes(), 0o600)?;
+    tx.commit()?;
+    Ok(Some(path))
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let dir = &config.data_dir;
+    let _lock = lock_data_dir(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("state.db")).context("cannot open the state store")?);
+    let master = Arc::new(MasterKey::load_or_create(&dir.join("master.key"))?);
+    let new_credentials = ensure_admin_key(&*store, &master, dir)?;
+
+    let mut registry = Registry::default();
+    let api = Api::new(
+        store.clone(),
+        master,
+        ApiConfig {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            base_domain: config.base_domain.clone(),
+        },
+        &mut registry,
+    )?;
+    let registry = Arc::new(registry);
+
+    let (api_listener, api_addr) = bind("API", config.api_listen).await?;
+    let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
+    let endpoints = Endpoints {
+        api: format!("http://{api_addr}"),
+        metrics: format!("http://{metrics_addr}/metrics"),
+        region: config.region.clone(),
+    };
+    runway_store::fs::write_atomic(
+        &dir.join("endpoints.json"),
+        serde_json::to_string_pretty(&endpoints)?.as_bytes(),
+        0o644,
+    )?;
+
+    let credentials = dir.join("credentials");
+    println!("runway is running (data in {})", dir.display());
+    println!("  App Runner API  {}", endpoints.api);
+    println!("  metrics         {}", endpoints.metrics);
+    if let Some(path) = &new_credentials {
+        println!(
+            "Created the admin access key in {} (profile {PROFILE}).",
+            path.display()
+        );
+    }
+    println!("Use it with the AWS CLI:");
+    println!(
+        "  AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={PROFILE} aws apprunner list-services --endpoint-url {} --region {}",
+        credentials.display(),
+        endpoints.api,
+        config.region
+    );
+    tracing::info!(api = %api_addr, metrics = %metrics_addr, data_dir = %dir.display(), "runway started");
+    tracing::info!(
+        registry = %config.registry_listen,
+        http = %config.http_listen,
+        https = %config.https_listen,
+        "the registry and router listeners are configured but not served by this version"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let api_task = tokio::spawn({
+        let router = api.router();
+        let stopped = stopped();
+        async move {
+            axum::serve(api_listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    });
+    let metrics_task = tokio::spawn(runway_telemetry::serve_metrics(
+        metrics_listener,
+        registry,
+        stopped(),
+    ));
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    api_task.await??;
+    metrics_task.await??;
+    tracing::info!("runway stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runway.toml");
+        fs::write(&file, "api-listen = \"127.0.0.1:7000\"\nbase-domain = \"apps.example.com\"\nregion = \"eu-west-1\"\n").unwrap();
+        let args = Wrapper::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--region",
+            "us-west-2",
+        ])
+        .args;
+        let config = args.resolve().unwrap();
+        assert_eq!(config.api_listen, addr("127.0.0.1:7000"));
+        assert_eq!(config.base_domain, "apps.example.com");
+        assert_eq!(config.region, "us-west-2");
+        assert_eq!(config.metrics_listen, addr("127.0.0.1:9090"));
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runway.toml");
+        fs::write(&file, "api-lisen = \"127.0.0.1:7000\"\n").unwrap();
+        let err = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("api-lisen"), "{err:#}");
+        let err = Wrapper::parse_from(["x", "--account-id", "12"])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("account-id"));
+        let err = Wrapper::parse_from(["x", "--base-domain", "Bad_Domain"])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("base-domain"));
+    }
+}

@@ -1,0 +1,392 @@
+//! Starts real `runway server` processes in temporary data directories and drives them
+//! with real clients: the AWS CLI v2, boto3, and raw SigV4-signed HTTP.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const REGION: &str = "us-east-1";
+
+/// A running server with its own data directory, stopped and removed on drop.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub api: String,
+    pub metrics: String,
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_runway")
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("runway-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = Server {
+            dir,
+            child: None,
+            api: String::new(),
+            metrics: String::new(),
+        };
+        server.launch();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.data_dir().join("credentials")
+    }
+
+    /// The `runway` command, pointed at this server's data directory.
+    pub fn runway(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env("RUNWAY_DATA_DIR", self.data_dir())
+            .env_remove("RUNWAY_ENDPOINT_URL");
+        cmd
+    }
+
+    fn launch(&mut self) {
+        let endpoints = self.data_dir().join("endpoints.json");
+        let _ = std::fs::remove_file(&endpoints);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir().join("server.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["server", "--data-dir"])
+            .arg(self.data_dir())
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--registry-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start runway server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(raw) = std::fs::read(&endpoints) {
+                let v: Value = serde_json::from_slice(&raw).expect("endpoints.json is JSON");
+                self.api = v["api"].as_str().expect("api endpoint").to_string();
+                self.metrics = v["metrics"].as_str().expect("metrics endpoint").to_string();
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("runway server exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runway server did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
+    }
+
+    fn signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        Some(child.wait().expect("wait for runway server"))
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        let status = self.signal("-TERM").expect("server was running");
+        assert!(
+            status.success(),
+            "graceful shutdown should exit 0, got {status}:\n{}",
+            self.log()
+        );
+        self.launch();
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.signal("-KILL").expect("server was running");
+        self.launch();
+    }
+
+    /// Runs `aws apprunner <args>` against this server.
+    pub fn aws(&self, args: &[&str]) -> Aws {
+        self.aws_with(&self.credentials(), args)
+    }
+
+    /// Like [`Server::aws`], with another credentials file.
+    pub fn aws_with(&self, credentials: &Path, args: &[&str]) -> Aws {
+        let out = Command::new(aws_binary())
+            .arg("apprunner")
+            .args(args)
+            .args([
+                "--endpoint-url",
+                &self.api,
+                "--region",
+                REGION,
+                "--output",
+                "json",
+            ])
+            .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+            .env("AWS_PROFILE", "runway")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_PAGER", "")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_DEFAULT_REGION")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the AWS CLI (apt-get install awscli)");
+        Aws(out)
+    }
+
+    /// Runs the boto3 script `tests/e2e/py/<name>` against this server; it asserts on its own.
+    pub fn boto3(&self, script: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/e2e/py")
+            .join(script);
+        let out = Command::new("python3")
+            .arg(&path)
+            .env("RUNWAY_ENDPOINT", &self.api)
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.credentials())
+            .env("AWS_PROFILE", "runway")
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .expect("run python3");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{script} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Sends `body` to the API signed for `operation`, letting `tweak` change the request
+    /// before (`sign_time`) and after signing; returns the status and JSON body.
+    pub fn raw(&self, request: RawRequest<'_>) -> (u16, Value) {
+        raw_call(&self.api, &self.credentials(), request)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The AWS CLI v2 from Debian's awscli package, not a v1 that may come first on PATH.
+fn aws_binary() -> &'static str {
+    if Path::new("/usr/bin/aws").exists() {
+        "/usr/bin/aws"
+    } else {
+        "aws"
+    }
+}
+
+/// The outcome of an AWS CLI call.
+pub struct Aws(pub Output);
+
+impl Aws {
+    /// The JSON the command printed; panics with the CLI's message if it failed.
+    #[track_caller]
+    pub fn ok(&self) -> Value {
+        assert!(
+            self.0.status.success(),
+            "aws failed ({}): {}",
+            self.0.status,
+            String::from_utf8_lossy(&self.0.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&self.0.stdout);
+        if stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&stdout).expect("the AWS CLI printed JSON")
+        }
+    }
+
+    /// The error type the CLI reported; panics if the call succeeded.
+    #[track_caller]
+    pub fn err(&self) -> (String, String) {
+        let stderr = String::from_utf8_lossy(&self.0.stderr).into_owned();
+        assert!(
+            !self.0.status.success(),
+            "expected an error, got {}",
+            String::from_utf8_lossy(&self.0.stdout)
+        );
+        // "An error occurred (InvalidRequestException) when calling the X operation: message"
+        let kind = stderr
+            .split_once("An error occurred (")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(kind, _)| kind.to_string())
+            .unwrap_or_else(|| panic!("unexpected AWS CLI error output: {stderr}"));
+        let message = stderr
+            .split_once("operation: ")
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_default();
+        (kind, message)
+    }
+}
+
+/// A hand-made API request.
+pub struct RawRequest<'a> {
+    pub operation: &'a str,
+    pub body: &'a str,
+    pub content_type: &'a str,
+    /// Sign as if at this time (default: now).
+    pub sign_time: Option<SystemTime>,
+    /// Replace the secret the request is signed with.
+    pub secret: Option<&'a str>,
+    /// Replace the access key id the request is signed with.
+    pub access_key: Option<&'a str>,
+    /// Headers added after signing.
+    pub unsigned_headers: &'a [(&'a str, &'a str)],
+    /// Send without an Authorization header.
+    pub unsigned: bool,
+}
+
+impl Default for RawRequest<'_> {
+    fn default() -> Self {
+        RawRequest {
+            operation: "ListServices",
+            body: "{}",
+            content_type: "application/x-amz-json-1.0",
+            sign_time: None,
+            secret: None,
+            access_key: None,
+            unsigned_headers: &[],
+            unsigned: false,
+        }
+    }
+}
+
+fn read_key(credentials: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(credentials).expect("credentials file");
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.split_once('=')
+                    .filter(|(key, _)| key.trim() == k)
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .expect("key in credentials")
+    };
+    (get("aws_access_key_id"), get("aws_secret_access_key"))
+}
+
+fn raw_call(api: &str, credentials: &Path, r: RawRequest<'_>) -> (u16, Value) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4::SigningParams;
+
+    let (id, secret) = read_key(credentials);
+    let url = format!("{api}/");
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(&url)
+        .header("content-type", r.content_type)
+        .header("x-amz-target", format!("AppRunner.{}", r.operation))
+        .body(r.body.as_bytes().to_vec())
+        .expect("request");
+    let host = request.uri().authority().expect("authority").to_string();
+    request
+        .headers_mut()
+        .insert("host", host.parse().expect("host"));
+    if !r.unsigned {
+        let creds = aws_credential_types::Credentials::new(
+            r.access_key.unwrap_or(&id),
+            r.secret.unwrap_or(&secret),
+            None,
+            None,
+            "test",
+        );
+        let identity = creds.into();
+        let params = SigningParams::builder()
+            .identity(&identity)
+            .region(REGION)
+            .name("apprunner")
+            .time(r.sign_time.unwrap_or_else(SystemTime::now))
+            .settings(SigningSettings::default())
+            .build()
+            .expect("signing params")
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            url.as_str(),
+            request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.to_str().expect("ascii header"))),
+            SignableBody::Bytes(r.body.as_bytes()),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+    }
+    for (k, v) in r.unsigned_headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
+        request
+            .headers_mut()
+            .insert(name, v.parse().expect("header value"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let request =
+            reqwest::Request::try_from(request.map(reqwest::Body::from)).expect("reqwest request");
+        let response = reqwest::Client::new().execute(request).await.expect("send");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    })
+}
+
+/// A simple GET, for the metrics endpoint.
+pub fn get(url: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let response = reqwest::get(url).await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    })
+}

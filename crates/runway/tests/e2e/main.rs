@@ -1,0 +1,9 @@
+//! End-to-end tests: real `runway server` processes driven by the real AWS CLI v2, boto3,
+//! the `runway` CLI, and hand-signed HTTP requests.
+
+mod harness;
+
+mod api;
+mod auth;
+mod cli;
+mod durability;
