@@ -46,11 +46,6 @@ impl ImageReference {
             }
             None => (rest, None),
         };
-        if name.len() > MAX_NAME_LEN {
-            return Err(format!(
-                "the repository name is longer than {MAX_NAME_LEN} characters"
-            ));
-        }
         let (registry, path) = match name.split_once('/') {
             Some((first, path)) if looks_like_registry(first) => {
                 check_registry(first)?;
@@ -64,6 +59,13 @@ impl ImageReference {
         } else {
             path
         };
+        // Checked on the normalised name, so that what is accepted can be printed and
+        // parsed again.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "the repository name is longer than {MAX_NAME_LEN} characters"
+            ));
+        }
         let tag = match (&tag, &digest) {
             (None, None) => Some("latest".to_string()),
             _ => tag,
