@@ -77,6 +77,27 @@ impl Api {
         })
     }
 
+    /// Records a START_DEPLOYMENT for each service with AutoDeploymentsEnabled that runs
+    /// `repository:tag` from runway's own registry, which clients reach by the host names
+    /// in `registry_hosts` (`127.0.0.1:5000`, `localhost:5000`, ...). Returns the
+    /// operation ids. Blocking: call it from a blocking thread.
+    pub fn record_image_push(
+        &self,
+        registry_hosts: &[String],
+        repository: &str,
+        tag: &str,
+    ) -> Result<Vec<String>, OpError> {
+        let inner = &self.inner;
+        let mut tx = inner.store.begin()?;
+        let ctx = Ctx {
+            config: &inner.config,
+            now: Timestamp::now(),
+        };
+        let ids = ops::services::deploy_pushed(&mut *tx, &ctx, registry_hosts, repository, tag)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// The HTTP application that serves the API.
     pub fn router(&self) -> axum::Router {
         protocol::router(self.clone())

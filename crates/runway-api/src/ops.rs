@@ -4,6 +4,7 @@
 
 pub(crate) mod autoscaling;
 pub(crate) mod connections;
+pub(crate) mod extensions;
 pub(crate) mod observability;
 mod revisions;
 pub(crate) mod services;

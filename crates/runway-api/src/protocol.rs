@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 const JSON_1_0: &str = "application/x-amz-json-1.0";
 /// The `X-Amz-Target` prefix of App Runner operations.
 const TARGET_PREFIX: &str = "AppRunner.";
+/// The prefix of runway's own operations, kept apart so App Runner's can never clash.
+const EXTENSION_PREFIX: &str = "Runway.";
 /// SigV4's allowed clock difference between client and server.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 /// The largest request body accepted; App Runner's largest inputs are far smaller.
@@ -50,6 +52,14 @@ const OPERATIONS: &[&str] = &[
     "DescribeObservabilityConfiguration",
     "ListObservabilityConfigurations",
     "DeleteObservabilityConfiguration",
+];
+
+/// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
+const EXTENSIONS: &[&str] = &[
+    "ListRevisions",
+    "RollbackService",
+    "UpdateTraffic",
+    "ListServiceEvents",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -128,18 +138,21 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let name = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
-        operation = OPERATIONS
-            .iter()
-            .find(|op| **op == name)
-            .copied()
-            .ok_or_else(|| {
-                Fault::new(
-                    StatusCode::BAD_REQUEST,
-                    "UnknownOperationException",
-                    format!("runway does not implement the operation {target:?}"),
-                )
-            })?;
+        let known = match (
+            target.strip_prefix(TARGET_PREFIX),
+            target.strip_prefix(EXTENSION_PREFIX),
+        ) {
+            (Some(name), _) => OPERATIONS.iter().find(|op| **op == name),
+            (_, Some(name)) => EXTENSIONS.iter().find(|op| **op == name),
+            _ => None,
+        };
+        operation = known.copied().ok_or_else(|| {
+            Fault::new(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                format!("runway does not implement the operation {target:?}"),
+            )
+        })?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -258,7 +271,7 @@ async fn authenticate(
 }
 
 async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
-    use ops::{autoscaling, connections, observability, services, tags};
+    use ops::{autoscaling, connections, extensions, observability, services, tags};
     match operation {
         "CreateService" => run(api, body, services::create).await,
         "DescribeService" => run(api, body, services::describe).await,
@@ -289,6 +302,10 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "DescribeObservabilityConfiguration" => run(api, body, observability::describe).await,
         "ListObservabilityConfigurations" => run(api, body, observability::list).await,
         "DeleteObservabilityConfiguration" => run(api, body, observability::delete).await,
+        "ListRevisions" => run(api, body, extensions::list_revisions).await,
+        "RollbackService" => run(api, body, extensions::rollback).await,
+        "UpdateTraffic" => run(api, body, extensions::update_traffic).await,
+        "ListServiceEvents" => run(api, body, extensions::list_events).await,
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }

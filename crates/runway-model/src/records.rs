@@ -148,6 +148,29 @@ pub struct OperationRecord {
     /// Why the operation failed or rolled back.
     #[serde(default)]
     pub message: Option<String>,
+    /// For a deployment that redeploys an earlier revision (rollback), that revision.
+    #[serde(default)]
+    pub redeploy: Option<String>,
+    /// How far the controller got; it resumes from here after a restart.
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+/// The controller's position in an operation, recorded before each step is acted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Progress {
+    /// The new revision exists and its instances are starting; traffic is not on it yet.
+    Starting {
+        revision: String,
+        deadline: Timestamp,
+    },
+    /// Traffic is on the new revision; the previous ones drain until `until`.
+    Draining { revision: String, until: Timestamp },
+    /// The new revision failed; it is being stopped and the old one keeps serving.
+    RollingBack { revision: String, reason: String },
+    /// Instances are stopping (pause, delete).
+    Stopping,
 }
 
 /// One revision of an auto scaling configuration.
@@ -194,4 +217,75 @@ pub struct ObservabilityRecord {
 pub struct TagsRecord {
     pub arn: String,
     pub tags: Vec<Tag>,
+}
+
+wire_enum! {
+    /// Where a revision is in its life.
+    pub enum RevisionStatus {
+        Deploying => "DEPLOYING",
+        Serving => "SERVING",
+        Retired => "RETIRED",
+        Failed => "FAILED",
+    }
+}
+
+/// An image resolved to what instances run: a repository in runway's registry and a
+/// manifest digest, so a revision always runs the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedImage {
+    pub repository: String,
+    pub digest: String,
+}
+
+/// An immutable revision of a service: the configuration and the exact image it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    /// `<service id>-<number, 5 digits>`.
+    pub id: String,
+    pub service_arn: String,
+    pub number: u32,
+    pub created_at: Timestamp,
+    pub spec: ServiceSpec,
+    /// Set once the image is resolved.
+    #[serde(default)]
+    pub image: Option<ResolvedImage>,
+    pub status: RevisionStatus,
+    /// Why the revision failed.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Where a service's traffic goes: revisions with a share and an optional tag, which
+/// gives the revision its own URL (`<tag>---<host>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficTarget {
+    pub revision: String,
+    pub percent: u8,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// What the controller keeps per service besides the API's record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service_arn: String,
+    /// The number the next revision gets.
+    pub next_revision: u32,
+    pub traffic: Vec<TrafficTarget>,
+    /// The instance count the autoscaler last chose for each revision, so a restart keeps
+    /// capacity instead of starting over.
+    #[serde(default)]
+    pub desired: std::collections::BTreeMap<String, u32>,
+    pub paused: bool,
+}
+
+/// A line of a service's event log ("Provisioning instances", ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub service_arn: String,
+    pub time: Timestamp,
+    #[serde(default)]
+    pub operation_id: Option<String>,
+    pub message: String,
 }

@@ -457,3 +457,51 @@ shape! {
     /// The empty answer of TagResource and UntagResource.
     pub struct Empty {}
 }
+
+// ---- runway's extension operations (target prefix `Runway.`) ----
+
+shape! {
+    pub struct ServicePageRequest { service_arn: String, max_results: i64, next_token: String }
+}
+
+shape! {
+    pub struct RevisionSummary {
+        revision_id: String,
+        number: i64,
+        status: String,
+        created_at: Timestamp,
+        image_identifier: String,
+        image_digest: String,
+        percent: i64,
+        tag: String,
+        message: String,
+    }
+}
+
+shape! {
+    pub struct ListRevisionsResponse { revisions: Vec<RevisionSummary>, next_token: String }
+}
+
+shape! {
+    pub struct RollbackServiceRequest { service_arn: String, revision_id: String }
+}
+
+shape! {
+    pub struct TrafficEntry { revision_id: String, percent: i64, tag: String }
+}
+
+shape! {
+    pub struct UpdateTrafficRequest { service_arn: String, traffic: Vec<TrafficEntry> }
+}
+
+shape! {
+    pub struct UpdateTrafficResponse { traffic: Vec<TrafficEntry> }
+}
+
+shape! {
+    pub struct ServiceEvent { time: Timestamp, message: String, operation_id: String }
+}
+
+shape! {
+    pub struct ListServiceEventsResponse { events: Vec<ServiceEvent>, next_token: String }
+}

@@ -60,3 +60,30 @@ impl Record for TagsRecord {
         &self.arn
     }
 }
+
+impl Record for RevisionRecord {
+    const KIND: &'static str = "revision";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.service_arn)
+    }
+}
+
+impl Record for ServiceState {
+    const KIND: &'static str = "service_state";
+    fn key(&self) -> &str {
+        &self.service_arn
+    }
+}
+
+impl Record for EventRecord {
+    const KIND: &'static str = "event";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.service_arn)
+    }
+}

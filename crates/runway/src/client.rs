@@ -15,6 +15,7 @@ use std::time::SystemTime;
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
+    registry: Option<String>,
     region: String,
     credentials: Credentials,
 }
@@ -65,11 +66,13 @@ impl Client {
                 endpoints_path.display()
             ),
         };
+        let registry = endpoints.as_ref().map(|e| e.registry.clone());
         let region = endpoints.map_or_else(|| "us-east-1".to_string(), |e| e.region);
         let credentials = read_credentials(&args.data_dir.join("credentials"), PROFILE)?;
         Ok(Client {
             http: reqwest::Client::new(),
             endpoint,
+            registry,
             region,
             credentials,
         })
@@ -148,5 +151,51 @@ impl Client {
             ));
         }
         Err(fault.into())
+    }
+}
+
+impl Client {
+    /// Calls the registry at `path` (`/v2/_catalog`, ...) with the access key as Basic
+    /// credentials; returns the JSON body and the next page's path from a `Link` header.
+    pub async fn registry(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<(Value, Option<String>)> {
+        let base = self.registry.as_deref().ok_or_else(|| {
+            anyhow!("endpoints.json names no registry: is the server up to date?")
+        })?;
+        let url = format!("{base}{path}");
+        let response = self
+            .http
+            .request(method, &url)
+            .basic_auth(
+                self.credentials.access_key_id(),
+                Some(self.credentials.secret_access_key()),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the runway registry at {base}: {e} (is `runway server` running?)"
+                )
+            })?;
+        let status = response.status();
+        let next = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once('<').and_then(|(_, rest)| rest.split_once('>')))
+            .map(|(path, _)| path.to_string());
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = &value["errors"][0];
+            bail!(
+                "the registry answered {status}: {} {}",
+                error["code"].as_str().unwrap_or(""),
+                error["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok((value, next))
     }
 }

@@ -339,3 +339,53 @@ pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
         Ok(())
     })
 }
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// List the repositories.
+    Ls,
+    /// List a repository's tags.
+    Tags { repository: String },
+    /// Remove blobs no image needs.
+    Gc,
+}
+
+pub fn registry(command: RegistryCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let (key, path) = match &command {
+            RegistryCommand::Ls => ("repositories", "/v2/_catalog".to_string()),
+            RegistryCommand::Tags { repository } => ("tags", format!("/v2/{repository}/tags/list")),
+            RegistryCommand::Gc => {
+                let (report, _) = client
+                    .registry(reqwest::Method::POST, "/runway/v1/gc")
+                    .await?;
+                if args.output == Output::Json {
+                    return print_json(&report);
+                }
+                println!(
+                    "Removed {} blobs ({} bytes) and {} abandoned uploads; {} blobs are in use.",
+                    text(&report["blobs_removed"]),
+                    text(&report["bytes_removed"]),
+                    text(&report["uploads_removed"]),
+                    text(&report["blobs_referenced"])
+                );
+                return Ok(());
+            }
+        };
+        let mut items = Vec::new();
+        let mut next = Some(path);
+        while let Some(path) = next {
+            let (page, more) = client.registry(reqwest::Method::GET, &path).await?;
+            items.extend(page[key].as_array().cloned().unwrap_or_default());
+            next = more;
+        }
+        if args.output == Output::Json {
+            return print_json(&json!(items));
+        }
+        for item in items {
+            println!("{}", text(&item));
+        }
+        Ok(())
+    })
+}

@@ -42,6 +42,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List repositories and tags in runway's image registry, and collect its garbage.
+    Registry {
+        #[command(subcommand)]
+        command: commands::RegistryCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a service's operations.
     Operations {
         #[command(subcommand)]
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
         Command::Services { command, client } => commands::services(command, &client),
         Command::Deploy { args, client } => commands::deploy(args, &client),
         Command::Operations { command, client } => commands::operations(command, &client),
+        Command::Registry { command, client } => commands::registry(command, &client),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result, bail};
 use runway_api::{Api, ApiConfig};
+use runway_registry::{Registry, RegistryConfig};
 use runway_secrets::MasterKey;
 use runway_store::{SqliteStore, Store};
-use runway_telemetry::{LogFormat, Registry};
+use runway_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::net::SocketAddr;
@@ -189,6 +190,8 @@ impl Config {
 pub struct Endpoints {
     /// The App Runner API's URL.
     pub api: String,
+    /// The image registry's URL.
+    pub registry: String,
     /// The Prometheus metrics URL.
     pub metrics: String,
     /// The region to sign API requests for.
@@ -266,7 +269,14 @@ async fn serve(config: Config) -> Result<()> {
     let master = Arc::new(MasterKey::load_or_create(&dir.join("master.key"))?);
     let new_credentials = ensure_admin_key(&*store, &master, dir)?;
 
-    let mut registry = Registry::default();
+    let mut metrics = runway_telemetry::Registry::default();
+    let registry = Registry::open(
+        RegistryConfig::new(dir.join("registry")),
+        store.clone(),
+        master.clone(),
+        &mut metrics,
+    )
+    .context("cannot open the image registry")?;
     let api = Api::new(
         store.clone(),
         master,
@@ -275,14 +285,17 @@ async fn serve(config: Config) -> Result<()> {
             account_id: config.account_id.clone(),
             base_domain: config.base_domain.clone(),
         },
-        &mut registry,
+        &mut metrics,
     )?;
-    let registry = Arc::new(registry);
+    let metrics = Arc::new(metrics);
 
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
+    let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
+    deploy_on_push(&registry, &api, registry_addr);
     let endpoints = Endpoints {
         api: format!("http://{api_addr}"),
+        registry: format!("http://{registry_addr}"),
         metrics: format!("http://{metrics_addr}/metrics"),
         region: config.region.clone(),
     };
@@ -295,6 +308,7 @@ async fn serve(config: Config) -> Result<()> {
     let credentials = dir.join("credentials");
     println!("runway is running (data in {})", dir.display());
     println!("  App Runner API  {}", endpoints.api);
+    println!("  registry        {}", endpoints.registry);
     println!("  metrics         {}", endpoints.metrics);
     if let Some(path) = &new_credentials {
         println!(
@@ -309,12 +323,11 @@ async fn serve(config: Config) -> Result<()> {
         endpoints.api,
         config.region
     );
-    tracing::info!(api = %api_addr, metrics = %metrics_addr, data_dir = %dir.display(), "runway started");
+    tracing::info!(api = %api_addr, registry = %registry_addr, metrics = %metrics_addr, data_dir = %dir.display(), "runway started");
     tracing::info!(
-        registry = %config.registry_listen,
         http = %config.http_listen,
         https = %config.https_listen,
-        "the registry and router listeners are configured but not served by this version"
+        "the router's listeners are configured but not served by this version"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -333,9 +346,19 @@ async fn serve(config: Config) -> Result<()> {
                 .await
         }
     });
+    let registry_task = tokio::spawn({
+        let router = registry.router();
+        let stopped = stopped();
+        async move {
+            axum::serve(registry_listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    });
+    let gc_task = registry.spawn_gc(REGISTRY_GC_INTERVAL, stopped());
     let metrics_task = tokio::spawn(runway_telemetry::serve_metrics(
         metrics_listener,
-        registry,
+        metrics,
         stopped(),
     ));
 
@@ -343,9 +366,44 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(true);
     api_task.await??;
+    registry_task.await??;
     metrics_task.await??;
+    gc_task.await?;
     tracing::info!("runway stopped");
     Ok(())
+}
+
+/// How often the registry removes blobs that no image needs.
+const REGISTRY_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The names clients reach the registry by: its address, and loopback names for its port.
+fn registry_hosts(addr: SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let mut hosts = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")];
+    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+        hosts.push(addr.to_string());
+    }
+    hosts
+}
+
+/// A push to a tag that a service deploys with AutoDeploymentsEnabled records a
+/// deployment of that service.
+fn deploy_on_push(registry: &Registry, api: &Api, registry_addr: SocketAddr) {
+    let api = api.clone();
+    let hosts = registry_hosts(registry_addr);
+    registry.on_push(move |event| {
+        let Some(tag) = event.tag.clone() else {
+            return;
+        };
+        let (api, hosts, repository) = (api.clone(), hosts.clone(), event.repository.clone());
+        tokio::task::spawn_blocking(move || match api.record_image_push(&hosts, &repository, &tag) {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(repository, tag, operations = ?ids, "image pushed: deployments recorded")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(repository, tag, error = %e, "cannot record deployments for a pushed image"),
+        });
+    });
 }
 
 async fn shutdown_signal() -> Result<()> {

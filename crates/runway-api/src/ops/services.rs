@@ -116,7 +116,7 @@ fn service_observability(
     Ok(cfg)
 }
 
-fn new_operation(
+pub(crate) fn new_operation(
     ctx: &Ctx<'_>,
     service: &ServiceRecord,
     kind: OperationType,
@@ -132,11 +132,13 @@ fn new_operation(
         updated_at: ctx.now,
         spec,
         message: None,
+        redeploy: None,
+        progress: None,
     }
 }
 
 /// Records `op` and marks its service as having an operation in progress.
-fn record(
+pub(crate) fn record(
     tx: &mut dyn Txn,
     ctx: &Ctx<'_>,
     service: &mut ServiceRecord,
@@ -259,7 +261,7 @@ pub(crate) fn list(
 }
 
 /// Refuses changes to a service that is gone, failed to be created, or is being deleted.
-fn require_changeable(tx: &dyn Txn, service: &ServiceRecord) -> OpResult<()> {
+pub(crate) fn require_changeable(tx: &dyn Txn, service: &ServiceRecord) -> OpResult<()> {
     match service.status {
         ServiceStatus::Deleted | ServiceStatus::DeleteFailed | ServiceStatus::CreateFailed => {
             return Err(ApiError::invalid_state(format!(
@@ -477,4 +479,51 @@ pub(crate) fn list_operations(
         ),
         next_token: next,
     })
+}
+
+/// Records a START_DEPLOYMENT for every service that deploys `repository:tag` from
+/// runway's registry (known by the names in `registry_hosts`) with AutoDeploymentsEnabled;
+/// returns the operation ids. Services that cannot deploy now (paused, failed, being
+/// deleted) are skipped.
+pub(crate) fn deploy_pushed(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    registry_hosts: &[String],
+    repository: &str,
+    tag: &str,
+) -> OpResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for (_, mut service) in live(&*tx)? {
+        let source = &service.spec.source_configuration;
+        if source.auto_deployments_enabled != Some(true) {
+            continue;
+        }
+        let Some(identifier) = source
+            .image_repository
+            .as_ref()
+            .and_then(|i| i.image_identifier.as_deref())
+        else {
+            continue;
+        };
+        let Ok(image) = runway_model::reference::ImageReference::parse(identifier) else {
+            continue;
+        };
+        let ours = registry_hosts.iter().any(|h| h == &image.registry);
+        if !ours || image.repository != repository || image.tag.as_deref() != Some(tag) {
+            continue;
+        }
+        if service.status == ServiceStatus::Paused || require_changeable(&*tx, &service).is_err() {
+            tracing::info!(service = %service.arn, "a push of its image was not deployed: the service cannot deploy now");
+            continue;
+        }
+        let op = new_operation(
+            ctx,
+            &service,
+            OperationType::StartDeployment,
+            Some(service.spec.clone()),
+        );
+        record(tx, ctx, &mut service, &op)?;
+        ids.push(op.id);
+    }
+    Ok(ids)
 }

@@ -498,3 +498,71 @@ fn auto_scaling_revisions_with_the_aws_cli() {
     assert_eq!(kind, "InvalidRequestException");
     assert!(message.contains("MinSize"), "{message}");
 }
+
+#[test]
+fn extension_operations_check_their_input() {
+    use crate::harness::RawRequest;
+    let server = Server::start();
+    let created = server
+        .aws(&[
+            "create-service",
+            "--cli-input-json",
+            &image_service("extended"),
+        ])
+        .ok();
+    let arn = str_of(&created["Service"], "ServiceArn").to_string();
+    let call = |operation: &str, body: serde_json::Value| {
+        let body = body.to_string();
+        server.raw(RawRequest {
+            operation,
+            prefix: "Runway",
+            body: &body,
+            ..Default::default()
+        })
+    };
+    let (status, body) = call("ListRevisions", json!({ "ServiceArn": arn }));
+    assert_eq!(
+        (status, body["Revisions"].clone()),
+        (200, json!([])),
+        "{body}"
+    );
+    let (status, body) = call("ListServiceEvents", json!({ "ServiceArn": arn }));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("RollbackService", json!({ "ServiceArn": arn }));
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("InvalidRequestException")),
+        "{body}"
+    );
+    let (status, body) = call(
+        "UpdateTraffic",
+        json!({ "ServiceArn": arn, "Traffic": [{ "RevisionId": "nope", "Percent": 100 }] }),
+    );
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("ResourceNotFoundException")),
+        "{body}"
+    );
+    assert!(
+        body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("Traffic[0].RevisionId"),
+        "{body}"
+    );
+    let (status, body) = call("UpdateTraffic", json!({ "ServiceArn": arn, "Traffic": [] }));
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("InvalidRequestException")),
+        "{body}"
+    );
+    // Extension names are not App Runner operations, and the other way round.
+    let (status, _) = server.raw(RawRequest {
+        operation: "ListRevisions",
+        body: "{}",
+        ..Default::default()
+    });
+    assert_eq!(status, 400);
+    let (status, _) = call("ListServices", json!({}));
+    assert_eq!(status, 400);
+}

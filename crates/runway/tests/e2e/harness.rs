@@ -13,6 +13,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub api: String,
+    pub registry: String,
     pub metrics: String,
 }
 
@@ -30,6 +31,7 @@ impl Server {
             dir,
             child: None,
             api: String::new(),
+            registry: String::new(),
             metrics: String::new(),
         };
         server.launch();
@@ -87,6 +89,10 @@ impl Server {
             if let Ok(raw) = std::fs::read(&endpoints) {
                 let v: Value = serde_json::from_slice(&raw).expect("endpoints.json is JSON");
                 self.api = v["api"].as_str().expect("api endpoint").to_string();
+                self.registry = v["registry"]
+                    .as_str()
+                    .expect("registry endpoint")
+                    .to_string();
                 self.metrics = v["metrics"].as_str().expect("metrics endpoint").to_string();
                 return;
             }
@@ -133,6 +139,17 @@ impl Server {
     pub fn crash_and_restart(&mut self) {
         self.signal("-KILL").expect("server was running");
         self.launch();
+    }
+
+    /// The registry's `host:port`, as image references name it.
+    pub fn registry_host(&self) -> &str {
+        self.registry.trim_start_matches("http://")
+    }
+
+    /// The admin access key as `KEYID:SECRET`, for skopeo's `--creds`.
+    pub fn creds(&self) -> String {
+        let (id, secret) = read_key(&self.credentials());
+        format!("{id}:{secret}")
     }
 
     /// Runs `aws apprunner <args>` against this server.
@@ -267,6 +284,8 @@ impl Aws {
 /// A hand-made API request.
 pub struct RawRequest<'a> {
     pub operation: &'a str,
+    /// The target prefix: `AppRunner` or runway's `Runway`.
+    pub prefix: &'a str,
     pub body: &'a str,
     pub content_type: &'a str,
     /// Sign as if at this time (default: now).
@@ -285,6 +304,7 @@ impl Default for RawRequest<'_> {
     fn default() -> Self {
         RawRequest {
             operation: "ListServices",
+            prefix: "AppRunner",
             body: "{}",
             content_type: "application/x-amz-json-1.0",
             sign_time: None,
@@ -320,7 +340,7 @@ fn raw_call(api: &str, credentials: &Path, r: RawRequest<'_>) -> (u16, Value) {
         .method("POST")
         .uri(&url)
         .header("content-type", r.content_type)
-        .header("x-amz-target", format!("AppRunner.{}", r.operation))
+        .header("x-amz-target", format!("{}.{}", r.prefix, r.operation))
         .body(r.body.as_bytes().to_vec())
         .expect("request");
     let host = request.uri().authority().expect("authority").to_string();
