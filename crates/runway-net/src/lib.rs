@@ -1,0 +1,388 @@
+//! Instance networking (the reference architecture's service VPC and NAT gateway): one
+//! Linux bridge per runtime with an address from a private subnet, a network namespace
+//! per instance joined to it by a veth pair, addresses allocated in the store (one
+//! document per address), outbound NAT to the internet, and nftables rules that keep
+//! instances of different services apart and keep every instance away from the host's
+//! own ports. The host (the router) reaches instances by address and port.
+//!
+//! Everything goes through the `ip` and `nft` programs, called from the caller's thread,
+//! which must be a blocking one: this crate never enters a namespace itself and holds no
+//! unsafe code. `ip` rather than rtnetlink because creating a named namespace and
+//! configuring links inside it takes `unshare`/`setns` on dedicated threads plus bind
+//! mounts, which `ip netns` already does correctly; an attach costs two `ip -batch` runs
+//! and one `nft` transaction, about 8 ms (see `bench/runtime`). It must never depend on the runtime, the registry, the router or the API,
+//! and every operation is idempotent, so a crash at any point is repaired by repeating it
+//! or by [`Network::sweep`].
+
+#![forbid(unsafe_code)]
+
+pub mod ipam;
+mod link;
+mod nft;
+mod program;
+mod subnet;
+
+pub use ipam::{AddressRecord, IpamError};
+pub use program::ProgramError;
+pub use subnet::Subnet;
+
+use runway_store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The bridge a runtime uses unless configured otherwise.
+pub const DEFAULT_BRIDGE: &str = "runway0";
+/// The subnet instances get addresses from unless configured otherwise (podman's default
+/// is 10.88.0.0/16, Docker's 172.17.0.0/16: both avoided).
+pub const DEFAULT_SUBNET: &str = "10.201.0.0/16";
+
+/// What can go wrong with instance networking.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The configuration or a name is not usable.
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+    /// Another network on this host already routes addresses of the subnet.
+    #[error("subnet {subnet} overlaps a route that is not runway's: {routes}")]
+    Conflict { subnet: Subnet, routes: String },
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A kernel setting could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = NetError> = std::result::Result<T, E>;
+
+/// How a runtime's network is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The bridge's name: 1 to 15 of `a-z`, `0-9` and `_` (it also names the nftables
+    /// tables and prefixes the namespaces, so it must be unique on the host).
+    pub bridge: String,
+    /// The private subnet instances get addresses from.
+    pub subnet: Subnet,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            bridge: DEFAULT_BRIDGE.to_string(),
+            subnet: DEFAULT_SUBNET.parse().expect("the default subnet is valid"),
+        }
+    }
+}
+
+impl NetConfig {
+    /// Checks the bridge name.
+    pub fn validate(&self) -> Result<()> {
+        let b = &self.bridge;
+        if b.is_empty()
+            || b.len() > 15
+            || !b
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        {
+            return Err(NetError::Config(format!(
+                "bridge name {b:?} must be 1 to 15 characters of a-z, 0-9 and _"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An instance's place on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub instance: String,
+    pub service: String,
+    /// The instance's address.
+    pub ip: Ipv4Addr,
+    pub subnet: Subnet,
+    /// The bridge's address, the instance's default route.
+    pub gateway: Ipv4Addr,
+    /// The instance's network namespace, for the OCI runtime config.
+    pub netns: PathBuf,
+    /// The host end of the instance's veth pair.
+    pub veth: String,
+}
+
+/// The name of an instance's network namespace.
+pub fn netns_name(bridge: &str, instance: &str) -> String {
+    format!("{}{instance}", netns_prefix(bridge))
+}
+
+fn netns_prefix(bridge: &str) -> String {
+    format!("runway-{bridge}-")
+}
+
+/// The name of the host end of an instance's veth pair: interface names are at most 15
+/// bytes, so it is a digest of the bridge and the instance.
+pub fn veth_name(bridge: &str, instance: &str) -> String {
+    let digest = Sha256::digest(format!("{bridge}/{instance}"));
+    format!("rw{}", &hex::encode(digest)[..13])
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+    {
+        return Err(NetError::Config(format!(
+            "{what} {name:?} must be 1 to 64 characters of letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// A runtime's network: its bridge, rules and addresses.
+pub struct Network {
+    config: NetConfig,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Makes the network ready: the bridge with its gateway address, IPv4 forwarding,
+    /// and both nftables tables rebuilt from the addresses in the store. Safe to repeat.
+    pub fn setup(config: NetConfig, store: Arc<dyn Store>) -> Result<Network> {
+        config.validate()?;
+        let conflicts = link::conflicting_routes(config.subnet, &config.bridge)?;
+        if !conflicts.is_empty() {
+            return Err(NetError::Conflict {
+                subnet: config.subnet,
+                routes: conflicts.join(", "),
+            });
+        }
+        let held = ipam::all(store.as_ref(), &config.bridge)?;
+        if let Some(outside) = held.iter().find(|a| !config.subnet.contains(a.ip)) {
+            return Err(NetError::Config(format!(
+                "instance {} holds {} on bridge {}, outside the configured subnet {}; stop \
+                 its instances before changing the subnet",
+                outside.instance, outside.ip, config.bridge, config.subnet
+            )));
+        }
+        link::ensure_bridge(&config.bridge, config.subnet)?;
+        enable_forwarding()?;
+        let network = Network { config, store };
+        network.sync_rules()?;
+        tracing::info!(
+            bridge = %network.config.bridge,
+            subnet = %network.config.subnet,
+            "instance network ready"
+        );
+        Ok(network)
+    }
+
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    fn member(&self, a: &AddressRecord) -> nft::Member {
+        nft::Member {
+            ip: a.ip,
+            tag: a.tag,
+            port: veth_name(&self.config.bridge, &a.instance),
+        }
+    }
+
+    fn attachment_of(&self, a: AddressRecord) -> Attachment {
+        Attachment {
+            netns: link::netns_path(&netns_name(&self.config.bridge, &a.instance)),
+            veth: veth_name(&self.config.bridge, &a.instance),
+            ip: a.ip,
+            subnet: self.config.subnet,
+            gateway: self.config.subnet.gateway(),
+            instance: a.instance,
+            service: a.service,
+        }
+    }
+
+    /// Rebuilds both nftables tables from the addresses in the store.
+    pub fn sync_rules(&self) -> Result<()> {
+        let held = ipam::all(self.store.as_ref(), &self.config.bridge)?;
+        let members: Vec<_> = held.iter().map(|a| self.member(a)).collect();
+        let script = nft::ruleset(&self.config.bridge, self.config.subnet, &members);
+        program::run("nft", &["-f", "-"], Some(&script))?;
+        Ok(())
+    }
+
+    /// Gives `instance` (of `service`) an address, a namespace and a veth into the
+    /// bridge, and lets it reach its own service's instances. Repeating it for an
+    /// attached instance returns the same attachment; a partial one is rebuilt.
+    pub fn attach(&self, instance: &str, service: &str) -> Result<Attachment> {
+        check_name("instance id", instance)?;
+        check_name("service id", service)?;
+        let bridge = &self.config.bridge;
+        let record = ipam::allocate(
+            self.store.as_ref(),
+            bridge,
+            self.config.subnet,
+            instance,
+            service,
+        )?;
+        let attachment = self.attachment_of(record.clone());
+        let ns = netns_name(bridge, instance);
+        if attachment.netns.exists() && link::exists(&attachment.veth) {
+            return Ok(attachment);
+        }
+        let built = (|| {
+            link::delete_namespace(&ns)?;
+            link::delete(&attachment.veth)?;
+            // The rules know the instance before it can send a packet.
+            program::run(
+                "nft",
+                &["-f", "-"],
+                Some(&nft::add_member(bridge, &self.member(&record))),
+            )?;
+            link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)
+        })();
+        if let Err(e) = built {
+            if let Err(undo) = self.detach(instance) {
+                tracing::warn!(instance, error = %undo, "cannot undo a failed attach");
+            }
+            return Err(e.into());
+        }
+        tracing::debug!(instance, ip = %record.ip, "instance attached");
+        Ok(attachment)
+    }
+
+    /// The attachment of `instance`, if it holds an address.
+    pub fn attachment(&self, instance: &str) -> Result<Option<Attachment>> {
+        Ok(
+            ipam::lookup(self.store.as_ref(), &self.config.bridge, instance)?
+                .map(|a| self.attachment_of(a)),
+        )
+    }
+
+    /// Removes `instance`'s namespace, veth pair and rules, and releases its address.
+    /// Detaching a detached instance does nothing.
+    pub fn detach(&self, instance: &str) -> Result<()> {
+        let bridge = &self.config.bridge;
+        link::delete_namespace(&netns_name(bridge, instance))?;
+        link::delete(&veth_name(bridge, instance))?;
+        if let Some(held) = ipam::lookup(self.store.as_ref(), bridge, instance)? {
+            let last = !ipam::all(self.store.as_ref(), bridge)?
+                .iter()
+                .any(|a| a.service == held.service && a.instance != instance);
+            let script = nft::remove_member(bridge, &self.member(&held), last);
+            if let Err(e) = program::run("nft", &["-f", "-"], Some(&script)) {
+                // A stale element (another tag for the address) fails the script: the
+                // rebuild below repairs the sets from the store.
+                tracing::debug!(instance, error = %e, "cannot remove elements; rebuilding");
+                ipam::release(self.store.as_ref(), bridge, instance)?;
+                return self.sync_rules();
+            }
+        }
+        ipam::release(self.store.as_ref(), bridge, instance)?;
+        Ok(())
+    }
+
+    /// Removes what belongs to no live instance: addresses, namespaces, veths, and rule
+    /// elements (the tables are rebuilt from the store). Returns how many leftovers
+    /// (addresses, namespaces, veths) were removed.
+    pub fn sweep(&self, live: &HashSet<String>) -> Result<usize> {
+        let bridge = &self.config.bridge;
+        let mut gone = 0;
+        for held in ipam::all(self.store.as_ref(), bridge)? {
+            if !live.contains(&held.instance) {
+                ipam::release(self.store.as_ref(), bridge, &held.instance)?;
+                gone += 1;
+            }
+        }
+        let prefix = netns_prefix(bridge);
+        for ns in link::namespaces(&prefix) {
+            let instance = &ns[prefix.len()..];
+            if !live.contains(instance) {
+                link::delete_namespace(&ns)?;
+                gone += 1;
+            }
+        }
+        let expected: HashSet<String> = live.iter().map(|i| veth_name(bridge, i)).collect();
+        for port in link::ports(bridge)? {
+            if !expected.contains(&port) {
+                link::delete(&port)?;
+                gone += 1;
+            }
+        }
+        self.sync_rules()?;
+        if gone > 0 {
+            tracing::info!(bridge = %bridge, count = gone, "removed network leftovers");
+        }
+        Ok(gone)
+    }
+
+    /// Removes the whole network: every instance namespace and veth, the bridge, both
+    /// tables, and every address and tag in the store.
+    pub fn teardown(self) -> Result<()> {
+        purge(&self.config.bridge)?;
+        ipam::purge(self.store.as_ref(), &self.config.bridge)?;
+        Ok(())
+    }
+}
+
+/// Removes everything on the host that belongs to `bridge` (namespaces, veths, the
+/// bridge, the nftables tables), without the store: for cleaning up after a test or a
+/// lost data directory.
+pub fn purge(bridge: &str) -> Result<()> {
+    for ns in link::namespaces(&netns_prefix(bridge)) {
+        link::delete_namespace(&ns)?;
+    }
+    for port in link::ports(bridge)? {
+        link::delete(&port)?;
+    }
+    link::delete(bridge)?;
+    program::run("nft", &["-f", "-"], Some(&nft::delete_tables(bridge)))?;
+    Ok(())
+}
+
+/// Whether anything of `bridge` is left on the host (for tests that check cleanup).
+pub fn leftovers(bridge: &str) -> Vec<String> {
+    let mut found: Vec<String> = link::namespaces(&netns_prefix(bridge))
+        .into_iter()
+        .map(|n| format!("netns {n}"))
+        .collect();
+    if link::exists(bridge) {
+        found.push(format!("bridge {bridge}"));
+    }
+    let table = nft::table(bridge);
+    if let Ok(tables) = program::run("nft", &["list", "tables"], None) {
+        for line in tables.lines() {
+            if line.split_whitespace().last() == Some(table.as_str()) {
+                found.push(line.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn enable_forwarding() -> Result<()> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    let io = |source| NetError::Io {
+        context: format!("cannot enable IPv4 forwarding ({PATH})"),
+        source,
+    };
+    if std::fs::read_to_string(PATH).map_err(io)?.trim() != "1" {
+        std::fs::write(PATH, "1").map_err(io)?;
+    }
+    Ok(())
+}

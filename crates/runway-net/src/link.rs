@@ -1,0 +1,150 @@
+//! Links and namespaces, through the `ip` program: it creates network namespaces,
+//! moves interfaces between them and configures them inside, so none of that needs this
+//! process to enter a namespace. A batch of commands costs one process.
+
+use crate::program::{self, ProgramError};
+use crate::subnet::Subnet;
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Where `ip netns` keeps its namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// The path of a named network namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+#[derive(Deserialize)]
+struct Link {
+    ifname: String,
+}
+
+/// Whether a link called `name` exists in this namespace.
+pub fn exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Creates the bridge if it is missing, gives it `subnet`'s gateway address and brings it
+/// up. Safe to repeat, and to race with another process doing the same.
+pub fn ensure_bridge(name: &str, subnet: Subnet) -> Result<(), ProgramError> {
+    if !exists(name) {
+        match program::run("ip", &["link", "add", name, "type", "bridge"], None) {
+            Err(e) if e.says("File exists") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    let addr = format!("{}/{}", subnet.gateway(), subnet.prefix());
+    program::run(
+        "ip",
+        &["-batch", "-"],
+        Some(&format!(
+            "addr replace {addr} dev {name}\nlink set {name} up\n"
+        )),
+    )?;
+    Ok(())
+}
+
+/// Deletes a link if it exists.
+pub fn delete(name: &str) -> Result<(), ProgramError> {
+    if !exists(name) {
+        return Ok(());
+    }
+    match program::run("ip", &["link", "del", name], None) {
+        Err(e) if e.says("Cannot find device") => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// The names of the links enslaved to `bridge`.
+pub fn ports(bridge: &str) -> Result<Vec<String>, ProgramError> {
+    if !exists(bridge) {
+        return Ok(Vec::new());
+    }
+    let out = program::run("ip", &["-j", "link", "show", "master", bridge], None)?;
+    let links: Vec<Link> = serde_json::from_str(out.trim()).unwrap_or_default();
+    Ok(links.into_iter().map(|l| l.ifname).collect())
+}
+
+/// The named network namespaces whose names start with `prefix`.
+pub fn namespaces(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Deletes a named network namespace if it exists (and with it the interfaces inside).
+pub fn delete_namespace(name: &str) -> Result<(), ProgramError> {
+    if !netns_path(name).exists() {
+        return Ok(());
+    }
+    match program::run("ip", &["netns", "del", name], None) {
+        Err(e) if e.says("No such file") => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Creates namespace `netns` with `eth0` at `ip` (default route via the gateway), joined
+/// to `bridge` by a veth pair whose host end is `veth`.
+pub fn create_instance(
+    netns: &str,
+    veth: &str,
+    bridge: &str,
+    ip: Ipv4Addr,
+    subnet: Subnet,
+) -> Result<(), ProgramError> {
+    program::run(
+        "ip",
+        &["-batch", "-"],
+        Some(&format!(
+            "netns add {netns}\n\
+             link add {veth} type veth peer name eth0 netns {netns}\n\
+             link set {veth} master {bridge} up\n"
+        )),
+    )?;
+    program::run(
+        "ip",
+        &["-n", netns, "-batch", "-"],
+        Some(&format!(
+            "link set lo up\n\
+             addr add {ip}/{prefix} dev eth0\n\
+             link set eth0 up\n\
+             route add default via {gateway}\n",
+            prefix = subnet.prefix(),
+            gateway = subnet.gateway(),
+        )),
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Route {
+    dst: String,
+    #[serde(default)]
+    dev: Option<String>,
+}
+
+/// The IPv4 routes of the main table that overlap `subnet` and do not go to `bridge`:
+/// another network already uses those addresses.
+pub fn conflicting_routes(subnet: Subnet, bridge: &str) -> Result<Vec<String>, ProgramError> {
+    let out = program::run("ip", &["-j", "-4", "route", "show", "table", "main"], None)?;
+    let routes: Vec<Route> = serde_json::from_str(out.trim()).unwrap_or_default();
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.dev.as_deref() != Some(bridge))
+        .filter_map(|r| {
+            let (addr, prefix) = r.dst.split_once('/').unwrap_or((&r.dst, "32"));
+            let net = Subnet::covering(addr.parse().ok()?, prefix.parse().ok()?)?;
+            subnet
+                .overlaps(&net)
+                .then(|| format!("{} dev {}", r.dst, r.dev.unwrap_or_default()))
+        })
+        .collect())
+}

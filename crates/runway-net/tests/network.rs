@@ -1,0 +1,228 @@
+//! The network on the real kernel (root): isolation between services, the host's ports
+//! out of reach, the host reaching instances, idempotent attach and detach, and nothing
+//! left behind.
+
+use runway_net::{NetConfig, Network, Subnet};
+use runway_store::SqliteStore;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Removes the test's bridge and everything on it when the test ends, even by a panic.
+struct Guard(String);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = runway_net::purge(&self.0) {
+            eprintln!("cleanup of {} failed: {e}", self.0);
+        }
+    }
+}
+
+/// A network on a bridge and /24 (in 10.204.0.0/16) no other test uses: names and
+/// subnets already taken on the host are skipped.
+fn network() -> (Network, Guard) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    for _ in 0..20 {
+        let n = std::process::id()
+            .wrapping_mul(31)
+            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+            .wrapping_add(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos(),
+            );
+        let bridge = format!("rwn{:04x}", n & 0xffff);
+        let subnet = Subnet::new(Ipv4Addr::new(10, 204, (n % 256) as u8, 0), 24).unwrap();
+        if Path::new("/sys/class/net").join(&bridge).exists() {
+            continue;
+        }
+        let guard = Guard(bridge.clone());
+        match Network::setup(NetConfig { bridge, subnet }, store.clone()) {
+            Ok(net) => return (net, guard),
+            Err(runway_net::NetError::Conflict { .. }) => continue,
+            Err(e) => panic!("setup failed: {e}"),
+        }
+    }
+    panic!("no free bridge name and subnet");
+}
+
+/// Runs `f` on a thread inside the network namespace at `path`; sockets it creates stay
+/// in that namespace.
+fn in_netns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = std::fs::File::open(path).unwrap();
+    std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Serves "hi" to every connection on `listener`.
+fn serve(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"hi");
+        }
+    });
+}
+
+fn reaches(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
+        Ok(mut s) => {
+            let mut buf = [0u8; 2];
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.read_exact(&mut buf).is_ok() && &buf == b"hi"
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn services_are_isolated_the_host_is_out_of_reach_and_nothing_is_left() {
+    let (net, guard) = network();
+    let a1 = net.attach("a1", "svc-a").unwrap();
+    let a2 = net.attach("a2", "svc-a").unwrap();
+    let b1 = net.attach("b1", "svc-b").unwrap();
+    assert_eq!(a1.gateway, net.config().subnet.gateway());
+    assert_ne!(a1.ip, a2.ip);
+    assert!(a1.netns.exists());
+
+    let on = |ip: Ipv4Addr| SocketAddr::from((ip, 8000));
+    for at in [&a2, &b1] {
+        let listener = in_netns(&at.netns, || TcpListener::bind("0.0.0.0:8000").unwrap());
+        serve(listener);
+    }
+    let host_any = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_any_port = host_any.local_addr().unwrap().port();
+    serve(host_any);
+    let host_gw = TcpListener::bind((a1.gateway, 0)).unwrap();
+    let host_gw_addr = host_gw.local_addr().unwrap();
+    serve(host_gw);
+
+    // The host (the router) reaches every instance.
+    assert!(reaches(on(a2.ip)));
+    assert!(reaches(on(b1.ip)));
+    // From a1: its own service yes; another service, and any host port, no.
+    let (a2_ip, b1_ip, gw) = (a2.ip, b1.ip, a1.gateway);
+    let seen = in_netns(&a1.netns, move || {
+        [
+            reaches(on(a2_ip)),
+            reaches(on(b1_ip)),
+            reaches(host_gw_addr),
+            reaches(SocketAddr::from((gw, host_any_port))),
+        ]
+    });
+    assert_eq!(
+        seen,
+        [true, false, false, false],
+        "a2, b1, host gateway, host any"
+    );
+
+    // Detaching is idempotent; a sweep removes what is not live; teardown the rest.
+    net.detach("b1").unwrap();
+    net.detach("b1").unwrap();
+    assert!(!b1.netns.exists());
+    let live: HashSet<String> = ["a1".to_string()].into();
+    assert!(net.sweep(&live).unwrap() >= 1);
+    assert!(!a2.netns.exists());
+    assert!(a1.netns.exists());
+    assert!(net.attachment("a2").unwrap().is_none());
+    let bridge = net.config().bridge.clone();
+    net.teardown().unwrap();
+    assert_eq!(runway_net::leftovers(&bridge), Vec::<String>::new());
+    drop(guard);
+}
+
+#[test]
+fn attach_is_idempotent_and_rebuilds_a_partial_attachment() {
+    let (net, _guard) = network();
+    let first = net.attach("i1", "svc").unwrap();
+    assert_eq!(net.attach("i1", "svc").unwrap(), first);
+    // A crash between steps can leave the namespace without its veth.
+    let status = std::process::Command::new("ip")
+        .args(["link", "del", &first.veth])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let again = net.attach("i1", "svc").unwrap();
+    assert_eq!(again, first);
+    assert!(Path::new("/sys/class/net").join(&again.veth).exists());
+    assert!(net.attach("bad\nname", "svc").is_err());
+}
+
+/// Runs `ip` with `args`, panicking on failure.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn instances_reach_the_outside_through_nat() {
+    let (net, _guard) = network();
+    let bridge = net.config().bridge.clone();
+    let a1 = net.attach("a1", "svc-a").unwrap();
+    // An "internet" the host routes to: a namespace behind its own veth, with no route
+    // back to the instances' subnet, so only masquerading lets an answer return.
+    let third = net.config().subnet.network().octets()[2];
+    let (host_ip, wan_ip) = (
+        format!("10.205.{third}.1"),
+        Ipv4Addr::new(10, 205, third, 2),
+    );
+    let wan_ns = format!("runway-{bridge}-wan");
+    let wan_veth = format!("{bridge}w");
+    ip(&["netns", "add", &wan_ns]);
+    ip(&[
+        "link", "add", &wan_veth, "type", "veth", "peer", "name", "eth0", "netns", &wan_ns,
+    ]);
+    ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &wan_veth]);
+    ip(&["link", "set", &wan_veth, "up"]);
+    ip(&[
+        "-n",
+        &wan_ns,
+        "addr",
+        "add",
+        &format!("{wan_ip}/30"),
+        "dev",
+        "eth0",
+    ]);
+    ip(&["-n", &wan_ns, "link", "set", "eth0", "up"]);
+    let listener = in_netns(&Path::new("/run/netns").join(&wan_ns), move || {
+        TcpListener::bind((wan_ip, 9000)).unwrap()
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, peer)) = listener.accept() {
+            let _ = conn.write_all(b"hi");
+            let _ = tx.send(peer.ip());
+        }
+    });
+    let reached = in_netns(&a1.netns, move || reaches(SocketAddr::from((wan_ip, 9000))));
+    assert!(reached, "the instance reaches the outside");
+    let seen_from = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        seen_from.to_string(),
+        host_ip,
+        "the outside sees the host, not {}",
+        a1.ip
+    );
+}

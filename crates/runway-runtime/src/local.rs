@@ -1,0 +1,1062 @@
+//! The local runtime: instances as runc containers on this host.
+//!
+//! Each instance has a record in the store (kind `runtime-instance`, parented by the
+//! bridge, named by its service) written before anything is created and updated at each
+//! change of state, and a directory `<root>/instances/<id>/` holding its bundle
+//! (`config.json`), overlay mount (`rootfs`, `upper`, `work`), generated `etc` files, the
+//! shim's files and the logs. Everything an instance owns on the host is named after its
+//! id, so whatever a crash leaves behind can be found and removed when the runtime opens.
+
+use crate::cgroup::Cgroups;
+use crate::health::{self, Health, HealthCheck, Tracker};
+use crate::image::{self, ImageRef, ImageStore};
+use crate::layer::{LayerCache, UnpackOptions};
+use crate::logs::{self, LogQuery, LogStream, Source};
+use crate::metrics::{ReasonLabel, ResultLabel, RuntimeMetrics};
+use crate::runc::OciRuntime;
+use crate::shim::{self, Exit, ShimConfig};
+use crate::{
+    BoxFuture, EventKind, InstanceEvent, InstanceId, InstanceSpec, InstanceState, InstanceStatus,
+    Runtime, RuntimeError, rootfs, spec,
+};
+use runway_model::Timestamp;
+use runway_net::{NetConfig, Network};
+use runway_store::{Query, Record, Store, Typed};
+use runway_telemetry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{broadcast, watch};
+use tokio::task::AbortHandle;
+
+type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// How long the runtime waits for a shim to report that its container started.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop waits for a container to die after SIGKILL.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The program the runtime runs as each instance's shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimCommand {
+    pub program: PathBuf,
+    /// Arguments before the instance directory (`["shim"]` for the runway binary).
+    pub args: Vec<OsString>,
+}
+
+impl ShimCommand {
+    /// The runway binary at `path`, as `runway shim DIR`.
+    pub fn runway(path: &Path) -> ShimCommand {
+        ShimCommand {
+            program: path.to_path_buf(),
+            args: vec!["shim".into()],
+        }
+    }
+}
+
+/// How crashed containers are restarted: after `initial`, doubling per consecutive crash
+/// up to `max`; the count starts over once an instance stayed healthy for `reset_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            reset_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restarting after the `crashes`-th consecutive crash (0-based).
+    pub fn delay(&self, crashes: u32) -> Duration {
+        let factor = 2u32.saturating_pow(crashes.min(31));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// How the local runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where layers, instances and the OCI runtime's state live (`DATA_DIR/runtime`).
+    pub root: PathBuf,
+    /// The bridge and subnet.
+    pub net: NetConfig,
+    /// The OCI runtime program: `runc` (default), `crun`, `youki` or `runsc`, or a path.
+    pub oci_runtime: PathBuf,
+    pub shim: ShimCommand,
+    /// Rotate an instance's log once it reaches this size...
+    pub log_max_bytes: u64,
+    /// ...keeping this many files in all.
+    pub log_max_files: u32,
+    /// The most processes an instance may run.
+    pub pids_limit: i64,
+    /// DNS servers for instances; empty: the host's (from `/etc/resolv.conf`, loopback
+    /// ones excepted), or public resolvers if it has none other.
+    pub dns_servers: Vec<IpAddr>,
+    /// Keep setuid and setgid bits when unpacking layers.
+    pub allow_setuid: bool,
+    pub backoff: Backoff,
+    /// How long the logs of a stopped instance are kept.
+    pub stopped_log_retention: Duration,
+}
+
+impl RuntimeConfig {
+    /// The defaults, with state under `root` and `shim` as the shim.
+    pub fn new(root: PathBuf, shim: ShimCommand) -> RuntimeConfig {
+        RuntimeConfig {
+            root,
+            net: NetConfig::default(),
+            oci_runtime: PathBuf::from("runc"),
+            shim,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 3,
+            pids_limit: 4096,
+            dns_servers: Vec::new(),
+            allow_setuid: false,
+            backoff: Backoff::default(),
+            stopped_log_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The cgroup every instance's cgroup is under.
+    pub fn cgroup_parent(&self) -> String {
+        format!("/runway-{}", self.net.bridge)
+    }
+
+    /// The cgroup of instance `id` (the OCI `cgroupsPath`).
+    pub fn cgroup_path(&self, id: &InstanceId) -> String {
+        format!("{}/{id}", self.cgroup_parent())
+    }
+
+    /// The directory of instance `id`.
+    pub fn instance_dir(&self, id: &InstanceId) -> PathBuf {
+        self.root.join("instances").join(id.as_str())
+    }
+
+    /// The OCI runtime's state root.
+    pub fn oci_root(&self) -> PathBuf {
+        self.root.join("runc")
+    }
+}
+
+/// What the store keeps of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InstanceRecord {
+    id: InstanceId,
+    bridge: String,
+    service_id: String,
+    revision_id: String,
+    image: ImageRef,
+    port: u16,
+    cpu_units: u32,
+    memory_mb: u32,
+    health: HealthCheck,
+    #[serde(default)]
+    ip: Option<Ipv4Addr>,
+    state: InstanceState,
+    restarts: u32,
+    /// Consecutive crashes, for the backoff.
+    crashes: u32,
+    #[serde(default)]
+    last_exit: Option<Exit>,
+    created_at: Timestamp,
+    started_at: Timestamp,
+    #[serde(default)]
+    healthy_since: Option<Timestamp>,
+    #[serde(default)]
+    stopped_at: Option<Timestamp>,
+}
+
+impl Record for InstanceRecord {
+    const KIND: &'static str = "runtime-instance";
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.service_id)
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.bridge)
+    }
+}
+
+impl InstanceRecord {
+    fn status(&self) -> Option<InstanceStatus> {
+        Some(InstanceStatus {
+            id: self.id.clone(),
+            service_id: self.service_id.clone(),
+            revision_id: self.revision_id.clone(),
+            addr: SocketAddr::new(IpAddr::V4(self.ip?), self.port),
+            state: self.state,
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            started_at: self.started_at.into(),
+        })
+    }
+}
+
+/// The local runtime. Cloning it is cheap; every clone drives the same instances.
+#[derive(Clone)]
+pub struct LocalRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuntime")
+            .field("root", &self.inner.config.root)
+            .field("bridge", &self.inner.config.net.bridge)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    store: Arc<dyn Store>,
+    images: Arc<dyn ImageStore>,
+    net: Network,
+    layers: LayerCache,
+    oci: OciRuntime,
+    instances: Mutex<HashMap<InstanceId, Arc<Instance>>>,
+    events: broadcast::Sender<InstanceEvent>,
+    metrics: RuntimeMetrics,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The containers keep running (their shims own them); only watching them ends.
+        for inst in self
+            .instances
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            inst.abort_tasks();
+        }
+    }
+}
+
+/// An instance the runtime is driving.
+struct Instance {
+    id: InstanceId,
+    dir: PathBuf,
+    record: Mutex<InstanceRecord>,
+    /// Bumped at each container start; watchers of an older container are ignored.
+    generation: AtomicU64,
+    stopping: AtomicBool,
+    /// Whether a shim (and so a container) of this instance runs.
+    running: watch::Sender<bool>,
+    /// The health check and any pending restart.
+    tasks: Mutex<Vec<AbortHandle>>,
+    /// Serialises container starts with stops.
+    op: tokio::sync::Mutex<()>,
+    /// When the start call came, for the ready-time metric (not after a restart).
+    created: Mutex<Option<Instant>>,
+}
+
+impl Instance {
+    fn new(dir: PathBuf, record: InstanceRecord, running: bool) -> Arc<Instance> {
+        Arc::new(Instance {
+            id: record.id.clone(),
+            dir,
+            record: Mutex::new(record),
+            generation: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            running: watch::Sender::new(running),
+            tasks: Mutex::new(Vec::new()),
+            op: tokio::sync::Mutex::new(()),
+            created: Mutex::new(None),
+        })
+    }
+
+    fn record(&self) -> InstanceRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut InstanceRecord) -> T) -> (T, InstanceRecord) {
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut r);
+        (out, r.clone())
+    }
+
+    fn add_task(&self, task: AbortHandle) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    fn abort_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Io { context, source }
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+/// Finds `program` on `PATH` unless it is a path already.
+fn find_program(program: &Path) -> Result<PathBuf> {
+    if program.components().count() > 1 {
+        return if program.is_file() {
+            Ok(program.to_path_buf())
+        } else {
+            Err(RuntimeError::Config(format!(
+                "{} does not exist",
+                program.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "OCI runtime {} is not installed (not found on PATH)",
+                program.display()
+            ))
+        })
+}
+
+/// The DNS servers instances use when none are configured.
+fn host_dns_servers() -> Vec<IpAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<IpAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|ip: &IpAddr| !ip.is_loopback())
+        .collect();
+    if servers.is_empty() {
+        vec![
+            IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)),
+            IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
+        ]
+    } else {
+        servers
+    }
+}
+
+/// The hostname of an instance: the first 12 digits of its id, as Docker shortens ids.
+pub(crate) fn hostname(id: &InstanceId) -> &str {
+    id.as_str().get(..12).unwrap_or(id.as_str())
+}
+
+/// The generated `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`.
+fn etc_files(ip: Ipv4Addr, hostname: &str, dns: &[IpAddr]) -> [(&'static str, String); 3] {
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+    );
+    let resolv: String = dns.iter().map(|s| format!("nameserver {s}\n")).collect();
+    [
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+        ("hostname", format!("{hostname}\n")),
+    ]
+}
+
+fn validate(spec: &InstanceSpec) -> Result<()> {
+    let bad = |m: String| Err(RuntimeError::InvalidSpec(m));
+    let id_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !id_ok(&spec.service_id) {
+        return bad(format!(
+            "service id {:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+            spec.service_id
+        ));
+    }
+    if spec.revision_id.len() > 256 {
+        return bad("revision id is longer than 256 characters".into());
+    }
+    if spec.port == 0 {
+        return bad("port must be 1 to 65535".into());
+    }
+    if spec.cpu_units == 0 || spec.cpu_units > 64 * 1024 {
+        return bad(format!(
+            "cpu units must be 1 to 65536, got {}",
+            spec.cpu_units
+        ));
+    }
+    if spec.memory_mb < 8 {
+        return bad(format!(
+            "memory must be at least 8 MB, got {}",
+            spec.memory_mb
+        ));
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return bad(format!("environment variable name {k:?} is not valid"));
+        }
+    }
+    if spec
+        .start_command
+        .as_deref()
+        .is_some_and(|c| c.contains('\0'))
+    {
+        return bad("start command contains a NUL character".into());
+    }
+    image::digest_hex(&spec.image.digest).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+    spec.health.validate().map_err(RuntimeError::InvalidSpec)
+}
+
+impl LocalRuntime {
+    /// Opens the runtime: sets up the network, adopts the containers that still run
+    /// (neither duplicated nor killed; their health checks and crash handling resume),
+    /// restarts those that exited while runway was down, and removes what a crash left
+    /// behind. Must be called within a tokio runtime, which the runtime's tasks use.
+    pub async fn open(
+        config: RuntimeConfig,
+        store: Arc<dyn Store>,
+        images: Arc<dyn ImageStore>,
+        registry: &mut Registry,
+    ) -> Result<LocalRuntime> {
+        config.net.validate()?;
+        let metrics = RuntimeMetrics::register(registry);
+        let handle = tokio::runtime::Handle::current();
+        let (config, net, layers, records) = {
+            let mut config = config;
+            let store = store.clone();
+            blocking(move || {
+                config.oci_runtime = find_program(&config.oci_runtime)?;
+                config.shim.program = find_program(&config.shim.program)?;
+                if config.dns_servers.is_empty() {
+                    config.dns_servers = host_dns_servers();
+                }
+                for dir in [
+                    config.root.clone(),
+                    config.root.join("instances"),
+                    config.oci_root(),
+                ] {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(io(format!("cannot create {}", dir.display())))?;
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                    )
+                    .map_err(io(format!("cannot restrict {}", dir.display())))?;
+                }
+                let layers = LayerCache::open(
+                    &config.root.join("layers"),
+                    UnpackOptions {
+                        allow_setuid: config.allow_setuid,
+                        ..UnpackOptions::default()
+                    },
+                )?;
+                Cgroups::detect()?;
+                let net = Network::setup(config.net.clone(), store.clone())?;
+                let tx = store.begin()?;
+                let records: Vec<InstanceRecord> = tx
+                    .load_all::<InstanceRecord>(&Query {
+                        parent: Some(config.net.bridge.clone()),
+                        ..Query::default()
+                    })?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect();
+                Ok((config, net, layers, records))
+            })
+            .await?
+        };
+        let inner = Arc::new(Inner {
+            oci: OciRuntime::new(&config.oci_runtime, &config.oci_root()),
+            config,
+            store,
+            images,
+            net,
+            layers,
+            instances: Mutex::new(HashMap::new()),
+            events: broadcast::channel(1024).0,
+            metrics,
+            handle,
+        });
+        for record in records {
+            let id = record.id.clone();
+            if let Err(e) = inner.adopt(record).await {
+                tracing::error!(instance = %id, error = %e, "cannot resume an instance");
+            }
+        }
+        {
+            let inner = inner.clone();
+            blocking(move || inner.sweep()).await?;
+        }
+        tracing::info!(
+            root = %inner.config.root.display(),
+            bridge = %inner.config.net.bridge,
+            oci_runtime = %inner.config.oci_runtime.display(),
+            instances = inner.instances.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            "instance runtime ready"
+        );
+        Ok(LocalRuntime { inner })
+    }
+
+    /// The configuration in use (with programs resolved to paths).
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The status of one instance.
+    pub fn status(&self, id: &InstanceId) -> Option<InstanceStatus> {
+        let inst = self.inner.get(id)?;
+        inst.record().status()
+    }
+
+    /// Stops every instance (in parallel) and removes the whole runtime from the host:
+    /// containers, mounts, cgroups, the network, the runtime's directory and its records
+    /// in the store, logs included. For tests and uninstalling.
+    pub async fn destroy(self) -> Result<()> {
+        let ids: Vec<InstanceId> = self
+            .inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in &ids {
+            if let Some(inst) = self.inner.get(id) {
+                inst.stopping.store(true, Ordering::SeqCst);
+                inst.abort_tasks();
+            }
+        }
+        let inner = self.inner.clone();
+        blocking(move || {
+            purge(&inner.config)?;
+            runway_net::ipam::purge(inner.store.as_ref(), &inner.config.net.bridge)?;
+            let mut tx = inner.store.begin()?;
+            for (_, r) in tx.load_all::<InstanceRecord>(&Query {
+                parent: Some(inner.config.net.bridge.clone()),
+                ..Query::default()
+            })? {
+                tx.remove::<InstanceRecord>(r.id.as_str())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn get(&self, id: &InstanceId) -> Option<Arc<Instance>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn emit(&self, record: &InstanceRecord, kind: EventKind) {
+        let _ = self.events.send(InstanceEvent {
+            id: record.id.clone(),
+            service_id: record.service_id.clone(),
+            revision_id: record.revision_id.clone(),
+            kind,
+        });
+    }
+
+    fn save(&self, record: &InstanceRecord) -> Result<()> {
+        let mut tx = self.store.begin()?;
+        tx.save(record)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Saves an instance's record as it is in memory when the transaction runs, so that
+    /// of two saves racing, the one that commits last also wrote the newer state.
+    fn save_latest(&self, inst: &Instance) -> Result<()> {
+        let mut tx = self.store.begin()?;
+        tx.save(&inst.record())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn persist(self: &Arc<Self>, inst: &Arc<Instance>) {
+        let inner = self.clone();
+        let inst = inst.clone();
+        if let Err(e) = blocking(move || inner.save_latest(&inst)).await {
+            tracing::error!(error = %e, "cannot record an instance's state");
+        }
+    }
+
+    /// Builds an instance's bundle and root filesystem and starts its shim.
+    fn create(&self, record: &InstanceRecord, spec: &InstanceSpec) -> Result<(Child, Ipv4Addr)> {
+        let id = &record.id;
+        let t = Instant::now();
+        let dir = self.config.instance_dir(id);
+        let image = image::resolve(self.images.as_ref(), &spec.image)?;
+        let mut lowers = Vec::with_capacity(image.layers.len());
+        for layer in &image.layers {
+            lowers.push(
+                self.layers
+                    .ensure(self.images.as_ref(), &spec.image.repository, layer)?,
+            );
+        }
+        lowers.reverse();
+        let t_img = t.elapsed();
+        let attachment = self.net.attach(id.as_str(), &spec.service_id)?;
+        let t_net = t.elapsed();
+        for sub in ["", "rootfs", "upper", "work", "etc", "empty"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(io(format!("cannot create {}", d.display())))?;
+        }
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io(format!("cannot restrict {}", dir.display())))?;
+        let rootfs = dir.join("rootfs");
+        if !rootfs::is_mounted(&rootfs) {
+            rootfs::mount_overlay(
+                &lowers,
+                &dir.join("empty"),
+                &dir.join("upper"),
+                &dir.join("work"),
+                &rootfs,
+            )?;
+        }
+        let host = hostname(id);
+        for (name, content) in etc_files(attachment.ip, host, &self.config.dns_servers) {
+            runway_store::fs::write_atomic(&dir.join("etc").join(name), content.as_bytes(), 0o644)?;
+        }
+        let has_shell = spec::has_shell(&rootfs);
+        let (uid, gid, additional_gids) =
+            spec::resolve_user(image.config.user.as_deref(), &rootfs)?;
+        let process = spec::ProcessSpec {
+            args: spec::process_args(&image.config, spec.start_command.as_deref(), has_shell)?,
+            env: spec::environment(
+                image.config.env.as_deref().unwrap_or_default(),
+                &spec.env,
+                host,
+                spec.port,
+            ),
+            cwd: spec::working_dir(&image.config),
+            uid,
+            gid,
+            additional_gids,
+        };
+        let cgroups_path = self.config.cgroup_path(id);
+        let config = spec::runtime_config(&spec::BundleSpec {
+            hostname: host,
+            process,
+            rootfs: &rootfs,
+            netns: &attachment.netns,
+            etc: &dir.join("etc"),
+            cgroups_path: &cgroups_path,
+            cpu_units: spec.cpu_units,
+            memory_mb: spec.memory_mb,
+            pids_limit: self.config.pids_limit,
+            nofile: spec::nofile_limit(),
+        })?;
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        // The config holds the environment, which may hold secrets.
+        runway_store::fs::write_atomic(&dir.join("config.json"), &json, 0o600)?;
+        let shim_config = ShimConfig {
+            id: id.to_string(),
+            bundle: dir.clone(),
+            oci_runtime: self.config.oci_runtime.clone(),
+            oci_root: self.config.oci_root(),
+            log_max_bytes: self.config.log_max_bytes,
+            log_max_files: self.config.log_max_files,
+            cgroups_path,
+        };
+        let json = serde_json::to_vec_pretty(&shim_config)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        runway_store::fs::write_atomic(&dir.join(shim::CONFIG_FILE), &json, 0o600)?;
+        let t_bundle = t.elapsed();
+        let child = self.spawn_shim(&dir)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            instance = %id,
+            image_ms = ms(t_img),
+            network_ms = ms(t_net - t_img),
+            bundle_ms = ms(t_bundle - t_net),
+            shim_ms = ms(t.elapsed() - t_bundle),
+            "instance created"
+        );
+        Ok((child, attachment.ip))
+    }
+
+    /// Starts the shim for the bundle in `dir` and waits for it to report that the
+    /// container runs.
+    fn spawn_shim(&self, dir: &Path) -> Result<Child> {
+        let _ = std::fs::remove_file(dir.join(shim::EXIT_FILE));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shim.log"))
+            .map_err(io("cannot open shim.log"))?;
+        let mut child = Command::new(&self.config.shim.program)
+            .args(&self.config.shim.args)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            // Its own process group: a signal to runway's group (Ctrl-C) must not reach
+            // the shims, which outlive runway.
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!(
+                "cannot run the shim {}",
+                self.config.shim.program.display()
+            )))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| RuntimeError::Internal("no shim stdout".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RuntimeError::Start(format!(
+                    "the shim did not report within {START_TIMEOUT:?}"
+                )));
+            }
+        };
+        let line = line.trim();
+        if line.starts_with("started ") {
+            return Ok(child);
+        }
+        let _ = child.wait();
+        let reason = line
+            .strip_prefix("failed ")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "the shim exited without starting the container (see {})",
+                    dir.join("shim.log").display()
+                )
+            });
+        Err(RuntimeError::Start(reason))
+    }
+
+    /// Removes an instance's container, mount, scratch, network and cgroup, keeping its
+    /// logs. Safe to repeat.
+    fn teardown(&self, id: &InstanceId) -> Result<()> {
+        let dir = self.config.instance_dir(id);
+        if let Some(pid) = shim::running_shim(&dir)
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        self.oci.delete(id.as_str())?;
+        let rootfs = dir.join("rootfs");
+        rootfs::unmount(&rootfs)?;
+        if rootfs::is_mounted(&rootfs) {
+            return Err(RuntimeError::Internal(format!(
+                "{} is still mounted",
+                rootfs.display()
+            )));
+        }
+        remove_all_but_logs(&dir)?;
+        self.net.detach(id.as_str())?;
+        if let Ok(cgroups) = Cgroups::detect() {
+            cgroups.remove(&self.config.cgroup_path(id));
+        }
+        Ok(())
+    }
+
+    async fn start(self: &Arc<Self>, spec: InstanceSpec) -> Result<InstanceId> {
+        let started = Instant::now();
+        validate(&spec)?;
+        let id = InstanceId::new();
+        let now = Timestamp::now();
+        let record = InstanceRecord {
+            id: id.clone(),
+            bridge: self.config.net.bridge.clone(),
+            service_id: spec.service_id.clone(),
+            revision_id: spec.revision_id.clone(),
+            image: spec.image.clone(),
+            port: spec.port,
+            cpu_units: spec.cpu_units,
+            memory_mb: spec.memory_mb,
+            health: spec.health.clone(),
+            ip: None,
+            state: InstanceState::Creating,
+            restarts: 0,
+            crashes: 0,
+            last_exit: None,
+            created_at: now,
+            started_at: now,
+            healthy_since: None,
+            stopped_at: None,
+        };
+        let inner = self.clone();
+        let created = blocking(move || {
+            {
+                let mut tx = inner.store.begin()?;
+                tx.create(&record)?;
+                tx.commit()?;
+            }
+            match inner.create(&record, &spec) {
+                Ok((child, ip)) => {
+                    let mut record = record;
+                    record.ip = Some(ip);
+                    record.state = InstanceState::Starting;
+                    record.started_at = Timestamp::now();
+                    inner.save(&record)?;
+                    Ok((record, child))
+                }
+                Err(e) => {
+                    if let Err(undo) = inner.teardown(&record.id) {
+                        tracing::warn!(instance = %record.id, error = %undo, "cannot undo a failed start");
+                    } else {
+                        let _ = std::fs::remove_dir_all(inner.config.instance_dir(&record.id));
+                        let mut tx = inner.store.begin()?;
+                        tx.remove::<InstanceRecord>(record.id.as_str())?;
+                        tx.commit()?;
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        let (record, child) = match created {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics
+                    .starts
+                    .get_or_create(&ResultLabel { result: "error" })
+                    .inc();
+                return Err(e);
+            }
+        };
+        self.metrics
+            .starts
+            .get_or_create(&ResultLabel { result: "ok" })
+            .inc();
+        self.metrics
+            .start_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let inst = Instance::new(self.config.instance_dir(&id), record.clone(), true);
+        *inst.created.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+        let generation = inst.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), inst.clone());
+        self.watch_child(inst.clone(), generation, child);
+        self.start_health(inst, generation, Health::Starting);
+        tracing::info!(instance = %id, service = %record.service_id, ip = ?record.ip, ms = started.elapsed().as_millis() as u64, "instance started");
+        self.emit(&record, EventKind::Starting);
+        Ok(id)
+    }
+
+    async fn stop(self: &Arc<Self>, id: &InstanceId, grace: Duration) -> Result<()> {
+        let Some(inst) = self.get(id) else {
+            let inner = self.clone();
+            let key = id.to_string();
+            let known = blocking(move || {
+                let tx = inner.store.begin()?;
+                Ok(tx.load::<InstanceRecord>(&key)?)
+            })
+            .await?;
+            return match known {
+                Some(r) if r.state == InstanceState::Stopped => Ok(()),
+                _ => Err(RuntimeError::NotFound(id.clone())),
+            };
+        };
+        inst.stopping.store(true, Ordering::SeqCst);
+        inst.abort_tasks();
+        let _op = inst.op.lock().await;
+        inst.update(|r| r.state = InstanceState::Stopping);
+        self.persist(&inst).await;
+        let mut running = inst.running.subscribe();
+        if *running.borrow() {
+            for (signal, wait) in [("TERM", grace), ("KILL", KILL_TIMEOUT)] {
+                let oci = self.oci.clone();
+                let key = id.to_string();
+                if let Err(e) = blocking(move || Ok(oci.kill(&key, signal)?)).await {
+                    tracing::warn!(instance = %id, signal, error = %e, "cannot signal the container");
+                }
+                if tokio::time::timeout(wait, running.wait_for(|r| !*r))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+        }
+        let inner = self.clone();
+        let key = id.clone();
+        let inst2 = inst.clone();
+        let record = blocking(move || {
+            inner.teardown(&key)?;
+            let (_, record) = inst2.update(|r| {
+                r.state = InstanceState::Stopped;
+                r.stopped_at = Some(Timestamp::now());
+            });
+            inner.save_latest(&inst2)?;
+            Ok(record)
+        })
+        .await?;
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        tracing::info!(instance = %id, "instance stopped");
+        self.emit(&record, EventKind::Stopped);
+        Ok(())
+    }
+
+    fn sources(&self, service: &str, instance: Option<&InstanceId>) -> Result<Vec<Source>> {
+        let tx = self.store.begin()?;
+        let mut records: Vec<InstanceRecord> = tx
+            .load_all::<InstanceRecord>(&Query {
+                name: Some(service.to_string()),
+                parent: Some(self.config.net.bridge.clone()),
+                ..Query::default()
+            })?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| instance.is_none_or(|i| *i == r.id))
+            .filter(|r| r.state != InstanceState::Creating)
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        Ok(records
+            .into_iter()
+            .map(|r| Source {
+                dir: self.config.instance_dir(&r.id),
+                live: r.state.is_active(),
+                id: r.id,
+            })
+            .collect())
+    }
+}
+
+/// Empties an instance directory except its logs.
+fn remove_all_but_logs(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(logs::LOG_FILE) {
+            continue;
+        }
+        let path = entry.path();
+        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(io(format!("cannot remove {}", path.display())))?;
+    }
+    Ok(())
+}
+
+impl Runtime for LocalRuntime {
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<InstanceId>> {
+        Box::pin(async move { self.inner.start(spec).await })
+    }
+
+    fn stop<'a>(&'a self, id: &'a InstanceId, grace: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.inner.stop(id, grace).await })
+    }
+
+    fn list(&self) -> Vec<InstanceStatus> {
+        let mut out: Vec<InstanceStatus> = self
+            .inner
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|i| i.record().status())
+            .filter(|s| s.state.is_active())
+            .collect();
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<InstanceEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn logs(&self, query: LogQuery) -> BoxFuture<'_, Result<LogStream>> {
+        Box::pin(async move {
+            let inner = self.inner.clone();
+            let q = query.clone();
+            let sources = blocking(move || inner.sources(&q.service, q.instance.as_ref())).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let weak = Arc::downgrade(&self.inner);
+            let LogQuery {
+                service,
+                instance,
+                since,
+                follow,
+            } = query;
+            std::thread::spawn(move || {
+                let more = move || {
+                    if instance.is_some() {
+                        return Vec::new();
+                    }
+                    weak.upgrade()
+                        .and_then(|inner| inner.sources(&service, None).ok())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|s| s.live)
+                        .collect()
+                };
+                logs::pump(sources, since, follow, tx, more);
+            });
+            Ok(LogStream::new(rx))
+        })
+    }
+}
+
+mod recovery;
+mod supervise;
+
+pub use recovery::purge;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+//! Recovery after a crash or a restart of runway: adopting the instances that still run,
+//! finishing what was cut short, and removing what belongs to no instance.
+
+use super::supervise::exit_of;
+use super::*;
+
+/// Removes everything of the runtime configured by `config` from the host, without the
+/// store: shims and containers killed, overlays unmounted, cgroups, the network (bridge,
+/// namespaces, veths, nftables tables) and the root directory removed. Blocking; safe to
+/// call when nothing is left, and from a `Drop` after a failed test.
+pub fn purge(config: &RuntimeConfig) -> Result<()> {
+    let instances = config.root.join("instances");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&instances)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    for dir in &dirs {
+        if let Some(pid) = shim::running_shim(dir)
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let program = find_program(&config.oci_runtime).unwrap_or_else(|_| config.oci_runtime.clone());
+    let oci = OciRuntime::new(&program, &config.oci_root());
+    for c in oci.list().unwrap_or_default() {
+        let _ = oci.delete(&c.id);
+    }
+    for dir in &dirs {
+        rootfs::unmount(&dir.join("rootfs"))?;
+    }
+    if let Ok(cgroups) = Cgroups::detect() {
+        let parent = config.cgroup_parent();
+        for child in cgroups.children(&parent) {
+            cgroups.remove(&format!("{parent}/{child}"));
+        }
+        cgroups.remove(&parent);
+    }
+    runway_net::purge(&config.net.bridge)?;
+    let mounted_inside = rootfs::mount_points()
+        .iter()
+        .any(|m| m.starts_with(&config.root));
+    if mounted_inside {
+        return Err(RuntimeError::Internal(format!(
+            "something is still mounted under {}; not removing it",
+            config.root.display()
+        )));
+    }
+    match std::fs::remove_dir_all(&config.root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(format!("cannot remove {}", config.root.display()))(e)),
+    }
+}
+
+impl Inner {
+    /// Resumes an instance found in the store when the runtime opens.
+    pub(super) async fn adopt(self: &Arc<Self>, record: InstanceRecord) -> Result<()> {
+        let dir = self.config.instance_dir(&record.id);
+        let shim_pid = shim::running_shim(&dir);
+        match record.state {
+            InstanceState::Stopped => {
+                let expired = record.stopped_at.is_none_or(|t| {
+                    SystemTime::now()
+                        .duration_since(t.into())
+                        .is_ok_and(|d| d > self.config.stopped_log_retention)
+                });
+                if expired {
+                    let inner = self.clone();
+                    blocking(move || {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        let mut tx = inner.store.begin()?;
+                        tx.remove::<InstanceRecord>(record.id.as_str())?;
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            InstanceState::Creating if shim_pid.is_none() => {
+                // Its start never returned: nothing of it may stay.
+                let inner = self.clone();
+                blocking(move || {
+                    inner.teardown(&record.id)?;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let mut tx = inner.store.begin()?;
+                    tx.remove::<InstanceRecord>(record.id.as_str())?;
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            InstanceState::Stopping => {
+                let id = record.id.clone();
+                let inst = Instance::new(dir, record, shim_pid.is_some());
+                self.instances
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), inst.clone());
+                if let Some(pid) = shim_pid {
+                    self.watch_pid(inst.clone(), 0, pid);
+                }
+                self.stop(&id, Duration::ZERO).await
+            }
+            _ => {
+                let id = record.id.clone();
+                let state = record.state;
+                let inst = Instance::new(dir, record, shim_pid.is_some());
+                self.instances
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), inst.clone());
+                match shim_pid {
+                    Some(pid) => {
+                        let health = match state {
+                            InstanceState::Healthy => Health::Healthy,
+                            InstanceState::Unhealthy => Health::Unhealthy,
+                            _ => Health::Starting,
+                        };
+                        if !matches!(state, InstanceState::Healthy | InstanceState::Unhealthy) {
+                            inst.update(|r| r.state = InstanceState::Starting);
+                            self.persist(&inst).await;
+                        }
+                        self.watch_pid(inst.clone(), 0, pid);
+                        self.start_health(inst, 0, health);
+                        tracing::info!(instance = %id, shim = pid, "adopted a running instance");
+                    }
+                    None if state == InstanceState::Restarting => {
+                        // Its exit was recorded; only the restart is still due.
+                        self.restart_after(&inst, self.config.backoff.initial);
+                    }
+                    None => {
+                        // It ended while runway was down.
+                        let dir = inst.dir.clone();
+                        let oci = self.oci.clone();
+                        let exit = blocking(move || Ok(exit_of(&dir, &oci, &id))).await?;
+                        self.schedule_restart(
+                            &inst,
+                            Some(exit.unwrap_or(Exit {
+                                code: None,
+                                signal: None,
+                                oom_killed: false,
+                                at: Timestamp::now(),
+                            })),
+                        )
+                        .await;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes what belongs to no instance the runtime drives: containers, shims,
+    /// mounts, directories, cgroups and network leftovers.
+    pub(super) fn sweep(&self) -> Result<()> {
+        let live: HashSet<InstanceId> = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let kept: HashSet<String> = {
+            let tx = self.store.begin()?;
+            tx.load_all::<InstanceRecord>(&Query {
+                parent: Some(self.config.net.bridge.clone()),
+                ..Query::default()
+            })?
+            .into_iter()
+            .map(|(_, r)| r.id.to_string())
+            .collect()
+        };
+        let mut removed = 0;
+        for c in self.oci.list()? {
+            if InstanceId::parse(&c.id).is_none_or(|id| !live.contains(&id)) {
+                self.oci.delete(&c.id)?;
+                removed += 1;
+            }
+        }
+        let instances = self.config.root.join("instances");
+        for entry in std::fs::read_dir(&instances)
+            .map_err(io(format!("cannot list {}", instances.display())))?
+        {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if InstanceId::parse(&name).is_some_and(|id| live.contains(&id)) {
+                continue;
+            }
+            let dir = entry.path();
+            if let Some(pid) = shim::running_shim(&dir)
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            let rootfs = dir.join("rootfs");
+            rootfs::unmount(&rootfs)?;
+            if rootfs::is_mounted(&rootfs) {
+                continue;
+            }
+            if kept.contains(&name) {
+                remove_all_but_logs(&dir)?;
+            } else {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(io(format!("cannot remove {}", dir.display())))?;
+                removed += 1;
+            }
+        }
+        let net_live: HashSet<String> = live.iter().map(|i| i.to_string()).collect();
+        removed += self.net.sweep(&net_live)?;
+        if let Ok(cgroups) = Cgroups::detect() {
+            let parent = self.config.cgroup_parent();
+            for child in cgroups.children(&parent) {
+                if InstanceId::parse(&child).is_none_or(|id| !live.contains(&id)) {
+                    cgroups.remove(&format!("{parent}/{child}"));
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed leftovers of earlier runs");
+        }
+        Ok(())
+    }
+}

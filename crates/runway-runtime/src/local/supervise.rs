@@ -1,0 +1,297 @@
+//! Supervision of running instances: watching shims, health checks, crash restarts
+//! with backoff.
+
+use super::*;
+
+impl Inner {
+    /// Starts a container for an instance whose bundle exists (a restart). Boxed: a
+    /// failed restart schedules the next one, which calls this again.
+    pub(super) fn restart(self: Arc<Self>, inst: Arc<Instance>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.restart_now(inst).await })
+    }
+
+    pub(super) async fn restart_now(self: &Arc<Self>, inst: Arc<Instance>) {
+        let _op = inst.op.lock().await;
+        if inst.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let generation = inst.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let record = inst.record();
+        let inner = self.clone();
+        let result = blocking(move || {
+            let dir = inner.config.instance_dir(&record.id);
+            inner.net.attach(record.id.as_str(), &record.service_id)?;
+            let rootfs = dir.join("rootfs");
+            if !rootfs::is_mounted(&rootfs) {
+                let image = image::resolve(inner.images.as_ref(), &record.image)?;
+                let mut lowers = Vec::new();
+                for layer in &image.layers {
+                    lowers.push(inner.layers.ensure(
+                        inner.images.as_ref(),
+                        &record.image.repository,
+                        layer,
+                    )?);
+                }
+                lowers.reverse();
+                rootfs::mount_overlay(
+                    &lowers,
+                    &dir.join("empty"),
+                    &dir.join("upper"),
+                    &dir.join("work"),
+                    &rootfs,
+                )?;
+            }
+            inner.spawn_shim(&dir)
+        })
+        .await;
+        match result {
+            Ok(child) => {
+                let (_, record) = inst.update(|r| {
+                    r.state = InstanceState::Starting;
+                    r.started_at = Timestamp::now();
+                });
+                self.persist(&inst).await;
+                self.metrics.restarts.inc();
+                inst.running.send_replace(true);
+                self.watch_child(inst.clone(), generation, child);
+                self.start_health(inst.clone(), generation, Health::Starting);
+                self.emit(&record, EventKind::Starting);
+                tracing::info!(instance = %inst.id, "container restarted");
+            }
+            Err(e) => {
+                tracing::warn!(instance = %inst.id, error = %e, "cannot restart the container");
+                self.schedule_restart(&inst, None).await;
+            }
+        }
+    }
+
+    /// Records that an instance's container ended (with `exit`, if known) and schedules
+    /// its restart with backoff.
+    pub(super) async fn schedule_restart(
+        self: &Arc<Self>,
+        inst: &Arc<Instance>,
+        exit: Option<Exit>,
+    ) {
+        let reset_after = self.config.backoff.reset_after;
+        let ((delay, attempt), record) = inst.update(|r| {
+            let steady = r.state == InstanceState::Healthy
+                && r.healthy_since.is_some_and(|t| {
+                    SystemTime::now()
+                        .duration_since(t.into())
+                        .is_ok_and(|d| d >= reset_after)
+                });
+            if steady {
+                r.crashes = 0;
+            }
+            let delay = self.config.backoff.delay(r.crashes);
+            r.crashes = r.crashes.saturating_add(1);
+            r.restarts = r.restarts.saturating_add(1);
+            if let Some(exit) = &exit {
+                r.last_exit = Some(exit.clone());
+            }
+            r.state = InstanceState::Restarting;
+            r.healthy_since = None;
+            (delay, r.restarts)
+        });
+        self.persist(inst).await;
+        if let Some(exit) = exit {
+            let reason = if exit.oom_killed {
+                "oom"
+            } else if exit.signal.is_some() {
+                "signal"
+            } else if exit.code.is_some() {
+                "exit"
+            } else {
+                "unknown"
+            };
+            self.metrics
+                .exits
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
+            tracing::warn!(instance = %inst.id, reason = %exit.reason(), ?delay, attempt, "container exited; restarting");
+            self.emit(
+                &record,
+                EventKind::Exited {
+                    code: exit.code,
+                    signal: exit.signal,
+                    oom_killed: exit.oom_killed,
+                },
+            );
+        }
+        self.emit(&record, EventKind::Restarting { attempt, delay });
+        self.restart_after(inst, delay);
+    }
+
+    /// Restarts an instance's container after `delay`. Only the wait can be cancelled
+    /// (by a stop); a restart that began runs to its end on its own task, so no container
+    /// is started behind a stop's back (the stop waits for it, and it checks `stopping`).
+    pub(super) fn restart_after(self: &Arc<Self>, inst: &Arc<Instance>, delay: Duration) {
+        let weak = Arc::downgrade(self);
+        let inst2 = inst.clone();
+        let handle = self.handle.clone();
+        let task = self.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(inner) = weak.upgrade() {
+                handle.spawn(inner.restart(inst2));
+            }
+        });
+        inst.add_task(task.abort_handle());
+    }
+
+    /// Called when the shim of `generation` is gone.
+    pub(super) async fn on_exit(self: &Arc<Self>, inst: Arc<Instance>, generation: u64) {
+        if inst.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let dir = inst.dir.clone();
+        let oci = self.oci.clone();
+        let id = inst.id.clone();
+        let exit = blocking(move || Ok(exit_of(&dir, &oci, &id)))
+            .await
+            .ok()
+            .flatten();
+        inst.abort_tasks();
+        inst.running.send_replace(false);
+        if inst.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.schedule_restart(
+            &inst,
+            Some(exit.unwrap_or(Exit {
+                code: None,
+                signal: None,
+                oom_killed: false,
+                at: Timestamp::now(),
+            })),
+        )
+        .await;
+    }
+
+    /// Waits (on a thread) for a shim this process started.
+    pub(super) fn watch_child(
+        self: &Arc<Self>,
+        inst: Arc<Instance>,
+        generation: u64,
+        mut child: Child,
+    ) {
+        let weak = Arc::downgrade(self);
+        let handle = self.handle.clone();
+        std::thread::spawn(move || {
+            let _ = child.wait();
+            notify_exit(weak, handle, inst, generation);
+        });
+    }
+
+    /// Waits (on a thread) for a shim another runway process started.
+    pub(super) fn watch_pid(self: &Arc<Self>, inst: Arc<Instance>, generation: u64, pid: i32) {
+        let weak = Arc::downgrade(self);
+        let handle = self.handle.clone();
+        std::thread::spawn(move || {
+            if let Some(p) = rustix::process::Pid::from_raw(pid)
+                && let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+            {
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, None) {}
+            }
+            notify_exit(weak, handle, inst, generation);
+        });
+    }
+
+    /// Probes an instance until its container ends or it is stopped.
+    pub(super) fn start_health(
+        self: &Arc<Self>,
+        inst: Arc<Instance>,
+        generation: u64,
+        initial: Health,
+    ) {
+        let record = inst.record();
+        let Some(ip) = record.ip else { return };
+        let addr = SocketAddr::new(IpAddr::V4(ip), record.port);
+        let check = record.health.clone();
+        let weak = Arc::downgrade(self);
+        let inst2 = inst.clone();
+        let task = self.handle.spawn(async move {
+            let mut tracker = Tracker::new(check.clone(), initial);
+            loop {
+                let passed = health::probe(addr, &check).await.is_ok();
+                let Some(inner) = weak.upgrade() else { return };
+                if inst2.generation.load(Ordering::SeqCst) != generation
+                    || inst2.stopping.load(Ordering::SeqCst)
+                {
+                    return;
+                }
+                let result = if passed { "pass" } else { "fail" };
+                inner
+                    .metrics
+                    .health_checks
+                    .get_or_create(&ResultLabel { result })
+                    .inc();
+                if let Some(health) = tracker.record(passed, Instant::now()) {
+                    inner.on_health(&inst2, health).await;
+                }
+                drop(inner);
+                tokio::time::sleep(tracker.next_delay()).await;
+            }
+        });
+        inst.add_task(task.abort_handle());
+    }
+
+    pub(super) async fn on_health(self: &Arc<Self>, inst: &Arc<Instance>, health: Health) {
+        let (state, kind) = match health {
+            Health::Healthy => (InstanceState::Healthy, EventKind::Healthy),
+            Health::Unhealthy => (InstanceState::Unhealthy, EventKind::Unhealthy),
+            Health::Starting => return,
+        };
+        let (_, record) = inst.update(|r| {
+            r.state = state;
+            r.healthy_since = (state == InstanceState::Healthy).then(Timestamp::now);
+        });
+        if state == InstanceState::Healthy
+            && let Some(created) = inst
+                .created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        {
+            self.metrics
+                .ready_seconds
+                .observe(created.elapsed().as_secs_f64());
+        }
+        tracing::info!(instance = %inst.id, state = ?state, "instance health changed");
+        // Health is re-checked after a restart of runway, so the event need not wait
+        // for the write.
+        self.emit(&record, kind);
+        self.persist(inst).await;
+    }
+}
+
+/// Tells the runtime (if it still exists) that a shim ended.
+fn notify_exit(
+    weak: Weak<Inner>,
+    handle: tokio::runtime::Handle,
+    inst: Arc<Instance>,
+    generation: u64,
+) {
+    if let Some(inner) = weak.upgrade() {
+        handle.spawn(async move {
+            inner.on_exit(inst, generation).await;
+        });
+    }
+}
+
+/// How the container of the instance in `dir` ended, as its shim recorded it. A shim
+/// that died without recording (killed) may have left its container running: it is
+/// killed, since nothing would collect its logs.
+pub(super) fn exit_of(dir: &Path, oci: &OciRuntime, id: &InstanceId) -> Option<Exit> {
+    if let Some(exit) = shim::recorded_exit(dir) {
+        return Some(exit);
+    }
+    if let Ok(Some(state)) = oci.state(id.as_str()) {
+        tracing::warn!(instance = %id, status = %state.status, "the shim died before its container; removing it");
+    }
+    let _ = oci.delete(id.as_str());
+    None
+}

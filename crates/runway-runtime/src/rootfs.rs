@@ -1,0 +1,168 @@
+//! Each instance's root filesystem: an overlayfs mount whose lower directories are the
+//! image's cached layers (shared, never written) and whose upper and work directories are
+//! the instance's own scratch, removed when it stops.
+
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, UnmountFlags};
+use std::path::{Path, PathBuf};
+
+/// The longest mount data the kernel accepts is one page.
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// What can go wrong with root filesystems.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A path cannot be used in overlayfs options.
+    #[error("path {0} contains ',' or ':', which overlayfs options cannot carry")]
+    BadPath(PathBuf),
+    /// Too many layers (or too long paths) for one mount.
+    #[error("the image has too many layers ({layers}) for one overlayfs mount")]
+    TooManyLayers { layers: usize },
+    #[error("cannot mount the root filesystem at {target}: {source}")]
+    Mount {
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot unmount {target}: {source}")]
+    Unmount {
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn check(p: &Path) -> Result<String, RootfsError> {
+    let s = p.to_string_lossy();
+    if s.contains(',') || s.contains(':') {
+        return Err(RootfsError::BadPath(p.to_path_buf()));
+    }
+    Ok(s.into_owned())
+}
+
+/// Mounts an overlay at `target` of `lower` (top layer first; an image without layers
+/// gets `empty`), writing to `upper` through `work`. All directories must exist.
+pub fn mount_overlay(
+    lower: &[PathBuf],
+    empty: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), RootfsError> {
+    let lowers: Vec<String> = if lower.is_empty() {
+        vec![check(empty)?]
+    } else {
+        lower.iter().map(|p| check(p)).collect::<Result<_, _>>()?
+    };
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        check(upper)?,
+        check(work)?
+    );
+    if data.len() > MAX_MOUNT_DATA {
+        return Err(RootfsError::TooManyLayers {
+            layers: lower.len(),
+        });
+    }
+    let data =
+        std::ffi::CString::new(data).map_err(|_| RootfsError::BadPath(target.to_path_buf()))?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| RootfsError::Mount {
+        target: target.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Unmounts `target` if something is mounted there. A mount still busy (a process that
+/// outlived its container) is detached lazily rather than left behind.
+pub fn unmount(target: &Path) -> Result<(), RootfsError> {
+    if !is_mounted(target) {
+        return Ok(());
+    }
+    match rustix::mount::unmount(target, UnmountFlags::empty()) {
+        Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => Ok(()),
+        Err(Errno::BUSY) => {
+            rustix::mount::unmount(target, UnmountFlags::DETACH).map_err(|e| RootfsError::Unmount {
+                target: target.to_path_buf(),
+                source: e.into(),
+            })
+        }
+        Err(e) => Err(RootfsError::Unmount {
+            target: target.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Whether something is mounted at `target` (per this process's mount table).
+pub fn is_mounted(target: &Path) -> bool {
+    mount_points().iter().any(|m| m == target)
+}
+
+/// Every mount point of this process's mount namespace.
+pub fn mount_points() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .collect()
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
+    }
+
+    #[test]
+    fn paths_overlayfs_cannot_carry_are_refused() {
+        let dir = Path::new("/tmp/x");
+        let err = mount_overlay(
+            &[PathBuf::from("/a:b")],
+            dir,
+            dir,
+            dir,
+            Path::new("/nonexistent"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RootfsError::BadPath(_)), "{err}");
+    }
+}
