@@ -1,0 +1,446 @@
+//! runway's certificates (its ACM): a local certificate authority created on first start,
+//! a wildcard certificate for the base domain signed by it, certificates for custom
+//! domains, and the SNI resolver and rustls server configuration the router serves them
+//! with.
+//!
+//! Everything lives under one directory the caller gives (`DATA_DIR/certs`): the CA
+//! certificate at a stable path ([`CA_FILE`]) that users can add to their trust store,
+//! and one JSON file per certificate whose private key is sealed with the data
+//! directory's [`MasterKey`]. This crate must never write a private key in plaintext,
+//! never leave a half-written file visible (every file is written with
+//! [`runway_store::fs::write_atomic`]), and never install a process-wide crypto provider
+//! (it passes aws-lc-rs explicitly; the binary installs the default).
+
+#![forbid(unsafe_code)]
+
+mod ca;
+mod resolver;
+
+pub use resolver::SniResolver;
+
+use ca::{Issued, LocalCa};
+use runway_secrets::{MasterKey, SecretsError};
+use runway_store::StoreError;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The CA certificate users trust, relative to the certificate directory.
+pub const CA_FILE: &str = "ca.pem";
+/// The CA's certificate and sealed key.
+const CA_STATE: &str = "ca.json";
+/// The base domain's wildcard certificate and sealed key.
+const WILDCARD_STATE: &str = "wildcard.json";
+/// Certificates for custom domains, one JSON file each.
+const DOMAINS_DIR: &str = "domains";
+/// A certificate is renewed when it has less than this left.
+const RENEW_BEFORE: time::Duration = time::Duration::days(30);
+
+/// What can go wrong with certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    /// A certificate file or directory cannot be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// Writing a file atomically failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A sealed key does not open, or sealing failed.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// rcgen could not make a key or a certificate.
+    #[error("cannot make a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A stored certificate file cannot be understood.
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// A certificate or key given for a domain is unusable.
+    #[error("invalid certificate for {domain}: {reason}")]
+    InvalidCertificate { domain: String, reason: String },
+    /// A name that is not a lowercase DNS name (optionally `*.` and a DNS name).
+    #[error("invalid domain name {0:?}: use lowercase letters, digits, '-' and '.'")]
+    InvalidDomain(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+type Result<T, E = CertsError> = std::result::Result<T, E>;
+
+/// A certificate as stored on disk: the chain in PEM (leaf first) and the key sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredCert {
+    /// The names the certificate was made for (for the CA: its common name).
+    names: Vec<String>,
+    /// PEM certificates, the leaf first.
+    chain_pem: String,
+    /// The PKCS#8 PEM private key, sealed with the master key.
+    key_sealed: String,
+    /// Expiry as Unix seconds, when known.
+    not_after: Option<i64>,
+}
+
+/// The crypto provider runway's TLS uses: aws-lc-rs, passed explicitly.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The local CA, the wildcard certificate and custom domains' certificates; cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct CertStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    master: Arc<MasterKey>,
+    ca: LocalCa,
+    base_domain: String,
+    created_ca: bool,
+    resolver: Arc<SniResolver>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("dir", &self.dir)
+            .field("base_domain", &self.base_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CertsError {
+    let context = context.into();
+    move |source| CertsError::Io { context, source }
+}
+
+/// Whether `name` is a lowercase DNS name, optionally with a leading `*.` label.
+pub fn valid_domain(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    !rest.is_empty()
+        && name.len() <= 253
+        && rest.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+impl CertStore {
+    /// Opens the certificate directory `dir` (created with mode 0700 if missing): loads
+    /// the local CA, creating it on first start, and the wildcard certificate for
+    /// `*.<base_domain>` and `<base_domain>`, issuing it when it is missing, was made for
+    /// another base domain or expires within 30 days; then loads saved custom domains.
+    /// Blocking (file I/O and key generation): call it before serving, or from
+    /// `spawn_blocking`.
+    pub fn open(dir: &Path, master: Arc<MasterKey>, base_domain: &str) -> Result<Self> {
+        if !valid_domain(base_domain) || base_domain.starts_with("*.") {
+            return Err(CertsError::InvalidDomain(base_domain.to_string()));
+        }
+        create_private_dir(dir)?;
+        create_private_dir(&dir.join(DOMAINS_DIR))?;
+        let provider = provider();
+        let (ca, created_ca) = LocalCa::load_or_create(dir, &master)?;
+        let resolver = Arc::new(SniResolver::new());
+        let store = CertStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                master,
+                ca,
+                base_domain: base_domain.to_string(),
+                created_ca,
+                resolver,
+                provider,
+            }),
+        };
+        store.load_wildcard()?;
+        store.load_domains()?;
+        Ok(store)
+    }
+
+    /// Reissues the wildcard certificate if it expires within 30 days (or its file was
+    /// lost or damaged); call it daily from a blocking task. A no-op otherwise.
+    pub fn refresh(&self) -> Result<()> {
+        self.load_wildcard()
+    }
+
+    /// Where the CA certificate is, for users to trust (`curl --cacert`, a browser).
+    pub fn ca_path(&self) -> PathBuf {
+        self.inner.dir.join(CA_FILE)
+    }
+
+    /// The CA certificate in PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.inner.ca.cert_pem()
+    }
+
+    /// Whether [`CertStore::open`] created the CA just now (a first start), so the
+    /// caller can tell users where it is.
+    pub fn created_ca(&self) -> bool {
+        self.inner.created_ca
+    }
+
+    /// The resolver that picks a certificate by SNI.
+    pub fn resolver(&self) -> Arc<SniResolver> {
+        self.inner.resolver.clone()
+    }
+
+    /// A rustls server configuration that serves these certificates, with ALPN `h2` and
+    /// `http/1.1`, TLS 1.3 and 1.2, on aws-lc-rs.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.inner.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.inner.resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Serves `chain` (leaf first) and `key` for `domain` (`app.example.com`, or
+    /// `*.example.com` for its subdomains) from now on, in memory only. The key must
+    /// match the leaf certificate.
+    pub fn insert(
+        &self,
+        domain: &str,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<()> {
+        let certified = self.certified(domain, chain, key)?;
+        self.inner.resolver.insert(domain, Arc::new(certified));
+        Ok(())
+    }
+
+    /// Saves a PEM chain (leaf first) and PEM private key for `domain` under the
+    /// certificate directory (the key sealed) and serves it from now on, also after a
+    /// restart. This is where an ACME client hands its certificates.
+    pub fn save(&self, domain: &str, chain_pem: &str, key_pem: &str) -> Result<()> {
+        let (chain, key) = parse_pem(domain, chain_pem, key_pem)?;
+        let certified = self.certified(domain, chain, key)?;
+        let path = self.domain_path(domain);
+        let stored = StoredCert {
+            names: vec![domain.to_string()],
+            chain_pem: chain_pem.to_string(),
+            key_sealed: self
+                .inner
+                .master
+                .seal(&seal_context(&path), key_pem.as_bytes())?,
+            not_after: None,
+        };
+        write_json(&path, &stored)?;
+        self.inner.resolver.insert(domain, Arc::new(certified));
+        Ok(())
+    }
+
+    /// Issues a certificate for `domain` from the local CA and saves it (for custom
+    /// domains until a public CA has issued one, and for tests).
+    pub fn issue_local(&self, domain: &str) -> Result<()> {
+        if !valid_domain(domain) {
+            return Err(CertsError::InvalidDomain(domain.to_string()));
+        }
+        let issued = self.inner.ca.issue(&[domain.to_string()])?;
+        self.save(domain, &issued.chain_pem, &issued.key_pem)
+    }
+
+    /// Stops serving `domain`'s certificate and forgets the saved copy; whether there
+    /// was one.
+    pub fn remove(&self, domain: &str) -> Result<bool> {
+        let path = self.domain_path(domain);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("cannot remove {}", path.display()))(e)),
+        }
+        Ok(self.inner.resolver.remove(domain))
+    }
+
+    fn certified(
+        &self,
+        domain: &str,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<CertifiedKey> {
+        if !valid_domain(domain) {
+            return Err(CertsError::InvalidDomain(domain.to_string()));
+        }
+        let invalid = |reason: String| CertsError::InvalidCertificate {
+            domain: domain.to_string(),
+            reason,
+        };
+        if chain.is_empty() {
+            return Err(invalid("the chain holds no certificate".into()));
+        }
+        CertifiedKey::from_der(chain, key, &self.inner.provider).map_err(|e| invalid(e.to_string()))
+    }
+
+    fn domain_path(&self, domain: &str) -> PathBuf {
+        // '*' is legal in file names but awkward in shells; '_' never occurs in a valid
+        // domain, so the mapping cannot collide.
+        let file = format!("{}.json", domain.replace('*', "_"));
+        self.inner.dir.join(DOMAINS_DIR).join(file)
+    }
+
+    fn load_wildcard(&self) -> Result<()> {
+        let base = &self.inner.base_domain;
+        let names = vec![format!("*.{base}"), base.clone()];
+        let path = self.inner.dir.join(WILDCARD_STATE);
+        let now = time::OffsetDateTime::now_utc();
+        let current = match read_json::<StoredCert>(&path)? {
+            Some(stored)
+                if stored.names == names
+                    && stored
+                        .not_after
+                        .is_some_and(|t| t > (now + RENEW_BEFORE).unix_timestamp()) =>
+            {
+                let key_pem = open_key(&self.inner.master, &path, &stored.key_sealed)?;
+                match parse_pem(base, &stored.chain_pem, &key_pem)
+                    .and_then(|(chain, key)| self.certified(base, chain, key))
+                {
+                    Ok(certified) => Some(certified),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "reissuing an unusable wildcard certificate");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let certified = match current {
+            Some(certified) => certified,
+            None => {
+                let Issued {
+                    chain_pem,
+                    key_pem,
+                    not_after,
+                } = self.inner.ca.issue(&names)?;
+                let stored = StoredCert {
+                    names: names.clone(),
+                    chain_pem: chain_pem.clone(),
+                    key_sealed: self
+                        .inner
+                        .master
+                        .seal(&seal_context(&path), key_pem.as_bytes())?,
+                    not_after: Some(not_after),
+                };
+                write_json(&path, &stored)?;
+                tracing::info!(domain = %base, "issued the wildcard certificate");
+                let (chain, key) = parse_pem(base, &chain_pem, &key_pem)?;
+                self.certified(base, chain, key)?
+            }
+        };
+        let certified = Arc::new(certified);
+        self.inner.resolver.set_default(certified.clone());
+        for name in &names {
+            self.inner.resolver.insert(name, certified.clone());
+        }
+        Ok(())
+    }
+
+    fn load_domains(&self) -> Result<()> {
+        let dir = self.inner.dir.join(DOMAINS_DIR);
+        let entries =
+            std::fs::read_dir(&dir).map_err(io(format!("cannot list {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            // One bad file must not take the others (or the server) down.
+            let loaded = (|| -> Result<()> {
+                let Some(stored) = read_json::<StoredCert>(&path)? else {
+                    return Ok(());
+                };
+                let domain = stored.names.first().cloned().unwrap_or_default();
+                let key_pem = open_key(&self.inner.master, &path, &stored.key_sealed)?;
+                let (chain, key) = parse_pem(&domain, &stored.chain_pem, &key_pem)?;
+                self.insert(&domain, chain, key)
+            })();
+            if let Err(e) = loaded {
+                tracing::warn!(path = %path.display(), error = %e, "skipping a stored certificate");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!("cannot create {}", dir.display())))
+}
+
+/// Binds a sealed key to the file it is stored in, so it cannot be moved to another.
+fn seal_context(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("runway-certs:{name}")
+}
+
+fn open_key(master: &MasterKey, path: &Path, sealed: &str) -> Result<String> {
+    let plain = master.open(&seal_context(path), sealed)?;
+    String::from_utf8(plain).map_err(|_| CertsError::Corrupt {
+        path: path.display().to_string(),
+        reason: "the sealed key is not PEM text".into(),
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(format!("cannot read {}", path.display()))(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| CertsError::Corrupt {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| CertsError::Corrupt {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    runway_store::fs::write_atomic(path, &text, 0o600)?;
+    Ok(())
+}
+
+fn parse_pem(
+    domain: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let invalid = |reason: String| CertsError::InvalidCertificate {
+        domain: domain.to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("certificate PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| invalid(format!("private key PEM: {e}")))?;
+    Ok((chain, key))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! runway's router as the benchmark runs it (bench/router): plain HTTP on ADDR, one
+//! service at `127.0.0.1` and `bench.runway.localhost` whose one revision has one
+//! instance, the backend at BACKEND. MaxConcurrency is set high enough never to queue,
+//! and the access log is off, as nginx's is in the same run. THREADS threads serve
+//! ([`Router::serve_on_threads`]); `BENCH_MODE=multi` serves on one multi-threaded
+//! runtime instead ([`Router::serve_http`]).
+//!
+//! Usage: bench_router ADDR BACKEND [THREADS]
+
+use runway_router::{Endpoint, RevisionRoute, RouteTable, Router, RouterConfig, ServiceRoute};
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:18081".into());
+    let backend = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:18080".into())
+        .parse()
+        .map_err(std::io::Error::other)?;
+    let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let mut registry = runway_telemetry::Registry::default();
+    let router = Router::new(RouterConfig::default(), &mut registry)?;
+    let mut service = ServiceRoute::new("bench", "bench.runway.localhost");
+    service.hosts.push("127.0.0.1".into());
+    service.https_redirect = false;
+    service.max_concurrency = 10_000;
+    service.revisions.push(RevisionRoute {
+        revision_id: "bench-1".into(),
+        percent: 100,
+        tag: None,
+        endpoints: vec![Endpoint {
+            instance_id: "backend".into(),
+            addr: backend,
+        }],
+    });
+    router
+        .set_routes(RouteTable {
+            services: vec![service],
+        })
+        .map_err(std::io::Error::other)?;
+    let listener = std::net::TcpListener::bind(&addr)?;
+    listener.set_nonblocking(true)?;
+    let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    if mode == "multi" {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                router.serve_http(listener, std::future::pending()).await
+            });
+    }
+    // As runway's server does: one single-threaded runtime per thread.
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let workers = router.serve_on_threads(listener, None, threads, shutdown)?;
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(workers.wait())
+}

@@ -1,0 +1,410 @@
+//! Load balancing and request buffering: each revision's instances, how many requests
+//! each has in flight, and the bounded FIFO queue where requests wait for capacity (also
+//! while a revision scales from zero, as Knative's activator does).
+//!
+//! An instance never has more than the service's MaxConcurrency in flight: a request
+//! takes a [`Lease`] on an instance with a compare-and-swap on its counter and gives it
+//! back when its response ends (an upgraded connection keeps it for its lifetime).
+//! Requests queue in arrival order; whoever frees capacity hands it to the head of the
+//! queue, so a queued request never loses its turn to a newcomer.
+
+use crate::metrics::{ConcurrencyMeter, RevisionMetrics};
+use crate::rand;
+use crate::routes::Upstream;
+use crate::upstream::Pool;
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Revisions with requests waiting for capacity: the controller scales them up (or from
+/// zero). Published through [`crate::Router::demand`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Demand {
+    /// Waiting revisions by revision id.
+    pub waiting: BTreeMap<String, WaitingRevision>,
+}
+
+/// A revision with requests waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingRevision {
+    pub service_id: String,
+    /// Healthy instances it had when requests started waiting (0: scale from zero).
+    pub endpoints: usize,
+    /// When requests started waiting.
+    pub since: Instant,
+}
+
+/// One instance of a revision, kept across route table swaps so that its in-flight count
+/// and connection pool survive them.
+#[derive(Debug)]
+pub(crate) struct EndpointState {
+    pub instance_id: Arc<str>,
+    pub addr: SocketAddr,
+    pub protocol: Upstream,
+    in_flight: AtomicU32,
+    /// Milliseconds since `epoch` until which the instance is avoided (it refused a
+    /// connection); 0 when healthy.
+    down_until: AtomicU64,
+    epoch: Instant,
+    pub pool: Pool,
+}
+
+impl EndpointState {
+    pub(crate) fn new(instance_id: &str, addr: SocketAddr, protocol: Upstream, pool: Pool) -> Self {
+        EndpointState {
+            instance_id: instance_id.into(),
+            addr,
+            protocol,
+            in_flight: AtomicU32::new(0),
+            down_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            pool,
+        }
+    }
+
+    /// Requests in flight on this instance.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Avoids this instance for `backoff` (it refused a connection).
+    pub(crate) fn mark_down(&self, backoff: Duration) {
+        let until = (self.epoch.elapsed() + backoff).as_millis() as u64;
+        self.down_until.store(until.max(1), Ordering::Release);
+    }
+
+    fn is_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
+    }
+}
+
+/// What a queued request is told.
+#[derive(Debug)]
+pub(crate) enum Grant {
+    /// Capacity: go.
+    Lease(Lease),
+    /// The revision left the route table: choose again among the service's current
+    /// revisions.
+    Reroute,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Grant>,
+}
+
+/// A revision's live state, kept across route table swaps.
+#[derive(Debug)]
+pub(crate) struct RevisionState {
+    pub id: Arc<str>,
+    pub service_id: Arc<str>,
+    endpoints: ArcSwap<Vec<Arc<EndpointState>>>,
+    max_concurrency: AtomicU32,
+    in_flight: AtomicU32,
+    queue: Mutex<VecDeque<Waiter>>,
+    queued: AtomicUsize,
+    retired: AtomicBool,
+    /// Whether this revision is in the published demand.
+    demanding: AtomicBool,
+    demand: Arc<watch::Sender<Demand>>,
+    pub meter: ConcurrencyMeter,
+    pub metrics: RevisionMetrics,
+}
+
+/// The right to send one request to one instance; dropping it frees the capacity and
+/// hands it to the next queued request.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub endpoint: Arc<EndpointState>,
+    pub revision: Arc<RevisionState>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.revision.released();
+    }
+}
+
+/// Why no lease was had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcquireError {
+    /// The queue is at capacity.
+    QueueFull,
+    /// The wait ran out.
+    Timeout,
+}
+
+/// Removes a waiter that gave up (timed out, or its client left) from the queue.
+struct QueueSlot<'a> {
+    revision: &'a RevisionState,
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.revision.prune();
+    }
+}
+
+impl RevisionState {
+    pub(crate) fn new(
+        id: &str,
+        service_id: &str,
+        demand: Arc<watch::Sender<Demand>>,
+        metrics: RevisionMetrics,
+    ) -> Self {
+        RevisionState {
+            id: id.into(),
+            service_id: service_id.into(),
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            max_concurrency: AtomicU32::new(u32::MAX),
+            in_flight: AtomicU32::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
+            demanding: AtomicBool::new(false),
+            demand,
+            meter: ConcurrencyMeter::new(),
+            metrics,
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiter>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The instances, as of the last route table.
+    pub(crate) fn endpoints(&self) -> Arc<Vec<Arc<EndpointState>>> {
+        self.endpoints.load_full()
+    }
+
+    /// Takes a new set of instances and limit, then hands freed or new capacity to
+    /// queued requests.
+    pub(crate) fn update(
+        self: &Arc<Self>,
+        endpoints: Vec<Arc<EndpointState>>,
+        max_concurrency: u32,
+    ) {
+        let max = if max_concurrency == 0 {
+            u32::MAX
+        } else {
+            max_concurrency
+        };
+        self.max_concurrency.store(max, Ordering::Release);
+        self.endpoints.store(Arc::new(endpoints));
+        self.retired.store(false, Ordering::Release);
+        self.dispatch();
+    }
+
+    /// The revision left the route table: its queued requests choose again; those in
+    /// flight finish.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let waiters: Vec<Waiter> = {
+            let mut queue = self.lock_queue();
+            self.queued.store(0, Ordering::Release);
+            queue.drain(..).collect()
+        };
+        for waiter in waiters {
+            let _ = waiter.tx.send(Grant::Reroute);
+        }
+        self.set_demand(false);
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// A lease on the least-loaded instance below the limit, avoiding instances in
+    /// `exclude` and, while others have room, instances that recently refused
+    /// connections.
+    pub(crate) fn try_lease(self: &Arc<Self>, exclude: &[SocketAddr]) -> Option<Lease> {
+        let endpoints = self.endpoints.load();
+        let n = endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let max = self.max_concurrency.load(Ordering::Acquire);
+        // Bounded: each failed compare-and-swap means another request took a slot.
+        for _ in 0..64 {
+            let start = if n > 1 { rand::below(n) } else { 0 };
+            let mut best: Option<(&Arc<EndpointState>, u32, bool)> = None;
+            for i in 0..n {
+                let endpoint = &endpoints[(start + i) % n];
+                if exclude.contains(&endpoint.addr) {
+                    continue;
+                }
+                let load = endpoint.in_flight.load(Ordering::Acquire);
+                if load >= max {
+                    continue;
+                }
+                let down = endpoint.is_down();
+                let better = match best {
+                    None => true,
+                    Some((_, best_load, best_down)) => {
+                        (best_down && !down) || (best_down == down && load < best_load)
+                    }
+                };
+                if better {
+                    best = Some((endpoint, load, down));
+                    if load == 0 && !down {
+                        break;
+                    }
+                }
+            }
+            let (endpoint, load, _) = best?;
+            if endpoint
+                .in_flight
+                .compare_exchange(load, load + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                self.meter.change(true, Instant::now());
+                return Some(Lease {
+                    endpoint: endpoint.clone(),
+                    revision: self.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Waits in the queue for a lease, at most `max_wait`; `capacity` bounds the queue.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        exclude: &[SocketAddr],
+        capacity: usize,
+        max_wait: Duration,
+    ) -> Result<Grant, AcquireError> {
+        if self.is_retired() {
+            return Ok(Grant::Reroute);
+        }
+        // Newcomers go straight to an instance only when nobody is waiting (FIFO).
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Some(lease) = self.try_lease(exclude)
+        {
+            return Ok(Grant::Lease(lease));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queue = self.lock_queue();
+            if self.is_retired() {
+                return Ok(Grant::Reroute);
+            }
+            if queue.len() >= capacity {
+                return Err(AcquireError::QueueFull);
+            }
+            queue.push_back(Waiter { tx });
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        let slot = QueueSlot { revision: self };
+        self.set_demand(true);
+        // Capacity may have freed between the try above and joining the queue.
+        self.dispatch();
+        match tokio::time::timeout(max_wait, rx).await {
+            Ok(Ok(grant)) => {
+                // Whoever granted it already took the waiter off the queue.
+                std::mem::forget(slot);
+                Ok(grant)
+            }
+            // The sender went away without a word: the queue was torn down.
+            Ok(Err(_)) => Ok(Grant::Reroute),
+            Err(_) => Err(AcquireError::Timeout),
+        }
+    }
+
+    /// Hands capacity to queued requests, in order, while there is some.
+    pub(crate) fn dispatch(self: &Arc<Self>) {
+        let mut unclaimed = Vec::new();
+        {
+            let mut queue = self.lock_queue();
+            while let Some(front) = queue.front() {
+                if front.tx.is_closed() {
+                    queue.pop_front();
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                let Some(lease) = self.try_lease(&[]) else {
+                    break;
+                };
+                let Some(waiter) = queue.pop_front() else {
+                    unclaimed.push(lease);
+                    break;
+                };
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                if let Err(Grant::Lease(lease)) = waiter.tx.send(Grant::Lease(lease)) {
+                    // The waiter left between the check and the send.
+                    unclaimed.push(lease);
+                }
+            }
+            if queue.is_empty() {
+                self.set_demand(false);
+            }
+        }
+        // Dropped outside the lock: a lease's drop dispatches again.
+        drop(unclaimed);
+    }
+
+    /// Drops waiters that gave up.
+    fn prune(&self) {
+        let mut queue = self.lock_queue();
+        let before = queue.len();
+        queue.retain(|w| !w.tx.is_closed());
+        let removed = before - queue.len();
+        if removed > 0 {
+            self.queued.fetch_sub(removed, Ordering::AcqRel);
+        }
+        if queue.is_empty() {
+            self.set_demand(false);
+        }
+    }
+
+    fn released(self: &Arc<Self>) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.meter.change(false, Instant::now());
+        if self.queued.load(Ordering::Acquire) > 0 {
+            self.dispatch();
+        }
+    }
+
+    /// Publishes (or withdraws) this revision's demand, only on a change.
+    fn set_demand(&self, waiting: bool) {
+        if self.demanding.swap(waiting, Ordering::AcqRel) == waiting {
+            return;
+        }
+        let endpoints = self.endpoints.load().len();
+        self.demand.send_modify(|demand| {
+            if waiting {
+                demand.waiting.insert(
+                    self.id.to_string(),
+                    WaitingRevision {
+                        service_id: self.service_id.to_string(),
+                        endpoints,
+                        since: Instant::now(),
+                    },
+                );
+            } else {
+                demand.waiting.remove(&*self.id);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

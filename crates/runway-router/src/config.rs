@@ -1,0 +1,82 @@
+//! The router's own settings (per-service settings are in the route table).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Limits and timeouts that protect the router, and where the access log goes.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The largest request head (request line and headers) of HTTP/1.1, and header list
+    /// of HTTP/2, in bytes; 431 beyond. At least 8 KiB.
+    pub max_header_bytes: usize,
+    /// The most request headers; 431 beyond.
+    pub max_headers: usize,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open (slowloris).
+    pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// Concurrent streams per HTTP/2 client connection.
+    pub h2_max_concurrent_streams: u32,
+    /// How often idle HTTP/2 connections are pinged, and how long a ping may go
+    /// unanswered before the connection is closed.
+    pub h2_keepalive: Duration,
+    /// How long connecting to an instance may take before another is tried.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection to an instance is kept.
+    pub upstream_idle_timeout: Duration,
+    /// Idle pooled connections kept per instance.
+    pub max_idle_per_endpoint: usize,
+    /// How long an instance that refused a connection is avoided (unless no other has
+    /// capacity).
+    pub endpoint_backoff: Duration,
+    /// How long graceful shutdown waits for requests in flight before closing them.
+    pub shutdown_grace: Duration,
+    /// The per-service JSON access log; none if `None`.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 256,
+            h2_keepalive: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            upstream_idle_timeout: Duration::from_secs(30),
+            max_idle_per_endpoint: 256,
+            endpoint_backoff: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+            access_log: None,
+        }
+    }
+}
+
+/// Where and how the access log is written: `<dir>/<service id>.log`, one JSON object a
+/// line, rotated to `.1`, `.2`, ... when it reaches `max_bytes`.
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    pub dir: PathBuf,
+    /// Size at which a file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept per service.
+    pub keep: usize,
+    /// Lines buffered for the writer; when full, lines are dropped (and counted) rather
+    /// than slowing requests down.
+    pub buffer: usize,
+}
+
+impl AccessLogConfig {
+    /// Logs into `dir` with 10 MiB files, 3 rotated files kept, 8192 lines buffered.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        AccessLogConfig {
+            dir: dir.into(),
+            max_bytes: 10 * 1024 * 1024,
+            keep: 3,
+            buffer: 8192,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! MaxConcurrency, the queue, scale from zero, timeouts, cancellation and retries.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
+use runway_router::{Endpoint, QueueConfig, RouteTable, RouterConfig};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const HOST: &str = "app-1.runway.localhost";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_per_instance_never_exceeds_max_concurrency_under_a_burst() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint(), b.endpoint()]);
+    svc.max_concurrency = 3;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let burst: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(async move { get(addr, HOST, "/wait").await }))
+        .collect();
+    // Both instances fill up to their limit; the rest waits in the queue.
+    a.wait_for_waiting(3).await;
+    b.wait_for_waiting(3).await;
+    eventually(|| router.router.stats()[0].queued == 34).await;
+    let stats = router.router.stats();
+    assert_eq!(stats[0].in_flight, 6);
+    // Let everything through, a few at a time.
+    for _ in 0..20 {
+        a.release(2);
+        b.release(2);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for r in burst {
+        assert_eq!(r.await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(a.stats.max_concurrent.load(Ordering::SeqCst), 3);
+    assert_eq!(b.stats.max_concurrent.load(Ordering::SeqCst), 3);
+    assert_eq!(a.requests() + b.requests(), 40);
+    let stats = router.router.stats();
+    assert_eq!((stats[0].in_flight, stats[0].queued), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_complete_when_capacity_frees() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+    svc.max_concurrency = 1;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let first = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    a.wait_for_waiting(1).await;
+    let queued: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, HOST, "/").await }))
+        .collect();
+    eventually(|| router.router.stats()[0].queued == 3).await;
+    assert_eq!(a.requests(), 1, "queued requests are not sent yet");
+    a.release(1);
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    for q in queued {
+        assert_eq!(q.await.unwrap().body, "hello from a");
+    }
+    assert_eq!(a.stats.max_concurrent.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_from_zero_signals_demand_and_serves_the_queue_when_an_instance_arrives() {
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let svc = service("svc", HOST, "rev0", vec![]);
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc.clone()],
+        })
+        .unwrap();
+    let mut demand = router.router.demand();
+    let addr = router.addr;
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, HOST, "/").await }))
+        .collect();
+    demand
+        .wait_for(|d| d.waiting.contains_key("rev0"))
+        .await
+        .unwrap();
+    {
+        let d = demand.borrow();
+        assert_eq!(d.waiting["rev0"].service_id, "svc");
+        assert_eq!(d.waiting["rev0"].endpoints, 0);
+    }
+    eventually(|| router.router.stats()[0].queued == 3).await;
+    // The controller starts an instance and publishes it.
+    let a = Backend::start("a").await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "rev0", vec![a.endpoint()])],
+        })
+        .unwrap();
+    for w in waiting {
+        assert_eq!(w.await.unwrap().body, "hello from a");
+    }
+    demand.wait_for(|d| d.waiting.is_empty()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_or_a_long_wait_gets_503_with_retry_after() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+    svc.max_concurrency = 1;
+    svc.queue = QueueConfig {
+        capacity: 1,
+        max_wait: Duration::from_secs(60),
+    };
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc.clone()],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let busy = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    a.wait_for_waiting(1).await;
+    let queued = tokio::spawn(async move { get(addr, HOST, "/").await });
+    eventually(|| router.router.stats()[0].queued == 1).await;
+    let reply = get(addr, HOST, "/").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert!(reply.body.contains("queue is full"), "{}", reply.body);
+
+    // A short maximum wait: the queued request gives up with 503.
+    svc.queue = QueueConfig {
+        capacity: 10,
+        max_wait: Duration::from_millis(100),
+    };
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc],
+        })
+        .unwrap();
+    let reply = get(addr, HOST, "/").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.headers.contains_key("retry-after"));
+    assert!(reply.body.contains("in time"), "{}", reply.body);
+    a.release(1);
+    assert_eq!(busy.await.unwrap().status, StatusCode::OK);
+    assert_eq!(queued.await.unwrap().status, StatusCode::OK);
+    let text = router.metrics_text();
+    assert!(
+        text.contains(
+            r#"runway_router_errors_total{service="svc",revision="rev",kind="queue_full"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"kind="queue_timeout"} 1"#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_instance_gets_504_and_sees_the_request_cancelled() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+    svc.request_timeout = Duration::from_secs(1);
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc],
+        })
+        .unwrap();
+    let reply = get(router.addr, HOST, "/wait").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    eventually(|| a.stats.cancelled.load(Ordering::SeqCst) == 1).await;
+    // The instance is free again.
+    assert_eq!(router.router.stats()[0].in_flight, 0);
+    assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_cancels_the_upstream_request() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
+        })
+        .unwrap();
+    // Waiting for the response headers.
+    let addr = router.addr;
+    let client = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    a.wait_for_waiting(1).await;
+    client.abort();
+    eventually(|| a.stats.cancelled.load(Ordering::SeqCst) == 1).await;
+    eventually(|| router.router.stats()[0].in_flight == 0).await;
+
+    // In the middle of a streamed response.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get("/sse/3")
+        .header("host", HOST)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+    drop(sender);
+    conn.abort();
+    eventually(|| a.stats.cancelled.load(Ordering::SeqCst) == 2).await;
+    eventually(|| router.router.stats()[0].in_flight == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_on_another_instance() {
+    let a = Backend::start("a").await;
+    // An address where nothing listens.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let dead = Endpoint {
+        instance_id: "dead".into(),
+        addr: dead,
+    };
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "rev", vec![dead, a.endpoint()])],
+        })
+        .unwrap();
+    for i in 0..20 {
+        // A body that must arrive whole, even when the first instance refused.
+        let req = Request::post("/echo")
+            .header("host", HOST)
+            .body(Full::new(Bytes::from(format!("payload {i}"))))
+            .unwrap();
+        let reply = send_h1(router.addr, req).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, format!("payload {i}"));
+    }
+    assert_eq!(a.requests(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_was_sent_is_never_retried() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service(
+                "svc",
+                HOST,
+                "rev",
+                vec![a.endpoint(), b.endpoint()],
+            )],
+        })
+        .unwrap();
+    // Both instances read the body, then drop the connection.
+    for _ in 0..10 {
+        let req = Request::post("/close")
+            .header("host", HOST)
+            .body(Full::new(Bytes::from_static(b"not idempotent")))
+            .unwrap();
+        let reply = send_h1(router.addr, req).await.unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(
+        a.requests() + b.requests(),
+        10,
+        "each request reached exactly one instance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    let a = Backend::start("a").await;
+    let mut router = TestRouter::start(RouterConfig::default()).await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let held = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    a.wait_for_waiting(1).await;
+    router.shutdown();
+    let task = router.task.take().unwrap();
+    // New connections are refused once the listener is closed.
+    eventually(|| std::net::TcpStream::connect(addr).is_err()).await;
+    assert!(!task.is_finished(), "waits for the request in flight");
+    a.release(1);
+    let reply = held.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_on_a_revision_that_leaves_go_to_its_successor() {
+    let router = TestRouter::start(RouterConfig::default()).await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "old-rev", vec![])],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, HOST, "/").await }))
+        .collect();
+    eventually(|| router.router.stats().first().is_some_and(|s| s.queued == 3)).await;
+    // A deployment replaces the revision before it ever had an instance.
+    let a = Backend::start("new").await;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![service("svc", HOST, "new-rev", vec![a.endpoint()])],
+        })
+        .unwrap();
+    for w in waiting {
+        assert_eq!(w.await.unwrap().body, "hello from new");
+    }
+    let stats = router.router.stats();
+    assert_eq!(stats.len(), 1, "the old revision is gone: {stats:?}");
+    assert_eq!(stats[0].revision_id, "new-rev");
+}

@@ -1,0 +1,176 @@
+//! Defence: header and body limits, malformed input, slow clients.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{Full, StreamBody};
+use runway_router::test_util::{Backend, TestRouter, get, send_h1, service};
+use runway_router::{RouteTable, RouterConfig};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST: &str = "app-1.runway.localhost";
+
+async fn router_with(config: RouterConfig, backend: &Backend) -> TestRouter {
+    let router = TestRouter::start(config).await;
+    let mut svc = service("svc", HOST, "rev", vec![backend.endpoint()]);
+    svc.max_request_body = 1000;
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc],
+        })
+        .unwrap();
+    router
+}
+
+/// Writes raw bytes and reads until the router closes the connection (10 s at most).
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the router kept the connection open: {}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_get_431() {
+    let a = Backend::start("a").await;
+    let config = RouterConfig {
+        max_header_bytes: 16 * 1024,
+        max_headers: 50,
+        ..RouterConfig::default()
+    };
+    let router = router_with(config, &a).await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(20 * 1024)
+    );
+    let reply = raw(router.addr, big.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let mut many = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n");
+    for i in 0..60 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let reply = raw(router.addr, many.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert_eq!(a.requests(), 0);
+    // Within the limits, fine.
+    assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_service_limit_get_413() {
+    let a = Backend::start("a").await;
+    let router = router_with(RouterConfig::default(), &a).await;
+    // Declared too large: refused before anything is sent.
+    let req = Request::post("/count")
+        .header("host", HOST)
+        .body(Full::new(Bytes::from(vec![b'x'; 1001])))
+        .unwrap();
+    let reply = send_h1(router.addr, req).await.unwrap();
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.requests(), 0);
+    // Chunked, no length: cut when it goes past the limit.
+    let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = (0..20)
+        .map(|_| Ok(http_body::Frame::data(Bytes::from(vec![b'y'; 100]))))
+        .collect();
+    let body = StreamBody::new(futures_util::stream::iter(chunks));
+    let req = Request::post("/count")
+        .header("host", HOST)
+        .body(body)
+        .unwrap();
+    let reply = send_h1(router.addr, req).await.unwrap();
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // At the limit: accepted.
+    let req = Request::post("/count")
+        .header("host", HOST)
+        .body(Full::new(Bytes::from(vec![b'x'; 1000])))
+        .unwrap();
+    let reply = send_h1(router.addr, req).await.unwrap();
+    assert_eq!(reply.body, "1000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_400_and_the_connection_is_closed() {
+    let a = Backend::start("a").await;
+    let router = router_with(RouterConfig::default(), &a).await;
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\nGET / HTTP/1.1\r\nHost: app-1.runway.localhost\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x:99999\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage",
+        b"GET /\x00 HTTP/1.1\r\n\r\n",
+    ] {
+        let reply = raw(router.addr, request).await;
+        assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 400"), "{reply}");
+        // The second, valid request on the same connection is never answered.
+        assert!(reply.matches("HTTP/1.1 ").count() <= 1, "{reply}");
+    }
+    assert_eq!(a.requests(), 0);
+    // Random bytes: no panic, the router keeps serving.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..50 {
+        let junk: Vec<u8> = (0..200)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let _ = raw(router.addr, &junk).await;
+    }
+    assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let a = Backend::start("a").await;
+    let config = RouterConfig {
+        header_read_timeout: Duration::from_millis(500),
+        ..RouterConfig::default()
+    };
+    let router = router_with(config, &a).await;
+    // Headers that never end: the router closes the connection (raw() fails the test if
+    // it stays open).
+    let reply = raw(
+        router.addr,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").as_bytes(),
+    )
+    .await;
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
+        "{reply}"
+    );
+    // A connection that never says anything is closed too.
+    let reply = raw(router.addr, b"").await;
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
+        "{reply}"
+    );
+    // A partial HTTP/2 preface.
+    let reply = raw(router.addr, b"PRI * HTTP/2.0\r\n").await;
+    assert!(reply.is_empty(), "{reply}");
+    assert_eq!(a.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused() {
+    let a = Backend::start("a").await;
+    let router = router_with(RouterConfig::default(), &a).await;
+    let reply = raw(
+        router.addr,
+        format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(a.requests(), 0);
+}

@@ -1,0 +1,7 @@
+//! The router over real sockets: clients and in-process backends on loopback.
+
+mod balancing;
+mod limits;
+mod protocols;
+mod routing;
+mod tls;
