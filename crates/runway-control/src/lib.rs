@@ -3,10 +3,222 @@
 //! and routes converged with what is stored, and sets instance counts from the router's
 //! concurrency measurements.
 //!
-//! It must never hold state that matters only in memory: every step of an operation is
-//! recorded in the store before it is acted on, so a restart resumes it. It never serves
-//! requests and never sits in their path.
+//! Three loops share the work, and the store is how they agree: the operation loop moves
+//! each service's oldest unfinished operation one step at a time, recording every step
+//! before acting on it; the autoscaler writes each serving revision's desired instance
+//! count; the converger starts and stops instances until the runtime matches the desired
+//! counts, and publishes the route table. Any of them can be killed at any point and
+//! resume from the store.
+//!
+//! It must never hold state that matters only in memory, never serve requests or sit in
+//! their path, and never start an instance for a revision nobody asked for.
 
 #![forbid(unsafe_code)]
 
 pub mod autoscaler;
+mod converge;
+mod deploy;
+mod scaling;
+mod snapshot;
+mod spec;
+
+use autoscaler::ScalerConfig;
+use runway_model::records::ResolvedImage;
+use runway_router::Router;
+use runway_runtime::Runtime;
+use runway_store::{Store, StoreError, Txn};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A boxed future, for the object-safe [`ImageResolver`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Turns an `ImageIdentifier` into an image in runway's registry, pulling it through from
+/// an upstream registry if needed. The binary implements it over the registry.
+pub trait ImageResolver: Send + Sync + 'static {
+    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+}
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub scaler: ScalerConfig,
+    /// How often the autoscaler decides.
+    pub scale_interval: Duration,
+    /// How often the operation loop and the converger run when nothing wakes them.
+    pub poll_interval: Duration,
+    /// How long a new revision may take to become healthy before it is rolled back.
+    pub deploy_timeout: Duration,
+    /// How long a revision (or an instance being scaled in) that left the route table may
+    /// finish its requests (WebSockets included) before it is stopped.
+    pub drain_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when an instance stops.
+    pub stop_grace: Duration,
+    /// Revisions kept per service for rollback (those serving are always kept).
+    pub keep_revisions: usize,
+    /// Whether plain-HTTP requests are redirected to HTTPS.
+    pub https_redirect: bool,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            scaler: ScalerConfig::default(),
+            scale_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(500),
+            deploy_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(10),
+            keep_revisions: 10,
+            https_redirect: true,
+        }
+    }
+}
+
+/// What can go wrong in the controller (it retries on its next pass).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a blocking task failed: {0}")]
+    Join(String),
+}
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// The controller; cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    router: Router,
+    images: Arc<dyn ImageResolver>,
+    config: ControlConfig,
+    wake: Notify,
+    scaling: Mutex<scaling::Scaling>,
+    /// Starts requested but not yet visible in the runtime's list, by revision.
+    starting: Mutex<HashMap<String, u32>>,
+    /// Instances taken out of the route table before being stopped, with when.
+    draining: Mutex<HashMap<String, Instant>>,
+    /// Services whose operation step is running.
+    busy: Mutex<HashSet<String>>,
+    /// Why the runtime could not start an instance of a revision, by revision: a
+    /// deployment fails on it instead of retrying until its deadline.
+    failed_starts: Mutex<HashMap<String, String>>,
+}
+
+/// Stops a loop when whoever runs the controller stops (or is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        router: Router,
+        images: Arc<dyn ImageResolver>,
+        config: ControlConfig,
+    ) -> Controller {
+        Controller {
+            inner: Arc::new(Inner {
+                scaling: Mutex::new(scaling::Scaling::new(config.scaler.clone())),
+                store,
+                runtime,
+                router,
+                images,
+                config,
+                wake: Notify::new(),
+                starting: Mutex::new(HashMap::new()),
+                draining: Mutex::new(HashMap::new()),
+                busy: Mutex::new(HashSet::new()),
+                failed_starts: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Asks the loops to run now (after the API records an operation, say).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Publishes the route table from what is stored and what runs, at once: after a
+    /// restart, apps are served before any loop has run.
+    pub async fn publish_routes(&self) -> Result<()> {
+        let snap = self.snapshot().await?;
+        self.inner.publish(&snap);
+        Ok(())
+    }
+
+    /// Runs the controller's loops until `shutdown` completes. Instances keep running
+    /// when it stops: the data plane outlives the control plane.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        let this = self.clone();
+        let ops = AbortOnDrop(tokio::spawn(async move { this.operation_loop().await }));
+        let this = self.clone();
+        let converge = AbortOnDrop(tokio::spawn(async move { this.converge_loop().await }));
+        let this = self.clone();
+        let scale = AbortOnDrop(tokio::spawn(async move { this.scale_loop().await }));
+        let this = self.clone();
+        let events = AbortOnDrop(tokio::spawn(async move { this.runtime_events().await }));
+        shutdown.await;
+        drop((ops, converge, scale, events));
+    }
+
+    /// Runs a store transaction on a blocking thread.
+    async fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Txn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tx = store.begin()?;
+            let out = f(&mut *tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ControlError::Join(e.to_string()))?
+    }
+
+    async fn snapshot(&self) -> Result<snapshot::Snapshot> {
+        self.tx(|tx| snapshot::Snapshot::load(tx)).await
+    }
+
+    async fn sleep_or_wake(&self, period: Duration) {
+        let _ = tokio::time::timeout(period, self.inner.wake.notified()).await;
+    }
+
+    /// Wakes the loops when an instance changes (healthy, unhealthy, exited, stopped).
+    async fn runtime_events(&self) {
+        let mut events = self.inner.runtime.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.wake(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}

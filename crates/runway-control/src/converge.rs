@@ -1,0 +1,221 @@
+//! The converger: starts and stops instances until each revision runs its desired
+//! count, and publishes the route table.
+
+use crate::snapshot::Snapshot;
+use crate::{Controller, Inner, lock, spec};
+use runway_model::records::ServiceStatus;
+use runway_runtime::{InstanceId, InstanceState, InstanceStatus};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+impl Inner {
+    /// Swaps the router's table for one built from `snap` and what runs now.
+    pub(crate) fn publish(&self, snap: &Snapshot) {
+        let instances = self.runtime.list();
+        let draining: HashSet<String> = lock(&self.draining).keys().cloned().collect();
+        let table = spec::routes(snap, &instances, &draining, self.config.https_redirect);
+        if let Err(e) = self.router.set_routes(table) {
+            tracing::error!(error = %e, "the router refused the route table");
+        }
+    }
+}
+
+/// The instance count each revision should run: the stored desired counts, except that
+/// paused and deleted services run nothing.
+pub(crate) fn desired(snap: &Snapshot) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    for service in &snap.services {
+        let state = snap.state(&service.arn);
+        let stopped = state.paused || service.status == ServiceStatus::Deleted;
+        for (revision, count) in &state.desired {
+            out.insert(revision.clone(), if stopped { 0 } else { *count });
+        }
+    }
+    out
+}
+
+/// Which instances to stop when a revision has more than it needs: the ones that serve
+/// nothing first (unhealthy, restarting, starting), then the newest.
+fn victims(mut candidates: Vec<&InstanceStatus>, excess: usize) -> Vec<InstanceId> {
+    let rank = |s: InstanceState| match s {
+        InstanceState::Unhealthy | InstanceState::Restarting => 0,
+        InstanceState::Creating | InstanceState::Starting => 1,
+        _ => 2,
+    };
+    candidates.sort_by(|a, b| {
+        rank(a.state)
+            .cmp(&rank(b.state))
+            .then(b.started_at.cmp(&a.started_at))
+    });
+    candidates
+        .into_iter()
+        .take(excess)
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+impl Controller {
+    pub(crate) async fn converge_loop(&self) {
+        loop {
+            if let Err(e) = self.converge().await {
+                tracing::warn!(error = %e, "converging failed; retrying");
+            }
+            self.sleep_or_wake(self.inner.config.poll_interval).await;
+        }
+    }
+
+    /// One pass: start what is missing, stop what is extra, publish routes.
+    pub(crate) async fn converge(&self) -> crate::Result<()> {
+        let snap = self.snapshot().await?;
+        let want = desired(&snap);
+        let instances = self.inner.runtime.list();
+        let mut by_revision: HashMap<&str, Vec<&InstanceStatus>> = HashMap::new();
+        for i in instances.iter().filter(|i| i.state.is_active()) {
+            by_revision
+                .entry(i.revision_id.as_str())
+                .or_default()
+                .push(i);
+        }
+        let revisions: HashSet<&str> = want
+            .keys()
+            .map(String::as_str)
+            .chain(by_revision.keys().copied())
+            .collect();
+        for revision in revisions {
+            let wanted = want.get(revision).copied().unwrap_or(0) as usize;
+            let draining = lock(&self.inner.draining);
+            let running: Vec<&InstanceStatus> = by_revision
+                .get(revision)
+                .map(|v| {
+                    v.iter()
+                        .filter(|i| !draining.contains_key(i.id.as_str()))
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            drop(draining);
+            let pending = lock(&self.inner.starting)
+                .get(revision)
+                .copied()
+                .unwrap_or(0) as usize;
+            let have = running.len() + pending;
+            if have < wanted {
+                self.start_instances(&snap, revision, wanted - have);
+            } else if running.len() > wanted {
+                for id in victims(running, have - wanted) {
+                    self.scale_in(id);
+                }
+            }
+        }
+        self.inner.publish(&snap);
+        Ok(())
+    }
+
+    fn start_instances(&self, snap: &Snapshot, revision: &str, count: usize) {
+        let Some(rev) = snap.revisions.get(revision) else {
+            return;
+        };
+        let Some(service) = snap.service(&rev.service_arn) else {
+            return;
+        };
+        let Some(spec) = spec::instance_spec(service, rev) else {
+            return;
+        };
+        *lock(&self.inner.starting)
+            .entry(revision.to_string())
+            .or_default() += count as u32;
+        for _ in 0..count {
+            let this = self.clone();
+            let spec = spec.clone();
+            let revision = revision.to_string();
+            tokio::spawn(async move {
+                let result = this.inner.runtime.start(spec).await;
+                if let Some(n) = lock(&this.inner.starting).get_mut(&revision) {
+                    *n = n.saturating_sub(1);
+                }
+                match result {
+                    Ok(id) => tracing::info!(instance = %id, revision, "instance started"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, revision, "instance failed to start");
+                        lock(&this.inner.failed_starts).insert(
+                            revision.clone(),
+                            format!("an instance could not start: {e}"),
+                        );
+                    }
+                }
+                this.wake();
+            });
+        }
+    }
+
+    /// Takes an instance out of the route table, lets its requests finish, then stops it.
+    fn scale_in(&self, id: InstanceId) {
+        {
+            let mut draining = lock(&self.inner.draining);
+            if draining.contains_key(id.as_str()) {
+                return;
+            }
+            draining.insert(id.to_string(), Instant::now());
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Republish without it, then give its requests (and WebSockets) the drain time.
+            this.wake();
+            let routed = this
+                .inner
+                .runtime
+                .list()
+                .iter()
+                .any(|i| i.id == id && i.state == InstanceState::Healthy);
+            if routed {
+                tokio::time::sleep(
+                    this.inner
+                        .config
+                        .drain_timeout
+                        .min(std::time::Duration::from_secs(5)),
+                )
+                .await;
+                this.wait_revision_quiet(&id).await;
+            }
+            if let Err(e) = this
+                .inner
+                .runtime
+                .stop(&id, this.inner.config.stop_grace)
+                .await
+            {
+                tracing::warn!(instance = %id, error = %e, "stopping an instance failed");
+            }
+            lock(&this.inner.draining).remove(id.as_str());
+            this.wake();
+        });
+    }
+
+    /// Waits, up to the drain timeout, until the router has no request in flight on the
+    /// instance's revision that could be on this instance: when the revision's in-flight
+    /// count falls to what its other instances can hold, or to zero.
+    async fn wait_revision_quiet(&self, id: &InstanceId) {
+        let Some(revision) = self
+            .inner
+            .runtime
+            .list()
+            .into_iter()
+            .find(|i| &i.id == id)
+            .map(|i| i.revision_id)
+        else {
+            return;
+        };
+        let deadline = Instant::now() + self.inner.config.drain_timeout;
+        while Instant::now() < deadline {
+            let busy = self
+                .inner
+                .router
+                .stats()
+                .iter()
+                .any(|s| s.revision_id == revision && s.draining && s.in_flight > 0);
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}

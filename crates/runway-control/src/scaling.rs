@@ -1,0 +1,134 @@
+//! The autoscale loop: every tick (and whenever the router reports requests waiting) it
+//! feeds each serving revision's measured concurrency to that revision's [`Decider`] and
+//! stores the instance count it decides; the converger does the rest.
+
+use crate::autoscaler::{Decider, ScalerConfig};
+use crate::{Controller, lock};
+use runway_model::records::ServiceState;
+use runway_runtime::InstanceState;
+use runway_store::Typed;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The deciders, and each revision's last concurrency reading, by revision.
+#[derive(Debug)]
+pub(crate) struct Scaling {
+    config: ScalerConfig,
+    deciders: HashMap<String, Decider>,
+    /// (when, the router's cumulative request-seconds) at the previous tick.
+    last: HashMap<String, (Instant, f64)>,
+}
+
+impl Scaling {
+    pub fn new(config: ScalerConfig) -> Self {
+        Scaling {
+            config,
+            deciders: HashMap::new(),
+            last: HashMap::new(),
+        }
+    }
+}
+
+impl Controller {
+    pub(crate) async fn scale_loop(&self) {
+        let mut demand = self.inner.router.demand();
+        let mut tick = tokio::time::interval(self.inner.config.scale_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sample = tokio::select! {
+                _ = tick.tick() => true,
+                changed = demand.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
+                }
+            };
+            if let Err(e) = self.scale(sample).await {
+                tracing::warn!(error = %e, "autoscaling failed; retrying");
+            }
+        }
+    }
+
+    /// Decides every serving revision's instance count; `sample` records a new
+    /// concurrency reading (a tick), otherwise only the router's demand is looked at.
+    async fn scale(&self, sample: bool) -> crate::Result<()> {
+        let snap = self.snapshot().await?;
+        let now = Instant::now();
+        let stats = self.inner.router.stats();
+        let waiting = self.inner.router.demand().borrow().waiting.clone();
+        let instances = self.inner.runtime.list();
+        let mut changes: Vec<(String, String, u32)> = Vec::new();
+        {
+            let mut scaling = lock(&self.inner.scaling);
+            let Scaling {
+                config,
+                deciders,
+                last,
+            } = &mut *scaling;
+            let mut live = Vec::new();
+            for service in &snap.services {
+                let state = snap.state(&service.arn);
+                if state.paused {
+                    continue;
+                }
+                let bounds = snap.bounds(service);
+                for target in state
+                    .traffic
+                    .iter()
+                    .filter(|t| t.percent > 0 || t.tag.is_some())
+                {
+                    let revision = &target.revision;
+                    live.push(revision.clone());
+                    let ready = instances
+                        .iter()
+                        .filter(|i| &i.revision_id == revision && i.state == InstanceState::Healthy)
+                        .count() as u32;
+                    let decider = deciders
+                        .entry(revision.clone())
+                        .or_insert_with(|| Decider::new(config.clone(), now, ready));
+                    if sample && let Some(s) = stats.iter().find(|s| &s.revision_id == revision) {
+                        let previous = last.insert(revision.clone(), (now, s.concurrency_seconds));
+                        if let Some((then, seconds)) = previous {
+                            let elapsed = now.duration_since(then).as_secs_f64();
+                            if elapsed > 0.0 {
+                                decider.record(now, (s.concurrency_seconds - seconds) / elapsed);
+                            }
+                        }
+                    }
+                    if waiting.contains_key(revision) {
+                        decider.poke(now);
+                    }
+                    let want = decider.decide(now, ready, bounds);
+                    if state.desired.get(revision) != Some(&want) {
+                        changes.push((service.arn.clone(), revision.clone(), want));
+                    }
+                }
+            }
+            deciders.retain(|r, _| live.contains(r));
+            last.retain(|r, _| live.contains(r));
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for (_, revision, want) in &changes {
+            tracing::info!(revision, instances = want, "autoscaling");
+        }
+        self.tx(move |tx| {
+            for (arn, revision, want) in changes {
+                let Some(mut state) = tx.load::<ServiceState>(&arn)? else {
+                    continue;
+                };
+                // Only revisions that still serve: a deployment may have moved on meanwhile.
+                if state.traffic.iter().any(|t| t.revision == revision) && !state.paused {
+                    state.desired.insert(revision, want);
+                    tx.save(&state)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        self.wake();
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! One consistent read of everything the loops decide from.
+
+use crate::Result;
+use runway_model::records::*;
+use runway_store::{Query, Txn, Typed};
+use std::collections::HashMap;
+
+/// The stored state of every service, read in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Services that are not deleted, in creation order.
+    pub services: Vec<ServiceRecord>,
+    /// By service ARN.
+    pub states: HashMap<String, ServiceState>,
+    /// By revision id.
+    pub revisions: HashMap<String, RevisionRecord>,
+    /// Auto scaling configurations by ARN.
+    pub scaling: HashMap<String, AutoScalingRecord>,
+    /// Operations that have not ended, oldest first.
+    pub unfinished: Vec<OperationRecord>,
+}
+
+impl Snapshot {
+    pub fn load(tx: &mut dyn Txn) -> Result<Snapshot> {
+        let all = Query::default();
+        let services: Vec<ServiceRecord> = tx
+            .load_all::<ServiceRecord>(&all)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.status != ServiceStatus::Deleted)
+            .collect();
+        let states = tx
+            .load_all::<ServiceState>(&all)?
+            .into_iter()
+            .map(|(_, s)| (s.service_arn.clone(), s))
+            .collect();
+        let revisions = tx
+            .load_all::<RevisionRecord>(&all)?
+            .into_iter()
+            .map(|(_, r)| (r.id.clone(), r))
+            .collect();
+        let scaling = tx
+            .load_all::<AutoScalingRecord>(&all)?
+            .into_iter()
+            .map(|(_, a)| (a.arn.clone(), a))
+            .collect();
+        let unfinished = tx
+            .load_all::<OperationRecord>(&all)?
+            .into_iter()
+            .map(|(_, o)| o)
+            .filter(|o| !o.status.is_final())
+            .collect();
+        Ok(Snapshot {
+            services,
+            states,
+            revisions,
+            scaling,
+            unfinished,
+        })
+    }
+
+    pub fn service(&self, arn: &str) -> Option<&ServiceRecord> {
+        self.services.iter().find(|s| s.arn == arn)
+    }
+
+    pub fn state(&self, arn: &str) -> ServiceState {
+        self.states
+            .get(arn)
+            .cloned()
+            .unwrap_or_else(|| ServiceState {
+                service_arn: arn.to_string(),
+                next_revision: 1,
+                ..Default::default()
+            })
+    }
+
+    /// The service's auto scaling bounds: MinSize, MaxSize, MaxConcurrency.
+    pub fn bounds(&self, service: &ServiceRecord) -> crate::autoscaler::Bounds {
+        let asc = self
+            .scaling
+            .get(&service.spec.auto_scaling_configuration_arn);
+        let get = |f: fn(&AutoScalingRecord) -> i64, default: i64| {
+            asc.map_or(default, f).clamp(0, i64::from(u32::MAX)) as u32
+        };
+        crate::autoscaler::Bounds {
+            min: get(|a| a.min_size, 1),
+            max: get(|a| a.max_size, 25).max(1),
+            max_concurrency: get(|a| a.max_concurrency, 100).max(1),
+        }
+    }
+}

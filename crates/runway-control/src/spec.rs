@@ -1,0 +1,108 @@
+//! Translations from stored records to what the runtime and the router take.
+
+use crate::snapshot::Snapshot;
+use runway_model::records::{RevisionRecord, ServiceRecord};
+use runway_router::{Endpoint, RevisionRoute, RouteTable, ServiceRoute};
+use runway_runtime::{HealthCheck, ImageRef, InstanceSpec, InstanceState, InstanceStatus, Probe};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// How a revision's instances are run; `None` if the revision has no image yet.
+pub(crate) fn instance_spec(
+    service: &ServiceRecord,
+    revision: &RevisionRecord,
+) -> Option<InstanceSpec> {
+    let image = revision.image.as_ref()?;
+    let spec = &revision.spec;
+    let config = spec
+        .source_configuration
+        .image_repository
+        .as_ref()
+        .and_then(|i| i.image_configuration.clone())
+        .unwrap_or_default();
+    let number = |v: &Option<String>, default: u32| {
+        v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
+    let health = &spec.health_check_configuration;
+    let secs =
+        |v: Option<i64>, default: u64| Duration::from_secs(v.map_or(default, |n| n.max(1) as u64));
+    let probe = match health.protocol.as_deref() {
+        Some("HTTP") => Probe::Http {
+            path: health.path.clone().unwrap_or_else(|| "/".into()),
+        },
+        _ => Probe::Tcp,
+    };
+    Some(InstanceSpec {
+        service_id: service.id.clone(),
+        revision_id: revision.id.clone(),
+        image: ImageRef {
+            repository: image.repository.clone(),
+            digest: image.digest.clone(),
+        },
+        start_command: config.start_command.clone(),
+        env: config
+            .runtime_environment_variables
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        port: config
+            .port
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(8080),
+        cpu_units: number(&spec.instance_configuration.cpu, 1024),
+        memory_mb: number(&spec.instance_configuration.memory, 2048),
+        health: HealthCheck {
+            probe,
+            interval: secs(health.interval, 5),
+            timeout: secs(health.timeout, 2),
+            healthy_threshold: health.healthy_threshold.map_or(1, |n| n.max(1) as u32),
+            unhealthy_threshold: health.unhealthy_threshold.map_or(5, |n| n.max(1) as u32),
+        },
+    })
+}
+
+/// The route table: every service with traffic, its revisions by percent and tag, and
+/// their healthy instances that are not being drained.
+pub(crate) fn routes(
+    snap: &Snapshot,
+    instances: &[InstanceStatus],
+    draining: &HashSet<String>,
+    https_redirect: bool,
+) -> RouteTable {
+    let mut services = Vec::new();
+    for service in &snap.services {
+        let state = snap.state(&service.arn);
+        if state.traffic.is_empty() {
+            continue;
+        }
+        let mut route = ServiceRoute::new(service.id.clone(), service.url.clone());
+        route.paused = state.paused;
+        route.https_redirect = https_redirect;
+        route.max_concurrency = snap.bounds(service).max_concurrency;
+        route.revisions = state
+            .traffic
+            .iter()
+            .map(|t| RevisionRoute {
+                revision_id: t.revision.clone(),
+                percent: t.percent,
+                tag: t.tag.clone(),
+                endpoints: instances
+                    .iter()
+                    .filter(|i| {
+                        i.revision_id == t.revision
+                            && i.state == InstanceState::Healthy
+                            && !draining.contains(i.id.as_str())
+                    })
+                    .map(|i| Endpoint {
+                        instance_id: i.id.to_string(),
+                        addr: i.addr,
+                    })
+                    .collect(),
+            })
+            .collect();
+        services.push(route);
+    }
+    RouteTable { services }
+}

@@ -1,0 +1,479 @@
+//! The controller's state machines against a fake runtime, a real router (no listeners)
+//! and a real store: what operations end as, what the route table serves, and that a new
+//! controller on the same store finishes what an old one started.
+
+use runway_control::{BoxFuture, ControlConfig, Controller, ImageResolver};
+use runway_model::records::*;
+use runway_model::shapes::*;
+use runway_model::{Timestamp, ids};
+use runway_router::{Router, RouterConfig};
+use runway_runtime::{
+    EventKind, InstanceEvent, InstanceId, InstanceSpec, InstanceState, InstanceStatus, LogQuery,
+    LogStream, Runtime, RuntimeError,
+};
+use runway_store::{SqliteStore, Store, Typed};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Instances are healthy at once, unless their image's digest says "bad".
+#[derive(Default)]
+struct FakeRuntime {
+    instances: Mutex<Vec<InstanceStatus>>,
+    events: Mutex<Option<tokio::sync::broadcast::Sender<InstanceEvent>>>,
+    next_port: Mutex<u16>,
+}
+
+impl FakeRuntime {
+    fn sender(&self) -> tokio::sync::broadcast::Sender<InstanceEvent> {
+        self.events
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(64).0)
+            .clone()
+    }
+
+    fn count(&self, revision: &str) -> usize {
+        self.instances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.revision_id == revision)
+            .count()
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<InstanceId, RuntimeError>> {
+        Box::pin(async move {
+            let id = InstanceId::new();
+            let port = {
+                let mut p = self.next_port.lock().unwrap();
+                *p += 1;
+                20000 + *p
+            };
+            let state = if spec.image.digest.contains("bad") {
+                InstanceState::Unhealthy
+            } else {
+                InstanceState::Healthy
+            };
+            self.instances.lock().unwrap().push(InstanceStatus {
+                id: id.clone(),
+                service_id: spec.service_id.clone(),
+                revision_id: spec.revision_id.clone(),
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                state,
+                restarts: 0,
+                last_exit: None,
+                started_at: SystemTime::now(),
+            });
+            let kind = if state == InstanceState::Healthy {
+                EventKind::Healthy
+            } else {
+                EventKind::Unhealthy
+            };
+            let _ = self.sender().send(InstanceEvent {
+                id: id.clone(),
+                service_id: spec.service_id,
+                revision_id: spec.revision_id,
+                kind,
+            });
+            Ok(id)
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        id: &'a InstanceId,
+        _grace: Duration,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            self.instances.lock().unwrap().retain(|i| &i.id != id);
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> Vec<InstanceStatus> {
+        self.instances.lock().unwrap().clone()
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<InstanceEvent> {
+        self.sender().subscribe()
+    }
+
+    fn logs(&self, _query: LogQuery) -> BoxFuture<'_, Result<LogStream, RuntimeError>> {
+        Box::pin(async {
+            Err(RuntimeError::Internal(
+                "the fake runtime keeps no logs".into(),
+            ))
+        })
+    }
+}
+
+/// `good:*` resolves to a good digest, `bad:*` to one the fake runtime fails.
+struct FakeImages;
+
+impl ImageResolver for FakeImages {
+    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+        Box::pin(async move {
+            if identifier.starts_with("missing") {
+                return Err("registry.example: not found".into());
+            }
+            let kind = if identifier.starts_with("bad") {
+                "bad"
+            } else {
+                "good"
+            };
+            Ok(ResolvedImage {
+                repository: "app".into(),
+                digest: format!("sha256:{kind}-{}", identifier.len()),
+            })
+        })
+    }
+}
+
+struct World {
+    store: Arc<dyn Store>,
+    runtime: Arc<FakeRuntime>,
+    router: Router,
+    service: ServiceRecord,
+}
+
+const ASC: &str =
+    "arn:aws:apprunner:us-east-1:000000000000:autoscalingconfiguration/DefaultConfiguration/1/0";
+
+fn spec(image: &str) -> ServiceSpec {
+    ServiceSpec {
+        source_configuration: SourceConfiguration {
+            image_repository: Some(ImageRepository {
+                image_identifier: Some(image.into()),
+                image_repository_type: Some("ECR".into()),
+                image_configuration: Some(ImageConfiguration {
+                    port: Some("8080".into()),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        },
+        instance_configuration: InstanceConfiguration::default(),
+        encryption_configuration: None,
+        health_check_configuration: HealthCheckConfiguration::default(),
+        auto_scaling_configuration_arn: ASC.into(),
+        network_configuration: NetworkConfiguration::default(),
+        observability_configuration: None,
+    }
+}
+
+fn world(image: &str, min_size: i64) -> World {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let now = Timestamp::now();
+    let id = ids::new_resource_id();
+    let service = ServiceRecord {
+        arn: format!("arn:aws:apprunner:us-east-1:000000000000:service/app/{id}"),
+        url: format!("app-{}.runway.localhost", &id[..8]),
+        id,
+        name: "app".into(),
+        status: ServiceStatus::OperationInProgress,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        spec: spec(image),
+    };
+    let mut tx = store.begin().unwrap();
+    tx.create(&AutoScalingRecord {
+        arn: ASC.into(),
+        name: "DefaultConfiguration".into(),
+        revision: 1,
+        max_concurrency: 100,
+        min_size,
+        max_size: 25,
+        status: ConfigStatus::Active,
+        created_at: now,
+        deleted_at: None,
+    })
+    .unwrap();
+    tx.create(&service).unwrap();
+    tx.commit().unwrap();
+    let mut registry = runway_telemetry::Registry::default();
+    let router = Router::new(RouterConfig::default(), &mut registry).unwrap();
+    let w = World {
+        store,
+        runtime: Arc::new(FakeRuntime::default()),
+        router,
+        service,
+    };
+    w.record(OperationType::CreateService, Some(spec(image)));
+    w
+}
+
+impl World {
+    fn record(&self, kind: OperationType, spec: Option<ServiceSpec>) -> String {
+        let now = Timestamp::now();
+        let op = OperationRecord {
+            id: ids::new_operation_id(),
+            service_arn: self.service.arn.clone(),
+            kind,
+            status: OperationStatus::Pending,
+            started_at: now,
+            ended_at: None,
+            updated_at: now,
+            spec,
+            message: None,
+            redeploy: None,
+            progress: None,
+        };
+        let mut tx = self.store.begin().unwrap();
+        tx.create(&op).unwrap();
+        tx.commit().unwrap();
+        op.id
+    }
+
+    fn controller(&self) -> Controller {
+        let config = ControlConfig {
+            poll_interval: Duration::from_millis(20),
+            drain_timeout: Duration::from_millis(200),
+            stop_grace: Duration::from_millis(10),
+            ..Default::default()
+        };
+        Controller::new(
+            self.store.clone(),
+            self.runtime.clone(),
+            self.router.clone(),
+            Arc::new(FakeImages),
+            config,
+        )
+    }
+
+    fn op(&self, id: &str) -> OperationRecord {
+        self.store
+            .begin()
+            .unwrap()
+            .load::<OperationRecord>(id)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn service(&self) -> ServiceRecord {
+        self.store
+            .begin()
+            .unwrap()
+            .load::<ServiceRecord>(&self.service.arn)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn state(&self) -> ServiceState {
+        self.store
+            .begin()
+            .unwrap()
+            .load::<ServiceState>(&self.service.arn)
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<String> {
+        let q = runway_store::Query {
+            parent: Some(self.service.arn.clone()),
+            ..Default::default()
+        };
+        self.store
+            .begin()
+            .unwrap()
+            .load_all::<EventRecord>(&q)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.message)
+            .collect()
+    }
+
+    /// Waits until the operation has ended.
+    async fn settle(&self, id: &str) -> OperationRecord {
+        for _ in 0..500 {
+            let op = self.op(id);
+            if op.status.is_final() {
+                return op;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "operation did not end: {:?}\nevents: {:#?}",
+            self.op(id),
+            self.events()
+        );
+    }
+
+    fn routed_endpoints(&self, revision: &str) -> usize {
+        self.router
+            .stats()
+            .iter()
+            .find(|s| s.revision_id == revision)
+            .map_or(0, |s| s.endpoints)
+    }
+}
+
+fn first_op(w: &World) -> String {
+    let q = runway_store::Query::default();
+    w.store
+        .begin()
+        .unwrap()
+        .load_all::<OperationRecord>(&q)
+        .unwrap()[0]
+        .1
+        .id
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_update_pause_resume_delete() {
+    let w = world("good:v1", 1);
+    let c = w.controller();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+
+    let create = w.settle(&first_op(&w)).await;
+    assert_eq!(
+        create.status,
+        OperationStatus::Succeeded,
+        "{:#?}",
+        w.events()
+    );
+    assert_eq!(w.service().status, ServiceStatus::Running);
+    let rev1 = w.state().traffic[0].revision.clone();
+    assert_eq!(w.runtime.count(&rev1), 1);
+    assert_eq!(w.routed_endpoints(&rev1), 1);
+    assert!(
+        w.events()
+            .iter()
+            .any(|e| e.starts_with("Health check is successful")),
+        "{:#?}",
+        w.events()
+    );
+
+    // A good update: the new revision takes the traffic and the old one is stopped.
+    let update = w.record(OperationType::UpdateService, Some(spec("good:v22")));
+    assert_eq!(w.settle(&update).await.status, OperationStatus::Succeeded);
+    let state = w.state();
+    let rev2 = state.traffic[0].revision.clone();
+    assert_ne!(rev1, rev2);
+    assert_eq!(state.traffic.len(), 1);
+    assert_eq!(w.runtime.count(&rev1), 0);
+    assert_eq!(w.runtime.count(&rev2), 1);
+
+    // A bad update is rolled back and the previous revision keeps serving.
+    let bad = w.record(OperationType::UpdateService, Some(spec("bad:v3")));
+    let bad = w.settle(&bad).await;
+    assert_eq!(
+        bad.status,
+        OperationStatus::RollbackSucceeded,
+        "{:#?}",
+        w.events()
+    );
+    assert!(bad.message.unwrap().contains("health check failed"));
+    assert_eq!(w.state().traffic[0].revision, rev2);
+    assert_eq!(w.service().status, ServiceStatus::Running);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        w.runtime.instances.lock().unwrap().len(),
+        1,
+        "the failed revision's instances are stopped"
+    );
+
+    let pause = w.record(OperationType::PauseService, None);
+    assert_eq!(w.settle(&pause).await.status, OperationStatus::Succeeded);
+    assert_eq!(w.service().status, ServiceStatus::Paused);
+    assert!(w.runtime.instances.lock().unwrap().is_empty());
+
+    let resume = w.record(OperationType::ResumeService, None);
+    assert_eq!(w.settle(&resume).await.status, OperationStatus::Succeeded);
+    assert_eq!(w.service().status, ServiceStatus::Running);
+    assert_eq!(w.runtime.count(&rev2), 1);
+
+    let delete = w.record(OperationType::DeleteService, None);
+    assert_eq!(w.settle(&delete).await.status, OperationStatus::Succeeded);
+    assert_eq!(w.service().status, ServiceStatus::Deleted);
+    assert!(w.runtime.instances.lock().unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(w.router.stats().iter().all(|s| s.endpoints == 0));
+
+    let _ = stop.send(());
+    run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_never_gets_healthy_fails() {
+    let w = world("bad:v1", 1);
+    let c = w.controller();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run(std::future::pending()).await }
+    });
+    let op = w.settle(&first_op(&w)).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    assert_eq!(w.service().status, ServiceStatus::CreateFailed);
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_had_fails_the_create_naming_it() {
+    let w = world("missing:v1", 1);
+    let c = w.controller();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run(std::future::pending()).await }
+    });
+    let op = w.settle(&first_op(&w)).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    assert!(op.message.unwrap().contains("registry.example"));
+    assert_eq!(w.service().status, ServiceStatus::CreateFailed);
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_controller_finishes_what_an_old_one_started() {
+    let w = world("good:v1", 1);
+    let old = w.controller();
+    let run = tokio::spawn({
+        let c = old.clone();
+        async move { c.run(std::future::pending()).await }
+    });
+    let create = w.settle(&first_op(&w)).await;
+    assert_eq!(create.status, OperationStatus::Succeeded);
+    let update = w.record(OperationType::UpdateService, Some(spec("good:v2")));
+    // Stop the controller as soon as the update has started its revision.
+    for _ in 0..500 {
+        if matches!(
+            w.op(&update).progress,
+            Some(Progress::Starting { .. }) | Some(Progress::Draining { .. })
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run.abort();
+    let _ = run.await;
+    let new = w.controller();
+    new.publish_routes().await.unwrap();
+    let rev1 = w.state().traffic[0].revision.clone();
+    assert_eq!(
+        w.routed_endpoints(&rev1).max(1),
+        1,
+        "routes come back at once"
+    );
+    let run = tokio::spawn({
+        let c = new.clone();
+        async move { c.run(std::future::pending()).await }
+    });
+    assert_eq!(w.settle(&update).await.status, OperationStatus::Succeeded);
+    let rev2 = w.state().traffic[0].revision.clone();
+    assert_eq!(w.runtime.count(&rev2), 1, "no duplicate instances");
+    assert_eq!(w.runtime.instances.lock().unwrap().len(), 1);
+    run.abort();
+}
