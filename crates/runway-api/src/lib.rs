@@ -8,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod logs;
 mod metrics;
 mod ops;
 mod protocol;
 pub mod sigv4;
 
+pub use logs::{InstanceEntry, InstanceReader, LogEntry};
 pub use ops::{Ctx, OpError};
 
 use runway_model::Timestamp;
@@ -41,6 +43,7 @@ struct Inner {
     master: Arc<MasterKey>,
     config: ApiConfig,
     metrics: metrics::ApiMetrics,
+    instances: Option<Arc<dyn InstanceReader>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -53,11 +56,13 @@ impl std::fmt::Debug for Inner {
 
 impl Api {
     /// Prepares the API over `store`: creates what every data directory needs (the
-    /// default auto scaling configuration) and registers the API's metrics.
+    /// default auto scaling configuration) and registers the API's metrics. `instances`
+    /// reads instances and their logs for `Runway.ListInstances` and `Runway.GetLogs`.
     pub fn new(
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
         config: ApiConfig,
+        instances: Option<Arc<dyn InstanceReader>>,
         registry: &mut Registry,
     ) -> Result<Self, OpError> {
         let mut tx = store.begin()?;
@@ -73,6 +78,7 @@ impl Api {
                 master,
                 config,
                 metrics: metrics::ApiMetrics::register(registry),
+                instances,
             }),
         })
     }

@@ -56,6 +56,8 @@ const OPERATIONS: &[&str] = &[
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
 const EXTENSIONS: &[&str] = &[
+    "GetLogs",
+    "ListInstances",
     "ListRevisions",
     "RollbackService",
     "UpdateTraffic",
@@ -302,6 +304,18 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "DescribeObservabilityConfiguration" => run(api, body, observability::describe).await,
         "ListObservabilityConfigurations" => run(api, body, observability::list).await,
         "DeleteObservabilityConfiguration" => run(api, body, observability::delete).await,
+        "GetLogs" => {
+            let input = parse(&body)?;
+            let output = crate::logs::get(api, input).await?;
+            serde_json::to_vec(&output)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
+        }
+        "ListInstances" => {
+            let input = parse(&body)?;
+            let output = crate::logs::list_instances(api, input).await?;
+            serde_json::to_vec(&output)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
+        }
         "ListRevisions" => run(api, body, extensions::list_revisions).await,
         "RollbackService" => run(api, body, extensions::rollback).await,
         "UpdateTraffic" => run(api, body, extensions::update_traffic).await,

@@ -475,6 +475,7 @@ shape! {
         percent: i64,
         tag: String,
         message: String,
+        desired_instances: i64,
     }
 }
 
@@ -504,4 +505,31 @@ shape! {
 
 shape! {
     pub struct ListServiceEventsResponse { events: Vec<ServiceEvent>, next_token: String }
+}
+
+shape! {
+    pub struct GetLogsRequest { service_arn: String, start_time: Timestamp, limit: i64 }
+}
+
+shape! {
+    pub struct LogLine { time: Timestamp, instance_id: String, stream: String, message: String }
+}
+
+shape! {
+    pub struct GetLogsResponse { lines: Vec<LogLine> }
+}
+
+shape! {
+    pub struct Instance {
+        instance_id: String,
+        revision_id: String,
+        address: String,
+        state: String,
+        restarts: i64,
+        started_at: Timestamp,
+    }
+}
+
+shape! {
+    pub struct ListInstancesResponse { instances: Vec<Instance> }
 }

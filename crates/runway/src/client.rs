@@ -16,6 +16,8 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     registry: Option<String>,
+    /// The router's HTTPS URL, for the URLs of apps.
+    https: Option<String>,
     region: String,
     credentials: Credentials,
 }
@@ -67,26 +69,39 @@ impl Client {
             ),
         };
         let registry = endpoints.as_ref().map(|e| e.registry.clone());
+        let https = endpoints.as_ref().map(|e| e.https.clone());
         let region = endpoints.map_or_else(|| "us-east-1".to_string(), |e| e.region);
         let credentials = read_credentials(&args.data_dir.join("credentials"), PROFILE)?;
         Ok(Client {
             http: reqwest::Client::new(),
             endpoint,
             registry,
+            https,
             region,
             credentials,
         })
     }
 
-    /// Calls `operation` with `input` and returns its output.
+    /// Calls App Runner's `operation` with `input` and returns its output.
     pub async fn call(&self, operation: &str, input: &Value) -> Result<Value> {
+        self.call_target(&format!("AppRunner.{operation}"), input)
+            .await
+    }
+
+    /// Calls one of runway's extension operations (`Runway.<operation>`).
+    pub async fn call_extension(&self, operation: &str, input: &Value) -> Result<Value> {
+        self.call_target(&format!("Runway.{operation}"), input)
+            .await
+    }
+
+    async fn call_target(&self, target: &str, input: &Value) -> Result<Value> {
         let body = serde_json::to_vec(input)?;
         let url = format!("{}/", self.endpoint);
         let mut request = http::Request::builder()
             .method("POST")
             .uri(&url)
             .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("AppRunner.{operation}"))
+            .header("x-amz-target", target)
             .body(body.clone())?;
         let host = request
             .uri()
@@ -155,6 +170,20 @@ impl Client {
 }
 
 impl Client {
+    /// An app's URL: `https://<host>[:<router port>]/`.
+    pub fn app_url(&self, host: &str) -> String {
+        let port = self
+            .https
+            .as_deref()
+            .and_then(|u| u.rsplit_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| *p != "443");
+        match port {
+            Some(p) => format!("https://{host}:{p}/"),
+            None => format!("https://{host}/"),
+        }
+    }
+
     /// Calls the registry at `path` (`/v2/_catalog`, ...) with the access key as Basic
     /// credentials; returns the JSON body and the next page's path from a `Link` header.
     pub async fn registry(

@@ -42,6 +42,9 @@ pub struct DeployArgs {
     /// An environment variable for the app, KEY=VALUE; repeat for more.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Return once the deployment is recorded instead of waiting for it to finish.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -50,6 +53,47 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(f)
+}
+
+/// Waits for operation `op` of service `arn` to end, printing the service's new events as
+/// they come when `show`; returns the final status.
+async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> Result<String> {
+    let mut shown = std::collections::HashSet::new();
+    loop {
+        if show {
+            let events = client
+                .call_extension(
+                    "ListServiceEvents",
+                    &json!({ "ServiceArn": arn, "MaxResults": 20 }),
+                )
+                .await?;
+            let mut events = events["Events"].as_array().cloned().unwrap_or_default();
+            events.reverse();
+            for e in events
+                .iter()
+                .filter(|e| e["OperationId"].as_str() == Some(op))
+            {
+                if shown.insert((text(&e["Time"]), text(&e["Message"]))) {
+                    println!("  {}", text(&e["Message"]));
+                }
+            }
+        }
+        let ops = client
+            .call("ListOperations", &json!({ "ServiceArn": arn }))
+            .await?;
+        let status = ops["OperationSummaryList"]
+            .as_array()
+            .and_then(|list| list.iter().find(|o| o["Id"].as_str() == Some(op)))
+            .map(|o| text(&o["Status"]))
+            .unwrap_or_default();
+        if !matches!(
+            status.as_str(),
+            "PENDING" | "IN_PROGRESS" | "ROLLBACK_IN_PROGRESS" | ""
+        ) {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Every item of a list operation's `key` list, following NextToken.
@@ -298,18 +342,40 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                 client.call("CreateService", &input).await?
             }
         };
-        if client_args.output == Output::Json {
+        if client_args.output == Output::Json && args.no_wait {
             return print_json(&out);
         }
         let s = &out["Service"];
-        println!(
-            "Service {}: operation {} recorded.",
-            text(&s["ServiceName"]),
-            text(&out["OperationId"])
-        );
-        println!("  Status: {}", text(&s["Status"]));
-        println!("  URL:    {}", text(&s["ServiceUrl"]));
-        Ok(())
+        let (arn, op) = (text(&s["ServiceArn"]), text(&out["OperationId"]));
+        if args.no_wait {
+            println!(
+                "Service {}: operation {op} recorded.",
+                text(&s["ServiceName"])
+            );
+            println!("  Status: {}", text(&s["Status"]));
+            println!("  URL:    {}", client.app_url(&text(&s["ServiceUrl"])));
+            return Ok(());
+        }
+        let status =
+            follow_operation(&client, &arn, &op, client_args.output == Output::Table).await?;
+        if client_args.output == Output::Json {
+            return print_json(
+                &json!({ "OperationId": op, "Status": status, "ServiceUrl": s["ServiceUrl"] }),
+            );
+        }
+        if status == "SUCCEEDED" {
+            println!(
+                "Service {} is running at {}",
+                text(&s["ServiceName"]),
+                client.app_url(&text(&s["ServiceUrl"]))
+            );
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "the deployment ended {status}; see `runway events {}`",
+                text(&s["ServiceName"])
+            ))
+        }
     })
 }
 
@@ -385,6 +451,300 @@ pub fn registry(command: RegistryCommand, args: &ClientArgs) -> Result<()> {
         }
         for item in items {
             println!("{}", text(&item));
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The service's name.
+    name: String,
+    /// Keep printing lines as they are written.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only lines from this long ago (`90s`, `10m`, `2h`, `1d`) or since this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+/// `10m` ago, or an RFC 3339 time, as epoch seconds.
+fn parse_since(s: &str) -> Result<f64> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(t.unix_timestamp_nanos() as f64 / 1e9);
+    }
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("--since takes 10m, 2h, 1d or an RFC 3339 time, got {s:?}"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => {
+            return Err(anyhow!(
+                "--since takes 10m, 2h, 1d or an RFC 3339 time, got {s:?}"
+            ));
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    Ok(now - secs)
+}
+
+pub fn logs(args: LogsArgs, client_args: &ClientArgs) -> Result<()> {
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let client = Client::new(client_args)?;
+    block_on(async {
+        let arn = service_arn(&client, &args.name).await?;
+        let mut since = since;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let mut input = json!({ "ServiceArn": arn });
+            if let Some(t) = since {
+                input["StartTime"] = json!(t);
+            }
+            let out = client.call_extension("GetLogs", &input).await?;
+            for line in out["Lines"].as_array().cloned().unwrap_or_default() {
+                let key = (
+                    text(&line["Time"]),
+                    text(&line["InstanceId"]),
+                    text(&line["Message"]),
+                );
+                if !seen.insert(key) {
+                    continue;
+                }
+                if client_args.output == Output::Json {
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{} {} {}",
+                        when_precise(&line["Time"]),
+                        text(&line["InstanceId"]),
+                        text(&line["Message"])
+                    );
+                }
+                if let Some(t) = line["Time"].as_f64() {
+                    since = Some(since.map_or(t, |s: f64| s.max(t)));
+                }
+            }
+            if !args.follow {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Epoch seconds as an RFC 3339 time with milliseconds.
+fn when_precise(v: &Value) -> String {
+    v.as_f64()
+        .and_then(|secs| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(
+                (secs * 1e3).round() as i128 * 1_000_000,
+            )
+            .ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstancesCommand {
+    /// List a service's instances, newest first.
+    Ls { name: String },
+}
+
+pub fn instances(command: InstancesCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let InstancesCommand::Ls { name } = command;
+        let arn = service_arn(&client, &name).await?;
+        let out = client
+            .call_extension("ListInstances", &json!({ "ServiceArn": arn }))
+            .await?;
+        let instances = out["Instances"].as_array().cloned().unwrap_or_default();
+        if args.output == Output::Json {
+            return print_json(&json!(instances));
+        }
+        let rows: Vec<Vec<String>> = instances
+            .iter()
+            .map(|i| {
+                vec![
+                    text(&i["InstanceId"]),
+                    text(&i["RevisionId"]),
+                    text(&i["State"]),
+                    text(&i["Address"]),
+                    text(&i["Restarts"]),
+                    when(&i["StartedAt"]),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "INSTANCE", "REVISION", "STATE", "ADDRESS", "RESTARTS", "STARTED",
+            ],
+            &rows,
+        );
+        Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RevisionsCommand {
+    /// List a service's revisions, newest first, with their share of traffic.
+    Ls { name: String },
+}
+
+/// `runway events NAME`: the service's event log, newest first.
+pub fn events(name: String, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let arn = service_arn(&client, &name).await?;
+        let events = all_extension_pages(
+            &client,
+            "ListServiceEvents",
+            json!({ "ServiceArn": arn }),
+            "Events",
+        )
+        .await?;
+        if args.output == Output::Json {
+            return print_json(&json!(events));
+        }
+        for e in events.iter().rev() {
+            println!("{}  {}", when_precise(&e["Time"]), text(&e["Message"]));
+        }
+        Ok(())
+    })
+}
+
+async fn all_extension_pages(
+    client: &Client,
+    operation: &str,
+    mut input: Value,
+    key: &str,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    loop {
+        let page = client.call_extension(operation, &input).await?;
+        out.extend(page[key].as_array().cloned().unwrap_or_default());
+        match page["NextToken"].as_str() {
+            Some(t) => input["NextToken"] = json!(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+pub fn revisions(command: RevisionsCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let RevisionsCommand::Ls { name } = command;
+        let arn = service_arn(&client, &name).await?;
+        let revisions = all_extension_pages(
+            &client,
+            "ListRevisions",
+            json!({ "ServiceArn": arn }),
+            "Revisions",
+        )
+        .await?;
+        if args.output == Output::Json {
+            return print_json(&json!(revisions));
+        }
+        let rows: Vec<Vec<String>> = revisions
+            .iter()
+            .map(|r| {
+                vec![
+                    text(&r["RevisionId"]),
+                    text(&r["Status"]),
+                    format!("{}%", text(&r["Percent"])),
+                    text(&r["Tag"]),
+                    text(&r["DesiredInstances"]),
+                    text(&r["ImageIdentifier"]),
+                    when(&r["CreatedAt"]),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "REVISION",
+                "STATUS",
+                "TRAFFIC",
+                "TAG",
+                "INSTANCES",
+                "IMAGE",
+                "CREATED",
+            ],
+            &rows,
+        );
+        Ok(())
+    })
+}
+
+/// `runway rollback NAME [REVISION]`: redeploys an earlier revision as it was built.
+pub fn rollback(name: String, revision: Option<String>, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let arn = service_arn(&client, &name).await?;
+        let mut input = json!({ "ServiceArn": arn });
+        if let Some(r) = revision {
+            input["RevisionId"] = json!(r);
+        }
+        let out = client.call_extension("RollbackService", &input).await?;
+        if args.output == Output::Json {
+            return print_json(&out);
+        }
+        println!(
+            "Rolling back {name}: operation {} recorded.",
+            text(&out["OperationId"])
+        );
+        Ok(())
+    })
+}
+
+/// `runway traffic NAME REVISION=PERCENT[:TAG]...`: splits traffic and tags revisions.
+pub fn traffic(name: String, targets: Vec<String>, args: &ClientArgs) -> Result<()> {
+    let mut traffic = Vec::new();
+    for t in &targets {
+        let (revision, rest) = t
+            .split_once('=')
+            .ok_or_else(|| anyhow!("traffic targets are REVISION=PERCENT[:TAG], got {t:?}"))?;
+        let (percent, tag) = match rest.split_once(':') {
+            Some((p, tag)) => (p, Some(tag)),
+            None => (rest, None),
+        };
+        let percent: u8 = percent
+            .parse()
+            .map_err(|_| anyhow!("traffic targets are REVISION=PERCENT[:TAG], got {t:?}"))?;
+        let mut entry = json!({ "RevisionId": revision, "Percent": percent });
+        if let Some(tag) = tag {
+            entry["Tag"] = json!(tag);
+        }
+        traffic.push(entry);
+    }
+    let client = Client::new(args)?;
+    block_on(async {
+        let arn = service_arn(&client, &name).await?;
+        let out = client
+            .call_extension(
+                "UpdateTraffic",
+                &json!({ "ServiceArn": arn, "Traffic": traffic }),
+            )
+            .await?;
+        if args.output == Output::Json {
+            return print_json(&out);
+        }
+        for t in out["Traffic"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "{} {}% {}",
+                text(&t["RevisionId"]),
+                text(&t["Percent"]),
+                text(&t["Tag"])
+            );
         }
         Ok(())
     })

@@ -8,6 +8,7 @@
 // A command-line program prints its results.
 #![allow(clippy::print_stdout)]
 
+mod adapters;
 mod client;
 mod commands;
 mod server;
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the platform.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// List, describe and delete services.
     Services {
         #[command(subcommand)]
@@ -46,6 +47,54 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: commands::RegistryCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a service's logs: every instance's output, newest instance first.
+    Logs {
+        #[command(flatten)]
+        args: commands::LogsArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run an instance's shim (started by the runtime, not by people).
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Show a service's event log.
+    Events {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a service's instances.
+    Instances {
+        #[command(subcommand)]
+        command: commands::InstancesCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a service's revisions.
+    Revisions {
+        #[command(subcommand)]
+        command: commands::RevisionsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Redeploy an earlier revision (by default the one before the current), without rebuilding.
+    Rollback {
+        name: String,
+        revision: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Split a service's traffic between revisions: REVISION=PERCENT[:TAG]...
+    Traffic {
+        name: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -75,11 +124,26 @@ pub struct ClientArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Shim { args } => return runway_runtime::shim::main(args.into_iter()),
+        Command::Logs { args, client } => commands::logs(args, &client),
+        Command::Server(args) => server::run(*args),
         Command::Services { command, client } => commands::services(command, &client),
         Command::Deploy { args, client } => commands::deploy(args, &client),
         Command::Operations { command, client } => commands::operations(command, &client),
         Command::Registry { command, client } => commands::registry(command, &client),
+        Command::Events { name, client } => commands::events(name, &client),
+        Command::Revisions { command, client } => commands::revisions(command, &client),
+        Command::Instances { command, client } => commands::instances(command, &client),
+        Command::Rollback {
+            name,
+            revision,
+            client,
+        } => commands::rollback(name, revision, &client),
+        Command::Traffic {
+            name,
+            targets,
+            client,
+        } => commands::traffic(name, targets, &client),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

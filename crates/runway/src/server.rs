@@ -3,7 +3,11 @@
 
 use anyhow::{Context, Result, bail};
 use runway_api::{Api, ApiConfig};
+use runway_certs::CertStore;
+use runway_control::{ControlConfig, Controller};
 use runway_registry::{Registry, RegistryConfig};
+use runway_router::{AccessLogConfig, Router, RouterConfig};
+use runway_runtime::{LocalRuntime, NetConfig, Runtime, RuntimeConfig, ShimCommand};
 use runway_secrets::MasterKey;
 use runway_store::{SqliteStore, Store};
 use runway_telemetry::LogFormat;
@@ -46,6 +50,16 @@ pub struct ServerArgs {
     /// The Prometheus metrics address [default: 127.0.0.1:9090].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// The OCI runtime program that runs instances: runc, crun, youki, runsc or a path
+    /// [default: runc].
+    #[arg(long)]
+    oci_runtime: Option<PathBuf>,
+    /// The bridge instances are attached to [default: runway0].
+    #[arg(long)]
+    bridge: Option<String>,
+    /// The private IPv4 subnet instances get addresses from [default: 10.201.0.0/16].
+    #[arg(long)]
+    subnet: Option<String>,
     /// The domain service URLs are made under [default: runway.localhost].
     #[arg(long)]
     base_domain: Option<String>,
@@ -55,6 +69,28 @@ pub struct ServerArgs {
     /// The 12-digit account id in ARNs [default: 000000000000].
     #[arg(long)]
     account_id: Option<String>,
+    /// Seconds a new revision may take to become healthy before it is rolled back
+    /// [default: 300].
+    #[arg(long)]
+    deploy_timeout: Option<u64>,
+    /// Seconds a revision or instance leaving the route table may finish its requests
+    /// (WebSockets included) before it is stopped [default: 30].
+    #[arg(long)]
+    drain_timeout: Option<u64>,
+    /// The autoscaler's stable window in seconds [default: 60].
+    #[arg(long)]
+    autoscale_stable_window: Option<u64>,
+    /// The autoscaler's panic window in seconds [default: 6].
+    #[arg(long)]
+    autoscale_panic_window: Option<u64>,
+    /// Seconds an idle revision with MinSize 0 keeps one instance [default: 30].
+    #[arg(long)]
+    scale_to_zero_grace: Option<u64>,
+    /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
+    /// For a standby control plane, and for tests of the API alone.
+    #[arg(long)]
+    #[serde(default)]
+    no_controller: bool,
     /// Log format: human or json [default: human].
     #[arg(long)]
     log_format: Option<String>,
@@ -72,11 +108,15 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub https_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    pub oci_runtime: PathBuf,
+    pub net: NetConfig,
     pub base_domain: String,
     pub region: String,
     pub account_id: String,
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub controller: bool,
+    pub control: ControlConfig,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -121,6 +161,22 @@ impl ServerArgs {
                 .metrics_listen
                 .or(file.metrics_listen)
                 .unwrap_or_else(|| addr("127.0.0.1:9090")),
+            oci_runtime: self
+                .oci_runtime
+                .or(file.oci_runtime)
+                .unwrap_or_else(|| "runc".into()),
+            net: NetConfig {
+                bridge: self
+                    .bridge
+                    .or(file.bridge)
+                    .unwrap_or_else(|| "runway0".into()),
+                subnet: self
+                    .subnet
+                    .or(file.subnet)
+                    .unwrap_or_else(|| "10.201.0.0/16".into())
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("subnet: {e}"))?,
+            },
             base_domain: self
                 .base_domain
                 .or(file.base_domain)
@@ -144,6 +200,41 @@ impl ServerArgs {
                 .log_filter
                 .or(file.log_filter)
                 .unwrap_or_else(|| "info".into()),
+            controller: !(self.no_controller || file.no_controller),
+            control: {
+                let secs = |flag: Option<u64>, file: Option<u64>, default: std::time::Duration| {
+                    flag.or(file)
+                        .map_or(default, std::time::Duration::from_secs)
+                };
+                let d = ControlConfig::default();
+                ControlConfig {
+                    deploy_timeout: secs(
+                        self.deploy_timeout,
+                        file.deploy_timeout,
+                        d.deploy_timeout,
+                    ),
+                    drain_timeout: secs(self.drain_timeout, file.drain_timeout, d.drain_timeout),
+                    scaler: runway_control::autoscaler::ScalerConfig {
+                        stable_window: secs(
+                            self.autoscale_stable_window,
+                            file.autoscale_stable_window,
+                            d.scaler.stable_window,
+                        ),
+                        panic_window: secs(
+                            self.autoscale_panic_window,
+                            file.autoscale_panic_window,
+                            d.scaler.panic_window,
+                        ),
+                        scale_to_zero_grace: secs(
+                            self.scale_to_zero_grace,
+                            file.scale_to_zero_grace,
+                            d.scaler.scale_to_zero_grace,
+                        ),
+                        ..d.scaler.clone()
+                    },
+                    ..d
+                }
+            },
         };
         config.check()?;
         Ok(config)
@@ -192,6 +283,13 @@ pub struct Endpoints {
     pub api: String,
     /// The image registry's URL.
     pub registry: String,
+    /// The router's plain-HTTP URL.
+    pub http: String,
+    /// The router's HTTPS URL.
+    pub https: String,
+    /// The certificate authority that signs the router's certificates (trust it, or pass
+    /// it to `curl --cacert`).
+    pub ca: PathBuf,
     /// The Prometheus metrics URL.
     pub metrics: String,
     /// The region to sign API requests for.
@@ -200,6 +298,8 @@ pub struct Endpoints {
 
 pub fn run(args: ServerArgs) -> Result<()> {
     let config = args.resolve()?;
+    // One TLS crypto provider for the whole process (DESIGN.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     runway_telemetry::init_logging(config.log_format, &config.log_filter)
         .map_err(anyhow::Error::msg)?;
     tokio::runtime::Builder::new_multi_thread()
@@ -277,6 +377,38 @@ async fn serve(config: Config) -> Result<()> {
         &mut metrics,
     )
     .context("cannot open the image registry")?;
+    let mut runtime_config = RuntimeConfig::new(
+        dir.join("runtime"),
+        ShimCommand::runway(&std::env::current_exe().context("cannot find the runway binary")?),
+    );
+    runtime_config.net = config.net.clone();
+    runtime_config.oci_runtime = config.oci_runtime.clone();
+    let images = Arc::new(crate::adapters::RegistryImages {
+        registry: registry.clone(),
+        handle: tokio::runtime::Handle::current(),
+    });
+    // Instances that run on are adopted, not restarted: the data plane outlives us.
+    let runtime = LocalRuntime::open(runtime_config, store.clone(), images, &mut metrics)
+        .await
+        .context("cannot start the instance runtime (runway server runs as root)")?;
+    let certs = {
+        let (dir, master, domain) = (
+            dir.join("certs"),
+            master.clone(),
+            config.base_domain.clone(),
+        );
+        tokio::task::spawn_blocking(move || CertStore::open(&dir, master, &domain))
+            .await?
+            .context("cannot prepare the TLS certificates")?
+    };
+    let router = Router::new(
+        RouterConfig {
+            access_log: Some(AccessLogConfig::new(dir.join("logs").join("access"))),
+            ..Default::default()
+        },
+        &mut metrics,
+    )
+    .context("cannot start the router")?;
     let api = Api::new(
         store.clone(),
         master,
@@ -285,17 +417,39 @@ async fn serve(config: Config) -> Result<()> {
             account_id: config.account_id.clone(),
             base_domain: config.base_domain.clone(),
         },
+        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
         &mut metrics,
     )?;
     let metrics = Arc::new(metrics);
 
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
+    let (http_listener, http_addr) = bind("router (HTTP)", config.http_listen).await?;
+    let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
     deploy_on_push(&registry, &api, registry_addr);
+    router.set_https_port(https_addr.port());
+    let controller = Controller::new(
+        store.clone(),
+        Arc::new(runtime.clone()) as Arc<dyn Runtime>,
+        router.clone(),
+        Arc::new(crate::adapters::RegistryResolver {
+            registry: registry.clone(),
+            hosts: registry_hosts(registry_addr),
+        }),
+        config.control.clone(),
+    );
+    // Serve the last known routes at once, before the controller's loops run.
+    controller
+        .publish_routes()
+        .await
+        .context("cannot read the routes")?;
     let endpoints = Endpoints {
         api: format!("http://{api_addr}"),
         registry: format!("http://{registry_addr}"),
+        http: format!("http://{http_addr}"),
+        https: format!("https://{https_addr}"),
+        ca: certs.ca_path(),
         metrics: format!("http://{metrics_addr}/metrics"),
         region: config.region.clone(),
     };
@@ -309,6 +463,14 @@ async fn serve(config: Config) -> Result<()> {
     println!("runway is running (data in {})", dir.display());
     println!("  App Runner API  {}", endpoints.api);
     println!("  registry        {}", endpoints.registry);
+    println!(
+        "  apps            {} and {}",
+        endpoints.https, endpoints.http
+    );
+    println!(
+        "  CA certificate  {} (trust it, or curl --cacert it)",
+        endpoints.ca.display()
+    );
     println!("  metrics         {}", endpoints.metrics);
     if let Some(path) = &new_credentials {
         println!(
@@ -324,11 +486,6 @@ async fn serve(config: Config) -> Result<()> {
         config.region
     );
     tracing::info!(api = %api_addr, registry = %registry_addr, metrics = %metrics_addr, data_dir = %dir.display(), "runway started");
-    tracing::info!(
-        http = %config.http_listen,
-        https = %config.https_listen,
-        "the router's listeners are configured but not served by this version"
-    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -356,6 +513,28 @@ async fn serve(config: Config) -> Result<()> {
         }
     });
     let gc_task = registry.spawn_gc(REGISTRY_GC_INTERVAL, stopped());
+    let http_task = tokio::spawn({
+        let (router, stopped) = (router.clone(), stopped());
+        async move { router.serve_http(http_listener, stopped).await }
+    });
+    let tls = certs
+        .server_config()
+        .context("cannot build the TLS configuration")?;
+    let https_task = tokio::spawn({
+        let (router, stopped) = (router.clone(), stopped());
+        async move { router.serve_https(https_listener, tls, stopped).await }
+    });
+    let controller_task = tokio::spawn({
+        let (controller, stopped, enabled) = (controller.clone(), stopped(), config.controller);
+        async move {
+            if enabled {
+                controller.run(stopped).await
+            } else {
+                tracing::warn!("the controller is off (--no-controller): nothing will be deployed");
+                stopped.await
+            }
+        }
+    });
     let metrics_task = tokio::spawn(runway_telemetry::serve_metrics(
         metrics_listener,
         metrics,
@@ -367,6 +546,9 @@ async fn serve(config: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     api_task.await??;
     registry_task.await??;
+    http_task.await??;
+    https_task.await??;
+    controller_task.await?;
     metrics_task.await??;
     gc_task.await?;
     tracing::info!("runway stopped");

@@ -39,7 +39,8 @@ pub(crate) fn list_revisions(
 ) -> OpResult<ListRevisionsResponse> {
     let service = services::load(&*tx, &req.service_arn)?;
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
-    let traffic = state(&*tx, &service.arn)?.traffic;
+    let st = state(&*tx, &service.arn)?;
+    let traffic = st.traffic;
     let (items, next) = page_desc(
         revisions(&*tx, &service.arn)?,
         req.next_token.as_deref(),
@@ -49,6 +50,7 @@ pub(crate) fn list_revisions(
         .into_iter()
         .map(|r| {
             let target = traffic.iter().find(|t| t.revision == r.id);
+            let desired = st.desired.get(&r.id).copied().unwrap_or(0);
             RevisionSummary {
                 image_identifier: r
                     .spec
@@ -63,6 +65,7 @@ pub(crate) fn list_revisions(
                 number: Some(i64::from(r.number)),
                 status: Some(r.status.to_string()),
                 created_at: Some(r.created_at),
+                desired_instances: Some(i64::from(desired)),
                 message: r.message,
             }
         })

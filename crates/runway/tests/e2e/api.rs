@@ -26,7 +26,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 #[test]
 fn services_go_through_their_lifecycle_with_the_aws_cli() {
-    let server = Server::start();
+    let server = Server::api_only();
     let created = server
         .aws(&[
             "create-service",
@@ -196,7 +196,7 @@ fn services_go_through_their_lifecycle_with_the_aws_cli() {
 
 #[test]
 fn connections_and_observability_configurations_with_the_aws_cli() {
-    let server = Server::start();
+    let server = Server::api_only();
     let conn = server
         .aws(&[
             "create-connection",
@@ -396,25 +396,25 @@ fn connections_and_observability_configurations_with_the_aws_cli() {
 
 #[test]
 fn auto_scaling_configurations_with_boto3() {
-    let server = Server::start();
+    let server = Server::api_only();
     server.boto3("autoscaling.py");
 }
 
 #[test]
 fn every_validation_path_answers_its_error_type() {
-    let server = Server::start();
+    let server = Server::api_only();
     server.boto3("validation.py");
 }
 
 #[test]
 fn lists_page_with_next_token() {
-    let server = Server::start();
+    let server = Server::api_only();
     server.boto3("pagination.py");
 }
 
 #[test]
 fn auto_scaling_revisions_with_the_aws_cli() {
-    let server = Server::start();
+    let server = Server::api_only();
     let first = server
         .aws(&[
             "create-auto-scaling-configuration",
@@ -502,7 +502,7 @@ fn auto_scaling_revisions_with_the_aws_cli() {
 #[test]
 fn extension_operations_check_their_input() {
     use crate::harness::RawRequest;
-    let server = Server::start();
+    let server = Server::api_only();
     let created = server
         .aws(&[
             "create-service",

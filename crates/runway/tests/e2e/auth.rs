@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 #[test]
 fn requests_without_a_valid_signature_get_403() {
-    let server = Server::start();
+    let server = Server::api_only();
 
     // The AWS CLI with a wrong secret, then with a key id the server never issued.
     let text = std::fs::read_to_string(server.credentials()).unwrap();
@@ -98,7 +98,7 @@ fn requests_without_a_valid_signature_get_403() {
 
 #[test]
 fn protocol_errors_are_aws_style() {
-    let server = Server::start();
+    let server = Server::api_only();
     let (status, body) = server.raw(RawRequest {
         operation: "LaunchRockets",
         ..Default::default()

@@ -20,7 +20,7 @@ fn ok(out: &Output) -> String {
 
 #[test]
 fn deploy_list_describe_and_delete_with_the_runway_cli() {
-    let server = Server::start();
+    let server = Server::api_only();
     let out = ok(&run(
         &server,
         &[
@@ -33,6 +33,7 @@ fn deploy_list_describe_and_delete_with_the_runway_cli() {
             "3000",
             "--env",
             "MODE=prod",
+            "--no-wait",
         ],
     ));
     assert!(out.contains("Status: OPERATION_IN_PROGRESS"), "{out}");
@@ -54,6 +55,7 @@ fn deploy_list_describe_and_delete_with_the_runway_cli() {
             "webapp",
             "--env",
             "EXTRA=1",
+            "--no-wait",
         ],
     ));
     let described: Value = serde_json::from_str(&ok(&run(
@@ -111,7 +113,7 @@ fn deploy_list_describe_and_delete_with_the_runway_cli() {
 
 #[test]
 fn the_cli_explains_an_unreachable_server_and_a_wrong_key() {
-    let server = Server::start();
+    let server = Server::api_only();
     let out = server
         .runway()
         .args(["services", "ls", "--endpoint-url", "http://127.0.0.1:9"])
@@ -140,4 +142,40 @@ fn the_cli_explains_an_unreachable_server_and_a_wrong_key() {
         stderr.contains("refused the access key") && stderr.contains("InvalidSignatureException"),
         "{stderr}"
     );
+}
+
+#[test]
+fn runway_deploy_waits_and_prints_the_url() {
+    let server = Server::start();
+    crate::deploy::push_testapp(&server, "cli-app:v1");
+    let image = format!("{}/cli-app:v1", server.registry_host());
+    let out = ok(&run(
+        &server,
+        &[
+            "deploy",
+            "--image",
+            &image,
+            "--name",
+            "cli-app",
+            "--env",
+            "GREETING=from the cli",
+        ],
+    ));
+    assert!(
+        out.contains("Health check is successful"),
+        "the deployment's events are shown: {out}"
+    );
+    let url = out
+        .lines()
+        .find_map(|l| l.split_once(" is running at "))
+        .map(|(_, u)| u.trim().to_string());
+    let url = url.unwrap_or_else(|| panic!("no URL in {out}"));
+    let host = url
+        .trim_start_matches("https://")
+        .split(':')
+        .next()
+        .unwrap();
+    let (status, body) = crate::deploy::get(&server, host, "/env");
+    assert_eq!(status, 200);
+    assert!(body.contains("from the cli"), "{body}");
 }

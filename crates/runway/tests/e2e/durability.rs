@@ -24,7 +24,7 @@ fn snapshot(server: &Server) -> Vec<Value> {
 
 #[test]
 fn everything_survives_a_restart_and_a_kill_9() {
-    let mut server = Server::start();
+    let mut server = Server::api_only();
     let credentials = std::fs::read_to_string(server.credentials()).unwrap();
     let service = json!({
         "ServiceName": "durable",
@@ -103,7 +103,7 @@ fn everything_survives_a_restart_and_a_kill_9() {
 #[test]
 fn the_data_directory_is_private_and_locked() {
     use std::os::unix::fs::PermissionsExt;
-    let server = Server::start();
+    let server = Server::api_only();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&server.credentials()), 0o600);
     assert_eq!(mode(&server.data_dir().join("master.key")), 0o600);

@@ -1,6 +1,7 @@
 //! Starts real `runway server` processes in temporary data directories and drives them
 //! with real clients: the AWS CLI v2, boto3, and raw SigV4-signed HTTP.
 
+use runway_runtime::{NetConfig, RuntimeConfig, ShimCommand};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -8,12 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub const REGION: &str = "us-east-1";
 
-/// A running server with its own data directory, stopped and removed on drop.
+/// A running server with its own data directory, bridge and subnet, stopped and removed
+/// (instances, network and all) on drop.
 pub struct Server {
     pub dir: tempfile::TempDir,
+    /// The bridge its instances use (unique, so servers can run in parallel).
+    pub bridge: String,
+    pub subnet: String,
+    flags: Vec<String>,
     child: Option<Child>,
     pub api: String,
     pub registry: String,
+    pub http: String,
+    pub https: String,
     pub metrics: String,
 }
 
@@ -22,16 +30,34 @@ fn binary() -> &'static str {
 }
 
 impl Server {
+    /// A whole server: API, registry, router, runtime and controller.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// A server that records operations but deploys nothing (`--no-controller`), for
+    /// tests of the API's own behaviour.
+    pub fn api_only() -> Server {
+        Self::start_with(&["--no-controller"])
+    }
+
+    /// A whole server with extra flags.
+    pub fn start_with(flags: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("runway-e2e-")
             .tempdir()
             .expect("temp dir");
+        let n = unique();
         let mut server = Server {
             dir,
+            bridge: format!("rwe{:04x}", n & 0xffff),
+            subnet: format!("10.{}.{}.0/24", 202 + (n >> 8) % 40, n & 0xff),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             child: None,
             api: String::new(),
             registry: String::new(),
+            http: String::new(),
+            https: String::new(),
             metrics: String::new(),
         };
         server.launch();
@@ -79,6 +105,8 @@ impl Server {
                 "--https-listen",
                 "127.0.0.1:0",
             ])
+            .args(["--bridge", &self.bridge, "--subnet", &self.subnet])
+            .args(&self.flags)
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
@@ -88,12 +116,16 @@ impl Server {
         loop {
             if let Ok(raw) = std::fs::read(&endpoints) {
                 let v: Value = serde_json::from_slice(&raw).expect("endpoints.json is JSON");
-                self.api = v["api"].as_str().expect("api endpoint").to_string();
-                self.registry = v["registry"]
-                    .as_str()
-                    .expect("registry endpoint")
-                    .to_string();
-                self.metrics = v["metrics"].as_str().expect("metrics endpoint").to_string();
+                let field = |k: &str| {
+                    v[k].as_str()
+                        .unwrap_or_else(|| panic!("endpoints.json has no {k}"))
+                        .to_string()
+                };
+                self.api = field("api");
+                self.registry = field("registry");
+                self.http = field("http");
+                self.https = field("https");
+                self.metrics = field("metrics");
                 return;
             }
             if let Some(status) = self
@@ -137,7 +169,17 @@ impl Server {
 
     /// Kills the server with SIGKILL and starts it again on the same data directory.
     pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Kills the server with SIGKILL (its instances run on).
+    pub fn kill(&mut self) {
         self.signal("-KILL").expect("server was running");
+    }
+
+    /// Starts the server again after [`Server::kill`].
+    pub fn relaunch(&mut self) {
         self.launch();
     }
 
@@ -224,6 +266,36 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Instances outlive the server by design; a test's must not outlive the test.
+        let mut config = RuntimeConfig::new(
+            self.data_dir().join("runtime"),
+            ShimCommand::runway(Path::new(binary())),
+        );
+        config.net = NetConfig {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet.parse().expect("subnet"),
+        };
+        if let Err(e) = runway_runtime::purge(&config) {
+            eprintln!("cleaning up after the test server failed: {e}");
+        }
+    }
+}
+
+/// A number no other test server in any test process is using: a random start, then
+/// checked against the bridges that exist.
+fn unique() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2654435761)
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+    loop {
+        let n = (seed.wrapping_add(NEXT.fetch_add(97, Ordering::Relaxed))) % (40 * 256);
+        if !Path::new(&format!("/sys/class/net/rwe{:04x}", n & 0xffff)).exists() {
+            return n;
         }
     }
 }

@@ -6,5 +6,6 @@ mod harness;
 mod api;
 mod auth;
 mod cli;
+mod deploy;
 mod durability;
 mod registry;

@@ -62,6 +62,8 @@ fn pushes_land_in_the_registry_and_trigger_auto_deployments() {
         "v1"
     );
 
+    // The service runs the test app; the random images above are not runnable.
+    crate::deploy::push_testapp(&server, "team/hello:v1");
     let image = format!("{}/team/hello:v1", server.registry_host());
     let service = json!({
         "ServiceName": "pushed",
@@ -76,6 +78,7 @@ fn pushes_land_in_the_registry_and_trigger_auto_deployments() {
         .as_str()
         .unwrap()
         .to_string();
+    crate::deploy::wait_status(&server, &arn, "RUNNING");
     assert_eq!(deployments(&server, &arn), 0);
 
     // Another tag of the repository deploys nothing; a new image on the service's tag does.
@@ -90,6 +93,8 @@ fn pushes_land_in_the_registry_and_trigger_auto_deployments() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(deployments(&server, &arn), 1);
+    // The pushed image is not runnable: the deployment is rolled back and the service runs on.
+    crate::deploy::wait_status(&server, &arn, "RUNNING");
 
     let report = runway_ok(&server, &["registry", "gc", "--output", "json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();

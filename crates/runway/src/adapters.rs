@@ -1,0 +1,141 @@
+//! The glue between parts that must not know each other: the runtime reads images from
+//! the registry, and the API reads logs from the runtime.
+
+use runway_api::{InstanceEntry, InstanceReader, LogEntry};
+use runway_control::{BoxFuture, ImageResolver};
+use runway_model::records::ResolvedImage;
+use runway_model::reference::ImageReference;
+use runway_registry::Registry;
+use runway_runtime::{Blob, ImageError, ImageStore, LocalRuntime, LogQuery, Runtime, Stream};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+/// Images for the runtime, from runway's registry. The runtime calls it from blocking
+/// threads only, where waiting on the registry's async lookups is allowed.
+pub struct RegistryImages {
+    pub registry: Registry,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl ImageStore for RegistryImages {
+    fn manifest(&self, repository: &str, digest: &str) -> Result<Vec<u8>, ImageError> {
+        self.handle
+            .block_on(self.registry.resolve_manifest(repository, digest))
+            .map(|m| m.bytes.to_vec())
+            .map_err(|e| ImageError::NotFound {
+                what: format!("{repository}@{digest}: {e}"),
+            })
+    }
+
+    fn blob(&self, repository: &str, digest: &str) -> Result<Blob, ImageError> {
+        self.registry
+            .blob_path(digest)
+            .map(Blob::Path)
+            .ok_or_else(|| ImageError::NotFound {
+                what: format!("{repository}@{digest}"),
+            })
+    }
+}
+
+/// Instances and their logs for the API, from the runtime.
+pub struct RuntimeInstances(pub LocalRuntime);
+
+impl InstanceReader for RuntimeInstances {
+    fn instances(&self, service_id: &str) -> Vec<InstanceEntry> {
+        let mut out: Vec<InstanceEntry> = self
+            .0
+            .list()
+            .into_iter()
+            .filter(|i| i.service_id == service_id)
+            .map(|i| InstanceEntry {
+                instance_id: i.id.to_string(),
+                revision_id: i.revision_id,
+                address: i.addr.to_string(),
+                state: format!("{:?}", i.state).to_lowercase(),
+                restarts: i.restarts,
+                started_at: i.started_at,
+            })
+            .collect();
+        out.sort_by_key(|i| std::cmp::Reverse(i.started_at));
+        out
+    }
+
+    fn logs(
+        &self,
+        service_id: String,
+        since: Option<SystemTime>,
+        limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<LogEntry>, String>> + Send + '_>> {
+        Box::pin(async move {
+            let query = LogQuery {
+                service: service_id,
+                instance: None,
+                since,
+                follow: false,
+            };
+            let mut stream = self.0.logs(query).await.map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            while let Some(line) = stream.next().await {
+                if out.len() == limit {
+                    break;
+                }
+                out.push(LogEntry {
+                    time: line.time,
+                    instance_id: line.instance_id.to_string(),
+                    stream: match line.stream {
+                        Stream::Stdout => "stdout",
+                        Stream::Stderr => "stderr",
+                    }
+                    .to_string(),
+                    text: line.text,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Images for the controller: one in runway's registry (named by any of the names clients
+/// reach it by) is resolved to its digest; one elsewhere is copied into it first.
+pub struct RegistryResolver {
+    pub registry: Registry,
+    /// `127.0.0.1:5000`, `localhost:5000`, ...
+    pub hosts: Vec<String>,
+}
+
+impl ImageResolver for RegistryResolver {
+    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+        Box::pin(async move {
+            let reference =
+                ImageReference::parse(identifier).map_err(|e| format!("{identifier:?}: {e}"))?;
+            if self.hosts.contains(&reference.registry) {
+                let wanted = reference
+                    .digest
+                    .clone()
+                    .or(reference.tag.clone())
+                    .unwrap_or_else(|| "latest".into());
+                let manifest = self
+                    .registry
+                    .resolve_manifest(&reference.repository, &wanted)
+                    .await
+                    .map_err(|e| format!("{identifier} is not in runway's registry: {e}"))?;
+                return Ok(ResolvedImage {
+                    repository: reference.repository,
+                    digest: manifest.digest,
+                });
+            }
+            // Pull-through: upstream credentials from connections and secrets come with
+            // the secrets feature; public images work now.
+            let imported = self
+                .registry
+                .import(&reference, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ResolvedImage {
+                repository: imported.repository,
+                digest: imported.digest,
+            })
+        })
+    }
+}
