@@ -44,6 +44,8 @@ struct Inner {
     config: ApiConfig,
     metrics: metrics::ApiMetrics,
     instances: Option<Arc<dyn InstanceReader>>,
+    /// Called after a call that changed something commits.
+    on_change: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -79,6 +81,7 @@ impl Api {
                 config,
                 metrics: metrics::ApiMetrics::register(registry),
                 instances,
+                on_change: None,
             }),
         })
     }
@@ -101,7 +104,25 @@ impl Api {
         };
         let ids = ops::services::deploy_pushed(&mut *tx, &ctx, registry_hosts, repository, tag)?;
         tx.commit()?;
+        if !ids.is_empty() {
+            self.changed();
+        }
         Ok(ids)
+    }
+
+    /// Calls `f` after every call that changes something (the controller wakes on it).
+    /// Only before the API serves: it takes the API's only handle.
+    pub fn on_change(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.on_change = Some(Arc::new(f));
+        }
+        self
+    }
+
+    pub(crate) fn changed(&self) {
+        if let Some(f) = &self.inner.on_change {
+            f();
+        }
     }
 
     /// The HTTP application that serves the API.

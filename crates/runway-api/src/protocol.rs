@@ -54,6 +54,19 @@ const OPERATIONS: &[&str] = &[
     "DeleteObservabilityConfiguration",
 ];
 
+/// The operations that change something (the controller is woken after them).
+const MUTATING: &[&str] = &[
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "PauseService",
+    "ResumeService",
+    "StartDeployment",
+    "UpdateDefaultAutoScalingConfiguration",
+    "RollbackService",
+    "UpdateTraffic",
+];
+
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
 const EXTENSIONS: &[&str] = &[
     "GetLogs",
@@ -166,7 +179,11 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
             )));
         }
         tracing::debug!(%request_id, operation, %access_key, "api request");
-        dispatch(&api, operation, body).await
+        let output = dispatch(&api, operation, body).await?;
+        if MUTATING.contains(&operation) {
+            api.changed();
+        }
+        Ok(output)
     }
     .await;
 

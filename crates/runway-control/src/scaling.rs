@@ -92,7 +92,11 @@ impl Controller {
                         if let Some((then, seconds)) = previous {
                             let elapsed = now.duration_since(then).as_secs_f64();
                             if elapsed > 0.0 {
-                                decider.record(now, (s.concurrency_seconds - seconds) / elapsed);
+                                // Requests waiting for capacity are demand too (as the
+                                // activator counts them in Knative): without them a full
+                                // revision would look exactly as busy as it can be.
+                                let in_flight = (s.concurrency_seconds - seconds) / elapsed;
+                                decider.record(now, in_flight + s.queued as f64);
                             }
                         }
                     }

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Start the platform.
     Server(Box<server::ServerArgs>),
+    /// Stop every instance and remove runway's network from this host (takes the same
+    /// options as `server`; the server must be stopped).
+    Purge(Box<server::ServerArgs>),
     /// List, describe and delete services.
     Services {
         #[command(subcommand)]
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
         Command::Shim { args } => return runway_runtime::shim::main(args.into_iter()),
         Command::Logs { args, client } => commands::logs(args, &client),
         Command::Server(args) => server::run(*args),
+        Command::Purge(args) => server::purge(*args),
         Command::Services { command, client } => commands::services(command, &client),
         Command::Deploy { args, client } => commands::deploy(args, &client),
         Command::Operations { command, client } => commands::operations(command, &client),

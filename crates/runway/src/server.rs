@@ -309,6 +309,32 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .block_on(serve(config))
 }
 
+/// `runway purge`: stops every instance of the data directory and removes runway's
+/// network, mounts and containers from the host (the data itself stays). For
+/// uninstalling, and for benchmarks and tests that must leave the host clean.
+pub fn purge(args: ServerArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let runtime = runtime_config(&config)?;
+    runway_runtime::purge(&runtime).context("cannot remove runway's instances and network")?;
+    println!(
+        "Stopped every instance of {} and removed bridge {}.",
+        config.data_dir.display(),
+        config.net.bridge
+    );
+    Ok(())
+}
+
+fn runtime_config(config: &Config) -> Result<RuntimeConfig> {
+    let mut runtime = RuntimeConfig::new(
+        config.data_dir.join("runtime"),
+        ShimCommand::runway(&std::env::current_exe().context("cannot find the runway binary")?),
+    );
+    runtime.net = config.net.clone();
+    runtime.oci_runtime = config.oci_runtime.clone();
+    Ok(runtime)
+}
+
 /// Takes the data directory's lock, so two servers never share one directory.
 fn lock_data_dir(dir: &Path) -> Result<fs::File> {
     fs::DirBuilder::new()
@@ -377,12 +403,7 @@ async fn serve(config: Config) -> Result<()> {
         &mut metrics,
     )
     .context("cannot open the image registry")?;
-    let mut runtime_config = RuntimeConfig::new(
-        dir.join("runtime"),
-        ShimCommand::runway(&std::env::current_exe().context("cannot find the runway binary")?),
-    );
-    runtime_config.net = config.net.clone();
-    runtime_config.oci_runtime = config.oci_runtime.clone();
+    let runtime_config = runtime_config(&config)?;
     let images = Arc::new(crate::adapters::RegistryImages {
         registry: registry.clone(),
         handle: tokio::runtime::Handle::current(),
@@ -409,25 +430,11 @@ async fn serve(config: Config) -> Result<()> {
         &mut metrics,
     )
     .context("cannot start the router")?;
-    let api = Api::new(
-        store.clone(),
-        master,
-        ApiConfig {
-            region: config.region.clone(),
-            account_id: config.account_id.clone(),
-            base_domain: config.base_domain.clone(),
-        },
-        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
-        &mut metrics,
-    )?;
-    let metrics = Arc::new(metrics);
-
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
     let (http_listener, http_addr) = bind("router (HTTP)", config.http_listen).await?;
     let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
-    deploy_on_push(&registry, &api, registry_addr);
     router.set_https_port(https_addr.port());
     let controller = Controller::new(
         store.clone(),
@@ -439,6 +446,24 @@ async fn serve(config: Config) -> Result<()> {
         }),
         config.control.clone(),
     );
+    let api = Api::new(
+        store.clone(),
+        master,
+        ApiConfig {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            base_domain: config.base_domain.clone(),
+        },
+        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
+        &mut metrics,
+    )?
+    // An operation the API records starts at once, not at the controller's next poll.
+    .on_change({
+        let controller = controller.clone();
+        move || controller.wake()
+    });
+    let metrics = Arc::new(metrics);
+    deploy_on_push(&registry, &api, registry_addr);
     // Serve the last known routes at once, before the controller's loops run.
     controller
         .publish_routes()
