@@ -211,12 +211,28 @@ fn instances_reach_the_outside_through_nat() {
     });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        if let Ok((mut conn, peer)) = listener.accept() {
-            let _ = conn.write_all(b"hi");
-            let _ = tx.send(peer.ip());
+        // Every try is answered; the listener (which keeps the namespace and its veth
+        // alive) is closed once the test is over.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, peer)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.write_all(b"hi");
+                    if tx.send(peer.ip()).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     });
-    let reached = in_netns(&a1.netns, move || reaches(SocketAddr::from((wan_ip, 9000))));
+    // A fresh link may drop the first SYN, and TCP resends it only after a second,
+    // past `reaches`'s timeout: a few tries tell a blocked path from a slow start.
+    let reached = in_netns(&a1.netns, move || {
+        (0..5).any(|_| reaches(SocketAddr::from((wan_ip, 9000))))
+    });
     assert!(reached, "the instance reaches the outside");
     let seen_from = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(

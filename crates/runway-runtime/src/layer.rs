@@ -11,6 +11,9 @@
 //! OCI whiteouts become overlayfs whiteouts (`.wh.name` a 0/0 character device, an
 //! opaque directory the `trusted.overlay.opaque` attribute), so the layers stack as
 //! overlayfs lower directories.
+//!
+//! The other direction, an overlay upper directory written as a layer, is
+//! [`from_upper`].
 
 use crate::image::{ImageError, ImageStore, Layer, digest_hex};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -63,6 +66,10 @@ pub enum UnpackError {
 }
 
 type Result<T, E = UnpackError> = std::result::Result<T, E>;
+
+mod commit;
+
+pub use commit::{CommitError, CommittedLayer, LAYER_MEDIA_TYPE, from_upper};
 
 /// How layers are unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

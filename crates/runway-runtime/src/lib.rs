@@ -6,7 +6,9 @@
 //! reduced privilege set, containers run by runc (or crun, youki, runsc) under a shim
 //! that keeps their logs and exit status while runway is down, health checks, crash
 //! restarts with exponential backoff, and adoption of running containers when runway
-//! restarts. Networking is [`runway_net`]'s.
+//! restarts. It also runs [jobs](job) (builds): one command to completion in a container
+//! of the same kind, with what it changed written as an OCI layer. Networking is
+//! [`runway_net`]'s.
 //!
 //! It must never depend on the API, the registry, the router or the binary; it never
 //! forks from async code (programs are spawned on blocking threads), holds no unsafe code,
@@ -17,6 +19,7 @@
 pub mod cgroup;
 mod health;
 pub mod image;
+pub mod job;
 pub mod layer;
 mod local;
 mod logs;
@@ -31,8 +34,10 @@ pub mod test_util;
 
 pub use health::{HealthCheck, Probe};
 pub use image::{Blob, ImageError, ImageRef, ImageStore, OciLayout};
-pub use local::{Backoff, LocalRuntime, RuntimeConfig, ShimCommand, purge};
-pub use logs::{LogLine, LogQuery, LogStream, Stream};
+pub use job::{JobId, JobMount, JobOutcome, JobSpec};
+pub use layer::CommittedLayer;
+pub use local::{Backoff, Job, JobLines, LocalRuntime, RuntimeConfig, ShimCommand, purge};
+pub use logs::{JobLine, LogLine, LogQuery, LogStream, Stream};
 /// The network configuration a [`RuntimeConfig`] holds, re-exported so that callers need
 /// not depend on `runway-net` themselves.
 pub use runway_net::{NetConfig, Subnet};
@@ -190,6 +195,11 @@ pub enum RuntimeError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Layer(#[from] layer::UnpackError),
+    #[error(transparent)]
+    Commit(#[from] layer::CommitError),
+    /// The job still runs; what it changed is not final yet.
+    #[error("job {0} has not ended")]
+    JobNotEnded(job::JobId),
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]

@@ -464,6 +464,7 @@ impl LocalRuntime {
                 for dir in [
                     config.root.clone(),
                     config.root.join("instances"),
+                    config.root.join("jobs"),
                     config.oci_root(),
                 ] {
                     std::fs::create_dir_all(&dir)
@@ -688,6 +689,7 @@ impl Inner {
             memory_mb: spec.memory_mb,
             pids_limit: self.config.pids_limit,
             nofile: spec::nofile_limit(),
+            mounts: &[],
         })?;
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
@@ -701,12 +703,13 @@ impl Inner {
             log_max_bytes: self.config.log_max_bytes,
             log_max_files: self.config.log_max_files,
             cgroups_path,
+            lifeline: false,
         };
         let json = serde_json::to_vec_pretty(&shim_config)
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
         runway_store::fs::write_atomic(&dir.join(shim::CONFIG_FILE), &json, 0o600)?;
         let t_bundle = t.elapsed();
-        let child = self.spawn_shim(&dir)?;
+        let child = self.spawn_shim(&dir, false)?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             instance = %id,
@@ -720,8 +723,9 @@ impl Inner {
     }
 
     /// Starts the shim for the bundle in `dir` and waits for it to report that the
-    /// container runs.
-    fn spawn_shim(&self, dir: &Path) -> Result<Child> {
+    /// container runs. With `lifeline`, the shim's standard input is a pipe whose write
+    /// end is left in the child (see [`ShimConfig::lifeline`]).
+    fn spawn_shim(&self, dir: &Path, lifeline: bool) -> Result<Child> {
         let _ = std::fs::remove_file(dir.join(shim::EXIT_FILE));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -731,7 +735,11 @@ impl Inner {
         let mut child = Command::new(&self.config.shim.program)
             .args(&self.config.shim.args)
             .arg(dir)
-            .stdin(Stdio::null())
+            .stdin(if lifeline {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             // Its own process group: a signal to runway's group (Ctrl-C) must not reach
@@ -1053,9 +1061,11 @@ impl Runtime for LocalRuntime {
     }
 }
 
+mod job;
 mod recovery;
 mod supervise;
 
+pub use job::{Job, JobLines};
 pub use recovery::purge;
 
 #[cfg(test)]

@@ -297,39 +297,130 @@ pub(crate) fn pump(
             }
         }
         for (id, dir, cursor) in cursors.iter_mut() {
-            if !drain(id, cursor, &send) {
+            if !follow_file(dir, cursor, &mut |c| drain(id, c, &send)) {
                 return;
-            }
-            // Rotated: finish the old file through its handle, read the files rotated
-            // since (several rotations may fall between two polls), then follow the new
-            // current file.
-            let current = dir.join(LOG_FILE);
-            if let Ok(meta) = std::fs::metadata(&current)
-                && meta.ino() != cursor.inode
-                && let Ok(file) = File::open(&current)
-            {
-                if !drain(id, cursor, &send) {
-                    return;
-                }
-                let rotated = files(dir);
-                let newer = rotated
-                    .iter()
-                    .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == cursor.inode))
-                    // Gone: rotated out, so older than every file left.
-                    .map_or(&rotated[..], |i| &rotated[i + 1..]);
-                for path in newer.iter().filter(|p| **p != current) {
-                    if let Ok(f) = File::open(path) {
-                        cursor.file = BufReader::new(f);
-                        if !drain(id, cursor, &send) {
-                            return;
-                        }
-                    }
-                }
-                cursor.file = BufReader::new(file);
-                cursor.inode = meta.ino();
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reads what was added to the log in `dir` since `cursor`, across rotations, through
+/// `drain`. Whether the receiver is still there.
+fn follow_file(
+    dir: &Path,
+    cursor: &mut Cursor,
+    drain: &mut impl FnMut(&mut Cursor) -> bool,
+) -> bool {
+    if !drain(cursor) {
+        return false;
+    }
+    // Rotated: finish the old file through its handle, read the files rotated since
+    // (several rotations may fall between two polls), then follow the newest.
+    if std::fs::metadata(dir.join(LOG_FILE)).is_ok_and(|m| m.ino() != cursor.inode) {
+        if !drain(cursor) {
+            return false;
+        }
+        for (file, inode) in open_newer(dir, cursor.inode) {
+            cursor.file = BufReader::new(file);
+            cursor.inode = inode;
+            if !drain(cursor) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The log files of `dir` newer than the one with inode `after` (all of them if it is
+/// gone), opened, oldest first. The writer renames files while they are listed, so a
+/// listing counts only if the files opened from it and a second listing agree with it.
+fn open_newer(dir: &Path, after: u64) -> Vec<(File, u64)> {
+    let listing = || -> Vec<(PathBuf, u64)> {
+        files(dir)
+            .into_iter()
+            .filter_map(|p| {
+                let ino = std::fs::metadata(&p).ok()?.ino();
+                Some((p, ino))
+            })
+            .collect()
+    };
+    let mut opened = Vec::new();
+    for _ in 0..100 {
+        let before = listing();
+        let newer = before
+            .iter()
+            .position(|(_, ino)| *ino == after)
+            // Gone: rotated out, so older than every file left.
+            .map_or(&before[..], |i| &before[i + 1..]);
+        opened = newer
+            .iter()
+            .filter_map(|(p, ino)| {
+                let f = File::open(p).ok()?;
+                (f.metadata().ok()?.ino() == *ino).then_some((f, *ino))
+            })
+            .collect();
+        if opened.len() == newer.len() && listing() == before {
+            return opened;
+        }
+        std::thread::yield_now();
+    }
+    opened
+}
+
+/// One line a job wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLine {
+    /// When the shim read it.
+    pub time: SystemTime,
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// Follows the log of the job in `dir` into `tx` from its start, until `finished` says
+/// that the job's shim exited (then everything it wrote is in the files) and the rest is
+/// read, or the receiver is gone. Runs on a blocking thread.
+pub(crate) fn tail_job(
+    dir: &Path,
+    tx: tokio::sync::mpsc::Sender<JobLine>,
+    finished: impl Fn() -> bool,
+) {
+    // From the oldest file: the job may have written (and rotated) before this starts.
+    // The cursor starts on an empty handle that is no log file, so the first poll reads
+    // every file there is.
+    if OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(dir.join(LOG_FILE))
+        .is_err()
+    {
+        return;
+    }
+    let Ok(empty) = File::open("/dev/null") else {
+        return;
+    };
+    let mut cursor = Cursor {
+        file: BufReader::new(empty),
+        inode: 0,
+        assembler: Assembler::default(),
+        carry: String::new(),
+    };
+    let mut read = |c: &mut Cursor| {
+        drain_records(c, &mut |time, stream, text| {
+            tx.blocking_send(JobLine { time, stream, text }).is_ok()
+        })
+    };
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        // Checked before reading, so that the last read comes after the shim's end.
+        let done = finished();
+        if !follow_file(dir, &mut cursor, &mut read) || done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -390,6 +481,21 @@ fn dump(
 
 /// Sends the complete lines available from a cursor. Whether the receiver is still there.
 fn drain(id: &crate::InstanceId, cursor: &mut Cursor, send: &impl Fn(LogLine) -> bool) -> bool {
+    drain_records(cursor, &mut |time, stream, text| {
+        send(LogLine {
+            time,
+            instance_id: id.clone(),
+            stream,
+            text,
+        })
+    })
+}
+
+/// Passes the complete lines available from a cursor to `send`. Whether it wants more.
+fn drain_records(
+    cursor: &mut Cursor,
+    send: &mut impl FnMut(SystemTime, Stream, String) -> bool,
+) -> bool {
     loop {
         let mut buf = Vec::new();
         match cursor.file.read_until(b'\n', &mut buf) {
@@ -404,12 +510,7 @@ fn drain(id: &crate::InstanceId, cursor: &mut Cursor, send: &impl Fn(LogLine) ->
         }
         let record = std::mem::take(&mut cursor.carry) + chunk.trim_end_matches('\n');
         if let Some((time, stream, text)) = cursor.assembler.push(&record)
-            && !send(LogLine {
-                time,
-                instance_id: id.clone(),
-                stream,
-                text,
-            })
+            && !send(time, stream, text)
         {
             return false;
         }

@@ -20,6 +20,14 @@ const EXITS: &str = "runway_runtime_instance_exits";
 const RESTARTS: &str = "runway_runtime_instance_restarts";
 /// `runway_runtime_health_checks_total{result}`: health probes, `pass` or `fail`.
 const HEALTH_CHECKS: &str = "runway_runtime_health_checks";
+/// `runway_runtime_jobs_total{result}`: jobs (builds) by how they ended: `succeeded`
+/// (exit code 0), `failed` (another code or a signal), `timed_out`, `oom`, or `error`
+/// (the container did not start).
+const JOBS: &str = "runway_runtime_jobs";
+/// `runway_runtime_job_seconds`: how long jobs' containers ran.
+const JOB_SECONDS: &str = "runway_runtime_job_seconds";
+/// `runway_runtime_layer_commit_seconds`: writing a job's changes as a layer.
+const COMMIT_SECONDS: &str = "runway_runtime_layer_commit_seconds";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabel {
@@ -39,6 +47,9 @@ pub(crate) struct RuntimeMetrics {
     pub exits: Family<ReasonLabel, Counter>,
     pub restarts: Counter,
     pub health_checks: Family<ResultLabel, Counter>,
+    pub jobs: Family<ResultLabel, Counter>,
+    pub job_seconds: Histogram,
+    pub commit_seconds: Histogram,
 }
 
 impl RuntimeMetrics {
@@ -50,6 +61,9 @@ impl RuntimeMetrics {
             exits: Family::default(),
             restarts: Counter::default(),
             health_checks: Family::default(),
+            jobs: Family::default(),
+            job_seconds: Histogram::new(exponential_buckets(0.1, 2.0, 14)),
+            commit_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
         };
         registry.register(STARTS, "Instance starts by result", m.starts.clone());
         registry.register(
@@ -76,6 +90,17 @@ impl RuntimeMetrics {
             HEALTH_CHECKS,
             "Health probes by result",
             m.health_checks.clone(),
+        );
+        registry.register(JOBS, "Jobs by how they ended", m.jobs.clone());
+        registry.register(
+            JOB_SECONDS,
+            "How long jobs' containers ran",
+            m.job_seconds.clone(),
+        );
+        registry.register(
+            COMMIT_SECONDS,
+            "Time to write a job's changes as a layer",
+            m.commit_seconds.clone(),
         );
         m
     }

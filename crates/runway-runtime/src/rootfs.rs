@@ -43,6 +43,12 @@ fn check(p: &Path) -> Result<String, RootfsError> {
     Ok(s.into_owned())
 }
 
+/// Overlay options under which every change lands in the upper directory as whole
+/// entries, so that the upper directory alone is the container's diff: no redirects for
+/// renamed directories (a rename of a lower directory copies it instead), no
+/// metadata-only copies, no inode index.
+pub const DIFF_OPTIONS: &[&str] = &["redirect_dir=off", "index=off", "metacopy=off"];
+
 /// Mounts an overlay at `target` of `lower` (top layer first; an image without layers
 /// gets `empty`), writing to `upper` through `work`. All directories must exist.
 pub fn mount_overlay(
@@ -52,17 +58,33 @@ pub fn mount_overlay(
     work: &Path,
     target: &Path,
 ) -> Result<(), RootfsError> {
+    mount_overlay_with(lower, empty, upper, work, target, &[])
+}
+
+/// [`mount_overlay`] with extra overlayfs `options` (such as [`DIFF_OPTIONS`]).
+pub fn mount_overlay_with(
+    lower: &[PathBuf],
+    empty: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    options: &[&str],
+) -> Result<(), RootfsError> {
     let lowers: Vec<String> = if lower.is_empty() {
         vec![check(empty)?]
     } else {
         lower.iter().map(|p| check(p)).collect::<Result<_, _>>()?
     };
-    let data = format!(
+    let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
         check(upper)?,
         check(work)?
     );
+    for option in options {
+        data.push(',');
+        data.push_str(option);
+    }
     if data.len() > MAX_MOUNT_DATA {
         return Err(RootfsError::TooManyLayers {
             layers: lower.len(),

@@ -9,6 +9,10 @@
 //! reads `shim.json` there) and reads one line from its stdout: `started <pid>` or
 //! `failed <reason>`. The shim's own diagnostics go to its stderr (`shim.log`).
 //!
+//! A job's shim (`lifeline` set) also watches its standard input, a pipe whose other
+//! end the runtime holds: when it closes (the runtime removed the job, or died) the
+//! shim kills the container, so a job never outlives the process that wanted it.
+//!
 //! Run it as `runway shim DIR` (the runway binary) or `runway-shim DIR` (this crate's
 //! binary, for tests). It must never depend on the runway server being alive.
 
@@ -52,6 +56,9 @@ pub struct ShimConfig {
     pub log_max_files: u32,
     /// The container's cgroup, to read OOM kills from.
     pub cgroups_path: String,
+    /// Kill the container when standard input reaches its end (jobs).
+    #[serde(default)]
+    pub lifeline: bool,
 }
 
 /// How a container ended.
@@ -95,6 +102,9 @@ pub fn main(mut args: impl Iterator<Item = OsString>) -> ExitCode {
         Ok(started) => {
             let _ = writeln!(stdout, "started {}", started.pid);
             let _ = stdout.flush();
+            if started.config.lifeline {
+                watch_lifeline(started.pid);
+            }
             supervise(&dir, started);
             ExitCode::SUCCESS
         }
@@ -237,6 +247,43 @@ fn copy_lines(
             }
         }
     })
+}
+
+/// Kills the container's init (and so, its PID namespace ending, every process of the
+/// container) once standard input reaches its end. The pidfd is opened before the init
+/// is reaped, so a recycled pid is never signalled.
+fn watch_lifeline(pid: i32) {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    let pidfd = match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        // Gone already: nothing to kill.
+        Err(rustix::io::Errno::SRCH) => return,
+        // A kernel without pidfds (before 5.3): the pid, while the init is unreaped.
+        Err(_) => None,
+    };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        eprintln!("runway shim: the runtime let go of this job; killing its container");
+        match &pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
+            None => {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+    });
 }
 
 /// Waits for the container's init to exit, then records how and removes the container.

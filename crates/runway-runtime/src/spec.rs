@@ -94,6 +94,15 @@ pub struct ProcessSpec {
     pub additional_gids: Vec<u32>,
 }
 
+/// A host directory or file bind-mounted into a container (a job's dependency cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// The absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+}
+
 /// Everything a config is generated from.
 #[derive(Debug, Clone)]
 pub struct BundleSpec<'a> {
@@ -110,6 +119,8 @@ pub struct BundleSpec<'a> {
     pub pids_limit: i64,
     /// The open-files limit (soft and hard).
     pub nofile: u64,
+    /// Bind mounts besides the generated `/etc` files.
+    pub mounts: &'a [BindMount],
 }
 
 /// The runtime config for `b`.
@@ -159,6 +170,21 @@ pub fn runtime_config(b: &BundleSpec<'_>) -> Result<Spec> {
                 .source(b.etc.join(file))
                 .options(
                     ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]
+                        .map(String::from)
+                        .to_vec(),
+                )
+                .build()?,
+        );
+    }
+    for m in b.mounts {
+        let access = if m.read_only { "ro" } else { "rw" };
+        mounts.push(
+            MountBuilder::default()
+                .destination(&m.destination)
+                .typ("bind")
+                .source(&m.source)
+                .options(
+                    ["rbind", "rprivate", access, "nosuid", "nodev"]
                         .map(String::from)
                         .to_vec(),
                 )
@@ -342,6 +368,25 @@ pub fn environment(
     hostname: &str,
     port: u16,
 ) -> Vec<String> {
+    merged_environment(image_env, env, hostname, Some(port))
+}
+
+/// A job's environment: `HOSTNAME`, then the image's, then the job's; `PATH` is set if
+/// nothing set it. No `PORT`: a job serves nothing.
+pub fn job_environment(
+    image_env: &[String],
+    env: &[(String, String)],
+    hostname: &str,
+) -> Vec<String> {
+    merged_environment(image_env, env, hostname, None)
+}
+
+fn merged_environment(
+    image_env: &[String],
+    env: &[(String, String)],
+    hostname: &str,
+    port: Option<u16>,
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         if let Some(slot) = out.iter_mut().find(|(name, _)| name == k) {
@@ -359,7 +404,9 @@ pub fn environment(
     for (k, v) in env {
         set(k, v);
     }
-    set("PORT", &port.to_string());
+    if let Some(port) = port {
+        set("PORT", &port.to_string());
+    }
     if !out.iter().any(|(k, _)| k == "PATH") {
         out.insert(0, ("PATH".to_string(), DEFAULT_PATH.to_string()));
     }

@@ -296,13 +296,29 @@ pub fn testapp_image(dir: &Path) -> (OciLayout, ImageRef) {
 /// The busybox applets linked in the busybox image.
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "env", "id", "sleep", "ps", "kill", "true", "false", "wget", "nc",
-    "mkdir", "rm", "touch", "head", "tail", "grep", "dd", "hostname",
+    "mkdir", "rm", "touch", "head", "tail", "grep", "dd", "hostname", "ln", "chmod", "chown",
+    "stat", "pwd",
 ];
 
 /// An image with Debian's static busybox at `/bin/busybox` (and `/bin/sh`, ...), users
 /// `root` and `app` (1000:1000), and the test app at `/app` as its entrypoint, in two
 /// layers. Needs the `busybox-static` package.
 pub fn busybox_image(dir: &Path) -> (OciLayout, ImageRef) {
+    write_layout(
+        dir,
+        &[busybox_base().finish(), testapp_layer()],
+        json!({
+            "Entrypoint": ["/app"],
+            "Env": [format!("PATH={}", crate::spec::DEFAULT_PATH)],
+        }),
+        "busybox",
+    )
+    .expect("cannot write the busybox image")
+}
+
+/// The bottom layer of [`busybox_image`] (`/bin` with busybox and its applets, `/etc`
+/// with `passwd` and `group`, `/tmp`), for tests that add entries of their own.
+pub fn busybox_base() -> TarBuilder {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let mut base = TarBuilder::new()
         .dir("bin", 0o755)
@@ -322,16 +338,7 @@ pub fn busybox_image(dir: &Path) -> (OciLayout, ImageRef) {
     for applet in APPLETS {
         base = base.symlink(&format!("bin/{applet}"), "busybox");
     }
-    write_layout(
-        dir,
-        &[base.finish(), testapp_layer()],
-        json!({
-            "Entrypoint": ["/app"],
-            "Env": [format!("PATH={}", crate::spec::DEFAULT_PATH)],
-        }),
-        "busybox",
-    )
-    .expect("cannot write the busybox image")
+    base
 }
 
 /// A file in `/run/runway-test` that reserves a name for this process; removed when
@@ -415,6 +422,133 @@ pub fn test_net() -> TestNet {
         };
     }
     panic!("no free test network");
+}
+
+/// Runs `ip` with `args`; the error says what failed.
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// The "internet" for a test: a network namespace behind a veth pair from the host on a
+/// /30 of its own (10.206.<third octet of the test's subnet>.0/30), with no route back to
+/// the instances' subnet, so that only the runtime's NAT lets an answer return. An HTTP
+/// server there answers every request with `outside` and records who asked. Removed when
+/// dropped (and with the test's bridge by [`purge`], whose namespace prefix it uses).
+#[derive(Debug)]
+pub struct Outside {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// The host's address on the link, which NAT makes the instances appear as.
+    pub host_ip: Ipv4Addr,
+    peers: std::sync::Arc<Mutex<Vec<std::net::IpAddr>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    veth: String,
+    netns: String,
+}
+
+impl Outside {
+    /// Creates the outside network for the test network `net`.
+    pub fn new(net: &NetConfig) -> io::Result<Outside> {
+        use std::os::fd::AsFd;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let third = net.subnet.network().octets()[2];
+        let host_ip = Ipv4Addr::new(10, 206, third, 1);
+        let far_ip = Ipv4Addr::new(10, 206, third, 2);
+        let netns = runway_net::netns_name(&net.bridge, "outside");
+        let veth = format!("{}o", net.bridge);
+        let mut outside = Outside {
+            addr: SocketAddr::from((far_ip, 80)),
+            host_ip,
+            peers: Default::default(),
+            stop: std::sync::Arc::new(AtomicBool::new(false)),
+            veth: veth.clone(),
+            netns: netns.clone(),
+        };
+        ip(&["netns", "add", &netns])?;
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+        ])?;
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &veth])?;
+        ip(&["link", "set", &veth, "up"])?;
+        ip(&[
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{far_ip}/30"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        let ns = std::fs::File::open(Path::new("/run/netns").join(&netns))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let peers = outside.peers.clone();
+        let stop = outside.stop.clone();
+        std::thread::spawn(move || {
+            let bound = rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(io::Error::from)
+            .and_then(|()| std::net::TcpListener::bind((far_ip, 0)));
+            let listener = match bound {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let port = listener.local_addr().map(|a| a.port());
+            let _ = tx.send(port);
+            let _ = listener.set_nonblocking(true);
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, peer)) => {
+                        peers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(peer.ip());
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 1024];
+                        let _ = io::Read::read(&mut conn, &mut buf);
+                        let _ = conn.write_all(
+                            b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\noutside\n",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| io::Error::other("the outside server did not start"))??;
+        outside.addr.set_port(port);
+        Ok(outside)
+    }
+
+    /// The source addresses of the connections the server accepted.
+    pub fn peers(&self) -> Vec<std::net::IpAddr> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = ip(&["link", "del", &self.veth]);
+        let _ = ip(&["netns", "del", &self.netns]);
+    }
 }
 
 /// A runtime configuration for one test (its own root directory, bridge and subnet)

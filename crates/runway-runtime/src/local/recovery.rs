@@ -9,9 +9,9 @@ use super::*;
 /// namespaces, veths, nftables tables) and the root directory removed. Blocking; safe to
 /// call when nothing is left, and from a `Drop` after a failed test.
 pub fn purge(config: &RuntimeConfig) -> Result<()> {
-    let instances = config.root.join("instances");
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&instances)
-        .into_iter()
+    let dirs: Vec<PathBuf> = ["instances", "jobs"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(config.root.join(d)).ok())
         .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -174,7 +174,7 @@ impl Inner {
             .map(|(_, r)| r.id.to_string())
             .collect()
         };
-        let mut removed = 0;
+        let mut removed = self.sweep_jobs()?;
         for c in self.oci.list()? {
             if InstanceId::parse(&c.id).is_none_or(|id| !live.contains(&id)) {
                 self.oci.delete(&c.id)?;

@@ -41,7 +41,7 @@ impl Inner {
                     &rootfs,
                 )?;
             }
-            inner.spawn_shim(&dir)
+            inner.spawn_shim(&dir, false)
         })
         .await;
         match result {

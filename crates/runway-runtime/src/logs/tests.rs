@@ -162,3 +162,54 @@ async fn following_reads_new_lines_across_a_rotation() {
     drop(rx);
     reader.join().unwrap();
 }
+
+#[test]
+fn a_job_tail_follows_rotations_and_ends_with_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = {
+        let dir = dir.path().to_path_buf();
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            tail_job(&dir, tx, || {
+                finished.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        })
+    };
+    // Enough files that a line would be lost if the tail did not keep up across them.
+    let mut w = LogWriter::open(&dir.path().join(LOG_FILE), 4096, 50).unwrap();
+    let mut seen = Vec::new();
+    for i in 0..400u64 {
+        let stream = if i % 7 == 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
+        w.line(
+            stream,
+            format!("line {i} {}", "z".repeat(60)).as_bytes(),
+            at(i),
+        )
+        .unwrap();
+        while let Ok(line) = rx.try_recv() {
+            seen.push(line);
+        }
+    }
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    while let Some(line) = rx.blocking_recv() {
+        seen.push(line);
+    }
+    tail.join().unwrap();
+    assert!(files(dir.path()).len() > 5, "the log rotated");
+    let nums: Vec<&str> = seen
+        .iter()
+        .map(|l| l.text.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 400, "{nums:?}");
+    for (i, line) in seen.iter().enumerate() {
+        assert!(line.text.starts_with(&format!("line {i} ")), "{line:?}");
+        assert_eq!(line.time, at(i as u64));
+        assert_eq!(line.stream == Stream::Stderr, i % 7 == 0);
+    }
+}

@@ -156,6 +156,7 @@ fn the_config_limits_and_isolates() {
         memory_mb: 512,
         pids_limit: 100,
         nofile: 1024,
+        mounts: &[],
     })
     .unwrap();
     let v = serde_json::to_value(&spec).unwrap();
@@ -216,6 +217,72 @@ fn the_config_limits_and_isolates() {
         .unwrap();
     assert_eq!(hosts["source"], "/run/x/etc/hosts");
     assert!(hosts["options"].as_array().unwrap().contains(&"ro".into()));
+}
+
+#[test]
+fn bind_mounts_follow_the_generated_ones_with_their_access() {
+    let mounts = [
+        BindMount {
+            source: "/var/cache/pip".into(),
+            destination: "/root/.cache/pip".into(),
+            read_only: false,
+        },
+        BindMount {
+            source: "/srv/src".into(),
+            destination: "/src".into(),
+            read_only: true,
+        },
+    ];
+    let spec = runtime_config(&BundleSpec {
+        hostname: "job",
+        process: ProcessSpec {
+            args: vec!["/bin/sh".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        },
+        rootfs: Path::new("/run/x/rootfs"),
+        netns: Path::new("/run/netns/n1"),
+        etc: Path::new("/run/x/etc"),
+        cgroups_path: "/runway-br/j1",
+        cpu_units: 1024,
+        memory_mb: 1024,
+        pids_limit: 100,
+        nofile: 1024,
+        mounts: &mounts,
+    })
+    .unwrap();
+    let v = serde_json::to_value(&spec).unwrap();
+    let all = v["mounts"].as_array().unwrap();
+    let etc = all
+        .iter()
+        .position(|m| m["destination"] == "/etc/hosts")
+        .unwrap();
+    let cache = all
+        .iter()
+        .position(|m| m["destination"] == "/root/.cache/pip")
+        .unwrap();
+    assert!(cache > etc);
+    let options = |i: usize| all[i]["options"].as_array().unwrap().clone();
+    assert_eq!(all[cache]["source"], "/var/cache/pip");
+    assert!(options(cache).contains(&"rw".into()));
+    assert!(options(cache).contains(&"nosuid".into()));
+    let src = all.iter().position(|m| m["destination"] == "/src").unwrap();
+    assert!(options(src).contains(&"ro".into()));
+}
+
+#[test]
+fn a_job_environment_has_no_port() {
+    let env = job_environment(
+        &["PATH=/usr/bin".into(), "LANG=C".into()],
+        &[("LANG".into(), "C.UTF-8".into())],
+        "job1",
+    );
+    assert_eq!(env, ["HOSTNAME=job1", "PATH=/usr/bin", "LANG=C.UTF-8"]);
+    let env = job_environment(&[], &[], "job1");
+    assert!(env[0].starts_with("PATH="));
 }
 
 #[test]
