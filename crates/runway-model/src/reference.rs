@@ -8,7 +8,8 @@ use std::fmt;
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// The longest repository name (registry included) the grammar allows.
 const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
+/// The longest tag the grammar allows.
+pub const MAX_TAG_LEN: usize = 128;
 
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -160,8 +161,8 @@ fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[a-z0-9]+ ( ( [._] | __ | -+ ) [a-z0-9]+ )*`
-fn is_path_component(c: &str) -> bool {
+/// One component of a repository path: `[a-z0-9]+ ( ( [._] | __ | -+ ) [a-z0-9]+ )*`.
+pub fn is_path_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -185,14 +186,18 @@ fn is_path_component(c: &str) -> bool {
     true
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn is_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    let ok = !b.is_empty()
+    !b.is_empty()
         && b.len() <= MAX_TAG_LEN
         && word(b[0])
-        && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
-    if ok {
+        && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    if is_tag(tag) {
         Ok(())
     } else {
         Err(format!(

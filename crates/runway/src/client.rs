@@ -94,7 +94,8 @@ impl Client {
             .await
     }
 
-    async fn call_target(&self, target: &str, input: &Value) -> Result<Value> {
+    /// Calls the operation `target` names (`AppRunner.X` or `Runway.X`).
+    pub async fn call_target(&self, target: &str, input: &Value) -> Result<Value> {
         let body = serde_json::to_vec(input)?;
         let url = format!("{}/", self.endpoint);
         let mut request = http::Request::builder()

@@ -96,16 +96,17 @@ async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> R
     }
 }
 
-/// Every item of a list operation's `key` list, following NextToken.
+/// Every item of a list operation's `key` list, following NextToken; `target` is
+/// `AppRunner.<Operation>` or `Runway.<Operation>`.
 async fn all_pages(
     client: &Client,
-    operation: &str,
+    target: &str,
     mut input: Value,
     key: &str,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     loop {
-        let page = client.call(operation, &input).await?;
+        let page = client.call_target(target, &input).await?;
         out.extend(page[key].as_array().cloned().unwrap_or_default());
         match page["NextToken"].as_str() {
             Some(t) => input["NextToken"] = json!(t),
@@ -115,7 +116,13 @@ async fn all_pages(
 }
 
 async fn all_services(client: &Client) -> Result<Vec<Value>> {
-    all_pages(client, "ListServices", json!({}), "ServiceSummaryList").await
+    all_pages(
+        client,
+        "AppRunner.ListServices",
+        json!({}),
+        "ServiceSummaryList",
+    )
+    .await
 }
 
 async fn find_service(client: &Client, name: &str) -> Result<Option<Value>> {
@@ -385,7 +392,13 @@ pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
         let OperationsCommand::Ls { name } = command;
         let arn = service_arn(&client, &name).await?;
         let input = json!({ "ServiceArn": arn });
-        let ops = all_pages(&client, "ListOperations", input, "OperationSummaryList").await?;
+        let ops = all_pages(
+            &client,
+            "AppRunner.ListOperations",
+            input,
+            "OperationSummaryList",
+        )
+        .await?;
         if args.output == Output::Json {
             return print_json(&json!(ops));
         }
@@ -606,9 +619,9 @@ pub fn events(name: String, args: &ClientArgs) -> Result<()> {
     let client = Client::new(args)?;
     block_on(async {
         let arn = service_arn(&client, &name).await?;
-        let events = all_extension_pages(
+        let events = all_pages(
             &client,
-            "ListServiceEvents",
+            "Runway.ListServiceEvents",
             json!({ "ServiceArn": arn }),
             "Events",
         )
@@ -623,31 +636,14 @@ pub fn events(name: String, args: &ClientArgs) -> Result<()> {
     })
 }
 
-async fn all_extension_pages(
-    client: &Client,
-    operation: &str,
-    mut input: Value,
-    key: &str,
-) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    loop {
-        let page = client.call_extension(operation, &input).await?;
-        out.extend(page[key].as_array().cloned().unwrap_or_default());
-        match page["NextToken"].as_str() {
-            Some(t) => input["NextToken"] = json!(t),
-            None => return Ok(out),
-        }
-    }
-}
-
 pub fn revisions(command: RevisionsCommand, args: &ClientArgs) -> Result<()> {
     let client = Client::new(args)?;
     block_on(async {
         let RevisionsCommand::Ls { name } = command;
         let arn = service_arn(&client, &name).await?;
-        let revisions = all_extension_pages(
+        let revisions = all_pages(
             &client,
-            "ListRevisions",
+            "Runway.ListRevisions",
             json!({ "ServiceArn": arn }),
             "Revisions",
         )

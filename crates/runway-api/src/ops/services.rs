@@ -137,6 +137,22 @@ pub(crate) fn new_operation(
     }
 }
 
+/// Records an operation of `kind` on `service` and answers with the service as it is now.
+fn record_and_answer(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    mut service: ServiceRecord,
+    kind: OperationType,
+    spec: Option<ServiceSpec>,
+) -> OpResult<ServiceResponse> {
+    let op = new_operation(ctx, &service, kind, spec);
+    record(tx, ctx, &mut service, &op)?;
+    Ok(ServiceResponse {
+        service: Some(wire(&*tx, &service)?),
+        operation_id: Some(op.id),
+    })
+}
+
 /// Records `op` and marks its service as having an operation in progress.
 pub(crate) fn record(
     tx: &mut dyn Txn,
@@ -353,12 +369,7 @@ pub(crate) fn update(
             autoscaling::resolve_active(&*tx, "AutoScalingConfigurationArn", arn)?.arn;
     }
     service.spec = spec.clone();
-    let op = new_operation(ctx, &service, OperationType::UpdateService, Some(spec));
-    record(tx, ctx, &mut service, &op)?;
-    Ok(ServiceResponse {
-        service: Some(wire(&*tx, &service)?),
-        operation_id: Some(op.id),
-    })
+    record_and_answer(tx, ctx, service, OperationType::UpdateService, Some(spec))
 }
 
 pub(crate) fn start_deployment(
@@ -392,14 +403,9 @@ pub(crate) fn pause(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let mut service = load(&*tx, &req.service_arn)?;
+    let service = load(&*tx, &req.service_arn)?;
     require_settled(&*tx, &service, ServiceStatus::Running, "paused")?;
-    let op = new_operation(ctx, &service, OperationType::PauseService, None);
-    record(tx, ctx, &mut service, &op)?;
-    Ok(ServiceResponse {
-        service: Some(wire(&*tx, &service)?),
-        operation_id: Some(op.id),
-    })
+    record_and_answer(tx, ctx, service, OperationType::PauseService, None)
 }
 
 pub(crate) fn resume(
@@ -407,19 +413,10 @@ pub(crate) fn resume(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let mut service = load(&*tx, &req.service_arn)?;
+    let service = load(&*tx, &req.service_arn)?;
     require_settled(&*tx, &service, ServiceStatus::Paused, "resumed")?;
-    let op = new_operation(
-        ctx,
-        &service,
-        OperationType::ResumeService,
-        Some(service.spec.clone()),
-    );
-    record(tx, ctx, &mut service, &op)?;
-    Ok(ServiceResponse {
-        service: Some(wire(&*tx, &service)?),
-        operation_id: Some(op.id),
-    })
+    let spec = Some(service.spec.clone());
+    record_and_answer(tx, ctx, service, OperationType::ResumeService, spec)
 }
 
 pub(crate) fn delete(
@@ -427,7 +424,7 @@ pub(crate) fn delete(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let mut service = load(&*tx, &req.service_arn)?;
+    let service = load(&*tx, &req.service_arn)?;
     if service.status == ServiceStatus::Deleted {
         return Err(
             ApiError::invalid_state(format!("Service {} is already deleted", service.arn)).into(),
@@ -443,12 +440,7 @@ pub(crate) fn delete(
         ))
         .into());
     }
-    let op = new_operation(ctx, &service, OperationType::DeleteService, None);
-    record(tx, ctx, &mut service, &op)?;
-    Ok(ServiceResponse {
-        service: Some(wire(&*tx, &service)?),
-        operation_id: Some(op.id),
-    })
+    record_and_answer(tx, ctx, service, OperationType::DeleteService, None)
 }
 
 pub(crate) fn list_operations(
