@@ -612,10 +612,12 @@ async fn jobs_left_by_a_crash_are_killed_and_removed_when_the_runtime_opens() {
         oci.state(a.as_str()).unwrap().is_none().then_some(())
     })
     .await;
-    assert_eq!(
-        oci.state(b.as_str()).unwrap().unwrap().status,
-        "running",
-        "nothing watched job b"
+    // Nothing watched job b, so its container is left behind. (It is normally still
+    // running; on a loaded machine it was once seen already stopped, which this test
+    // does not depend on: the runtime must remove it either way.)
+    assert!(
+        oci.state(b.as_str()).unwrap().is_some(),
+        "job b's container is left behind"
     );
 
     let store = Arc::new(SqliteStore::open(&db).unwrap());
