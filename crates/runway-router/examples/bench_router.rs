@@ -1,13 +1,16 @@
 //! runway's router as the benchmark runs it (bench/router): plain HTTP on ADDR, one
 //! service at `127.0.0.1` and `bench.runway.localhost` whose one revision has one
-//! instance, the backend at BACKEND. MaxConcurrency is set high enough never to queue,
-//! and the access log is off, as nginx's is in the same run. THREADS threads serve
-//! ([`Router::serve_on_threads`]); `BENCH_MODE=multi` serves on one multi-threaded
-//! runtime instead ([`Router::serve_http`]).
+//! instance, the backend at BACKEND. MaxConcurrency is set high enough never to queue.
+//! The access log is off, as nginx's is in the same run, unless `BENCH_ACCESS_LOG` names
+//! a directory for it. THREADS threads serve ([`Router::serve_on_threads`]);
+//! `BENCH_MODE=multi` serves on one multi-threaded runtime instead
+//! ([`Router::serve_http`]), as `runway server` does today.
 //!
 //! Usage: bench_router ADDR BACKEND [THREADS]
 
-use runway_router::{Endpoint, RevisionRoute, RouteTable, Router, RouterConfig, ServiceRoute};
+use runway_router::{
+    AccessLogConfig, Endpoint, RevisionRoute, RouteTable, Router, RouterConfig, ServiceRoute,
+};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -19,7 +22,11 @@ fn main() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(2);
     let mut registry = runway_telemetry::Registry::default();
-    let router = Router::new(RouterConfig::default(), &mut registry)?;
+    let mut config = RouterConfig::default();
+    if let Ok(dir) = std::env::var("BENCH_ACCESS_LOG") {
+        config.access_log = Some(AccessLogConfig::new(dir));
+    }
+    let router = Router::new(config, &mut registry)?;
     let mut service = ServiceRoute::new("bench", "bench.runway.localhost");
     service.hosts.push("127.0.0.1".into());
     service.https_redirect = false;

@@ -123,12 +123,22 @@ pub(crate) struct RevisionState {
 pub(crate) struct Lease {
     pub endpoint: Arc<EndpointState>,
     pub revision: Arc<RevisionState>,
+    /// When the request ended, if the holder already read the clock.
+    ended: Option<Instant>,
+}
+
+impl Lease {
+    /// Records that the request ended at `now` (saves reading the clock again).
+    pub(crate) fn end_at(&mut self, now: Instant) {
+        self.ended = Some(now);
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.revision.released();
+        self.revision
+            .released(self.ended.unwrap_or_else(Instant::now));
     }
 }
 
@@ -235,6 +245,11 @@ impl RevisionState {
     /// `exclude` and, while others have room, instances that recently refused
     /// connections.
     pub(crate) fn try_lease(self: &Arc<Self>, exclude: &[SocketAddr]) -> Option<Lease> {
+        self.try_lease_at(exclude, Instant::now())
+    }
+
+    /// [`RevisionState::try_lease`], with the request counted in flight from `now`.
+    fn try_lease_at(self: &Arc<Self>, exclude: &[SocketAddr], now: Instant) -> Option<Lease> {
         let endpoints = self.endpoints.load();
         let n = endpoints.len();
         if n == 0 {
@@ -275,10 +290,11 @@ impl RevisionState {
                 .is_ok()
             {
                 self.in_flight.fetch_add(1, Ordering::AcqRel);
-                self.meter.change(true, Instant::now());
+                self.meter.change(true, now);
                 return Some(Lease {
                     endpoint: endpoint.clone(),
                     revision: self.clone(),
+                    ended: None,
                 });
             }
         }
@@ -286,18 +302,21 @@ impl RevisionState {
     }
 
     /// Waits in the queue for a lease, at most `max_wait`; `capacity` bounds the queue.
+    /// `now` is about now (the request's arrival will do): a lease had at once counts
+    /// from then.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         exclude: &[SocketAddr],
         capacity: usize,
         max_wait: Duration,
+        now: Instant,
     ) -> Result<Grant, AcquireError> {
         if self.is_retired() {
             return Ok(Grant::Reroute);
         }
         // Newcomers go straight to an instance only when nobody is waiting (FIFO).
         if self.queued.load(Ordering::Acquire) == 0
-            && let Some(lease) = self.try_lease(exclude)
+            && let Some(lease) = self.try_lease_at(exclude, now)
         {
             return Ok(Grant::Lease(lease));
         }
@@ -375,9 +394,9 @@ impl RevisionState {
         }
     }
 
-    fn released(self: &Arc<Self>) {
+    fn released(self: &Arc<Self>, now: Instant) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.meter.change(false, Instant::now());
+        self.meter.change(false, now);
         if self.queued.load(Ordering::Acquire) > 0 {
             self.dispatch();
         }

@@ -6,7 +6,7 @@
 use crate::Inner;
 use crate::access_log::Entry;
 use crate::balance::Lease;
-use crate::upstream::Checkin;
+use crate::upstream::{Checkin, UpstreamBody};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
@@ -28,6 +28,9 @@ pub(crate) enum BodyError {
     /// Reading from the client or the instance failed.
     #[error("{0}")]
     Io(#[from] hyper::Error),
+    /// The instance's HTTP/1.1 response failed or broke its framing.
+    #[error("{0}")]
+    Upstream(Box<crate::upstream::http1::Error>),
     /// The request's deadline passed while the response was streaming.
     #[error("the request timed out")]
     Timeout,
@@ -142,24 +145,26 @@ pub(crate) enum Outcome {
 pub(crate) struct Completion {
     pub router: Arc<Inner>,
     pub lease: Lease,
-    pub checkin: Option<Checkin>,
     pub status: u16,
     pub info: RequestInfo,
 }
 
 impl Completion {
-    pub(crate) fn finish(self, outcome: Outcome, bytes_out: u64) {
+    /// `checkin` is the connection the response came over, if it can serve another.
+    pub(crate) fn finish(self, bytes_out: u64, checkin: Option<Checkin>) {
         let Completion {
             router,
-            lease,
-            checkin,
+            mut lease,
             status,
             info,
         } = self;
-        if let (Outcome::Complete, Some(checkin)) = (outcome, checkin) {
-            checkin.give_back(&lease.endpoint, &router.upstream);
+        // One clock read for the duration, the pool and the concurrency meter.
+        let now = Instant::now();
+        if let Some(checkin) = checkin {
+            checkin.give_back(&lease.endpoint, &router.upstream, now);
         }
-        let duration = info.started.elapsed();
+        lease.end_at(now);
+        let duration = now.saturating_duration_since(info.started);
         let bytes_in = info.bytes_in();
         let metrics = &lease.revision.metrics;
         metrics.response(status);
@@ -194,7 +199,7 @@ impl Completion {
 /// A response body from an instance on its way to the client.
 #[derive(Debug)]
 pub(crate) struct ProxiedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     completion: Option<Completion>,
     deadline: tokio::time::Instant,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -202,7 +207,7 @@ pub(crate) struct ProxiedBody {
 }
 
 impl ProxiedBody {
-    pub(crate) fn new(inner: Incoming, completion: Completion, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: UpstreamBody, completion: Completion, deadline: Instant) -> Self {
         let mut body = ProxiedBody {
             inner,
             completion: Some(completion),
@@ -219,7 +224,11 @@ impl ProxiedBody {
 
     fn finish(&mut self, outcome: Outcome) {
         if let Some(completion) = self.completion.take() {
-            completion.finish(outcome, self.bytes);
+            let checkin = match outcome {
+                Outcome::Complete => self.inner.take_checkin(),
+                Outcome::Cut => None,
+            };
+            completion.finish(self.bytes, checkin);
         }
     }
 }
@@ -245,7 +254,7 @@ impl Body for ProxiedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(Outcome::Cut);
-                Poll::Ready(Some(Err(BodyError::Io(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.finish(Outcome::Complete);
@@ -332,5 +341,33 @@ impl Body for RouterBody {
             }
             RouterBody::Proxied(body) => body.size_hint(),
         }
+    }
+}
+
+/// A response body as hyper serves it: the router's, with the connection marked busy
+/// until it is dropped (see [`crate::server::IdleClock`]).
+#[derive(Debug)]
+pub(crate) struct ServedBody {
+    pub body: RouterBody,
+    pub _busy: crate::server::Busy,
+}
+
+impl Body for ServedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

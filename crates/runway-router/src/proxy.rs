@@ -4,13 +4,13 @@
 
 use crate::access_log::Entry;
 use crate::balance::{AcquireError, Grant, Lease, RevisionState};
-use crate::body::{BodyError, Completion, ProxiedBody, ProxyRequestBody, RequestInfo, RouterBody};
+use crate::body::{Completion, ProxiedBody, ProxyRequestBody, RequestInfo, RouterBody, ServedBody};
 use crate::error::RouterError;
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::host;
-use crate::server::ConnInfo;
-use crate::table::{HostTarget, ServiceEntry};
-use crate::upstream::{self, SendError};
+use crate::server::{Busy, ConnInfo};
+use crate::table::{HostTarget, ServiceEntry, Table};
+use crate::upstream::{self, SendError, UpstreamBody};
 use crate::{Inner, metrics::KindLabels};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -41,9 +41,11 @@ pub(crate) async fn handle(
     router: Arc<Inner>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<RouterBody>, Infallible> {
+) -> Result<Response<ServedBody>, Infallible> {
     let started = Instant::now();
-    Ok(proxy(&router, &conn, req, started).await)
+    let busy = Busy::new(&conn);
+    let response = proxy(&router, &conn, req, started).await;
+    Ok(response.map(|body| ServedBody { body, _busy: busy }))
 }
 
 /// A page the router answers with.
@@ -135,16 +137,72 @@ fn unrouted(router: &Inner, err: RouterError, version: Version) -> Response<Rout
     error_response(&err, version, None)
 }
 
-/// The raw host the client asked for, for X-Forwarded-Host and re-routing.
-fn raw_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
-}
-
 fn lookup(router: &Inner, host: &str) -> Option<HostTarget> {
     router.table.load().hosts.get(host).cloned()
+}
+
+/// The last host a connection's requests named and where it led, while the route table
+/// stays the same: a keep-alive connection (or an HTTP/2 connection's streams) nearly
+/// always names one host, and its requests then skip parsing it and looking it up.
+#[derive(Debug)]
+pub(crate) struct RouteCache {
+    /// The table the target is from, held so that its address stays unique.
+    table: Arc<Table>,
+    /// The host as the client wrote it.
+    host: HeaderValue,
+    target: HostTarget,
+}
+
+/// Where a request's host leads, and the host as the client wrote it.
+fn route(
+    router: &Inner,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+) -> Result<(HostTarget, HeaderValue), RouterError> {
+    // The bytes the host comes from; a request naming it twice is refused below.
+    let authority = req.uri().authority();
+    let raw = match authority {
+        Some(authority) => authority.as_str().as_bytes(),
+        None => {
+            let mut values = req.headers().get_all(header::HOST).iter();
+            match (values.next(), values.next()) {
+                (Some(value), None) => value.as_bytes(),
+                _ => return Err(RouterError::BadHost),
+            }
+        }
+    };
+    let table = router.table.load();
+    if let Ok(cache) = conn.route.try_lock()
+        && let Some(cached) = cache.as_ref()
+        && Arc::ptr_eq(&cached.table, &table)
+        && cached.host.as_bytes() == raw
+    {
+        return Ok((cached.target.clone(), cached.host.clone()));
+    }
+    let host = host::request_host(req).map_err(|_| RouterError::BadHost)?;
+    let target = table
+        .hosts
+        .get(&*host)
+        .cloned()
+        .ok_or(RouterError::UnknownHost)?;
+    let raw = match authority {
+        Some(authority) => {
+            HeaderValue::from_str(authority.as_str()).map_err(|_| RouterError::BadHost)?
+        }
+        None => req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .ok_or(RouterError::BadHost)?,
+    };
+    if let Ok(mut cache) = conn.route.try_lock() {
+        *cache = Some(RouteCache {
+            table: Arc::clone(&table),
+            host: raw.clone(),
+            target: target.clone(),
+        });
+    }
+    Ok((target, raw))
 }
 
 fn redirect(host: &HeaderValue, req: &Request<Incoming>, https_port: u16) -> Response<RouterBody> {
@@ -170,27 +228,23 @@ async fn proxy(
     started: Instant,
 ) -> Response<RouterBody> {
     let version = req.version();
-    let target = match host::request_host(&req) {
-        Ok(host) => {
-            if !conn.tls
-                && req.uri().path().starts_with(ACME_CHALLENGE_PREFIX)
-                && let Some(responder) = router.acme.load().as_ref()
-            {
-                let token = &req.uri().path()[ACME_CHALLENGE_PREFIX.len()..];
-                if let Some(answer) = responder.respond(&host, token) {
-                    let mut response = Response::new(RouterBody::Full(Some(answer.into())));
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                    return response;
-                }
-            }
-            match lookup(router, &host) {
-                Some(target) => target,
-                None => return unrouted(router, RouterError::UnknownHost, version),
-            }
+    if !conn.tls
+        && req.uri().path().starts_with(ACME_CHALLENGE_PREFIX)
+        && let Some(responder) = router.acme.load().as_ref()
+        && let Ok(host) = host::request_host(&req)
+    {
+        let token = &req.uri().path()[ACME_CHALLENGE_PREFIX.len()..];
+        if let Some(answer) = responder.respond(&host, token) {
+            let mut response = Response::new(RouterBody::Full(Some(answer.into())));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return response;
         }
-        Err(_) => return unrouted(router, RouterError::BadHost, version),
+    }
+    let (target, raw_host) = match route(router, conn, &req) {
+        Ok(routed) => routed,
+        Err(err) => return unrouted(router, err, version),
     };
     // WebSockets over HTTP/2 (RFC 8441 extended CONNECT) become HTTP/1.1 upgrades to the
     // instance. Any other CONNECT is refused: the router is not a forward proxy.
@@ -207,7 +261,6 @@ async fn proxy(
             version,
         );
     }
-    let raw_host = raw_host(&req).unwrap_or(HeaderValue::from_static(""));
     let mut service = target.service.clone();
 
     let info = |req: &Request<Incoming>, request_id: HeaderValue, bytes_in| RequestInfo {
@@ -260,20 +313,17 @@ async fn proxy(
         h2_websocket || (version < Version::HTTP_2 && headers::is_upgrade_request(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    let request_id = {
+    {
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers, upgrade);
         headers.remove(header::EXPECT);
-        let proto = if conn.tls { "https" } else { "http" };
-        let forwarded = raw_host.to_str().unwrap_or("");
-        headers::set_forwarded(headers, conn.client.ip(), proto, forwarded);
-        headers::set_trace_id(headers);
         if h2_websocket {
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             headers.insert(header::SEC_WEBSOCKET_KEY, headers::new_websocket_key());
         }
-        headers::set_request_id(headers)
-    };
+    }
+    let proto = if conn.tls { "https" } else { "http" };
+    let forwarded = Forwarded::new(req.headers(), &conn.client_value, proto, raw_host.clone());
     if h2_websocket {
         *req.method_mut() = http::Method::GET;
     }
@@ -282,7 +332,7 @@ async fn proxy(
     } else {
         Some(Arc::new(AtomicU64::new(0)))
     };
-    let info = info(&req, request_id, bytes_in.clone());
+    let info = info(&req, forwarded.request_id().clone(), bytes_in.clone());
     let (parts, body) = req.into_parts();
     let body = if h2_websocket {
         // The client's stream is the tunnel, handed over once the instance agrees.
@@ -307,11 +357,13 @@ async fn proxy(
     };
     let mut exclude: Vec<SocketAddr> = Vec::new();
     let mut attempts = 0;
+    // The first attempt starts as the request arrives; later ones read the clock.
+    let mut now = started;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.saturating_duration_since(now);
         let wait = service.queue.max_wait.min(remaining);
         let lease = match revision
-            .acquire(&exclude, service.queue.capacity, wait)
+            .acquire(&exclude, service.queue.capacity, wait, now)
             .await
         {
             Ok(Grant::Lease(lease)) => lease,
@@ -327,6 +379,7 @@ async fn proxy(
                 match next {
                     Some(next) => {
                         revision = next;
+                        now = Instant::now();
                         continue;
                     }
                     None => {
@@ -363,7 +416,14 @@ async fn proxy(
         let endpoint = lease.endpoint.clone();
         let sent = tokio::time::timeout_at(
             deadline.into(),
-            upstream::send(&endpoint, outgoing, upgrade, &router.upstream),
+            upstream::send(
+                &endpoint,
+                outgoing,
+                &forwarded,
+                upgrade,
+                &router.upstream,
+                now,
+            ),
         )
         .await;
         match sent {
@@ -378,13 +438,12 @@ async fn proxy(
                     info,
                 );
             }
-            Ok(Ok((response, checkin))) => {
+            Ok(Ok(response)) => {
                 return respond(
                     router,
                     conn,
                     response,
                     lease,
-                    checkin,
                     info,
                     deadline,
                     client_upgrade,
@@ -409,17 +468,16 @@ async fn proxy(
                 revision.metrics.retries.inc();
                 exclude.push(endpoint.addr);
                 outgoing = *request;
+                now = Instant::now();
             }
-            Ok(Err(SendError::Failed(e))) => {
+            Ok(Err(SendError::BodyTooLarge)) => {
                 drop(lease);
-                let too_large = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<BodyError>())
-                    .is_some_and(|b| matches!(b, BodyError::TooLarge));
-                let err = if too_large {
-                    RouterError::BodyTooLarge
-                } else {
-                    RouterError::Upstream(e.to_string())
-                };
+                let err = RouterError::BodyTooLarge;
+                return fail(router, &service, Some(&revision), err, version, info);
+            }
+            Ok(Err(SendError::Failed(reason))) => {
+                drop(lease);
+                let err = RouterError::Upstream(reason);
                 return fail(router, &service, Some(&revision), err, version, info);
             }
         }
@@ -430,9 +488,8 @@ async fn proxy(
 fn respond(
     router: &Arc<Inner>,
     conn: &Arc<ConnInfo>,
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamBody>,
     lease: Lease,
-    checkin: Option<upstream::Checkin>,
     info: RequestInfo,
     deadline: Instant,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -465,15 +522,12 @@ fn respond(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    if !parts.headers.contains_key(&X_REQUEST_ID) {
-        parts
-            .headers
-            .insert(X_REQUEST_ID.clone(), info.request_id.clone());
+    if let http::header::Entry::Vacant(entry) = parts.headers.entry(&X_REQUEST_ID) {
+        entry.insert(info.request_id.clone());
     }
     let completion = Completion {
         router: router.clone(),
         lease,
-        checkin,
         status: status.as_u16(),
         info,
     };
@@ -517,10 +571,9 @@ fn tunnel(
         Completion {
             router,
             lease,
-            checkin: None,
             status: 101,
             info,
         }
-        .finish(crate::body::Outcome::Cut, bytes_out);
+        .finish(bytes_out, None);
     });
 }

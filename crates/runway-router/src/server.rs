@@ -10,8 +10,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -19,6 +19,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// The HTTP/2 client preface, which h2c prior-knowledge connections start with.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A deadline that never comes (a year).
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Where a listener is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,13 +105,73 @@ impl Workers {
     }
 }
 
+/// How long an HTTP/1.1 connection has had nothing to do, for the header read timeout
+/// (slowloris). hyper would arm, register and drop a timer for every request; here a
+/// request costs two atomic updates, and one timer per connection looks now and then.
+#[derive(Debug)]
+pub(crate) struct IdleClock {
+    epoch: Instant,
+    /// Requests whose response has not ended.
+    busy: AtomicU32,
+    /// Milliseconds from `epoch` to when the last response ended (or the connection
+    /// began).
+    since: AtomicU64,
+}
+
+impl IdleClock {
+    fn new() -> Self {
+        IdleClock {
+            epoch: Instant::now(),
+            busy: AtomicU32::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection will have been idle for `timeout`, or None while it serves a
+    /// request.
+    fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = self.since.load(Ordering::Acquire);
+        Some(self.epoch + Duration::from_millis(since) + timeout)
+    }
+}
+
+/// Marks a connection busy while a request is served; dropped when its response ends.
+#[derive(Debug)]
+pub(crate) struct Busy {
+    conn: Arc<ConnInfo>,
+}
+
+impl Busy {
+    pub(crate) fn new(conn: &Arc<ConnInfo>) -> Self {
+        conn.idle.busy.fetch_add(1, Ordering::AcqRel);
+        Busy { conn: conn.clone() }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let idle = &self.conn.idle;
+        let now = idle.epoch.elapsed().as_millis() as u64;
+        // The time first, so that whoever sees the connection idle sees when it became so.
+        idle.since.store(now, Ordering::Release);
+        idle.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What every request on a connection shares.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub client: SocketAddr,
+    /// The client's address as X-Forwarded-For text.
+    pub client_value: http::HeaderValue,
     pub tls: bool,
     pub stop: watch::Receiver<Stop>,
     pub tracker: Tracker,
+    pub idle: IdleClock,
+    pub route: std::sync::Mutex<Option<proxy::RouteCache>>,
 }
 
 /// A connection hyper serves that can be asked to finish gracefully.
@@ -145,21 +207,44 @@ where
 }
 
 /// Drives a connection to its end, finishing gracefully when the listener stops and
-/// dropping it when the grace period is over.
-async fn drive<C>(conn: C, mut stop: watch::Receiver<Stop>)
+/// dropping it when the grace period is over. With `idle`, an HTTP/1.1 connection is
+/// also dropped once it has been idle (or slow to send a request's headers) that long.
+async fn drive<C>(conn: C, mut stop: watch::Receiver<Stop>, idle: Option<(&IdleClock, Duration)>)
 where
     C: Graceful,
     C::Output: Into<Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result.into() {
-                tracing::debug!(error = %e, "client connection ended");
+    let first = idle.map_or(Instant::now() + FOREVER, |(clock, timeout)| {
+        clock.epoch + timeout
+    });
+    let watchdog = tokio::time::sleep_until(first.into());
+    let mut watchdog = std::pin::pin!(watchdog);
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(e) = result.into() {
+                    tracing::debug!(error = %e, "client connection ended");
+                }
+                return;
             }
-            return;
+            _ = stop.wait_for(|s| *s != Stop::Running) => break,
+            _ = watchdog.as_mut(), if idle.is_some() => {
+                if let Some((clock, timeout)) = idle {
+                    let now = Instant::now();
+                    match clock.deadline(timeout) {
+                        Some(deadline) if deadline <= now => {
+                            tracing::debug!("client connection idle too long: closed");
+                            return;
+                        }
+                        Some(deadline) => watchdog.as_mut().reset(deadline.into()),
+                        // Serving a request: look again in a while.
+                        None => watchdog.as_mut().reset((now + timeout).into()),
+                    }
+                }
+            }
         }
-        _ = stop.wait_for(|s| *s != Stop::Running) => {}
     }
     conn.as_mut().graceful();
     tokio::select! {
@@ -274,9 +359,12 @@ impl Router {
                         let inner = self.inner.clone();
                         let conn = Arc::new(ConnInfo {
                             client,
+                            client_value: crate::headers::client_value(client.ip()),
                             tls: tls.is_some(),
                             stop: stop_rx.clone(),
                             tracker: tracker.clone(),
+                            idle: IdleClock::new(),
+                            route: std::sync::Mutex::new(None),
                         });
                         let guard = tracker.enter();
                         let tls = tls.clone();
@@ -366,14 +454,20 @@ where
 {
     let stop = conn.stop.clone();
     let service = {
-        let inner = inner.clone();
+        let (inner, conn) = (inner.clone(), conn.clone());
         service_fn(move |req| proxy::handle(inner.clone(), conn.clone(), req))
     };
     if h2 {
         count(&inner, "h2");
-        drive(inner.h2.serve_connection(io, service), stop).await;
+        drive(inner.h2.serve_connection(io, service), stop, None).await;
     } else {
         count(&inner, "http1");
-        drive(inner.h1.serve_connection(io, service).with_upgrades(), stop).await;
+        let idle = Some((&conn.idle, inner.config.header_read_timeout));
+        drive(
+            inner.h1.serve_connection(io, service).with_upgrades(),
+            stop,
+            idle,
+        )
+        .await;
     }
 }

@@ -1,22 +1,31 @@
 //! Connections to instances: a pool of HTTP/1.1 keep-alive connections per instance, or
-//! one multiplexed h2c connection, and sending a request over them.
+//! one multiplexed h2c connection, and sending a request over them. Pooled HTTP/1.1 is
+//! spoken by [`http1`], inside the request's own task; upgrades (which take a fresh
+//! connection over) and h2c go through hyper's client.
 //!
 //! A request is only ever sent once. What can be retried is told apart exactly: a
 //! connection that could not be made, or a pooled connection that closed before the
-//! request was written to it (hyper hands the request back), versus a failure after the
+//! request was written to it (the request comes back), versus a failure after the
 //! request went out, which is never retried.
 
+pub(crate) mod http1;
+
 use crate::balance::EndpointState;
-use crate::body::ProxyRequestBody;
+use crate::body::{BodyError, ProxyRequestBody};
+use crate::headers::Forwarded;
 use crate::routes::Upstream;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{http1 as hyper_http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -29,16 +38,16 @@ pub(crate) struct UpstreamSettings {
     pub h2_keepalive: Duration,
 }
 
-type H1Sender = http1::SendRequest<ProxyRequestBody>;
+type H1Sender = hyper_http1::SendRequest<ProxyRequestBody>;
 type H2Sender = http2::SendRequest<ProxyRequestBody>;
 
 /// Pools are split by thread, a power of two.
 const SEGMENTS: usize = 8;
 
-/// This thread's pool segment. A connection's task runs where it was spawned; handing
-/// it requests from the same thread keeps every wake-up local, where a request from
-/// another thread would cost a cross-thread wake-up (an eventfd write and a context
-/// switch) each way.
+/// This thread's pool segment. A connection is registered with the runtime (and, with
+/// `serve_on_threads`, the thread) that opened it, and an h2c connection's task runs
+/// there; using it from the same thread keeps every wake-up local, where another thread
+/// would cost a cross-thread wake-up (an eventfd write and a context switch) each way.
 fn segment() -> usize {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +64,7 @@ fn segment() -> usize {
 }
 
 /// Idle HTTP/1.1 connections of one thread, with when they became idle.
-type Idle = Mutex<Vec<(H1Sender, Instant)>>;
+type Idle = Mutex<Vec<(http1::Conn, Instant)>>;
 
 /// An instance's connections, one segment per thread.
 #[derive(Debug)]
@@ -76,24 +85,89 @@ impl Pool {
 /// A pooled HTTP/1.1 connection, given back once its response has been read.
 #[derive(Debug)]
 pub(crate) struct Checkin {
-    sender: H1Sender,
-    /// The segment of the thread whose runtime drives the connection.
+    conn: http1::Conn,
+    /// The segment of the thread whose runtime the connection is registered with.
     home: usize,
 }
 
 impl Checkin {
-    /// Returns the connection to `endpoint`'s pool for the next request.
-    pub(crate) fn give_back(self, endpoint: &EndpointState, settings: &UpstreamSettings) {
-        if self.sender.is_closed() {
-            return;
-        }
+    /// Returns the connection to `endpoint`'s pool for the next request; it is `now`.
+    pub(crate) fn give_back(
+        self,
+        endpoint: &EndpointState,
+        settings: &UpstreamSettings,
+        now: Instant,
+    ) {
         if let Pool::Http1(segments) = &endpoint.pool {
             let mut idle = segments[self.home]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if idle.len() < settings.max_idle {
-                idle.push((self.sender, Instant::now()));
+            // Checkouts take the most recently used connection, so the oldest ones would
+            // never be looked at again: let them go when they are past their time.
+            if idle.first().is_some_and(|(_, since)| {
+                now.saturating_duration_since(*since) > settings.idle_timeout
+            }) {
+                idle.remove(0);
             }
+            if idle.len() < settings.max_idle {
+                idle.push((self.conn, now));
+            }
+        }
+    }
+}
+
+/// A response body from an instance: read by the request's task from a pooled
+/// HTTP/1.1 connection, or from hyper's client.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    Http1 {
+        body: http1::ResponseBody,
+        home: usize,
+    },
+    Hyper(Incoming),
+}
+
+impl UpstreamBody {
+    /// The connection to give back to the pool, once the response has ended cleanly.
+    pub(crate) fn take_checkin(&mut self) -> Option<Checkin> {
+        match self {
+            UpstreamBody::Http1 { body, home } => body
+                .take_reusable()
+                .map(|conn| Checkin { conn, home: *home }),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http1 { body, .. } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|e| BodyError::Upstream(Box::new(e))))),
+            UpstreamBody::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(BodyError::Io))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http1 { body, .. } => body.is_end_stream(),
+            UpstreamBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Http1 { body, .. } => body.size_hint(),
+            UpstreamBody::Hyper(body) => body.size_hint(),
         }
     }
 }
@@ -106,8 +180,23 @@ pub(crate) enum SendError {
         reason: String,
         request: Box<Request<ProxyRequestBody>>,
     },
+    /// The client's request body went past the service's limit.
+    BodyTooLarge,
     /// The request (or part of it) was sent; it must not be sent again.
-    Failed(hyper::Error),
+    Failed(String),
+}
+
+impl SendError {
+    fn failed(error: hyper::Error) -> Self {
+        let too_large = std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<BodyError>())
+            .is_some_and(|b| matches!(b, BodyError::TooLarge));
+        if too_large {
+            SendError::BodyTooLarge
+        } else {
+            SendError::Failed(error.to_string())
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr, settings: &UpstreamSettings) -> Result<TcpStream, String> {
@@ -121,7 +210,7 @@ async fn connect(addr: SocketAddr, settings: &UpstreamSettings) -> Result<TcpStr
 
 async fn connect_h1(addr: SocketAddr, settings: &UpstreamSettings) -> Result<H1Sender, String> {
     let stream = connect(addr, settings).await?;
-    let (sender, conn) = http1::Builder::new()
+    let (sender, conn) = hyper_http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP/1.1 handshake with {addr}: {e}"))?;
@@ -150,25 +239,23 @@ async fn connect_h2(addr: SocketAddr, settings: &UpstreamSettings) -> Result<H2S
     Ok(sender)
 }
 
-/// An idle pooled connection that is still open, ready for a request.
-async fn checkout(segments: &[Idle], settings: &UpstreamSettings) -> Option<(H1Sender, usize)> {
-    // Only this thread's connections: taking another thread's idle one would save a
-    // connection but cost cross-thread wake-ups for every request sent over it.
+/// An idle pooled connection of this thread that is still open, ready for a request
+/// made at `now`.
+fn checkout(
+    segments: &[Idle],
+    settings: &UpstreamSettings,
+    now: Instant,
+) -> Option<(http1::Conn, usize)> {
+    // Only this thread's connections: another thread's would cost cross-thread wake-ups
+    // for every request sent over it.
     let home = segment();
-    loop {
-        let (mut sender, since) = segments[home]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()?;
-        if sender.is_closed() || since.elapsed() > settings.idle_timeout {
-            continue;
-        }
-        // Returned to the pool as its response ended, the connection becomes ready as
-        // soon as its task has seen that; a closed one errors at once.
-        if sender.ready().await.is_ok() {
-            return Some((sender, home));
+    let mut idle = segments[home].lock().unwrap_or_else(|e| e.into_inner());
+    while let Some((mut conn, since)) = idle.pop() {
+        if now.saturating_duration_since(since) <= settings.idle_timeout && conn.is_open() {
+            return Some((conn, home));
         }
     }
+    None
 }
 
 /// Shapes a request for HTTP/1.1: origin-form target and a Host header.
@@ -217,55 +304,65 @@ fn not_sent(reason: String, request: Request<ProxyRequestBody>) -> SendError {
     }
 }
 
-/// Sends `req` to `endpoint`. Upgrades (WebSockets) always go over a fresh HTTP/1.1
+/// Sends `req` with the `forwarded` headers to `endpoint`, at about `now` (the request's
+/// arrival will do). Upgrades (WebSockets) always go over a fresh HTTP/1.1
 /// connection, which the upgrade then owns; other requests reuse pooled connections.
-/// Returns the response and, for pooled HTTP/1.1, the connection to give back once the
-/// response body has been read.
+/// A pooled HTTP/1.1 connection travels in the response body, which gives it back (see
+/// [`UpstreamBody::take_checkin`]) once the response has been read.
 pub(crate) async fn send(
     endpoint: &EndpointState,
     mut req: Request<ProxyRequestBody>,
+    forwarded: &Forwarded,
     upgrade: bool,
     settings: &UpstreamSettings,
-) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    now: Instant,
+) -> Result<Response<UpstreamBody>, SendError> {
     match &endpoint.pool {
         Pool::Http1(_) | Pool::H2c(_) if upgrade => {
+            forwarded.apply(req.headers_mut());
             for_h1(&mut req);
             let mut sender = match connect_h1(endpoint.addr, settings).await {
                 Ok(sender) => sender,
                 Err(reason) => return Err(not_sent(reason, req)),
             };
             match sender.try_send_request(req).await {
-                Ok(response) => Ok((response, None)),
+                Ok(response) => Ok(response.map(UpstreamBody::Hyper)),
                 Err(mut e) => match e.take_message() {
                     Some(req) => Err(not_sent(e.into_error().to_string(), req)),
-                    None => Err(SendError::Failed(e.into_error())),
+                    None => Err(SendError::failed(e.into_error())),
                 },
             }
         }
-        Pool::Http1(segments) => {
-            for_h1(&mut req);
-            loop {
-                let (mut sender, home, fresh) = match checkout(segments, settings).await {
-                    Some((sender, home)) => (sender, home, false),
-                    None => match connect_h1(endpoint.addr, settings).await {
-                        Ok(sender) => (sender, segment(), true),
-                        Err(reason) => return Err(not_sent(reason, req)),
-                    },
-                };
-                match sender.try_send_request(req).await {
-                    Ok(response) => return Ok((response, Some(Checkin { sender, home }))),
-                    Err(mut e) => match e.take_message() {
-                        // A pooled connection closed under us before the request was
-                        // written: try the next one, or a new one.
-                        Some(back) if !fresh => req = back,
-                        Some(back) => return Err(not_sent(e.into_error().to_string(), back)),
-                        None => return Err(SendError::Failed(e.into_error())),
-                    },
+        Pool::Http1(segments) => loop {
+            let (conn, home, fresh) = match checkout(segments, settings, now) {
+                Some((conn, home)) => (conn, home, false),
+                None => match connect(endpoint.addr, settings).await {
+                    Ok(stream) => (http1::Conn::new(stream), segment(), true),
+                    Err(reason) => return Err(not_sent(reason, req)),
+                },
+            };
+            match http1::send(conn, req, forwarded).await {
+                Ok(response) => {
+                    return Ok(response.map(|body| UpstreamBody::Http1 { body, home }));
                 }
+                // A pooled connection closed under us before the request was written:
+                // try the next one, or a new one.
+                Err(http1::SendFailure::NotSent(_, back)) if !fresh => req = *back,
+                Err(http1::SendFailure::NotSent(e, back)) => {
+                    return Err(SendError::NotSent {
+                        reason: e.to_string(),
+                        request: back,
+                    });
+                }
+                Err(http1::SendFailure::Failed(http1::Error::Body(BodyError::TooLarge))) => {
+                    return Err(SendError::BodyTooLarge);
+                }
+                Err(http1::SendFailure::Failed(e)) => return Err(SendError::Failed(e.to_string())),
             }
-        }
+        },
         Pool::H2c(segments) => {
             let shared = &segments[segment()];
+            forwarded.apply(req.headers_mut());
             for_h2(&mut req);
             let mut fresh = false;
             loop {
@@ -295,14 +392,14 @@ pub(crate) async fn send(
                     continue;
                 }
                 match sender.try_send_request(req).await {
-                    Ok(response) => return Ok((response, None)),
+                    Ok(response) => return Ok(response.map(UpstreamBody::Hyper)),
                     Err(mut e) => match e.take_message() {
                         Some(back) if !fresh => {
                             shared.lock().unwrap_or_else(|e| e.into_inner()).take();
                             req = back;
                         }
                         Some(back) => return Err(not_sent(e.into_error().to_string(), back)),
-                        None => return Err(SendError::Failed(e.into_error())),
+                        None => return Err(SendError::failed(e.into_error())),
                     },
                 }
             }

@@ -69,3 +69,56 @@ fn a_full_buffer_drops_and_counts_instead_of_blocking() {
     log.record(entry("svc", "/3"));
     assert_eq!(log.dropped.get(), 2);
 }
+
+#[test]
+fn lines_escape_what_json_needs_and_keep_time_and_duration_exact() {
+    let mut writer = Writer::new(AccessLogConfig::new("/nonexistent"));
+    let mut entry = entry("svc", "/a\"b\\c\u{1}d\té/ü");
+    entry.time = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000);
+    entry.duration = Duration::from_micros(1_234_567);
+    entry.client = "[2001:db8::1]:443".parse().unwrap();
+    entry.error = None;
+    writer.format(&entry);
+    let text = String::from_utf8(writer.line.clone()).unwrap();
+    assert!(text.ends_with("}\n") && text.lines().count() == 1, "{text}");
+    let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(line["path"], "/a\"b\\c\u{1}d\té/ü");
+    assert_eq!(line["time"], "2023-11-14T22:13:20.12Z");
+    assert_eq!(line["duration_ms"], 1234.567);
+    assert_eq!(line["client"], "[2001:db8::1]:443");
+    assert_eq!(line["revision"], "rev");
+    assert!(line.get("error").is_none());
+    // The next second is formatted afresh; the same one comes from the cache.
+    entry.time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_001);
+    writer.format(&entry);
+    let line: serde_json::Value = serde_json::from_slice(&writer.line).unwrap();
+    assert_eq!(line["time"], "2023-11-14T22:13:21Z");
+    entry.time = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_001, 5);
+    writer.format(&entry);
+    let line: serde_json::Value = serde_json::from_slice(&writer.line).unwrap();
+    assert_eq!(line["time"], "2023-11-14T22:13:21.000000005Z");
+}
+
+#[test]
+fn the_writer_writes_every_entry_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = Counter::default();
+    let log = AccessLog::start(AccessLogConfig::new(dir.path()), dropped.clone()).unwrap();
+    for i in 0..1000 {
+        log.record(entry("svc", &format!("/{i}")));
+    }
+    let path = dir.path().join("svc.log");
+    let lines = || {
+        std::fs::read_to_string(&path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    for _ in 0..500 {
+        if lines() == 1000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lines() + dropped.get() as usize, 1000);
+    assert_eq!(dropped.get(), 0);
+}

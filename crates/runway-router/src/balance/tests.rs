@@ -76,12 +76,18 @@ async fn queued_requests_get_capacity_in_order() {
     let (rev, _) = revision(1, 1);
     let first = rev.try_lease(&[]).unwrap();
     let r1 = rev.clone();
-    let a = tokio::spawn(async move { r1.acquire(&[], 10, Duration::from_secs(30)).await });
+    let a = tokio::spawn(async move {
+        r1.acquire(&[], 10, Duration::from_secs(30), Instant::now())
+            .await
+    });
     while rev.queued() < 1 {
         tokio::task::yield_now().await;
     }
     let r2 = rev.clone();
-    let b = tokio::spawn(async move { r2.acquire(&[], 10, Duration::from_secs(30)).await });
+    let b = tokio::spawn(async move {
+        r2.acquire(&[], 10, Duration::from_secs(30), Instant::now())
+            .await
+    });
     while rev.queued() < 2 {
         tokio::task::yield_now().await;
     }
@@ -103,19 +109,26 @@ async fn a_full_queue_and_a_long_wait_are_refused() {
     let (rev, _) = revision(1, 1);
     let _busy = rev.try_lease(&[]).unwrap();
     let r1 = rev.clone();
-    let waiting = tokio::spawn(async move { r1.acquire(&[], 1, Duration::from_secs(30)).await });
+    let waiting = tokio::spawn(async move {
+        r1.acquire(&[], 1, Duration::from_secs(30), Instant::now())
+            .await
+    });
     while rev.queued() < 1 {
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        rev.acquire(&[], 1, Duration::from_secs(30)).await.err(),
+        rev.acquire(&[], 1, Duration::from_secs(30), Instant::now())
+            .await
+            .err(),
         Some(AcquireError::QueueFull)
     );
     waiting.abort();
     let _ = waiting.await;
     assert_eq!(rev.queued(), 0, "a waiter that left is removed");
     assert_eq!(
-        rev.acquire(&[], 1, Duration::from_millis(1)).await.err(),
+        rev.acquire(&[], 1, Duration::from_millis(1), Instant::now())
+            .await
+            .err(),
         Some(AcquireError::Timeout)
     );
     assert_eq!(rev.queued(), 0);
@@ -125,7 +138,10 @@ async fn a_full_queue_and_a_long_wait_are_refused() {
 async fn scale_from_zero_publishes_demand_and_new_instances_serve_the_queue() {
     let (rev, mut demand) = revision(0, 1);
     let r1 = rev.clone();
-    let waiting = tokio::spawn(async move { r1.acquire(&[], 10, Duration::from_secs(30)).await });
+    let waiting = tokio::spawn(async move {
+        r1.acquire(&[], 10, Duration::from_secs(30), Instant::now())
+            .await
+    });
     demand
         .wait_for(|d| d.waiting.contains_key("rev"))
         .await
@@ -150,14 +166,18 @@ async fn scale_from_zero_publishes_demand_and_new_instances_serve_the_queue() {
 async fn a_retired_revision_sends_its_queue_elsewhere() {
     let (rev, _) = revision(0, 1);
     let r1 = rev.clone();
-    let waiting = tokio::spawn(async move { r1.acquire(&[], 10, Duration::from_secs(30)).await });
+    let waiting = tokio::spawn(async move {
+        r1.acquire(&[], 10, Duration::from_secs(30), Instant::now())
+            .await
+    });
     while rev.queued() < 1 {
         tokio::task::yield_now().await;
     }
     rev.retire();
     assert!(matches!(waiting.await.unwrap(), Ok(Grant::Reroute)));
     assert!(matches!(
-        rev.acquire(&[], 10, Duration::from_secs(1)).await,
+        rev.acquire(&[], 10, Duration::from_secs(1), Instant::now())
+            .await,
         Ok(Grant::Reroute)
     ));
 }

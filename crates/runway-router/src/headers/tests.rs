@@ -67,73 +67,135 @@ fn connection_cannot_strip_what_the_router_sets() {
     assert_eq!(headers.len(), 3);
 }
 
+/// The headers `forwarded` sets, applied to a copy of `headers` and written as an
+/// HTTP/1.1 head; both ways must agree.
+fn both_ways(headers: &HeaderMap, forwarded: &Forwarded) -> HeaderMap {
+    let mut applied = headers.clone();
+    forwarded.apply(&mut applied);
+    let mut written = Vec::new();
+    for (name, value) in headers {
+        if !forwarded.replaces(name) {
+            written.extend_from_slice(name.as_str().as_bytes());
+            written.extend_from_slice(b": ");
+            written.extend_from_slice(value.as_bytes());
+            written.extend_from_slice(b"\r\n");
+        }
+    }
+    forwarded.write(&mut written);
+    written.extend_from_slice(b"\r\n");
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let Ok(httparse::Status::Complete((_, fields))) =
+        httparse::parse_headers(&written, &mut fields)
+    else {
+        panic!("unparsable: {}", String::from_utf8_lossy(&written));
+    };
+    let parsed = map(&fields
+        .iter()
+        .map(|f| (f.name, std::str::from_utf8(f.value).unwrap()))
+        .collect::<Vec<_>>());
+    let mut a: Vec<_> = applied.iter().collect();
+    let mut b: Vec<_> = parsed.iter().collect();
+    a.sort_by_key(|(n, v)| (n.as_str(), v.as_bytes()));
+    b.sort_by_key(|(n, v)| (n.as_str(), v.as_bytes()));
+    assert_eq!(a, b);
+    applied
+}
+
+fn client(ip: &str) -> HeaderValue {
+    client_value(ip.parse().unwrap())
+}
+
 #[test]
 fn forwarded_headers_append_the_client() {
-    let mut headers = map(&[
+    let headers = map(&[
         ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-for", " 198.51.100.1 "),
         ("x-forwarded-proto", "ftp"),
+        ("x-forwarded-host", "elsewhere"),
     ]);
-    set_forwarded(
-        &mut headers,
-        "10.0.0.2".parse().unwrap(),
+    let forwarded = Forwarded::new(
+        &headers,
+        &client("10.0.0.2"),
         "https",
-        "app.example:8443",
+        V::from_static("app.example:8443"),
     );
-    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.2");
+    let headers = both_ways(&headers, &forwarded);
+    assert_eq!(
+        headers["x-forwarded-for"],
+        "203.0.113.7, 198.51.100.1, 10.0.0.2"
+    );
+    assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
     assert_eq!(headers["x-forwarded-proto"], "https");
     assert_eq!(headers["x-forwarded-host"], "app.example:8443");
 
-    let mut headers = HeaderMap::new();
-    set_forwarded(
-        &mut headers,
-        "::ffff:127.0.0.1".parse().unwrap(),
+    let headers = HeaderMap::new();
+    let forwarded = Forwarded::new(
+        &headers,
+        &client("::ffff:127.0.0.1"),
         "http",
-        "",
+        V::from_static(""),
     );
+    let headers = both_ways(&headers, &forwarded);
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-host"], "");
+    assert_eq!(client("2001:db8::1"), "2001:db8::1");
+    assert_eq!(client("192.168.10.200"), "192.168.10.200");
 }
 
 #[test]
 fn request_ids_are_kept_when_sane_and_made_otherwise() {
-    let mut headers = map(&[("x-request-id", "abc-123_x.y:z")]);
-    assert_eq!(set_request_id(&mut headers), "abc-123_x.y:z");
+    let id = |headers: &HeaderMap| {
+        let forwarded = Forwarded::new(headers, &client("10.0.0.1"), "http", V::from_static("h"));
+        let applied = both_ways(headers, &forwarded);
+        assert_eq!(applied.get_all(&X_REQUEST_ID).iter().count(), 1);
+        assert_eq!(applied[&X_REQUEST_ID], forwarded.request_id());
+        forwarded.request_id().clone()
+    };
+    assert_eq!(
+        id(&map(&[("x-request-id", "abc-123_x.y:z")])),
+        "abc-123_x.y:z"
+    );
     for bad in ["", "has space", &"x".repeat(129), "quote\""] {
         let mut headers = HeaderMap::new();
         headers.insert(X_REQUEST_ID.clone(), V::from_str(bad).unwrap());
-        let id = set_request_id(&mut headers);
-        assert_eq!(id.len(), 32, "{bad:?}");
-        assert_eq!(headers[&X_REQUEST_ID], id);
+        let made = id(&headers);
+        assert_eq!(made.len(), 32, "{bad:?}");
+        assert!(made.as_bytes().iter().all(u8::is_ascii_hexdigit));
     }
-    let mut headers = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
-    assert_eq!(set_request_id(&mut headers).len(), 32);
-    assert_eq!(headers.get_all(&X_REQUEST_ID).iter().count(), 1);
+    assert_eq!(
+        id(&map(&[("x-request-id", "a"), ("x-request-id", "b")])).len(),
+        32
+    );
+    assert_eq!(id(&HeaderMap::new()).len(), 32);
     assert_ne!(new_request_id(), new_request_id());
 }
 
 #[test]
 fn trace_ids_are_passed_on_or_created_in_xray_format() {
-    let mut headers = map(&[(
-        "x-amzn-trace-id",
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
-    )]);
-    set_trace_id(&mut headers);
-    assert_eq!(
-        headers[&X_AMZN_TRACE_ID],
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
-    );
-    let mut headers = map(&[("x-amzn-trace-id", "garbage")]);
-    set_trace_id(&mut headers);
-    let value = headers[&X_AMZN_TRACE_ID].to_str().unwrap().to_string();
-    let parts: Vec<&str> = value.strip_prefix("Root=1-").unwrap().split('-').collect();
-    assert_eq!(parts.len(), 2, "{value}");
-    assert_eq!(parts[0].len(), 8);
-    assert_eq!(parts[1].len(), 24);
-    assert!(
-        parts
-            .iter()
-            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
-    );
+    let trace = |headers: &HeaderMap| {
+        let forwarded = Forwarded::new(headers, &client("10.0.0.1"), "http", V::from_static("h"));
+        let applied = both_ways(headers, &forwarded);
+        assert_eq!(applied.get_all(&X_AMZN_TRACE_ID).iter().count(), 1);
+        applied[&X_AMZN_TRACE_ID].to_str().unwrap().to_string()
+    };
+    let sane = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    assert_eq!(trace(&map(&[("x-amzn-trace-id", sane)])), sane);
+    for headers in [
+        map(&[("x-amzn-trace-id", "garbage")]),
+        map(&[("x-amzn-trace-id", sane), ("x-amzn-trace-id", sane)]),
+        HeaderMap::new(),
+    ] {
+        let value = trace(&headers);
+        let parts: Vec<&str> = value.strip_prefix("Root=1-").unwrap().split('-').collect();
+        assert_eq!(parts.len(), 2, "{value}");
+        assert_eq!(parts[0].len(), 8);
+        assert_eq!(parts[1].len(), 24);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+    }
 }
 
 #[test]

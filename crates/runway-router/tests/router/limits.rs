@@ -174,3 +174,35 @@ async fn connect_is_refused() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert_eq!(a.requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_but_slow_answers_are_not_cut() {
+    let a = Backend::start("a").await;
+    let config = RouterConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..RouterConfig::default()
+    };
+    let router = router_with(config, &a).await;
+    // The answer takes three times the timeout; the keep-alive connection then idles
+    // until the router closes it (raw() fails the test if it never does).
+    let reply = raw(
+        router.addr,
+        format!("GET /sleep/900 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("slept"), "{reply}");
+    // Two requests in a row, each within the timeout of the last answer.
+    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(a.requests(), 3);
+}

@@ -508,3 +508,83 @@ async fn dedicated_threads_serve_and_shut_down_gracefully() {
     assert_eq!(held.await.unwrap().status, StatusCode::OK);
     waiting.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_follow_their_hosts_and_route_changes() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let (host_a, host_b) = ("a-1.runway.localhost", "b-2.runway.localhost");
+    let table = |a_hosts: Vec<&str>, b_hosts: Vec<&str>| {
+        let mut svc_a = service(
+            "svca",
+            "unused-a.runway.localhost",
+            "reva",
+            vec![a.endpoint()],
+        );
+        let mut svc_b = service(
+            "svcb",
+            "unused-b.runway.localhost",
+            "revb",
+            vec![b.endpoint()],
+        );
+        svc_a.hosts.extend(a_hosts.into_iter().map(String::from));
+        svc_b.hosts.extend(b_hosts.into_iter().map(String::from));
+        RouteTable {
+            services: vec![svc_a, svc_b],
+        }
+    };
+    router
+        .router
+        .set_routes(table(vec![host_a], vec![host_b]))
+        .unwrap();
+
+    // One connection per protocol, each request naming its host.
+    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    let (mut h1, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut h2 = runway_router::test_util::h2c_client(router.addr).await;
+    let mut ask = async |host: &str| {
+        let req = || {
+            Request::get("/")
+                .header("host", host)
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        h1.ready().await.unwrap();
+        let one = runway_router::test_util::read(h1.send_request(req()).await.unwrap())
+            .await
+            .unwrap();
+        let req = Request::get(format!("http://{host}/"))
+            .body(runway_router::test_util::full(Bytes::new()))
+            .unwrap();
+        let two = runway_router::test_util::read(h2.send_request(req).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(one.status, two.status, "{host}");
+        assert_eq!(one.body, two.body, "{host}");
+        (one.status, one.body)
+    };
+    assert_eq!(ask(host_a).await.1, "hello from a");
+    assert_eq!(ask(host_b).await.1, "hello from b");
+    assert_eq!(ask("A-1.Runway.Localhost:8080").await.1, "hello from a");
+    assert_eq!(
+        ask("nobody.runway.localhost").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(ask(host_a).await.1, "hello from a");
+    // A deployment moves the host to the other service: the same connections follow.
+    router
+        .router
+        .set_routes(table(vec![], vec![host_a, host_b]))
+        .unwrap();
+    assert_eq!(ask(host_a).await.1, "hello from b");
+    router
+        .router
+        .set_routes(table(vec![], vec![host_b]))
+        .unwrap();
+    assert_eq!(ask(host_a).await.0, StatusCode::NOT_FOUND);
+}
