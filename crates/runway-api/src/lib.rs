@@ -30,6 +30,9 @@ pub struct ApiConfig {
     pub account_id: String,
     /// The domain service URLs are made under.
     pub base_domain: String,
+    /// Where source builds' logs are, one `<operation id>.log` each, for
+    /// `Runway.GetBuildLog` (`None`: this server builds nothing).
+    pub build_logs: Option<std::path::PathBuf>,
 }
 
 /// The API: cheap to clone, shared by every connection.

@@ -69,6 +69,7 @@ const MUTATING: &[&str] = &[
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
 const EXTENSIONS: &[&str] = &[
+    "GetBuildLog",
     "GetLogs",
     "ListInstances",
     "ListRevisions",
@@ -337,6 +338,7 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "RollbackService" => run(api, body, extensions::rollback).await,
         "UpdateTraffic" => run(api, body, extensions::update_traffic).await,
         "ListServiceEvents" => run(api, body, extensions::list_events).await,
+        "GetBuildLog" => run(api, body, extensions::get_build_log).await,
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }

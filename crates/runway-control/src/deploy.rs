@@ -3,9 +3,11 @@
 //! that makes its decision, and every step is idempotent, so a restart resumes wherever
 //! the last one stopped.
 
+use crate::autoscaler::Bounds;
 use crate::snapshot::Snapshot;
 use crate::{ControlError, Controller, lock};
 use runway_model::records::*;
+use runway_model::shapes::{CodeRepository, ImageConfiguration, ImageRepository};
 use runway_model::{Timestamp, ids};
 use runway_runtime::{InstanceState, InstanceStatus, LogQuery};
 use runway_store::{Query, Txn, Typed};
@@ -34,6 +36,13 @@ fn is_deployment(kind: OperationType) -> bool {
 
 /// How many of a failed deployment's last log lines go into the event log.
 const LOG_LINES: usize = 20;
+
+/// Whether `code` is a source uploaded to runway's registry (it has no branch to show).
+fn is_upload(code: &CodeRepository) -> bool {
+    code.repository_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("upload://"))
+}
 
 fn later(now: Timestamp, d: Duration) -> Timestamp {
     Timestamp::from_millis(now.millis().saturating_add(d.as_millis() as i64))
@@ -179,6 +188,10 @@ impl Controller {
         let mut state = snap.state(&service.arn);
         match op.progress.clone() {
             None => self.begin_deployment(snap, service, op, state, now).await,
+            Some(Progress::Building) => {
+                self.build_step(snap.bounds(&service), service, op, state, now)
+                    .await
+            }
             Some(Progress::Starting { revision, deadline }) => {
                 let mine: Vec<&InstanceStatus> = instances
                     .iter()
@@ -456,16 +469,100 @@ impl Controller {
                     }
                 },
                 None => {
-                    return fail(
-                        op,
-                        service,
-                        now,
-                        "this runway cannot build from a code repository yet; deploy an image"
-                            .into(),
+                    let Some(code) = &spec.source_configuration.code_repository else {
+                        return fail(op, service, now, "the service has no source".into());
+                    };
+                    let event = format!(
+                        "Building {}{} (build log: runway operations log {})",
+                        code.repository_url.as_deref().unwrap_or_default(),
+                        code.source_code_version
+                            .as_ref()
+                            .and_then(|v| v.value.as_deref())
+                            .filter(|_| !is_upload(code))
+                            .map(|b| format!(" branch {b}"))
+                            .unwrap_or_default(),
+                        op.id
                     );
+                    op.progress = Some(Progress::Building);
+                    if op.kind == OperationType::CreateService {
+                        service.status = ServiceStatus::OperationInProgress;
+                    }
+                    return Outcome {
+                        op: Some(op),
+                        service: Some(service),
+                        events: vec![event],
+                        ..Default::default()
+                    };
                 }
             },
         };
+        self.start_revision(bounds, service, op, state, spec, image, Vec::new(), now)
+    }
+
+    /// Builds the operation's source; then starts a revision of what was built.
+    async fn build_step(
+        &self,
+        bounds: Bounds,
+        service: ServiceRecord,
+        op: OperationRecord,
+        state: ServiceState,
+        now: Timestamp,
+    ) -> Outcome {
+        let mut spec = op.spec.clone().unwrap_or_else(|| service.spec.clone());
+        let Some(code) = spec.source_configuration.code_repository.clone() else {
+            return fail(
+                op,
+                service,
+                now,
+                "the service has no code repository".into(),
+            );
+        };
+        let connection = spec
+            .source_configuration
+            .authentication_configuration
+            .as_ref()
+            .and_then(|a| a.connection_arn.clone());
+        let request = crate::SourceBuild {
+            service: &service,
+            code: &code,
+            connection_arn: connection.as_deref(),
+            operation_id: &op.id,
+        };
+        let built = match self.inner.images.build(request).await {
+            Ok(built) => built,
+            Err(e) => return fail(op, service, now, format!("the build failed: {e}")),
+        };
+        // The revision runs what was built: its image and how it runs are part of it, so
+        // a rollback to it needs no rebuild.
+        spec.source_configuration.image_repository = Some(ImageRepository {
+            image_identifier: Some(format!("{}:{}", built.image.repository, built.tag)),
+            image_repository_type: Some("ECR".into()),
+            image_configuration: Some(ImageConfiguration {
+                port: Some(built.port.to_string()),
+                runtime_environment_variables: Some(built.env.iter().cloned().collect()),
+                runtime_environment_secrets: (!built.secrets.is_empty())
+                    .then(|| built.secrets.iter().cloned().collect()),
+                start_command: None,
+            }),
+        });
+        let events = vec![format!("Build succeeded: {}", built.summary)];
+        self.start_revision(bounds, service, op, state, spec, built.image, events, now)
+    }
+
+    /// Records a new revision of `spec` running `image` and starts its instances.
+    #[allow(clippy::too_many_arguments)]
+    fn start_revision(
+        &self,
+        bounds: Bounds,
+        mut service: ServiceRecord,
+        mut op: OperationRecord,
+        mut state: ServiceState,
+        spec: ServiceSpec,
+        image: ResolvedImage,
+        mut events: Vec<String>,
+        now: Timestamp,
+    ) -> Outcome {
+        let deadline = later(now, self.inner.config.deploy_timeout);
         let number = state.next_revision.max(1);
         state.next_revision = number + 1;
         let revision = RevisionRecord {
@@ -491,7 +588,7 @@ impl Controller {
             revision: revision.id.clone(),
             deadline,
         });
-        let events = vec![
+        events.extend([
             format!("Image {} resolved to {}", image.repository, image.digest),
             format!(
                 "Provisioning {initial} instance(s) of revision {}",
@@ -506,7 +603,7 @@ impl Controller {
                     .as_deref()
                     .unwrap_or("TCP")
             ),
-        ];
+        ]);
         if op.kind == OperationType::CreateService {
             service.status = ServiceStatus::OperationInProgress;
         }

@@ -23,7 +23,8 @@ mod snapshot;
 mod spec;
 
 use autoscaler::ScalerConfig;
-use runway_model::records::ResolvedImage;
+use runway_model::records::{ResolvedImage, ServiceRecord};
+use runway_model::shapes::CodeRepository;
 use runway_router::Router;
 use runway_runtime::Runtime;
 use runway_store::{Store, StoreError, Txn};
@@ -37,10 +38,48 @@ use tokio::sync::Notify;
 /// A boxed future, for the object-safe [`ImageResolver`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Turns an `ImageIdentifier` into an image in runway's registry, pulling it through from
-/// an upstream registry if needed. The binary implements it over the registry.
+/// Where a revision's image comes from. The binary implements it over the registry and
+/// the source builder.
 pub trait ImageResolver: Send + Sync + 'static {
+    /// Turns an `ImageIdentifier` into an image in runway's registry, pulling it through
+    /// from an upstream registry if needed.
     fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+
+    /// Builds a service's code repository into an image in runway's registry, writing
+    /// the build log to [`build_log_path`]`(operation)`. Repeating a build (after a
+    /// restart) is harmless. The error is what the user needs to fix it: the failing
+    /// command and the last lines of its log.
+    fn build<'a>(&'a self, request: SourceBuild<'a>) -> BoxFuture<'a, Result<BuiltImage, String>>;
+}
+
+/// A source build the controller asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceBuild<'a> {
+    pub service: &'a ServiceRecord,
+    pub code: &'a CodeRepository,
+    /// The service's connection (credentials for the repository), if it names one.
+    pub connection_arn: Option<&'a str>,
+    pub operation_id: &'a str,
+}
+
+/// What a build made: the image and how it runs (from `apprunner.yaml`, the API's code
+/// configuration or the runtime's defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltImage {
+    pub image: ResolvedImage,
+    /// The tag pushed (the source commit).
+    pub tag: String,
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+    /// One line for the event log: runtime, commit, time taken.
+    pub summary: String,
+}
+
+/// The file the build log of operation `operation_id` is kept in, under the server's
+/// data directory.
+pub fn build_log_path(data_dir: &std::path::Path, operation_id: &str) -> std::path::PathBuf {
+    data_dir.join("builds").join(format!("{operation_id}.log"))
 }
 
 /// How the controller behaves.

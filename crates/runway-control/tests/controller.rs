@@ -2,7 +2,9 @@
 //! and a real store: what operations end as, what the route table serves, and that a new
 //! controller on the same store finishes what an old one started.
 
-use runway_control::{BoxFuture, ControlConfig, Controller, ImageResolver};
+use runway_control::{
+    BoxFuture, BuiltImage, ControlConfig, Controller, ImageResolver, SourceBuild,
+};
 use runway_model::records::*;
 use runway_model::shapes::*;
 use runway_model::{Timestamp, ids};
@@ -127,6 +129,29 @@ impl ImageResolver for FakeImages {
             Ok(ResolvedImage {
                 repository: "app".into(),
                 digest: format!("sha256:{kind}-{}", identifier.len()),
+            })
+        })
+    }
+
+    /// A repository URL ending in `fails` fails its build; any other builds.
+    fn build<'a>(&'a self, request: SourceBuild<'a>) -> BoxFuture<'a, Result<BuiltImage, String>> {
+        Box::pin(async move {
+            let url = request.code.repository_url.clone().unwrap_or_default();
+            if url.ends_with("fails") {
+                return Err(
+                    "build command failed (exit status 1): pip install -r requirements.txt\nlast log lines:\nERROR: No matching distribution".into(),
+                );
+            }
+            Ok(BuiltImage {
+                image: ResolvedImage {
+                    repository: format!("{}/app", request.service.name),
+                    digest: format!("sha256:good-built-{}", url.len()),
+                },
+                tag: "c0ffee".into(),
+                port: 8000,
+                env: vec![("GREETING".into(), "built".into())],
+                secrets: Vec::new(),
+                summary: "python3, commit c0ffee".into(),
             })
         })
     }
@@ -405,6 +430,90 @@ async fn create_update_pause_resume_delete() {
 
     let _ = stop.send(());
     run.await.unwrap();
+}
+
+/// A service built from a code repository (`url`, branch `main`).
+fn code_spec(url: &str) -> ServiceSpec {
+    let mut s = spec("unused");
+    s.source_configuration = SourceConfiguration {
+        code_repository: Some(CodeRepository {
+            repository_url: Some(url.into()),
+            source_code_version: Some(SourceCodeVersion {
+                kind: Some("BRANCH".into()),
+                value: Some("main".into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_repository_is_built_and_a_failing_build_leaves_the_service_serving() {
+    let w = world("good:v1", 1);
+    let c = w.controller();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run(std::future::pending()).await }
+    });
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+
+    let build = w.record(
+        OperationType::UpdateService,
+        Some(code_spec("https://git.example/app")),
+    );
+    let op = w.settle(&build).await;
+    assert_eq!(op.status, OperationStatus::Succeeded, "{:#?}", w.events());
+    let built = w.state().traffic[0].revision.clone();
+    let revision = w
+        .store
+        .begin()
+        .unwrap()
+        .load::<RevisionRecord>(&built)
+        .unwrap()
+        .unwrap();
+    assert_eq!(revision.image.unwrap().repository, "app/app");
+    let image = revision.spec.source_configuration.image_repository.unwrap();
+    assert_eq!(image.image_identifier.as_deref(), Some("app/app:c0ffee"));
+    assert_eq!(
+        image.image_configuration.unwrap().port.as_deref(),
+        Some("8000")
+    );
+    let instances = w.runtime.instances.lock().unwrap().clone();
+    assert!(instances.iter().all(|i| i.revision_id == built));
+    let events = w.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Building https://git.example/app branch main"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Build succeeded: python3, commit c0ffee")
+    );
+
+    // A failing build ends the operation FAILED with the command; nothing else changes.
+    let failing = w.record(
+        OperationType::UpdateService,
+        Some(code_spec("https://git.example/fails")),
+    );
+    let op = w.settle(&failing).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    let message = op.message.unwrap();
+    assert!(
+        message.contains("pip install -r requirements.txt"),
+        "{message}"
+    );
+    assert!(message.contains("No matching distribution"), "{message}");
+    assert_eq!(w.service().status, ServiceStatus::Running);
+    assert_eq!(w.state().traffic[0].revision, built);
+    assert_eq!(w.runtime.count(&built), 1);
+    run.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

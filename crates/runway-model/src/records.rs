@@ -160,6 +160,9 @@ pub struct OperationRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Progress {
+    /// The source is being built into an image (a code repository service); no revision
+    /// exists yet.
+    Building,
     /// The new revision exists and its instances are starting; traffic is not on it yet.
     Starting {
         revision: String,

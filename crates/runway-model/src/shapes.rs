@@ -508,6 +508,14 @@ shape! {
 }
 
 shape! {
+    pub struct GetBuildLogRequest { operation_id: String, offset: i64 }
+}
+
+shape! {
+    pub struct GetBuildLogResponse { log: String, next_offset: i64, operation_status: String }
+}
+
+shape! {
     pub struct GetLogsRequest { service_arn: String, start_time: Timestamp, limit: i64 }
 }
 

@@ -418,13 +418,24 @@ fn code_repository(field: &str, code: &CodeRepository) -> Result<CodeRepository>
     })
 }
 
-/// A git URL: https, http, ssh, git or file, or scp-like `user@host:path`.
+/// A git URL: https, http, ssh, git or file, or scp-like `user@host:path`; or a source
+/// uploaded to runway's registry, `upload://sha256:<64 hex digits>` (runway's extension,
+/// what `runway deploy --source` sends).
 fn repository_url(field: &str, url: &str) -> Result<()> {
     length(field, url, 1, 2048)?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ApiError::invalid(format!(
             "{field} must not contain spaces or control characters"
         )));
+    }
+    if let Some(digest) = url.strip_prefix("upload://") {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(ApiError::invalid(format!(
+                "{field}: an uploaded source is upload://sha256:<64 lowercase hex digits>, got {url:?}"
+            )));
+        }
+        return Ok(());
     }
     let ok = match url.split_once("://") {
         Some((scheme, rest)) => {

@@ -23,6 +23,7 @@ pub mod manifest;
 mod meta;
 mod metrics;
 pub mod names;
+mod push;
 mod storage;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

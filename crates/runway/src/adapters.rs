@@ -2,12 +2,14 @@
 //! the registry, and the API reads logs from the runtime.
 
 use runway_api::{InstanceEntry, InstanceReader, LogEntry};
-use runway_control::{BoxFuture, ImageResolver};
+use runway_build::{BuildRequest, Builder, Source};
+use runway_control::{BoxFuture, BuiltImage, ImageResolver, SourceBuild};
 use runway_model::records::ResolvedImage;
 use runway_model::reference::ImageReference;
 use runway_registry::Registry;
 use runway_runtime::{Blob, ImageError, ImageStore, LocalRuntime, LogQuery, Runtime, Stream};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::SystemTime;
 
@@ -102,6 +104,15 @@ pub struct RegistryResolver {
     pub registry: Registry,
     /// `127.0.0.1:5000`, `localhost:5000`, ...
     pub hosts: Vec<String>,
+    /// Source builds, for services from a code repository.
+    pub builder: Builder,
+    /// Where build logs are kept ([`runway_control::build_log_path`]).
+    pub data_dir: PathBuf,
+}
+
+/// The repository a service's builds are pushed to: `builds/<service name>`.
+pub fn build_repository(service_name: &str) -> String {
+    format!("builds/{}", service_name.to_ascii_lowercase())
 }
 
 impl ImageResolver for RegistryResolver {
@@ -135,6 +146,69 @@ impl ImageResolver for RegistryResolver {
             Ok(ResolvedImage {
                 repository: imported.repository,
                 digest: imported.digest,
+            })
+        })
+    }
+
+    fn build<'a>(&'a self, request: SourceBuild<'a>) -> BoxFuture<'a, Result<BuiltImage, String>> {
+        Box::pin(async move {
+            let code = request.code;
+            let url = code.repository_url.clone().unwrap_or_default();
+            if request.connection_arn.is_some() && !url.starts_with("upload://") {
+                tracing::warn!(
+                    service = %request.service.name,
+                    "connection credentials are not wired into builds yet; cloning without them"
+                );
+            }
+            let source = Source {
+                url,
+                branch: code
+                    .source_code_version
+                    .as_ref()
+                    .and_then(|v| v.value.clone())
+                    .unwrap_or_else(|| "main".into()),
+                source_directory: code.source_directory.clone(),
+                credentials: None,
+            };
+            let log_path = runway_control::build_log_path(&self.data_dir, request.operation_id);
+            if let Some(dir) = log_path.parent() {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let build = BuildRequest {
+                service_id: request.service.id.clone(),
+                repository: build_repository(&request.service.name),
+                source,
+                code_configuration: code.code_configuration.clone(),
+                log_path,
+            };
+            let built = self
+                .builder
+                .build(&build, &|_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            let plan = &built.plan;
+            Ok(BuiltImage {
+                image: ResolvedImage {
+                    repository: built.repository.clone(),
+                    digest: built.digest.clone(),
+                },
+                tag: built.tag.clone(),
+                port: plan.port,
+                env: plan.image_env(),
+                secrets: plan
+                    .secrets
+                    .iter()
+                    .map(|s| (s.name.clone(), s.value_from.clone()))
+                    .collect(),
+                summary: format!(
+                    "{} {} at {} in {:.1} s",
+                    plan.runtime.name(),
+                    built.repository,
+                    &built.commit[..built.commit.len().min(12)],
+                    built.duration.as_secs_f64()
+                ),
             })
         })
     }

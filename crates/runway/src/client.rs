@@ -185,6 +185,98 @@ impl Client {
         }
     }
 
+    fn registry_base(&self) -> Result<&str> {
+        self.registry
+            .as_deref()
+            .ok_or_else(|| anyhow!("endpoints.json names no registry: is the server up to date?"))
+    }
+
+    async fn registry_send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .basic_auth(
+                self.credentials.access_key_id(),
+                Some(self.credentials.secret_access_key()),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!("cannot reach the runway registry: {e} (is `runway server` running?)")
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        let error = &value["errors"][0];
+        bail!(
+            "the registry answered {status}: {} {}",
+            error["code"].as_str().unwrap_or(""),
+            error["message"].as_str().unwrap_or("")
+        )
+    }
+
+    /// Uploads `bytes` as blob `digest` of `repository` (one POST, one PUT), unless the
+    /// registry has it already.
+    pub async fn push_blob(&self, repository: &str, digest: &str, bytes: Vec<u8>) -> Result<()> {
+        let base = self.registry_base()?;
+        let head = self
+            .http
+            .head(format!("{base}/v2/{repository}/blobs/{digest}"))
+            .basic_auth(
+                self.credentials.access_key_id(),
+                Some(self.credentials.secret_access_key()),
+            )
+            .send()
+            .await;
+        if head.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        let started = self
+            .registry_send(
+                self.http
+                    .post(format!("{base}/v2/{repository}/blobs/uploads/")),
+            )
+            .await?;
+        let location = started
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("the registry started an upload without a Location"))?;
+        let url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location.to_string()
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        self.registry_send(
+            self.http
+                .put(format!("{url}{separator}digest={digest}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Puts `manifest` (of `media_type`) as `repository:tag`.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        media_type: &str,
+        manifest: Vec<u8>,
+    ) -> Result<()> {
+        let base = self.registry_base()?;
+        self.registry_send(
+            self.http
+                .put(format!("{base}/v2/{repository}/manifests/{tag}"))
+                .header(reqwest::header::CONTENT_TYPE, media_type)
+                .body(manifest),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Calls the registry at `path` (`/v2/_catalog`, ...) with the access key as Basic
     /// credentials; returns the JSON body and the next page's path from a `Link` header.
     pub async fn registry(

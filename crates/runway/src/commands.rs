@@ -2,7 +2,7 @@
 
 use crate::ClientArgs;
 use crate::client::Client;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -26,16 +26,22 @@ pub enum ServicesCommand {
 pub enum OperationsCommand {
     /// List a service's operations, newest first.
     Ls { name: String },
+    /// Print an operation's build log (deployments from source).
+    Log { operation_id: String },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     /// The image to run, e.g. 127.0.0.1:5000/app:v1 or docker.io/library/nginx.
+    #[arg(long, conflicts_with = "source")]
+    image: Option<String>,
+    /// A directory to upload, build (its apprunner.yaml, or its language detected) and
+    /// run [default without --image: the current directory].
     #[arg(long)]
-    image: String,
-    /// The service's name.
+    source: Option<std::path::PathBuf>,
+    /// The service's name [default with a source: the directory's name].
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// The port the app listens on [default: 8080, or the service's current port].
     #[arg(long)]
     port: Option<u16>,
@@ -59,7 +65,16 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
 /// they come when `show`; returns the final status.
 async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> Result<String> {
     let mut shown = std::collections::HashSet::new();
+    let mut log_offset = 0;
     loop {
+        let ops = client
+            .call("ListOperations", &json!({ "ServiceArn": arn }))
+            .await?;
+        let status = ops["OperationSummaryList"]
+            .as_array()
+            .and_then(|list| list.iter().find(|o| o["Id"].as_str() == Some(op)))
+            .map(|o| text(&o["Status"]))
+            .unwrap_or_default();
         if show {
             let events = client
                 .call_extension(
@@ -77,15 +92,24 @@ async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> R
                     println!("  {}", text(&e["Message"]));
                 }
             }
+            // A source build's log, as it is written.
+            loop {
+                let log = client
+                    .call_extension(
+                        "GetBuildLog",
+                        &json!({ "OperationId": op, "Offset": log_offset }),
+                    )
+                    .await?;
+                let chunk = text(&log["Log"]);
+                for line in chunk.lines() {
+                    println!("    | {line}");
+                }
+                log_offset = log["NextOffset"].as_i64().unwrap_or(log_offset);
+                if chunk.is_empty() {
+                    break;
+                }
+            }
         }
-        let ops = client
-            .call("ListOperations", &json!({ "ServiceArn": arn }))
-            .await?;
-        let status = ops["OperationSummaryList"]
-            .as_array()
-            .and_then(|list| list.iter().find(|o| o["Id"].as_str() == Some(op)))
-            .map(|o| text(&o["Status"]))
-            .unwrap_or_default();
         if !matches!(
             status.as_str(),
             "PENDING" | "IN_PROGRESS" | "ROLLBACK_IN_PROGRESS" | ""
@@ -292,6 +316,91 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
     })
 }
 
+/// A service name from a directory's name: letters, digits, '-' and '_', 4 to 40
+/// characters, starting with a letter or digit.
+fn name_from_dir(dir: &std::path::Path) -> Result<String> {
+    let full = std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot read the source directory {}", dir.display()))?;
+    let base = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(40)
+        .collect();
+    while name.len() < 4 && !name.is_empty() {
+        name.push_str("-app");
+    }
+    if name.is_empty() {
+        bail!(
+            "cannot make a service name from {}; pass --name",
+            full.display()
+        );
+    }
+    Ok(name)
+}
+
+/// Packs `dir` and uploads it to the registry as `sources/<name>`, an OCI artifact whose
+/// one layer is the gzipped tar of the directory (so the registry's garbage collector
+/// keeps it); its `upload://sha256:<hex>` URL.
+async fn upload_source(client: &Client, dir: &std::path::Path, name: &str) -> Result<String> {
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let out = scratch.path().join("source.tar.gz");
+    let (d, o) = (dir.to_path_buf(), out.clone());
+    let packed = tokio::task::spawn_blocking(move || runway_build::pack_source(&d, &o))
+        .await?
+        .with_context(|| format!("cannot pack {}", dir.display()))?;
+    let bytes = tokio::fs::read(&packed.path).await?;
+    println!(
+        "Uploading {} ({:.1} KiB, {})",
+        dir.display(),
+        packed.size as f64 / 1024.0,
+        packed.digest
+    );
+    let repository = format!("sources/{}", name.to_ascii_lowercase());
+    client.push_blob(&repository, &packed.digest, bytes).await?;
+    const EMPTY: &[u8] = b"{}";
+    const EMPTY_DIGEST: &str =
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+    client
+        .push_blob(&repository, EMPTY_DIGEST, EMPTY.to_vec())
+        .await?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.runway.source.v1",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": EMPTY_DIGEST,
+            "size": EMPTY.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": packed.digest,
+            "size": packed.size,
+        }],
+    });
+    let hex = packed.digest.trim_start_matches("sha256:");
+    client
+        .push_manifest(
+            &repository,
+            &format!("src-{}", &hex[..12]),
+            "application/vnd.oci.image.manifest.v1+json",
+            serde_json::to_vec(&manifest)?,
+        )
+        .await?;
+    Ok(format!("upload://{}", packed.digest))
+}
+
 pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
     let mut env = serde_json::Map::new();
     for pair in &args.env {
@@ -300,9 +409,44 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("--env takes KEY=VALUE, got {pair:?}"))?;
         env.insert(k.to_string(), json!(v));
     }
+    let source = match &args.image {
+        Some(_) => None,
+        None => Some(args.source.clone().unwrap_or_else(|| ".".into())),
+    };
+    if source.is_some() && (args.port.is_some() || !args.env.is_empty()) {
+        bail!("--port and --env are for images; a source sets them in its apprunner.yaml");
+    }
+    let name = match (&args.name, &source) {
+        (Some(name), _) => name.clone(),
+        (None, Some(dir)) => name_from_dir(dir)?,
+        (None, None) => bail!("--name is required with --image"),
+    };
     let client = Client::new(client_args)?;
     block_on(async {
-        let existing = find_service(&client, &args.name).await?;
+        let existing = find_service(&client, &name).await?;
+        if let Some(dir) = &source {
+            let url = upload_source(&client, dir, &name).await?;
+            let code = json!({ "CodeRepository": {
+                "RepositoryUrl": url,
+                "SourceCodeVersion": { "Type": "BRANCH", "Value": "main" },
+                "CodeConfiguration": { "ConfigurationSource": "REPOSITORY" },
+            }});
+            let out = match &existing {
+                Some(summary) => {
+                    let input = json!({
+                        "ServiceArn": summary["ServiceArn"],
+                        "SourceConfiguration": code,
+                    });
+                    client.call("UpdateService", &input).await?
+                }
+                None => {
+                    let input = json!({ "ServiceName": name, "SourceConfiguration": code });
+                    client.call("CreateService", &input).await?
+                }
+            };
+            return finish_deploy(&client, client_args, &out, args.no_wait).await;
+        }
+        let image = args.image.clone().unwrap_or_default();
         let out = match existing {
             Some(summary) => {
                 let arn = text(&summary["ServiceArn"]);
@@ -326,7 +470,7 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                 let input = json!({
                     "ServiceArn": arn,
                     "SourceConfiguration": { "ImageRepository": {
-                        "ImageIdentifier": args.image,
+                        "ImageIdentifier": image,
                         "ImageRepositoryType": "ECR",
                         "ImageConfiguration": config,
                     }},
@@ -339,9 +483,9 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                     config["Port"] = json!(port.to_string());
                 }
                 let input = json!({
-                    "ServiceName": args.name,
+                    "ServiceName": name,
                     "SourceConfiguration": { "ImageRepository": {
-                        "ImageIdentifier": args.image,
+                        "ImageIdentifier": image,
                         "ImageRepositoryType": "ECR",
                         "ImageConfiguration": config,
                     }},
@@ -349,12 +493,25 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                 client.call("CreateService", &input).await?
             }
         };
-        if client_args.output == Output::Json && args.no_wait {
-            return print_json(&out);
+        finish_deploy(&client, client_args, &out, args.no_wait).await
+    })
+}
+
+/// After CreateService or UpdateService answered `out`: waits for the deployment (unless
+/// `no_wait`), showing its events and build log, and prints where the app is.
+async fn finish_deploy(
+    client: &Client,
+    client_args: &ClientArgs,
+    out: &Value,
+    no_wait: bool,
+) -> Result<()> {
+    {
+        if client_args.output == Output::Json && no_wait {
+            return print_json(out);
         }
         let s = &out["Service"];
         let (arn, op) = (text(&s["ServiceArn"]), text(&out["OperationId"]));
-        if args.no_wait {
+        if no_wait {
             println!(
                 "Service {}: operation {op} recorded.",
                 text(&s["ServiceName"])
@@ -364,7 +521,7 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
             return Ok(());
         }
         let status =
-            follow_operation(&client, &arn, &op, client_args.output == Output::Table).await?;
+            follow_operation(client, &arn, &op, client_args.output == Output::Table).await?;
         if client_args.output == Output::Json {
             return print_json(
                 &json!({ "OperationId": op, "Status": status, "ServiceUrl": s["ServiceUrl"] }),
@@ -383,13 +540,32 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                 text(&s["ServiceName"])
             ))
         }
-    })
+    }
 }
 
 pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
     let client = Client::new(args)?;
     block_on(async {
-        let OperationsCommand::Ls { name } = command;
+        let name = match command {
+            OperationsCommand::Ls { name } => name,
+            OperationsCommand::Log { operation_id } => {
+                let mut offset = 0;
+                loop {
+                    let log = client
+                        .call_extension(
+                            "GetBuildLog",
+                            &json!({ "OperationId": operation_id, "Offset": offset }),
+                        )
+                        .await?;
+                    let chunk = text(&log["Log"]);
+                    print!("{chunk}");
+                    offset = log["NextOffset"].as_i64().unwrap_or(offset);
+                    if chunk.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        };
         let arn = service_arn(&client, &name).await?;
         let input = json!({ "ServiceArn": arn });
         let ops = all_pages(
@@ -417,6 +593,83 @@ pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
         print_table(&["ID", "TYPE", "STATUS", "STARTED", "ENDED"], &rows);
         Ok(())
     })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a root filesystem (a directory, e.g. from debootstrap) into runway's
+    /// registry as a single-layer image, to use as a managed runtime's base image
+    /// (`--runtime-image python3=runtimes/python3:latest`). See scripts/base-image.
+    ImportRootfs {
+        /// The root filesystem.
+        dir: std::path::PathBuf,
+        /// The image's name, `REPOSITORY[:TAG]` (tag: latest).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub fn image(command: ImageCommand, args: &ClientArgs) -> Result<()> {
+    let ImageCommand::ImportRootfs { dir, name } = command;
+    let (repository, tag) = runway_build::image::split_name(&name)?;
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let client = Client::new(args)?;
+    block_on(async {
+        let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let out = scratch.path().join("rootfs.tar.gz");
+        println!("Packing {}...", dir.display());
+        let (d, o) = (dir.clone(), out.clone());
+        let layer =
+            tokio::task::spawn_blocking(move || runway_build::layer::write_rootfs_layer(&d, &o))
+                .await?
+                .with_context(|| format!("cannot pack {}", dir.display()))?;
+        println!(
+            "Uploading the layer ({:.1} MiB, {})",
+            layer.size as f64 / (1024.0 * 1024.0),
+            layer.digest
+        );
+        let bytes = tokio::fs::read(&layer.path).await?;
+        client.push_blob(&repository, &layer.digest, bytes).await?;
+        let config = runway_build::image::rootfs_config(&layer, &Default::default());
+        let config = serde_json::to_vec(&config)?;
+        let config_digest = sha256_digest(&config);
+        let config_size = config.len();
+        client
+            .push_blob(&repository, &config_digest, config)
+            .await?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": layer.digest,
+                "size": layer.size,
+            }],
+        });
+        client
+            .push_manifest(
+                &repository,
+                &tag,
+                "application/vnd.oci.image.manifest.v1+json",
+                serde_json::to_vec(&manifest)?,
+            )
+            .await?;
+        println!("Imported {} as {repository}:{tag}", dir.display());
+        Ok(())
+    })
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    format!("sha256:{}", hex::encode(d.as_ref()))
 }
 
 #[derive(Debug, Subcommand)]

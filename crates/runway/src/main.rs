@@ -39,7 +39,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Create a service from an image, or deploy a new image to an existing one.
+    /// Deploy an image or a source directory: create the service, or deploy a new
+    /// version of it.
     Deploy {
         #[command(flatten)]
         args: commands::DeployArgs,
@@ -50,6 +51,13 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: commands::RegistryCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make images: import a root filesystem as a base image for builds.
+    Image {
+        #[command(subcommand)]
+        command: commands::ImageCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -135,6 +143,7 @@ fn main() -> ExitCode {
         Command::Deploy { args, client } => commands::deploy(args, &client),
         Command::Operations { command, client } => commands::operations(command, &client),
         Command::Registry { command, client } => commands::registry(command, &client),
+        Command::Image { command, client } => commands::image(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use runway_api::{Api, ApiConfig};
+use runway_build::{BuildJobs, Builder, BuilderConfig};
 use runway_certs::CertStore;
 use runway_control::{ControlConfig, Controller};
 use runway_registry::{Registry, RegistryConfig};
@@ -86,6 +87,15 @@ pub struct ServerArgs {
     /// Seconds an idle revision with MinSize 0 keeps one instance [default: 30].
     #[arg(long)]
     scale_to_zero_grace: Option<u64>,
+    /// A managed runtime's base image, RUNTIME=REFERENCE (`python3=runtimes/python3:latest`;
+    /// a reference without a registry host is in runway's registry, see `runway image
+    /// import-rootfs`); repeat for more. In the config file: a `[runtime-images]` table.
+    #[arg(long = "runtime-image", value_name = "RUNTIME=REFERENCE", value_parser = runtime_image)]
+    #[serde(default, deserialize_with = "runtime_images_table")]
+    runtime_image: Vec<(String, String)>,
+    /// Seconds a source build's commands may run [default: 1200].
+    #[arg(long)]
+    build_timeout: Option<u64>,
     /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
     /// For a standby control plane, and for tests of the API alone.
     #[arg(long)]
@@ -97,6 +107,22 @@ pub struct ServerArgs {
     /// Log filter, e.g. `info` or `info,runway_api=debug` [default: info].
     #[arg(long)]
     log_filter: Option<String>,
+}
+
+fn runtime_image(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected RUNTIME=REFERENCE, got {s:?}"))
+}
+
+/// `[runtime-images]` in the config file: `python3 = "runtimes/python3:latest"`.
+fn runtime_images_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    let table: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::deserialize(d)?;
+    Ok(table.into_iter().collect())
 }
 
 /// The resolved configuration.
@@ -117,6 +143,9 @@ pub struct Config {
     pub log_filter: String,
     pub controller: bool,
     pub control: ControlConfig,
+    /// Base image per managed runtime, over the defaults.
+    pub runtime_images: std::collections::HashMap<String, String>,
+    pub build_timeout: std::time::Duration,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -201,6 +230,14 @@ impl ServerArgs {
                 .or(file.log_filter)
                 .unwrap_or_else(|| "info".into()),
             controller: !(self.no_controller || file.no_controller),
+            runtime_images: file
+                .runtime_image
+                .into_iter()
+                .chain(self.runtime_image)
+                .collect(),
+            build_timeout: std::time::Duration::from_secs(
+                self.build_timeout.or(file.build_timeout).unwrap_or(1200),
+            ),
             control: {
                 let secs = |flag: Option<u64>, file: Option<u64>, default: std::time::Duration| {
                     flag.or(file)
@@ -436,6 +473,19 @@ async fn serve(config: Config) -> Result<()> {
     let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
     router.set_https_port(https_addr.port());
+    let builder = {
+        let mut build = BuilderConfig::new(dir.join("build"), dir.join("build-cache"));
+        build.runtime_images = config.runtime_images.clone();
+        build.own_registry_hosts = registry_hosts(registry_addr);
+        build.build_timeout = config.build_timeout;
+        Builder::new(
+            registry.clone(),
+            Arc::new(runtime.clone()) as Arc<dyn BuildJobs>,
+            build,
+        )
+        .await
+        .context("cannot prepare source builds")?
+    };
     let controller = Controller::new(
         store.clone(),
         Arc::new(runtime.clone()) as Arc<dyn Runtime>,
@@ -443,6 +493,8 @@ async fn serve(config: Config) -> Result<()> {
         Arc::new(crate::adapters::RegistryResolver {
             registry: registry.clone(),
             hosts: registry_hosts(registry_addr),
+            builder,
+            data_dir: dir.clone(),
         }),
         config.control.clone(),
     );
@@ -453,6 +505,7 @@ async fn serve(config: Config) -> Result<()> {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
             base_domain: config.base_domain.clone(),
+            build_logs: Some(dir.join("builds")),
         },
         Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
         &mut metrics,

@@ -296,3 +296,49 @@ pub(crate) fn list_events(
         next_token: next,
     })
 }
+
+/// The most bytes of a build log one call returns.
+const BUILD_LOG_CHUNK: u64 = 1 << 20;
+
+/// `Runway.GetBuildLog`: an operation's build log from byte `Offset` on, and the
+/// operation's status (the log is complete once it is final).
+pub(crate) fn get_build_log(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: GetBuildLogRequest,
+) -> OpResult<GetBuildLogResponse> {
+    use std::io::{Read, Seek};
+    let id = validate::required("OperationId", &req.operation_id)?;
+    // Only a recorded operation's id names a file.
+    let op = tx
+        .load::<OperationRecord>(id)?
+        .ok_or_else(|| ApiError::not_found(format!("Operation {id} does not exist")))?;
+    let offset = u64::try_from(req.offset.unwrap_or(0))
+        .map_err(|_| ApiError::invalid("Offset must not be negative"))?;
+    let mut log = Vec::new();
+    if let Some(dir) = &ctx.config.build_logs {
+        match std::fs::File::open(dir.join(format!("{}.log", op.id))) {
+            Ok(mut file) => {
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .and_then(|_| file.take(BUILD_LOG_CHUNK).read_to_end(&mut log))
+                    .map_err(|e| ApiError::internal(format!("cannot read the build log: {e}")))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ApiError::internal(format!("cannot read the build log: {e}")).into());
+            }
+        }
+    }
+    // Whole lines only, so a line is never split between calls (unless it alone is
+    // larger than a chunk).
+    if log.len() as u64 == BUILD_LOG_CHUNK
+        && let Some(end) = log.iter().rposition(|&b| b == b'\n')
+    {
+        log.truncate(end + 1);
+    }
+    Ok(GetBuildLogResponse {
+        next_offset: Some((offset + log.len() as u64) as i64),
+        log: Some(String::from_utf8_lossy(&log).into_owned()),
+        operation_status: Some(op.status.to_string()),
+    })
+}

@@ -217,14 +217,15 @@ fn code_repositories_are_checked() {
         "file:///srv/repo",
         "git@host:org/repo.git",
         "ssh://git@h/r",
+        "upload://sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     ] {
         let s = source_configuration("S", &code(url, "main")).unwrap();
         let cfg = s.code_repository.unwrap().code_configuration.unwrap();
         assert_eq!(cfg.configuration_source.as_deref(), Some("REPOSITORY"));
     }
-    assert!(
-        message(source_configuration("S", &code("ftp://x/y", "main"))).contains("RepositoryUrl")
-    );
+    for bad in ["ftp://x/y", "upload://sha256:abc", "upload://md5:00"] {
+        assert!(message(source_configuration("S", &code(bad, "main"))).contains("RepositoryUrl"));
+    }
     assert!(
         message(source_configuration("S", &code("https://h/r", "a..b")))
             .contains("SourceCodeVersion.Value")

@@ -9,3 +9,4 @@ mod cli;
 mod deploy;
 mod durability;
 mod registry;
+mod source;

@@ -1,0 +1,308 @@
+//! The build plan: what to build a source into, decided from `apprunner.yaml`
+//! (`ConfigurationSource` REPOSITORY), from the API's `CodeConfigurationValues`
+//! (`ConfigurationSource` API), or, with neither, from the files (language detection and
+//! each runtime's defaults).
+
+use crate::config::{self, AppRunnerConfig, ConfigFileError, SecretRef};
+use crate::detect;
+use crate::runtimes::{Runtime, RuntimeImages};
+use crate::source::{self, SourceError};
+use runway_model::shapes::CodeConfiguration;
+use serde::Serialize;
+use std::path::Path;
+
+/// The port an application listens on when nothing says otherwise (App Runner's).
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Where a plan's settings came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanOrigin {
+    /// `apprunner.yaml` in the source directory.
+    ConfigFile,
+    /// The API's `CodeConfigurationValues`.
+    Api,
+    /// Detected from the files.
+    Detected,
+}
+
+/// Everything a build needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPlan {
+    pub runtime: Runtime,
+    /// `run.runtime-version`, if given.
+    pub runtime_version: Option<String>,
+    /// The base image reference (see [`crate::runtimes`]).
+    pub base_image: String,
+    pub pre_build: Vec<String>,
+    pub build: Vec<String>,
+    pub post_build: Vec<String>,
+    /// The build's environment (runtime defaults, then `build.env`).
+    pub build_env: Vec<(String, String)>,
+    pub pre_run: Vec<String>,
+    pub run_command: String,
+    pub port: u16,
+    /// The variable that also receives the port (`run.network.env`).
+    pub port_env: Option<String>,
+    /// The application's environment (runtime defaults, then the user's; `PORT` and
+    /// `port_env` are added to the image on top).
+    pub run_env: Vec<(String, String)>,
+    /// Secrets for the application: resolved at deploy time, never put in the image.
+    pub secrets: Vec<SecretRef>,
+    pub origin: PlanOrigin,
+}
+
+impl BuildPlan {
+    /// The build commands in order: pre-build, build, post-build.
+    pub fn commands(&self) -> Vec<String> {
+        self.pre_build
+            .iter()
+            .chain(&self.build)
+            .chain(&self.post_build)
+            .cloned()
+            .collect()
+    }
+
+    /// The image's environment: `run_env`, then `PORT` and `port_env` (the port wins).
+    pub fn image_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .run_env
+            .iter()
+            .filter(|(k, _)| k != "PORT" && Some(k) != self.port_env.as_ref())
+            .cloned()
+            .collect();
+        env.push(("PORT".into(), self.port.to_string()));
+        if let Some(name) = &self.port_env
+            && name != "PORT"
+        {
+            env.push((name.clone(), self.port.to_string()));
+        }
+        env
+    }
+}
+
+/// Why no plan could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// `apprunner.yaml` is invalid.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
+    /// The source's files could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Nothing says which language the source is in.
+    #[error(
+        "cannot tell how to build this source: add an apprunner.yaml, give CodeConfigurationValues, \
+         or include one of {}",
+        detect::DETECTED_FILES
+    )]
+    NoLanguage,
+    /// Nothing says how to start the application.
+    #[error("no start command: {0}")]
+    NoStartCommand(String),
+    /// A setting is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Checks an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most 256
+/// characters, not App Runner's reserved `AWSAPPRUNNER` prefix.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        return Err(format!(
+            "expected an environment variable name (letters, digits and '_', not starting with a digit), found {name:?}"
+        ));
+    }
+    if name.to_ascii_uppercase().starts_with("AWSAPPRUNNER") {
+        return Err(format!(
+            "{name:?}: names starting with AWSAPPRUNNER are reserved"
+        ));
+    }
+    Ok(())
+}
+
+/// `defaults` then `user`, a name in `user` replacing the same name in `defaults`.
+fn merge_env(defaults: Vec<(String, String)>, user: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = defaults
+        .into_iter()
+        .filter(|(k, _)| !user.iter().any(|(u, _)| u == k))
+        .collect();
+    out.extend(user.iter().cloned());
+    out
+}
+
+/// Makes the plan for the source directory `dir` with the service's code configuration
+/// (`None`: `ConfigurationSource` REPOSITORY). Blocks (reads files).
+pub fn plan(
+    dir: &Path,
+    configuration: Option<&CodeConfiguration>,
+    images: &RuntimeImages,
+) -> Result<BuildPlan, PlanError> {
+    let api = configuration
+        .filter(|c| c.configuration_source.as_deref() == Some("API"))
+        .map(|c| {
+            c.code_configuration_values.clone().ok_or_else(|| {
+                PlanError::Invalid(
+                    "CodeConfigurationValues are required when ConfigurationSource is API".into(),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(values) = api {
+        return from_api(dir, &values, images);
+    }
+    match source::read_file(dir, config::FILE_NAME, config::MAX_FILE_SIZE as u64)? {
+        Some(text) => from_file(dir, config::parse(&text)?, images),
+        None => detected(dir, images),
+    }
+}
+
+fn from_file(
+    dir: &Path,
+    file: AppRunnerConfig,
+    images: &RuntimeImages,
+) -> Result<BuildPlan, PlanError> {
+    let runtime = file.runtime;
+    let family = runtime.family();
+    let base_image = images
+        .reference(runtime, file.runtime_version.as_deref())
+        .map_err(PlanError::Invalid)?;
+    let run_command = match file.command {
+        Some(c) => c,
+        None => detect::defaults(family, dir)?.start.ok_or_else(|| {
+            PlanError::NoStartCommand(format!("{} has no run.command", config::FILE_NAME))
+        })?,
+    };
+    let port = file.port.unwrap_or(DEFAULT_PORT);
+    Ok(BuildPlan {
+        runtime,
+        runtime_version: file.runtime_version,
+        base_image,
+        pre_build: file.pre_build,
+        build: file.build,
+        post_build: file.post_build,
+        build_env: merge_env(detect::build_env(family), &file.build_env),
+        pre_run: file.pre_run,
+        run_command,
+        port,
+        port_env: file.port_env,
+        run_env: merge_env(detect::run_env(family, port), &file.run_env),
+        secrets: file.secrets,
+        origin: PlanOrigin::ConfigFile,
+    })
+}
+
+fn from_api(
+    dir: &Path,
+    values: &runway_model::shapes::CodeConfigurationValues,
+    images: &RuntimeImages,
+) -> Result<BuildPlan, PlanError> {
+    let name = values
+        .runtime
+        .as_deref()
+        .ok_or_else(|| PlanError::Invalid("CodeConfigurationValues.Runtime is required".into()))?;
+    let runtime = Runtime::from_api_name(name).ok_or_else(|| {
+        PlanError::Invalid(format!(
+            "CodeConfigurationValues.Runtime {name:?} is not a runtime runway builds"
+        ))
+    })?;
+    let family = runtime.family();
+    let base_image = images
+        .reference(runtime, None)
+        .map_err(PlanError::Invalid)?;
+    let defaults = detect::defaults(family, dir)?;
+    let nonempty = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let build = match nonempty(&values.build_command) {
+        Some(c) => vec![c],
+        None => defaults.build,
+    };
+    let run_command = nonempty(&values.start_command)
+        .or(defaults.start)
+        .ok_or_else(|| {
+            PlanError::NoStartCommand("CodeConfigurationValues has no StartCommand".into())
+        })?;
+    let port = match values.port.as_deref() {
+        None | Some("") => DEFAULT_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            PlanError::Invalid(format!("CodeConfigurationValues.Port {p:?} is not a port"))
+        })?,
+    };
+    let user_env: Vec<(String, String)> = values
+        .runtime_environment_variables
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, _) in &user_env {
+        check_env_name(k)
+            .map_err(|e| PlanError::Invalid(format!("RuntimeEnvironmentVariables: {e}")))?;
+    }
+    let secrets = values
+        .runtime_environment_secrets
+        .iter()
+        .flatten()
+        .map(|(k, v)| SecretRef {
+            name: k.clone(),
+            value_from: v.clone(),
+        })
+        .collect();
+    Ok(BuildPlan {
+        runtime,
+        runtime_version: None,
+        base_image,
+        pre_build: Vec::new(),
+        build,
+        post_build: Vec::new(),
+        build_env: detect::build_env(family),
+        pre_run: Vec::new(),
+        run_command,
+        port,
+        port_env: None,
+        run_env: merge_env(detect::run_env(family, port), &user_env),
+        secrets,
+        origin: PlanOrigin::Api,
+    })
+}
+
+fn detected(dir: &Path, images: &RuntimeImages) -> Result<BuildPlan, PlanError> {
+    let runtime = detect::detect_runtime(dir)?.ok_or(PlanError::NoLanguage)?;
+    let family = runtime.family();
+    let defaults = detect::defaults(family, dir)?;
+    let run_command = defaults.start.ok_or_else(|| {
+        PlanError::NoStartCommand(format!(
+            "detected {runtime}, but nothing says how to start the application: add a Procfile \
+             with a web: line or an {} with run.command",
+            config::FILE_NAME
+        ))
+    })?;
+    Ok(BuildPlan {
+        runtime,
+        runtime_version: None,
+        base_image: images
+            .reference(runtime, None)
+            .map_err(PlanError::Invalid)?,
+        pre_build: Vec::new(),
+        build: defaults.build,
+        post_build: Vec::new(),
+        build_env: detect::build_env(family),
+        pre_run: Vec::new(),
+        run_command,
+        port: DEFAULT_PORT,
+        port_env: None,
+        run_env: detect::run_env(family, DEFAULT_PORT),
+        secrets: Vec::new(),
+        origin: PlanOrigin::Detected,
+    })
+}
+
+#[cfg(test)]
+mod tests;

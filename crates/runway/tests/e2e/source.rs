@@ -1,0 +1,182 @@
+//! Deployments from source end to end: a base image made from a Debian root filesystem
+//! with `runway image import-rootfs`, the bundled Python example uploaded and built with
+//! `runway deploy --source`, a git repository built through the App Runner API, and a failing build that leaves the running app alone.
+
+use crate::deploy::{get, wait_status};
+use crate::harness::{RawRequest, Server};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Imports the python3 base image (debootstrap, cached between runs) into `server`'s
+/// registry as `runtimes/python3:latest` with the CLI, from a root filesystem directory.
+fn import_python_base(server: &Server) {
+    let layer = runway_build::test_util::base_layer("python3").expect("the python3 base layer");
+    let rootfs = tempfile::tempdir().unwrap();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer.path)
+        .arg("-C")
+        .arg(rootfs.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = server
+        .runway()
+        .args(["image", "import-rootfs"])
+        .arg(rootfs.path())
+        .args(["--name", "runtimes/python3"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "runway image import-rootfs");
+}
+
+fn assert_ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_ok(&out, &format!("git {args:?}"));
+}
+
+#[test]
+fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
+    let server = Server::start_with(&["--runtime-image", "python3=runtimes/python3:latest"]);
+    import_python_base(&server);
+
+    // `runway deploy --source DIR`: uploaded, built from its apprunner.yaml, served.
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("pyhello");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello"),
+        &app,
+    );
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = assert_ok(&out, "runway deploy --source");
+    assert!(stdout.contains("Building upload://sha256:"), "{stdout}");
+    assert!(
+        stdout.contains("| ") && stdout.contains("python3 -m compileall -q ."),
+        "the build log is streamed:\n{stdout}"
+    );
+    assert!(stdout.contains("Service pyhello is running at"), "{stdout}");
+    let services = server.aws(&["list-services"]).ok();
+    let summary = services["ServiceSummaryList"][0].clone();
+    let (arn, host) = (
+        summary["ServiceArn"].as_str().unwrap().to_string(),
+        summary["ServiceUrl"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        get(&server, &host, "/"),
+        (200, "Hello from runway\n".into())
+    );
+
+    // A build that fails: the operation fails naming the command; the app keeps serving.
+    std::fs::write(app.join("app.py"), "def broken(:\n").unwrap();
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("build command failed") && stdout.contains("compileall"),
+        "{stdout}"
+    );
+    let service = wait_status(&server, &arn, "RUNNING");
+    assert_eq!(service["ServiceName"], "pyhello");
+    assert_eq!(
+        get(&server, &host, "/"),
+        (200, "Hello from runway\n".into())
+    );
+    // Its build log stays readable.
+    let ops = server.aws(&["list-operations", "--service-arn", &arn]).ok();
+    let failed = ops["OperationSummaryList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["Status"] == "FAILED")
+        .expect("a failed operation")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = server
+        .runway()
+        .args(["operations", "log", &failed])
+        .output()
+        .unwrap();
+    let log = assert_ok(&out, "runway operations log");
+    assert!(
+        log.contains("SyntaxError") || log.contains("invalid syntax"),
+        "{log}"
+    );
+
+    // A git repository through the App Runner API, a monorepo's directory, configured by
+    // API values.
+    let repo = work.path().join("repo");
+    let sub = repo.join("services/web");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello"),
+        &sub,
+    );
+    std::fs::remove_file(sub.join("apprunner.yaml")).unwrap();
+    git(&repo, &["init", "-q", "-b", "release"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let source = serde_json::json!({
+        "CodeRepository": {
+            "RepositoryUrl": format!("file://{}", repo.display()),
+            "SourceCodeVersion": {"Type": "BRANCH", "Value": "release"},
+            "SourceDirectory": "services/web",
+            "CodeConfiguration": {
+                "ConfigurationSource": "API",
+                "CodeConfigurationValues": {
+                    "Runtime": "PYTHON_3",
+                    "BuildCommand": "python3 -m compileall -q .",
+                    "StartCommand": "python3 app.py",
+                    "Port": "9000",
+                    "RuntimeEnvironmentVariables": {"GREETING": "Hello from git"}
+                }
+            }
+        },
+        "AutoDeploymentsEnabled": false
+    });
+    // (Debian's AWS CLI predates SourceDirectory: the request is signed here instead.)
+    let body = serde_json::json!({"ServiceName": "fromgit", "SourceConfiguration": source});
+    let (status, created) = server.raw(RawRequest {
+        operation: "CreateService",
+        body: &body.to_string(),
+        ..Default::default()
+    });
+    assert_eq!(status, 200, "{created}");
+    let arn = created["Service"]["ServiceArn"].as_str().unwrap();
+    let service = wait_status(&server, arn, "RUNNING");
+    let host = service["ServiceUrl"].as_str().unwrap();
+    assert_eq!(get(&server, host, "/"), (200, "Hello from git\n".into()));
+}
