@@ -37,6 +37,33 @@ fn is_deployment(kind: OperationType) -> bool {
 /// How many of a failed deployment's last log lines go into the event log.
 const LOG_LINES: usize = 20;
 
+/// The images of `service`'s revisions, with the identifier each came from, that no
+/// revision of another service runs.
+fn unshared_images(snap: &Snapshot, service: &ServiceRecord) -> Vec<(String, ResolvedImage)> {
+    let mut mine = Vec::new();
+    let mut others = std::collections::HashSet::new();
+    for r in snap.revisions.values() {
+        let Some(image) = &r.image else { continue };
+        if r.service_arn == service.arn {
+            let identifier = r
+                .spec
+                .source_configuration
+                .image_repository
+                .as_ref()
+                .and_then(|i| i.image_identifier.clone())
+                .unwrap_or_default();
+            mine.push((identifier, image.clone()));
+        } else if snap.service(&r.service_arn).is_some() {
+            // (The snapshot holds services that are not deleted.)
+            others.insert((image.repository.clone(), image.digest.clone()));
+        }
+    }
+    mine.retain(|(_, i)| !others.contains(&(i.repository.clone(), i.digest.clone())));
+    mine.sort_by(|a, b| (&a.1.repository, &a.1.digest).cmp(&(&b.1.repository, &b.1.digest)));
+    mine.dedup_by(|a, b| a.1 == b.1);
+    mine
+}
+
 /// Whether `code` is a source uploaded to runway's registry (it has no branch to show).
 fn is_upload(code: &CodeRepository) -> bool {
     code.repository_url
@@ -123,7 +150,19 @@ impl Controller {
             self.deployment_step(&snap, service, op, &instances, now)
                 .await
         } else {
-            self.stop_step(&snap, service, op, &instances, now)
+            let outcome = self.stop_step(&snap, service, op, &instances, now);
+            if let (Some(op), Some(service)) = (&outcome.op, &outcome.service)
+                && op.kind == OperationType::DeleteService
+                && op.status == OperationStatus::Succeeded
+            {
+                // Before the delete is recorded, so a crash in between repeats it.
+                let images = unshared_images(&snap, service);
+                if let Err(e) = self.inner.images.release(service, images).await {
+                    tracing::warn!(service = %service.name, error = %e, "cannot remove the service's images; retrying");
+                    return Ok(false);
+                }
+            }
+            outcome
         };
         self.commit(outcome, now).await
     }

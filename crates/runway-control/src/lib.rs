@@ -50,6 +50,17 @@ pub trait ImageResolver: Send + Sync + 'static {
     /// restart) is harmless. The error is what the user needs to fix it: the failing
     /// command and the last lines of its log.
     fn build<'a>(&'a self, request: SourceBuild<'a>) -> BoxFuture<'a, Result<BuiltImage, String>>;
+
+    /// Removes what runway made for a deleted service from the registry: its build
+    /// outputs and uploaded sources, and the copies of `images` pulled through from
+    /// upstream registries (`images` are the service's revisions' images that no other
+    /// service uses, with the `ImageIdentifier` each came from). Images users pushed
+    /// stay. Repeating it is harmless.
+    fn release<'a>(
+        &'a self,
+        service: &'a ServiceRecord,
+        images: Vec<(String, ResolvedImage)>,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// A source build the controller asks for.

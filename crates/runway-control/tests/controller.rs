@@ -113,7 +113,11 @@ impl Runtime for FakeRuntime {
 }
 
 /// `good:*` resolves to a good digest, `bad:*` to one the fake runtime fails.
-struct FakeImages;
+#[derive(Default)]
+struct FakeImages {
+    /// What `release` was given.
+    released: Mutex<Vec<(String, ResolvedImage)>>,
+}
 
 impl ImageResolver for FakeImages {
     fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
@@ -130,6 +134,17 @@ impl ImageResolver for FakeImages {
                 repository: "app".into(),
                 digest: format!("sha256:{kind}-{}", identifier.len()),
             })
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        _service: &'a ServiceRecord,
+        images: Vec<(String, ResolvedImage)>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.released.lock().unwrap().extend(images);
+            Ok(())
         })
     }
 
@@ -158,6 +173,7 @@ impl ImageResolver for FakeImages {
 }
 
 struct World {
+    images: Arc<FakeImages>,
     store: Arc<dyn Store>,
     runtime: Arc<FakeRuntime>,
     router: Router,
@@ -222,6 +238,7 @@ fn world(image: &str, min_size: i64) -> World {
     let mut registry = runway_telemetry::Registry::default();
     let router = Router::new(RouterConfig::default(), &mut registry).unwrap();
     let w = World {
+        images: Arc::default(),
         store,
         runtime: Arc::new(FakeRuntime::default()),
         router,
@@ -264,7 +281,7 @@ impl World {
             self.store.clone(),
             self.runtime.clone(),
             self.router.clone(),
-            Arc::new(FakeImages),
+            self.images.clone(),
             config,
         )
     }
@@ -425,6 +442,17 @@ async fn create_update_pause_resume_delete() {
     assert_eq!(w.settle(&delete).await.status, OperationStatus::Succeeded);
     assert_eq!(w.service().status, ServiceStatus::Deleted);
     assert!(w.runtime.instances.lock().unwrap().is_empty());
+    // Its images go (no other service runs them), each with the identifier it came from.
+    let mut released: Vec<String> = w
+        .images
+        .released
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    released.sort();
+    assert_eq!(released, ["bad:v3", "good:v1", "good:v22"]);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(w.router.stats().iter().all(|s| s.endpoints == 0));
 

@@ -160,6 +160,19 @@ impl Registry {
         Ok(stored.digest.to_string())
     }
 
+    /// Removes manifest `digest` and its tags from `repository` (its blobs go at the next
+    /// gc unless another image needs them); whether it existed.
+    pub async fn delete_image(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        repository_name(repository)?;
+        let digest = parse_digest(digest)?;
+        self.delete_manifest(repository, &Reference::Digest(digest))
+            .await
+    }
+
     /// Removes `tag` from `repository` (the manifest stays until gc); whether it existed.
     pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, RegistryError> {
         if !names::is_tag(tag) {

@@ -4,7 +4,7 @@
 use runway_api::{InstanceEntry, InstanceReader, LogEntry};
 use runway_build::{BuildRequest, Builder, Source};
 use runway_control::{BoxFuture, BuiltImage, ImageResolver, SourceBuild};
-use runway_model::records::ResolvedImage;
+use runway_model::records::{ResolvedImage, ServiceRecord};
 use runway_model::reference::ImageReference;
 use runway_registry::Registry;
 use runway_runtime::{Blob, ImageError, ImageStore, LocalRuntime, LogQuery, Runtime, Stream};
@@ -115,6 +115,11 @@ pub fn build_repository(service_name: &str) -> String {
     format!("builds/{}", service_name.to_ascii_lowercase())
 }
 
+/// The repository `runway deploy --source` uploads a service's sources to.
+pub fn source_repository(service_name: &str) -> String {
+    format!("sources/{}", service_name.to_ascii_lowercase())
+}
+
 impl ImageResolver for RegistryResolver {
     fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
         Box::pin(async move {
@@ -147,6 +152,39 @@ impl ImageResolver for RegistryResolver {
                 repository: imported.repository,
                 digest: imported.digest,
             })
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        service: &'a ServiceRecord,
+        images: Vec<(String, ResolvedImage)>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let builds = build_repository(&service.name);
+            for (identifier, image) in images {
+                let pulled = ImageReference::parse(&identifier)
+                    .is_ok_and(|r| !self.hosts.contains(&r.registry));
+                if pulled || image.repository == builds {
+                    self.registry
+                        .delete_image(&image.repository, &image.digest)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            // Uploaded sources, and builds no revision kept.
+            for repository in [builds, source_repository(&service.name)] {
+                for tag in self.registry.tags(&repository).await.unwrap_or_default() {
+                    self.registry
+                        .delete_tag(&repository, &tag)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if let Err(e) = self.builder.forget_service(&service.id).await {
+                tracing::warn!(service = %service.name, error = %e, "cannot remove the build caches");
+            }
+            Ok(())
         })
     }
 

@@ -366,7 +366,7 @@ async fn upload_source(client: &Client, dir: &std::path::Path, name: &str) -> Re
         packed.size as f64 / 1024.0,
         packed.digest
     );
-    let repository = format!("sources/{}", name.to_ascii_lowercase());
+    let repository = crate::adapters::source_repository(name);
     client.push_blob(&repository, &packed.digest, bytes).await?;
     const EMPTY: &[u8] = b"{}";
     const EMPTY_DIGEST: &str =

@@ -137,6 +137,23 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
         "{log}"
     );
 
+    // Deleting the service removes what runway made for it: its builds and sources.
+    let tags = |repository: &str| {
+        let out = server
+            .runway()
+            .args(["registry", "tags", repository, "--output", "json"])
+            .output()
+            .unwrap();
+        assert_ok(&out, "runway registry tags")
+    };
+    assert!(tags("builds/pyhello").contains('"'), "a build is tagged");
+    server.aws(&["delete-service", "--service-arn", &arn]).ok();
+    wait_status(&server, &arn, "DELETED");
+    for repository in ["builds/pyhello", "sources/pyhello"] {
+        let left = tags(repository);
+        assert!(!left.contains('"'), "{repository}: {left}");
+    }
+
     // A git repository through the App Runner API, a monorepo's directory, configured by
     // API values.
     let repo = work.path().join("repo");
