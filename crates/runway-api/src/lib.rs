@@ -73,6 +73,7 @@ impl Api {
         let mut tx = store.begin()?;
         let ctx = Ctx {
             config: &config,
+            master: &master,
             now: Timestamp::now(),
         };
         ops::autoscaling::ensure_default(&mut *tx, &ctx)?;
@@ -99,13 +100,34 @@ impl Api {
         repository: &str,
         tag: &str,
     ) -> Result<Vec<String>, OpError> {
+        self.record_deployments(|tx, ctx| {
+            ops::services::deploy_pushed(tx, ctx, registry_hosts, repository, tag)
+        })
+    }
+
+    /// Records a START_DEPLOYMENT for each live service built from a code repository,
+    /// with AutoDeploymentsEnabled, that `concerns` selects (its repository and branch got
+    /// a push); the operations' ids. Blocking: call it from a blocking thread.
+    pub fn record_source_change(
+        &self,
+        concerns: &dyn Fn(&runway_model::records::ServiceRecord) -> bool,
+    ) -> Result<Vec<String>, OpError> {
+        self.record_deployments(|tx, ctx| ops::services::deploy_source_change(tx, ctx, concerns))
+    }
+
+    /// Runs `deploy` in one transaction and wakes the controller if it recorded any.
+    fn record_deployments(
+        &self,
+        deploy: impl FnOnce(&mut dyn runway_store::Txn, &Ctx<'_>) -> Result<Vec<String>, OpError>,
+    ) -> Result<Vec<String>, OpError> {
         let inner = &self.inner;
         let mut tx = inner.store.begin()?;
         let ctx = Ctx {
             config: &inner.config,
+            master: &inner.master,
             now: Timestamp::now(),
         };
-        let ids = ops::services::deploy_pushed(&mut *tx, &ctx, registry_hosts, repository, tag)?;
+        let ids = deploy(&mut *tx, &ctx)?;
         tx.commit()?;
         if !ids.is_empty() {
             self.changed();

@@ -14,6 +14,7 @@ use crate::ApiConfig;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use runway_model::{ApiError, Arn, ResourceKind, Timestamp};
+use runway_secrets::MasterKey;
 use runway_store::{Record, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -29,10 +30,20 @@ pub enum OpError {
 pub(crate) type OpResult<T> = Result<T, OpError>;
 
 /// What every operation may know besides its input.
-#[derive(Debug)]
 pub struct Ctx<'a> {
     pub config: &'a ApiConfig,
+    /// Seals what the API stores secretly (connection credentials).
+    pub master: &'a MasterKey,
     pub now: Timestamp,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("config", self.config)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ctx<'_> {

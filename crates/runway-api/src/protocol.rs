@@ -76,6 +76,7 @@ const EXTENSIONS: &[&str] = &[
     "RollbackService",
     "UpdateTraffic",
     "ListServiceEvents",
+    "UpdateConnectionCredentials",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -339,6 +340,7 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "UpdateTraffic" => run(api, body, extensions::update_traffic).await,
         "ListServiceEvents" => run(api, body, extensions::list_events).await,
         "GetBuildLog" => run(api, body, extensions::get_build_log).await,
+        "UpdateConnectionCredentials" => run(api, body, connections::update_credentials).await,
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }
@@ -361,6 +363,7 @@ where
         let mut tx = inner.store.begin().map_err(OpError::from)?;
         let ctx = Ctx {
             config: &inner.config,
+            master: &inner.master,
             now: Timestamp::now(),
         };
         let output = op(&mut *tx, &ctx, input)?;

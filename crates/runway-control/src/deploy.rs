@@ -64,6 +64,14 @@ fn unshared_images(snap: &Snapshot, service: &ServiceRecord) -> Vec<(String, Res
     mine
 }
 
+/// The connection a service's source is reached with, if it names one.
+fn connection_of(spec: &ServiceSpec) -> Option<&str> {
+    spec.source_configuration
+        .authentication_configuration
+        .as_ref()
+        .and_then(|a| a.connection_arn.as_deref())
+}
+
 /// Whether `code` is a source uploaded to runway's registry (it has no branch to show).
 fn is_upload(code: &CodeRepository) -> bool {
     code.repository_url
@@ -496,7 +504,12 @@ impl Controller {
                 .as_ref()
                 .and_then(|i| i.image_identifier.clone())
             {
-                Some(identifier) => match self.inner.images.resolve(&identifier).await {
+                Some(identifier) => match self
+                    .inner
+                    .images
+                    .resolve(&identifier, connection_of(&spec))
+                    .await
+                {
                     Ok(image) => image,
                     Err(e) => {
                         return fail(
@@ -556,15 +569,10 @@ impl Controller {
                 "the service has no code repository".into(),
             );
         };
-        let connection = spec
-            .source_configuration
-            .authentication_configuration
-            .as_ref()
-            .and_then(|a| a.connection_arn.clone());
         let request = crate::SourceBuild {
             service: &service,
             code: &code,
-            connection_arn: connection.as_deref(),
+            connection_arn: connection_of(&spec),
             operation_id: &op.id,
         };
         let built = match self.inner.images.build(request).await {

@@ -42,8 +42,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the source builder.
 pub trait ImageResolver: Send + Sync + 'static {
     /// Turns an `ImageIdentifier` into an image in runway's registry, pulling it through
-    /// from an upstream registry if needed.
-    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+    /// from an upstream registry if needed (with the credentials of the service's
+    /// connection, if it names one).
+    fn resolve<'a>(
+        &'a self,
+        identifier: &'a str,
+        connection_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ResolvedImage, String>>;
 
     /// Builds a service's code repository into an image in runway's registry, writing
     /// the build log to [`build_log_path`]`(operation)`. Repeating a build (after a

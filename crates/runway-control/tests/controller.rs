@@ -120,7 +120,11 @@ struct FakeImages {
 }
 
 impl ImageResolver for FakeImages {
-    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+    fn resolve<'a>(
+        &'a self,
+        identifier: &'a str,
+        _connection_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
         Box::pin(async move {
             if identifier.starts_with("missing") {
                 return Err("registry.example: not found".into());

@@ -508,6 +508,16 @@ shape! {
 }
 
 shape! {
+    pub struct UpdateConnectionCredentialsRequest {
+        connection_arn: String,
+        username: String,
+        token: String,
+        ssh_private_key: String,
+        webhook_secret: String,
+    }
+}
+
+shape! {
     pub struct GetBuildLogRequest { operation_id: String, offset: i64 }
 }
 

@@ -33,7 +33,7 @@ pub const RUNTIMES: &[&str] = &[
 ];
 
 /// Connection providers: App Runner's, plus runway's any-git-host extensions.
-pub const PROVIDER_TYPES: &[&str] = &["GITHUB", "BITBUCKET", "GITLAB", "GITEA", "GIT"];
+pub const PROVIDER_TYPES: &[&str] = &["GITHUB", "BITBUCKET", "GITLAB", "GITEA", "GIT", "REGISTRY"];
 
 /// The CPU and memory (in the API's numeric units) App Runner lets instances combine.
 pub const CPU_MEMORY: &[(&str, &[&str])] = &[

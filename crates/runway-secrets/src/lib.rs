@@ -207,6 +207,88 @@ pub fn any_access_key(tx: &dyn Txn) -> Result<bool> {
     Ok(!tx.list(AccessKeyRecord::KIND, &query)?.is_empty())
 }
 
+/// What a connection carries to reach its provider: a token (with a user name) for git
+/// over https and for registries, a private key for git over ssh, and the secret its push
+/// webhooks are signed with. Stored sealed; never returned by the API.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCredentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_private_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+impl fmt::Debug for ConnectionCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionCredentials")
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field(
+                "ssh_private_key",
+                &self.ssh_private_key.as_ref().map(|_| ".."),
+            )
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| ".."),
+            )
+            .finish()
+    }
+}
+
+/// A connection's credentials, sealed, by connection ARN.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConnectionSecretRecord {
+    arn: String,
+    sealed: String,
+}
+
+impl Record for ConnectionSecretRecord {
+    const KIND: &'static str = "connection_secret";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+}
+
+/// Stores (replaces) the credentials of connection `arn`.
+pub fn save_connection_credentials(
+    tx: &mut dyn Txn,
+    master: &MasterKey,
+    arn: &str,
+    credentials: &ConnectionCredentials,
+) -> Result<()> {
+    let plain = serde_json::to_vec(credentials).map_err(|_| SecretsError::Unseal)?;
+    tx.save(&ConnectionSecretRecord {
+        arn: arn.to_string(),
+        sealed: master.seal(arn, &plain)?,
+    })?;
+    Ok(())
+}
+
+/// The credentials of connection `arn`, if it has any.
+pub fn connection_credentials(
+    tx: &dyn Txn,
+    master: &MasterKey,
+    arn: &str,
+) -> Result<Option<ConnectionCredentials>> {
+    let Some(record) = tx.load::<ConnectionSecretRecord>(arn)? else {
+        return Ok(None);
+    };
+    let plain = master.open(arn, &record.sealed)?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|_| SecretsError::Unseal)
+}
+
+/// Forgets the credentials of connection `arn` (when it is deleted).
+pub fn remove_connection_credentials(tx: &mut dyn Txn, arn: &str) -> Result<()> {
+    tx.remove::<ConnectionSecretRecord>(arn)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +336,46 @@ mod tests {
         assert_eq!(secret_for(&*tx, &master, "RWAYNOPE").unwrap(), None);
         assert!(any_access_key(&*tx).unwrap());
         assert_eq!(format!("{secret:?}"), "SecretKey(..)");
+    }
+
+    #[test]
+    fn connection_credentials_are_sealed_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let arn = "arn:aws:apprunner:us-east-1:000000000000:connection/gh/abc";
+        let creds = ConnectionCredentials {
+            username: Some("bot".into()),
+            token: Some("ghp_very_secret".into()),
+            ssh_private_key: None,
+            webhook_secret: Some("hook-secret".into()),
+        };
+        let mut tx = store.begin().unwrap();
+        assert!(
+            connection_credentials(&*tx, &master, arn)
+                .unwrap()
+                .is_none()
+        );
+        save_connection_credentials(&mut *tx, &master, arn, &creds).unwrap();
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        let raw = tx
+            .list(ConnectionSecretRecord::KIND, &Default::default())
+            .unwrap();
+        let stored = format!("{raw:?}");
+        assert!(!stored.contains("ghp_very_secret") && !stored.contains("hook-secret"));
+        assert!(!format!("{creds:?}").contains("ghp_very_secret"));
+        assert_eq!(
+            connection_credentials(&*tx, &master, arn).unwrap(),
+            Some(creds)
+        );
+        drop(tx);
+        let mut tx = store.begin().unwrap();
+        remove_connection_credentials(&mut *tx, arn).unwrap();
+        assert!(
+            connection_credentials(&*tx, &master, arn)
+                .unwrap()
+                .is_none()
+        );
     }
 }

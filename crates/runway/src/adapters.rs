@@ -2,15 +2,19 @@
 //! the registry, and the API reads logs from the runtime.
 
 use runway_api::{InstanceEntry, InstanceReader, LogEntry};
-use runway_build::{BuildRequest, Builder, Source};
+use runway_build::{BuildRequest, Builder, GitCredentials, Source};
 use runway_control::{BoxFuture, BuiltImage, ImageResolver, SourceBuild};
 use runway_model::records::{ResolvedImage, ServiceRecord};
 use runway_model::reference::ImageReference;
-use runway_registry::Registry;
+use runway_model::shapes::CodeRepository;
+use runway_registry::{Registry, UpstreamAuth};
 use runway_runtime::{Blob, ImageError, ImageStore, LocalRuntime, LogQuery, Runtime, Stream};
+use runway_secrets::{ConnectionCredentials, MasterKey};
+use runway_store::Store;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Images for the runtime, from runway's registry. The runtime calls it from blocking
@@ -108,6 +112,63 @@ pub struct RegistryResolver {
     pub builder: Builder,
     /// Where build logs are kept ([`runway_control::build_log_path`]).
     pub data_dir: PathBuf,
+    /// Connections' credentials, for private upstream registries and git repositories.
+    pub store: Arc<dyn Store>,
+    pub master: Arc<MasterKey>,
+}
+
+impl RegistryResolver {
+    async fn credentials(
+        &self,
+        arn: Option<&str>,
+    ) -> Result<Option<ConnectionCredentials>, String> {
+        connection_credentials(&self.store, &self.master, arn).await
+    }
+}
+
+/// The credentials of connection `arn` (none if there is no `arn` or it has none).
+pub async fn connection_credentials(
+    store: &Arc<dyn Store>,
+    master: &Arc<MasterKey>,
+    arn: Option<&str>,
+) -> Result<Option<ConnectionCredentials>, String> {
+    let Some(arn) = arn.map(str::to_string) else {
+        return Ok(None);
+    };
+    let (store, master) = (store.clone(), master.clone());
+    tokio::task::spawn_blocking(move || {
+        let tx = store.begin().map_err(|e| e.to_string())?;
+        runway_secrets::connection_credentials(&*tx, &master, &arn).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// What a build fetches for `code`, signed in with `credentials`: an SSH key for ssh
+/// URLs, a token (with its user name) for https.
+pub fn git_source(code: &CodeRepository, credentials: Option<ConnectionCredentials>) -> Source {
+    let url = code.repository_url.clone().unwrap_or_default();
+    let credentials = credentials.and_then(|c| match (c.ssh_private_key, c.token) {
+        (Some(private_key), _) if !url.starts_with("http") => {
+            Some(GitCredentials::SshKey { private_key })
+        }
+        (_, Some(token)) => Some(GitCredentials::Token {
+            username: c.username,
+            token,
+        }),
+        (Some(private_key), None) => Some(GitCredentials::SshKey { private_key }),
+        (None, None) => None,
+    });
+    Source {
+        url,
+        branch: code
+            .source_code_version
+            .as_ref()
+            .and_then(|v| v.value.clone())
+            .unwrap_or_else(|| "main".into()),
+        source_directory: code.source_directory.clone(),
+        credentials,
+    }
 }
 
 /// The repository a service's builds are pushed to: `builds/<service name>`.
@@ -121,7 +182,11 @@ pub fn source_repository(service_name: &str) -> String {
 }
 
 impl ImageResolver for RegistryResolver {
-    fn resolve<'a>(&'a self, identifier: &'a str) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+    fn resolve<'a>(
+        &'a self,
+        identifier: &'a str,
+        connection_arn: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
         Box::pin(async move {
             let reference =
                 ImageReference::parse(identifier).map_err(|e| format!("{identifier:?}: {e}"))?;
@@ -141,11 +206,20 @@ impl ImageResolver for RegistryResolver {
                     digest: manifest.digest,
                 });
             }
-            // Pull-through: upstream credentials from connections and secrets come with
-            // the secrets feature; public images work now.
+            // Pull-through, with the connection's user name and token if it has them.
+            let auth =
+                self.credentials(connection_arn)
+                    .await?
+                    .and_then(|c| match (c.username, c.token) {
+                        (Some(username), Some(password)) => {
+                            Some(UpstreamAuth::Basic { username, password })
+                        }
+                        (None, Some(token)) => Some(UpstreamAuth::Bearer(token)),
+                        _ => None,
+                    });
             let imported = self
                 .registry
-                .import(&reference, None)
+                .import(&reference, auth)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(ResolvedImage {
@@ -190,24 +264,8 @@ impl ImageResolver for RegistryResolver {
 
     fn build<'a>(&'a self, request: SourceBuild<'a>) -> BoxFuture<'a, Result<BuiltImage, String>> {
         Box::pin(async move {
-            let code = request.code;
-            let url = code.repository_url.clone().unwrap_or_default();
-            if request.connection_arn.is_some() && !url.starts_with("upload://") {
-                tracing::warn!(
-                    service = %request.service.name,
-                    "connection credentials are not wired into builds yet; cloning without them"
-                );
-            }
-            let source = Source {
-                url,
-                branch: code
-                    .source_code_version
-                    .as_ref()
-                    .and_then(|v| v.value.clone())
-                    .unwrap_or_else(|| "main".into()),
-                source_directory: code.source_directory.clone(),
-                credentials: None,
-            };
+            let credentials = self.credentials(request.connection_arn).await?;
+            let source = git_source(request.code, credentials);
             let log_path = runway_control::build_log_path(&self.data_dir, request.operation_id);
             if let Some(dir) = log_path.parent() {
                 tokio::fs::create_dir_all(dir)
@@ -218,7 +276,7 @@ impl ImageResolver for RegistryResolver {
                 service_id: request.service.id.clone(),
                 repository: build_repository(&request.service.name),
                 source,
-                code_configuration: code.code_configuration.clone(),
+                code_configuration: request.code.code_configuration.clone(),
                 log_path,
             };
             let built = self

@@ -596,6 +596,107 @@ pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List connections.
+    Ls,
+    /// Set what a connection signs in with; secrets are read from files ("-": standard
+    /// input), never from the command line. The API never returns them.
+    Credentials {
+        name: String,
+        /// The user name for the token (git over https; registries).
+        #[arg(long)]
+        username: Option<String>,
+        /// A file holding an access token or password.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
+        /// A file holding a private key for git over ssh.
+        #[arg(long, value_name = "FILE")]
+        ssh_key_file: Option<std::path::PathBuf>,
+        /// A file holding the secret push webhooks are signed with; the git host then
+        /// posts to <API URL>/webhooks/<connection name>.
+        #[arg(long, value_name = "FILE")]
+        webhook_secret_file: Option<std::path::PathBuf>,
+    },
+}
+
+/// A secret from `path` ("-": standard input), without its trailing newline.
+fn read_secret(path: &std::path::Path) -> Result<String> {
+    let text = if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub fn connections(command: ConnectionsCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let list = all_pages(
+            &client,
+            "AppRunner.ListConnections",
+            json!({}),
+            "ConnectionSummaryList",
+        )
+        .await?;
+        match command {
+            ConnectionsCommand::Ls => {
+                if args.output == Output::Json {
+                    return print_json(&json!(list));
+                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            text(&c["ConnectionName"]),
+                            text(&c["ProviderType"]),
+                            text(&c["Status"]),
+                            text(&c["ConnectionArn"]),
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "PROVIDER", "STATUS", "ARN"], &rows);
+                Ok(())
+            }
+            ConnectionsCommand::Credentials {
+                name,
+                username,
+                token_file,
+                ssh_key_file,
+                webhook_secret_file,
+            } => {
+                let arn = list
+                    .iter()
+                    .find(|c| c["ConnectionName"].as_str() == Some(name.as_str()))
+                    .map(|c| text(&c["ConnectionArn"]))
+                    .ok_or_else(|| anyhow!("no connection named {name}"))?;
+                let mut input = json!({ "ConnectionArn": arn });
+                if let Some(u) = username {
+                    input["Username"] = json!(u);
+                }
+                for (key, file) in [
+                    ("Token", token_file),
+                    ("SshPrivateKey", ssh_key_file),
+                    ("WebhookSecret", webhook_secret_file),
+                ] {
+                    if let Some(file) = file {
+                        input[key] = json!(read_secret(&file)?);
+                    }
+                }
+                let out = client
+                    .call_extension("UpdateConnectionCredentials", &input)
+                    .await?;
+                println!(
+                    "Connection {name} is {}.",
+                    text(&out["Connection"]["Status"])
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import a root filesystem (a directory, e.g. from debootstrap) into runway's
     /// registry as a single-layer image, to use as a managed runtime's base image

@@ -12,6 +12,7 @@ mod adapters;
 mod client;
 mod commands;
 mod server;
+mod sources;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -51,6 +52,13 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: commands::RegistryCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List connections and set their credentials (tokens, SSH keys, webhook secrets).
+    Connections {
+        #[command(subcommand)]
+        command: commands::ConnectionsCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -144,6 +152,7 @@ fn main() -> ExitCode {
         Command::Operations { command, client } => commands::operations(command, &client),
         Command::Registry { command, client } => commands::registry(command, &client),
         Command::Image { command, client } => commands::image(command, &client),
+        Command::Connections { command, client } => commands::connections(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

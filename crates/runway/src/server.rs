@@ -96,6 +96,10 @@ pub struct ServerArgs {
     /// Seconds a source build's commands may run [default: 1200].
     #[arg(long)]
     build_timeout: Option<u64>,
+    /// Seconds between polls of auto-deploying services' git branches, for hosts that
+    /// send no push webhooks; 0: do not poll [default: 60].
+    #[arg(long)]
+    source_poll_interval: Option<u64>,
     /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
     /// For a standby control plane, and for tests of the API alone.
     #[arg(long)]
@@ -146,6 +150,8 @@ pub struct Config {
     /// Base image per managed runtime, over the defaults.
     pub runtime_images: std::collections::HashMap<String, String>,
     pub build_timeout: std::time::Duration,
+    /// Between polls of source branches; zero: no polling.
+    pub source_poll_interval: std::time::Duration,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -237,6 +243,11 @@ impl ServerArgs {
                 .collect(),
             build_timeout: std::time::Duration::from_secs(
                 self.build_timeout.or(file.build_timeout).unwrap_or(1200),
+            ),
+            source_poll_interval: std::time::Duration::from_secs(
+                self.source_poll_interval
+                    .or(file.source_poll_interval)
+                    .unwrap_or(60),
             ),
             control: {
                 let secs = |flag: Option<u64>, file: Option<u64>, default: std::time::Duration| {
@@ -493,14 +504,16 @@ async fn serve(config: Config) -> Result<()> {
         Arc::new(crate::adapters::RegistryResolver {
             registry: registry.clone(),
             hosts: registry_hosts(registry_addr),
-            builder,
+            builder: builder.clone(),
             data_dir: dir.clone(),
+            store: store.clone(),
+            master: master.clone(),
         }),
         config.control.clone(),
     );
     let api = Api::new(
         store.clone(),
-        master,
+        master.clone(),
         ApiConfig {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
@@ -572,8 +585,21 @@ async fn serve(config: Config) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let sources = crate::sources::Sources {
+        api: api.clone(),
+        store: store.clone(),
+        master: master.clone(),
+        builder: builder.clone(),
+    };
+    let poll_task = (!config.source_poll_interval.is_zero()).then(|| {
+        tokio::spawn(crate::sources::poll(
+            sources.clone(),
+            config.source_poll_interval,
+            stopped(),
+        ))
+    });
     let api_task = tokio::spawn({
-        let router = api.router();
+        let router = crate::sources::webhook_router(sources).merge(api.router());
         let stopped = stopped();
         async move {
             axum::serve(api_listener, router)
@@ -629,6 +655,9 @@ async fn serve(config: Config) -> Result<()> {
     controller_task.await?;
     metrics_task.await??;
     gc_task.await?;
+    if let Some(task) = poll_task {
+        task.await?;
+    }
     tracing::info!("runway stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The connection operations. A connection names a source code provider account; the
-//! credentials it will carry are added by the source-build feature and never returned.
+//! The connection operations. A connection names a source code provider (or registry)
+//! account; the credentials it carries (`Runway.UpdateConnectionCredentials`: a token, an
+//! SSH key, a webhook secret) are stored sealed and never returned.
 
 use super::{Ctx, OpResult, page, services, tags};
 use runway_model::records::{ConnectionRecord, ConnectionStatus};
@@ -112,8 +113,83 @@ pub(crate) fn delete(
         .into());
     }
     tx.remove::<ConnectionRecord>(&record.arn)?;
+    runway_secrets::remove_connection_credentials(tx, &record.arn).map_err(secrets_error)?;
     tags::remove_all(tx, &record.arn)?;
     record.status = ConnectionStatus::Deleted;
+    Ok(ConnectionResponse {
+        connection: Some(wire(&record)),
+    })
+}
+
+fn secrets_error(e: runway_secrets::SecretsError) -> super::OpError {
+    ApiError::internal(format!("cannot keep the connection's credentials: {e}")).into()
+}
+
+/// The longest credential accepted (an RSA private key in PEM is about 3.3 KB).
+const MAX_CREDENTIAL: usize = 16 * 1024;
+
+/// `Runway.UpdateConnectionCredentials`: sets what the connection authenticates with
+/// (the fields given replace the stored ones; an empty string removes one). The
+/// connection becomes AVAILABLE, App Runner's status after a handshake.
+pub(crate) fn update_credentials(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    req: UpdateConnectionCredentialsRequest,
+) -> OpResult<ConnectionResponse> {
+    let field = "ConnectionArn";
+    let mut record = load(&*tx, field, validate::required(field, &req.connection_arn)?)?;
+    let given = [
+        ("Username", &req.username),
+        ("Token", &req.token),
+        ("SshPrivateKey", &req.ssh_private_key),
+        ("WebhookSecret", &req.webhook_secret),
+    ];
+    if given.iter().all(|(_, v)| v.is_none()) {
+        return Err(ApiError::invalid(
+            "give at least one of Username, Token, SshPrivateKey and WebhookSecret",
+        )
+        .into());
+    }
+    for (name, value) in given {
+        if let Some(v) = value {
+            if v.len() > MAX_CREDENTIAL {
+                return Err(ApiError::invalid(format!(
+                    "{name} must be at most {MAX_CREDENTIAL} characters"
+                ))
+                .into());
+            }
+            if name != "SshPrivateKey" && v.chars().any(char::is_control) {
+                return Err(ApiError::invalid(format!(
+                    "{name} must not contain control characters"
+                ))
+                .into());
+            }
+        }
+    }
+    if let Some(key) = req.ssh_private_key.as_deref().filter(|k| !k.is_empty())
+        && !key.trim_start().starts_with("-----BEGIN ")
+    {
+        return Err(ApiError::invalid(
+            "SshPrivateKey must be a private key in OpenSSH or PEM format (-----BEGIN ...)",
+        )
+        .into());
+    }
+    let mut creds = runway_secrets::connection_credentials(&*tx, ctx.master, &record.arn)
+        .map_err(secrets_error)?
+        .unwrap_or_default();
+    let set = |slot: &mut Option<String>, value: Option<String>| {
+        if let Some(v) = value {
+            *slot = (!v.is_empty()).then_some(v);
+        }
+    };
+    set(&mut creds.username, req.username);
+    set(&mut creds.token, req.token);
+    set(&mut creds.ssh_private_key, req.ssh_private_key);
+    set(&mut creds.webhook_secret, req.webhook_secret);
+    runway_secrets::save_connection_credentials(tx, ctx.master, &record.arn, &creds)
+        .map_err(secrets_error)?;
+    record.status = ConnectionStatus::Available;
+    tx.save(&record)?;
     Ok(ConnectionResponse {
         connection: Some(wire(&record)),
     })

@@ -477,35 +477,23 @@ pub(crate) fn list_operations(
 /// runway's registry (known by the names in `registry_hosts`) with AutoDeploymentsEnabled;
 /// returns the operation ids. Services that cannot deploy now (paused, failed, being
 /// deleted) are skipped.
-pub(crate) fn deploy_pushed(
+/// Records a deployment of every live service with AutoDeploymentsEnabled that
+/// `selects`; the operations' ids. `what` names the change for the log.
+fn deploy_where(
     tx: &mut dyn Txn,
     ctx: &Ctx<'_>,
-    registry_hosts: &[String],
-    repository: &str,
-    tag: &str,
+    what: &str,
+    selects: &dyn Fn(&ServiceRecord) -> bool,
 ) -> OpResult<Vec<String>> {
     let mut ids = Vec::new();
     for (_, mut service) in live(&*tx)? {
-        let source = &service.spec.source_configuration;
-        if source.auto_deployments_enabled != Some(true) {
-            continue;
-        }
-        let Some(identifier) = source
-            .image_repository
-            .as_ref()
-            .and_then(|i| i.image_identifier.as_deref())
-        else {
-            continue;
-        };
-        let Ok(image) = runway_model::reference::ImageReference::parse(identifier) else {
-            continue;
-        };
-        let ours = registry_hosts.iter().any(|h| h == &image.registry);
-        if !ours || image.repository != repository || image.tag.as_deref() != Some(tag) {
+        if service.spec.source_configuration.auto_deployments_enabled != Some(true)
+            || !selects(&service)
+        {
             continue;
         }
         if service.status == ServiceStatus::Paused || require_changeable(&*tx, &service).is_err() {
-            tracing::info!(service = %service.arn, "a push of its image was not deployed: the service cannot deploy now");
+            tracing::info!(service = %service.arn, "{what} was not deployed: the service cannot deploy now");
             continue;
         }
         let op = new_operation(
@@ -518,4 +506,40 @@ pub(crate) fn deploy_pushed(
         ids.push(op.id);
     }
     Ok(ids)
+}
+
+/// Deploys the services built from a code repository that `concerns` selects (a push
+/// webhook's repository and branch, a polled branch that moved).
+pub(crate) fn deploy_source_change(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    concerns: &dyn Fn(&ServiceRecord) -> bool,
+) -> OpResult<Vec<String>> {
+    deploy_where(tx, ctx, "a source change", &|service| {
+        service.spec.source_configuration.code_repository.is_some() && concerns(service)
+    })
+}
+
+/// Deploys the services whose image is `repository:tag` in runway's registry.
+pub(crate) fn deploy_pushed(
+    tx: &mut dyn Txn,
+    ctx: &Ctx<'_>,
+    registry_hosts: &[String],
+    repository: &str,
+    tag: &str,
+) -> OpResult<Vec<String>> {
+    deploy_where(tx, ctx, "a push of its image", &|service| {
+        service
+            .spec
+            .source_configuration
+            .image_repository
+            .as_ref()
+            .and_then(|i| i.image_identifier.as_deref())
+            .and_then(|id| runway_model::reference::ImageReference::parse(id).ok())
+            .is_some_and(|image| {
+                registry_hosts.iter().any(|h| h == &image.registry)
+                    && image.repository == repository
+                    && image.tag.as_deref() == Some(tag)
+            })
+    })
 }

@@ -704,3 +704,72 @@ fn images_from_another_registry_are_pulled_through_once() {
     let events = runway_out(&server, &["events", "unreachable"]);
     assert!(events.contains("127.0.0.1:9"), "{events}");
 }
+
+#[test]
+fn private_upstream_images_are_pulled_with_a_connections_credentials() {
+    let upstream = Server::api_only();
+    push_testapp(&upstream, "private/app:v1");
+    let server = Server::start();
+    let create = |name: &str, connection: Option<&str>| {
+        let mut input = json!({
+            "ServiceName": name,
+            "SourceConfiguration": { "ImageRepository": {
+                "ImageIdentifier": format!("{}/private/app:v1", upstream.registry_host()),
+                "ImageRepositoryType": "ECR"
+            }}
+        });
+        if let Some(arn) = connection {
+            input["SourceConfiguration"]["AuthenticationConfiguration"] =
+                json!({ "ConnectionArn": arn });
+        }
+        server
+            .aws(&["create-service", "--cli-input-json", &input.to_string()])
+            .ok()["Service"]["ServiceArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Without credentials the upstream refuses, and the create fails naming it.
+    let arn = create("anonymous", None);
+    wait_status(&server, &arn, "CREATE_FAILED");
+    let ops = server.aws(&["list-operations", "--service-arn", &arn]).ok();
+    let events = runway_out(&server, &["events", "anonymous"]);
+    assert!(events.contains(upstream.registry_host()), "{events}\n{ops}");
+
+    // A connection with the upstream's user name and password pulls it.
+    let connection = server
+        .aws(&[
+            "create-connection",
+            "--connection-name",
+            "upstream",
+            "--provider-type",
+            "REGISTRY",
+        ])
+        .ok()["Connection"]["ConnectionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (user, password) = upstream
+        .creds()
+        .split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), &password).unwrap();
+    runway_out(
+        &server,
+        &[
+            "connections",
+            "credentials",
+            "upstream",
+            "--username",
+            &user,
+            "--token-file",
+            dir.path().join("password").to_str().unwrap(),
+        ],
+    );
+    let arn = create("withcreds", Some(&connection));
+    let service = wait_status(&server, &arn, "RUNNING");
+    let (status, _) = get(&server, service["ServiceUrl"].as_str().unwrap(), "/healthz");
+    assert_eq!(status, 200);
+}

@@ -197,3 +197,202 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
     let host = service["ServiceUrl"].as_str().unwrap();
     assert_eq!(get(&server, host, "/"), (200, "Hello from git\n".into()));
 }
+
+/// `examples/python-hello` with greeting `greeting`, as a git repository's commit.
+fn commit_greeting(repo: &Path, greeting: &str) {
+    let yaml = std::fs::read_to_string(repo.join("apprunner.yaml")).unwrap();
+    let line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("value: "))
+        .unwrap()
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let yaml = yaml.replace(&line, &format!("{indent}value: {greeting}"));
+    std::fs::write(repo.join("apprunner.yaml"), yaml).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", greeting]);
+}
+
+/// A git repository of the Python example on branch `main`, greeting `greeting`.
+fn example_repo(dir: &Path, greeting: &str) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello"),
+        &repo,
+    );
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit_greeting(&repo, greeting);
+    repo
+}
+
+/// Creates service `name` from the git repository `repo` (branch main, its
+/// apprunner.yaml, auto-deploying), through `connection` if given; its ARN and host.
+fn create_git_service(
+    server: &Server,
+    name: &str,
+    repo: &Path,
+    connection: Option<&str>,
+) -> (String, String) {
+    let mut source = serde_json::json!({
+        "CodeRepository": {
+            "RepositoryUrl": format!("file://{}", repo.display()),
+            "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"},
+            "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"}
+        },
+        "AutoDeploymentsEnabled": true
+    });
+    if let Some(arn) = connection {
+        source["AuthenticationConfiguration"] = serde_json::json!({"ConnectionArn": arn});
+    }
+    let created = server
+        .aws(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--source-configuration",
+            &source.to_string(),
+        ])
+        .ok();
+    let arn = created["Service"]["ServiceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let service = wait_status(server, &arn, "RUNNING");
+    (arn, service["ServiceUrl"].as_str().unwrap().to_string())
+}
+
+/// Waits until `host` answers `want` at `/`.
+fn wait_for_answer(server: &Server, host: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let got = get(server, host, "/");
+        if got == (200, format!("{want}\n")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host} still answers {got:?}, not {want:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// POSTs a GitHub push event for `repo`'s branch main at `commit` to the webhook of
+/// `connection`, signed with `secret`; the status and body.
+fn github_push(
+    server: &Server,
+    connection: &str,
+    repo: &Path,
+    commit: &str,
+    secret: &[u8],
+) -> (u16, String) {
+    let body = serde_json::json!({
+        "ref": "refs/heads/main",
+        "after": commit,
+        "repository": {"clone_url": format!("file://{}", repo.display())},
+    })
+    .to_string();
+    let signature = runway_build::webhook::sign_github(secret, body.as_bytes());
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "X-GitHub-Event: push", "-H"])
+        .arg(format!("X-Hub-Signature-256: {signature}"))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(&body)
+        .arg(format!("{}/webhooks/{connection}", server.api))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
+fn head(repo: &Path) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_push_is_deployed_by_its_webhook_and_a_polled_branch_by_polling() {
+    // Webhooks: a connection with a webhook secret, a service that uses it.
+    let server = Server::start_with(&[
+        "--runtime-image",
+        "python3=runtimes/python3:latest",
+        "--source-poll-interval",
+        "0",
+    ]);
+    import_python_base(&server);
+    let work = tempfile::tempdir().unwrap();
+    let repo = example_repo(work.path(), "Hello v1");
+    let created = server
+        .aws(&[
+            "create-connection",
+            "--connection-name",
+            "githost",
+            "--provider-type",
+            "GITHUB",
+        ])
+        .ok();
+    let connection = created["Connection"]["ConnectionArn"].as_str().unwrap();
+    let secret_file = work.path().join("hook-secret");
+    std::fs::write(&secret_file, "s3cret-for-hooks\n").unwrap();
+    let out = server
+        .runway()
+        .args([
+            "connections",
+            "credentials",
+            "githost",
+            "--webhook-secret-file",
+        ])
+        .arg(&secret_file)
+        .output()
+        .unwrap();
+    assert!(assert_ok(&out, "runway connections credentials").contains("AVAILABLE"));
+    // The API never shows the secret.
+    let listed = server.aws(&["list-connections"]).ok().to_string();
+    assert!(!listed.contains("s3cret"), "{listed}");
+    let (arn, host) = create_git_service(&server, "hooked", &repo, Some(connection));
+    assert_eq!(get(&server, &host, "/"), (200, "Hello v1\n".into()));
+
+    commit_greeting(&repo, "Hello v2");
+    let operations = || {
+        server.aws(&["list-operations", "--service-arn", &arn]).ok()["OperationSummaryList"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = operations();
+    let (status, body) = github_push(&server, "githost", &repo, &head(&repo), b"wrong");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        operations(),
+        before,
+        "a badly signed webhook deploys nothing"
+    );
+    let (status, body) = github_push(&server, "githost", &repo, &head(&repo), b"s3cret-for-hooks");
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("operations"), "{body}");
+    wait_for_answer(&server, &host, "Hello v2");
+    drop(server);
+
+    // Polling: no webhook, the branch is watched.
+    let server = Server::start_with(&[
+        "--runtime-image",
+        "python3=runtimes/python3:latest",
+        "--source-poll-interval",
+        "1",
+    ]);
+    import_python_base(&server);
+    let work = tempfile::tempdir().unwrap();
+    let repo = example_repo(work.path(), "Hello polled v1");
+    let (_, host) = create_git_service(&server, "polled", &repo, None);
+    assert_eq!(get(&server, &host, "/"), (200, "Hello polled v1\n".into()));
+    commit_greeting(&repo, "Hello polled v2");
+    wait_for_answer(&server, &host, "Hello polled v2");
+}
