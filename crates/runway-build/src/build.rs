@@ -638,8 +638,10 @@ impl Builder {
         let job_request = JobRequest {
             name: format!("build-{key}-{}", &commit[..commit.len().min(12)]),
             service_id: group,
-            repository: repository.to_string(),
-            digest: digest.to_string(),
+            image: runway_runtime::ImageRef {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            },
             command: vec![
                 "/bin/sh".into(),
                 "-c".into(),

@@ -12,38 +12,8 @@ use std::time::Duration;
 /// A boxed future, so that the traits below can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A host directory mounted into the job's container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobMount {
-    pub source: PathBuf,
-    /// The path inside the container.
-    pub target: String,
-    pub read_only: bool,
-}
-
-/// One build job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRequest {
-    /// A name for logs and metrics (`build-<service>-<commit>`).
-    pub name: String,
-    pub service_id: String,
-    /// The image to run, in runway's registry.
-    pub repository: String,
-    /// Its manifest digest.
-    pub digest: String,
-    pub command: Vec<String>,
-    /// Set after the image's own environment.
-    pub env: Vec<(String, String)>,
-    pub workdir: String,
-    /// `None`: the image's user.
-    pub user: Option<String>,
-    pub mounts: Vec<JobMount>,
-    /// In App Runner's units: 1024 is one vCPU.
-    pub cpu_units: u32,
-    pub memory_mb: u32,
-    /// The job is killed after this long.
-    pub timeout: Duration,
-}
+/// One build job and its mounts: the runtime's own job spec.
+pub use runway_runtime::{JobMount, JobSpec as JobRequest};
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

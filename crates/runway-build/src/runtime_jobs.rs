@@ -3,38 +3,14 @@
 //! isolation, an overlay whose upper directory is committed as the build's layer.
 
 use crate::job::{BoxFuture, BuildJob, BuildJobs, CommittedLayer, JobError, JobExit, JobRequest};
-use runway_runtime::{ImageRef, Job, JobMount, JobSpec, LocalRuntime};
+use runway_runtime::{Job, LocalRuntime};
 use std::path::Path;
 
 impl BuildJobs for LocalRuntime {
     fn start(&self, request: JobRequest) -> BoxFuture<'_, Result<Box<dyn BuildJob>, JobError>> {
         Box::pin(async move {
-            let spec = JobSpec {
-                name: request.name,
-                service_id: request.service_id,
-                image: ImageRef {
-                    repository: request.repository,
-                    digest: request.digest,
-                },
-                command: request.command,
-                env: request.env,
-                workdir: request.workdir,
-                user: request.user,
-                mounts: request
-                    .mounts
-                    .into_iter()
-                    .map(|m| JobMount {
-                        source: m.source,
-                        target: m.target,
-                        read_only: m.read_only,
-                    })
-                    .collect(),
-                cpu_units: request.cpu_units,
-                memory_mb: request.memory_mb,
-                timeout: request.timeout,
-            };
             let job = self
-                .run_job(spec)
+                .run_job(request)
                 .await
                 .map_err(|e| JobError(e.to_string()))?;
             Ok(Box::new(RuntimeJob(job)) as Box<dyn BuildJob>)

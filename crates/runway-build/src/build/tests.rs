@@ -143,7 +143,7 @@ async fn a_repository_with_apprunner_yaml_becomes_an_image() {
     let requests = s.jobs.requests();
     assert_eq!(requests.len(), 1);
     let job = &requests[0];
-    assert_eq!(job.repository, "hello-build");
+    assert_eq!(job.image.repository, "hello-build");
     assert_eq!(job.workdir, "/app");
     assert_eq!(job.service_id, "build-svc1");
     assert!(job.command[2].contains("python3 -m compileall -q ."));

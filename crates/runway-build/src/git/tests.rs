@@ -292,3 +292,100 @@ fn a_token_reaches_git_only_when_the_server_asks() {
     );
     assert!(seen.iter().any(|s| s.ends_with("auth=true")), "{seen:?}");
 }
+
+/// A real sshd on loopback (Debian's openssh-server) that lets in one key as root; killed
+/// when dropped.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn sshd(dir: &Path, authorized_key: &Path) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let host_key = dir.join("host_key");
+    keygen(&host_key);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile none\n",
+            host_key.display(),
+            authorized_key.display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sshd (apt-get install openssh-server)");
+    let server = Sshd { child, port };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sshd did not start");
+}
+
+#[test]
+fn an_ssh_key_reaches_a_real_sshd_and_a_wrong_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let commit = git_repo(&tmp.path().join("repo"), "main", &[("app.py", "v1")]);
+    let (key, other) = (tmp.path().join("id"), tmp.path().join("other"));
+    keygen(&key);
+    keygen(&other);
+    let server = sshd(tmp.path(), &key.with_extension("pub"));
+    let url = format!(
+        "ssh://root@127.0.0.1:{}{}",
+        server.port,
+        tmp.path().join("repo").display()
+    );
+    let g = env(tmp.path());
+    let with = |path: &Path| {
+        let mut s = source(&url, "main");
+        s.credentials = Some(GitCredentials::SshKey {
+            private_key: std::fs::read_to_string(path).unwrap(),
+        });
+        s
+    };
+    let f = g.fetch(&with(&key), &tmp.path().join("cache")).unwrap();
+    assert_eq!(f.commit, commit);
+    assert_eq!(std::fs::read_to_string(f.dir.join("app.py")).unwrap(), "v1");
+    // Another key is refused, without a prompt, and its message names no secret.
+    let e = g.ls_remote(&with(&other)).unwrap_err();
+    assert!(matches!(e, SourceError::Git { .. }), "{e}");
+    // No key file is left behind.
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("git-env"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("key"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
