@@ -32,7 +32,7 @@ pub struct BuilderConfig {
     /// Dependency caches, one directory per service (`DATA_DIR/build-cache`).
     pub cache_dir: PathBuf,
     /// Base image per runtime (`apprunner.yaml` or API runtime name → reference, may
-    /// hold `{version}`), over the defaults; from the server's `[runtimes]` table.
+    /// hold `{version}`), over the defaults; from the server's `[runtime-images]` table.
     pub runtime_images: HashMap<String, String>,
     /// The names runway's registry is reached by (`127.0.0.1:5000`): references with
     /// these hosts are local.

@@ -21,7 +21,7 @@
 //! such an image from Debian's packages, `scripts/base-image python3` builds a root
 //! filesystem with `debootstrap --variant=minbase` and imports it with
 //! `runway image import-rootfs DIR --name runtimes/python3` ([`import_rootfs`]); then
-//! `[runtimes] python3 = "runtimes/python3:latest"` in the server's configuration. Any
+//! `[runtime-images] python3 = "runtimes/python3:latest"` in the server's configuration. Any
 //! root filesystem works (one with a .NET SDK, a company's hardened image unpacked).
 //!
 //! This crate must never print, log or store git credentials or webhook secrets, never

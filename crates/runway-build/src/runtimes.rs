@@ -256,7 +256,7 @@ pub fn names() -> String {
 }
 
 /// The base image each runtime uses: the defaults, overridden per runtime by the server's
-/// configuration (`[runtimes] python3 = "runtimes/python3:latest"`).
+/// configuration (`[runtime-images] python3 = "runtimes/python3:latest"`).
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeImages {
     overrides: HashMap<Runtime, String>,

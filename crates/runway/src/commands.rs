@@ -88,27 +88,18 @@ async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> R
                 .iter()
                 .filter(|e| e["OperationId"].as_str() == Some(op))
             {
-                if shown.insert((text(&e["Time"]), text(&e["Message"]))) {
-                    println!("  {}", text(&e["Message"]));
+                let message = text(&e["Message"]);
+                if shown.insert((text(&e["Time"]), message.clone())) {
+                    // A build's log is whole once its end is an event: show it first.
+                    if message.starts_with("Build succeeded")
+                        || message.starts_with("Deployment failed")
+                    {
+                        log_offset = print_build_log(client, op, "    | ", log_offset).await?;
+                    }
+                    println!("  {message}");
                 }
             }
-            // A source build's log, as it is written.
-            loop {
-                let log = client
-                    .call_extension(
-                        "GetBuildLog",
-                        &json!({ "OperationId": op, "Offset": log_offset }),
-                    )
-                    .await?;
-                let chunk = text(&log["Log"]);
-                for line in chunk.lines() {
-                    println!("    | {line}");
-                }
-                log_offset = log["NextOffset"].as_i64().unwrap_or(log_offset);
-                if chunk.is_empty() {
-                    break;
-                }
-            }
+            log_offset = print_build_log(client, op, "    | ", log_offset).await?;
         }
         if !matches!(
             status.as_str(),
@@ -117,6 +108,27 @@ async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> R
             return Ok(status);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Prints operation `op`'s build log from byte `offset` on, each line after `prefix`;
+/// the new offset.
+async fn print_build_log(client: &Client, op: &str, prefix: &str, mut offset: i64) -> Result<i64> {
+    loop {
+        let log = client
+            .call_extension(
+                "GetBuildLog",
+                &json!({ "OperationId": op, "Offset": offset }),
+            )
+            .await?;
+        let chunk = text(&log["Log"]);
+        for line in chunk.lines() {
+            println!("{prefix}{line}");
+        }
+        offset = log["NextOffset"].as_i64().unwrap_or(offset);
+        if chunk.is_empty() {
+            return Ok(offset);
+        }
     }
 }
 
@@ -549,21 +561,8 @@ pub fn operations(command: OperationsCommand, args: &ClientArgs) -> Result<()> {
         let name = match command {
             OperationsCommand::Ls { name } => name,
             OperationsCommand::Log { operation_id } => {
-                let mut offset = 0;
-                loop {
-                    let log = client
-                        .call_extension(
-                            "GetBuildLog",
-                            &json!({ "OperationId": operation_id, "Offset": offset }),
-                        )
-                        .await?;
-                    let chunk = text(&log["Log"]);
-                    print!("{chunk}");
-                    offset = log["NextOffset"].as_i64().unwrap_or(offset);
-                    if chunk.is_empty() {
-                        return Ok(());
-                    }
-                }
+                print_build_log(&client, &operation_id, "", 0).await?;
+                return Ok(());
             }
         };
         let arn = service_arn(&client, &name).await?;

@@ -91,7 +91,11 @@ pub struct ServerArgs {
     /// a reference without a registry host is in runway's registry, see `runway image
     /// import-rootfs`); repeat for more. In the config file: a `[runtime-images]` table.
     #[arg(long = "runtime-image", value_name = "RUNTIME=REFERENCE", value_parser = runtime_image)]
-    #[serde(default, deserialize_with = "runtime_images_table")]
+    #[serde(
+        default,
+        rename = "runtime-images",
+        deserialize_with = "runtime_images_table"
+    )]
     runtime_image: Vec<(String, String)>,
     /// Seconds a source build's commands may run [default: 1200].
     #[arg(long)]
@@ -721,13 +725,15 @@ mod tests {
     fn flags_win_over_the_file_which_wins_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("runway.toml");
-        fs::write(&file, "api-listen = \"127.0.0.1:7000\"\nbase-domain = \"apps.example.com\"\nregion = \"eu-west-1\"\n").unwrap();
+        fs::write(&file, "api-listen = \"127.0.0.1:7000\"\nbase-domain = \"apps.example.com\"\nregion = \"eu-west-1\"\n[runtime-images]\npython3 = \"runtimes/python3:latest\"\ngo1 = \"runtimes/go:1\"\n").unwrap();
         let args = Wrapper::parse_from([
             "x",
             "--config",
             file.to_str().unwrap(),
             "--region",
             "us-west-2",
+            "--runtime-image",
+            "go1=runtimes/go:2",
         ])
         .args;
         let config = args.resolve().unwrap();
@@ -736,6 +742,8 @@ mod tests {
         assert_eq!(config.region, "us-west-2");
         assert_eq!(config.metrics_listen, addr("127.0.0.1:9090"));
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.runtime_images["python3"], "runtimes/python3:latest");
+        assert_eq!(config.runtime_images["go1"], "runtimes/go:2");
     }
 
     #[test]

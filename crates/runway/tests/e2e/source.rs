@@ -137,6 +137,26 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
         "{log}"
     );
 
+    // An invalid apprunner.yaml: the operation fails naming the line and column.
+    std::fs::write(
+        app.join("apprunner.yaml"),
+        "version: 1.0\nruntime: python3\nrun:\n  command: python3 app.py\n  network:\n    port: eighty\n",
+    )
+    .unwrap();
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("apprunner.yaml line 6, column"), "{stdout}");
+    assert_eq!(
+        get(&server, &host, "/"),
+        (200, "Hello from runway\n".into())
+    );
+
     // Deleting the service removes what runway made for it: its builds and sources.
     let tags = |repository: &str| {
         let out = server
