@@ -582,7 +582,7 @@ impl Controller {
         // The revision runs what was built: its image and how it runs are part of it, so
         // a rollback to it needs no rebuild.
         spec.source_configuration.image_repository = Some(ImageRepository {
-            image_identifier: Some(format!("{}:{}", built.image.repository, built.tag)),
+            image_identifier: Some(built.identifier.clone()),
             image_repository_type: Some("ECR".into()),
             image_configuration: Some(ImageConfiguration {
                 port: Some(built.port.to_string()),

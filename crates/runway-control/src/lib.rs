@@ -83,8 +83,9 @@ pub struct SourceBuild<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuiltImage {
     pub image: ResolvedImage,
-    /// The tag pushed (the source commit).
-    pub tag: String,
+    /// The image's reference with the tag pushed (the source commit), as clients name it:
+    /// `127.0.0.1:5000/builds/app:<commit>`.
+    pub identifier: String,
     pub port: u16,
     pub env: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,

@@ -166,7 +166,7 @@ impl ImageResolver for FakeImages {
                     repository: format!("{}/app", request.service.name),
                     digest: format!("sha256:good-built-{}", url.len()),
                 },
-                tag: "c0ffee".into(),
+                identifier: format!("registry.local/{}/app:c0ffee", request.service.name),
                 port: 8000,
                 env: vec![("GREETING".into(), "built".into())],
                 secrets: Vec::new(),
@@ -510,7 +510,10 @@ async fn a_code_repository_is_built_and_a_failing_build_leaves_the_service_servi
         .unwrap();
     assert_eq!(revision.image.unwrap().repository, "app/app");
     let image = revision.spec.source_configuration.image_repository.unwrap();
-    assert_eq!(image.image_identifier.as_deref(), Some("app/app:c0ffee"));
+    assert_eq!(
+        image.image_identifier.as_deref(),
+        Some("registry.local/app/app:c0ffee")
+    );
     assert_eq!(
         image.image_configuration.unwrap().port.as_deref(),
         Some("8000")

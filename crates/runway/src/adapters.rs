@@ -290,7 +290,12 @@ impl ImageResolver for RegistryResolver {
                     repository: built.repository.clone(),
                     digest: built.digest.clone(),
                 },
-                tag: built.tag.clone(),
+                identifier: format!(
+                    "{}/{}:{}",
+                    self.hosts.first().map_or("localhost", String::as_str),
+                    built.repository,
+                    built.tag
+                ),
                 port: plan.port,
                 env: plan.image_env(),
                 secrets: plan
