@@ -372,6 +372,17 @@ fn host_dns_servers() -> Vec<IpAddr> {
     }
 }
 
+/// Creates a bundle directory (mode 0700) with the subdirectories of its root filesystem's
+/// overlay (`rootfs`, `upper`, `work`, `empty`) and generated `/etc` files.
+fn create_bundle_dirs(dir: &Path) -> Result<()> {
+    for sub in ["", "rootfs", "upper", "work", "etc", "empty"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(io(format!("cannot create {}", d.display())))?;
+    }
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(io(format!("cannot restrict {}", dir.display())))
+}
+
 /// The hostname of an instance: the first 12 digits of its id, as Docker shortens ids.
 pub(crate) fn hostname(id: &InstanceId) -> &str {
     id.as_str().get(..12).unwrap_or(id.as_str())
@@ -624,29 +635,67 @@ impl Inner {
         }
     }
 
+    /// `image` resolved, and its layers unpacked in the layer cache, topmost first (an
+    /// overlay's lower directories).
+    fn image_layers(&self, image: &ImageRef) -> Result<(image::Image, Vec<PathBuf>)> {
+        let resolved = image::resolve(self.images.as_ref(), image)?;
+        let mut lowers = Vec::with_capacity(resolved.layers.len());
+        for layer in &resolved.layers {
+            lowers.push(
+                self.layers
+                    .ensure(self.images.as_ref(), &image.repository, layer)?,
+            );
+        }
+        lowers.reverse();
+        Ok((resolved, lowers))
+    }
+
+    /// Writes the OCI runtime configuration of `bundle` and the shim's configuration for
+    /// container `id` into the bundle directory `dir` (both 0600: they hold the
+    /// environment, which may hold secrets).
+    fn write_bundle(
+        &self,
+        dir: &Path,
+        id: &str,
+        bundle: &spec::BundleSpec<'_>,
+        lifeline: bool,
+    ) -> Result<()> {
+        let config = spec::runtime_config(bundle)?;
+        let encode =
+            |v: serde_json::Result<Vec<u8>>| v.map_err(|e| RuntimeError::Internal(e.to_string()));
+        runway_store::fs::write_atomic(
+            &dir.join("config.json"),
+            &encode(serde_json::to_vec_pretty(&config))?,
+            0o600,
+        )?;
+        let shim_config = ShimConfig {
+            id: id.to_string(),
+            bundle: dir.to_path_buf(),
+            oci_runtime: self.config.oci_runtime.clone(),
+            oci_root: self.config.oci_root(),
+            log_max_bytes: self.config.log_max_bytes,
+            log_max_files: self.config.log_max_files,
+            cgroups_path: bundle.cgroups_path.to_string(),
+            lifeline,
+        };
+        runway_store::fs::write_atomic(
+            &dir.join(shim::CONFIG_FILE),
+            &encode(serde_json::to_vec_pretty(&shim_config))?,
+            0o600,
+        )?;
+        Ok(())
+    }
+
     /// Builds an instance's bundle and root filesystem and starts its shim.
     fn create(&self, record: &InstanceRecord, spec: &InstanceSpec) -> Result<(Child, Ipv4Addr)> {
         let id = &record.id;
         let t = Instant::now();
         let dir = self.config.instance_dir(id);
-        let image = image::resolve(self.images.as_ref(), &spec.image)?;
-        let mut lowers = Vec::with_capacity(image.layers.len());
-        for layer in &image.layers {
-            lowers.push(
-                self.layers
-                    .ensure(self.images.as_ref(), &spec.image.repository, layer)?,
-            );
-        }
-        lowers.reverse();
+        let (image, lowers) = self.image_layers(&spec.image)?;
         let t_img = t.elapsed();
         let attachment = self.net.attach(id.as_str(), &spec.service_id)?;
         let t_net = t.elapsed();
-        for sub in ["", "rootfs", "upper", "work", "etc", "empty"] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(io(format!("cannot create {}", d.display())))?;
-        }
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(io(format!("cannot restrict {}", dir.display())))?;
+        create_bundle_dirs(&dir)?;
         let rootfs = dir.join("rootfs");
         if !rootfs::is_mounted(&rootfs) {
             rootfs::mount_overlay(
@@ -678,7 +727,7 @@ impl Inner {
             additional_gids,
         };
         let cgroups_path = self.config.cgroup_path(id);
-        let config = spec::runtime_config(&spec::BundleSpec {
+        let bundle = spec::BundleSpec {
             hostname: host,
             process,
             rootfs: &rootfs,
@@ -690,24 +739,8 @@ impl Inner {
             pids_limit: self.config.pids_limit,
             nofile: spec::nofile_limit(),
             mounts: &[],
-        })?;
-        let json = serde_json::to_vec_pretty(&config)
-            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        // The config holds the environment, which may hold secrets.
-        runway_store::fs::write_atomic(&dir.join("config.json"), &json, 0o600)?;
-        let shim_config = ShimConfig {
-            id: id.to_string(),
-            bundle: dir.clone(),
-            oci_runtime: self.config.oci_runtime.clone(),
-            oci_root: self.config.oci_root(),
-            log_max_bytes: self.config.log_max_bytes,
-            log_max_files: self.config.log_max_files,
-            cgroups_path,
-            lifeline: false,
         };
-        let json = serde_json::to_vec_pretty(&shim_config)
-            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        runway_store::fs::write_atomic(&dir.join(shim::CONFIG_FILE), &json, 0o600)?;
+        self.write_bundle(&dir, id.as_str(), &bundle, false)?;
         let t_bundle = t.elapsed();
         let child = self.spawn_shim(&dir, false)?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;

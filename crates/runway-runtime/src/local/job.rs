@@ -366,22 +366,9 @@ impl Inner {
     fn create_job(&self, id: &JobId, spec: &JobSpec) -> Result<Child> {
         let t = Instant::now();
         let dir = self.config.job_dir(id);
-        let image = image::resolve(self.images.as_ref(), &spec.image)?;
-        let mut lowers = Vec::with_capacity(image.layers.len());
-        for layer in &image.layers {
-            lowers.push(
-                self.layers
-                    .ensure(self.images.as_ref(), &spec.image.repository, layer)?,
-            );
-        }
-        lowers.reverse();
+        let (image, lowers) = self.image_layers(&spec.image)?;
         let t_img = t.elapsed();
-        for sub in ["", "rootfs", "upper", "work", "etc", "empty"] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(io(format!("cannot create {}", d.display())))?;
-        }
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(io(format!("cannot restrict {}", dir.display())))?;
+        create_bundle_dirs(&dir)?;
         let rootfs = dir.join("rootfs");
         rootfs::mount_overlay_with(
             &lowers,
@@ -427,7 +414,7 @@ impl Inner {
             })
             .collect();
         let cgroups_path = self.config.job_cgroup_path(id);
-        let config = spec::runtime_config(&spec::BundleSpec {
+        let bundle = spec::BundleSpec {
             hostname: host,
             process,
             rootfs: &rootfs,
@@ -439,24 +426,8 @@ impl Inner {
             pids_limit: self.config.pids_limit,
             nofile: spec::nofile_limit(),
             mounts: &mounts,
-        })?;
-        let json = serde_json::to_vec_pretty(&config)
-            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        // The config holds the environment, which may hold secrets.
-        runway_store::fs::write_atomic(&dir.join("config.json"), &json, 0o600)?;
-        let shim_config = ShimConfig {
-            id: id.to_string(),
-            bundle: dir.clone(),
-            oci_runtime: self.config.oci_runtime.clone(),
-            oci_root: self.config.oci_root(),
-            log_max_bytes: self.config.log_max_bytes,
-            log_max_files: self.config.log_max_files,
-            cgroups_path,
-            lifeline: true,
         };
-        let json = serde_json::to_vec_pretty(&shim_config)
-            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        runway_store::fs::write_atomic(&dir.join(shim::CONFIG_FILE), &json, 0o600)?;
+        self.write_bundle(&dir, id.as_str(), &bundle, true)?;
         let child = self.spawn_shim(&dir, true)?;
         tracing::debug!(
             job = %id,
