@@ -670,3 +670,92 @@ pub async fn next_event(
     .await
     .expect("timed out waiting for an event")
 }
+
+/// The variable that tells a crash test's child process which runtime to run (JSON).
+const CRASH_CHILD_ENV: &str = "RUNWAY_TEST_CRASH_CHILD";
+
+/// A runtime in a child process, for tests that kill runway (SIGKILL) and check what a
+/// new runtime finds: the test binary itself, running one of its ignored tests, which
+/// opens a runtime with [`crash_child_setup`] and reports with [`crash_child_ready`].
+/// Killed and reaped when dropped, so a failed test leaves no runtime running.
+#[derive(Debug)]
+pub struct CrashChild(std::process::Child);
+
+impl CrashChild {
+    /// Runs the ignored test `test` of this test binary with `env`'s runtime, the store
+    /// `db` and the image layout `layout`; waits (up to two minutes) for it to report,
+    /// and returns it with what it reported.
+    pub fn start(test: &str, env: &TestEnv, db: &Path, layout: &Path) -> (CrashChild, String) {
+        use std::io::BufRead;
+        let config = json!({
+            "root": env.config.root,
+            "bridge": env.config.net.bridge,
+            "subnet": env.config.net.subnet.to_string(),
+            "db": db,
+            "layout": layout,
+        });
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                test,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_CHILD_ENV, config.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let child = CrashChild(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                // libtest prints the test's name on the same line first.
+                if let Some(report) = line.split("READY ").nth(1) {
+                    let _ = tx.send(report.trim().to_string());
+                }
+            }
+        });
+        let report = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the child runtime reports");
+        (child, report)
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for CrashChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// In a crash test's child: the runtime configuration (with `shim`), the store and the
+/// image layout to open; `None` when the test runs on its own (it then does nothing).
+pub fn crash_child_setup(
+    shim: ShimCommand,
+) -> Option<(RuntimeConfig, runway_store::SqliteStore, OciLayout)> {
+    let spec = std::env::var(CRASH_CHILD_ENV).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_string();
+    let mut config = RuntimeConfig::new(PathBuf::from(s("root")), shim);
+    config.net.bridge = s("bridge");
+    config.net.subnet = s("subnet").parse().unwrap();
+    let store = runway_store::SqliteStore::open(Path::new(&s("db"))).unwrap();
+    let layout = OciLayout::open(Path::new(&s("layout"))).unwrap();
+    Some((config, store, layout))
+}
+
+/// In a crash test's child: reports `report` to the parent ([`CrashChild::start`]).
+pub fn crash_child_ready(report: &str) {
+    let mut out = io::stdout();
+    writeln!(out, "READY {report}").unwrap();
+    out.flush().unwrap();
+}

@@ -4,17 +4,16 @@
 
 use runway_runtime::runc::OciRuntime;
 use runway_runtime::test_util::{
-    TestEnv, busybox_image, http_get, next_event, testapp_image, testapp_spec, wait_for,
-    write_layout,
+    CrashChild, TestEnv, busybox_image, crash_child_ready, crash_child_setup, http_get, next_event,
+    testapp_image, testapp_spec, wait_for, write_layout,
 };
 use runway_runtime::{
     EventKind, ImageRef, InstanceId, InstanceState, InstanceStatus, LocalRuntime, LogQuery,
     OciLayout, Runtime, ShimCommand, Stream,
 };
 use runway_store::SqliteStore;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -508,44 +507,24 @@ async fn logs_list_the_newest_instance_first() {
     );
 }
 
-/// Kills (SIGKILL) and reaps a child process when dropped, so a failed test leaves no
-/// runtime running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The variable that tells a child process which runtime to run (JSON).
-const CHILD_ENV: &str = "RUNWAY_TEST_CHILD";
-
-/// Runs a runtime in this process when started by the kill -9 test (and does nothing
-/// otherwise): starts one instance, prints `READY <id>`, and waits to be killed.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "run by the kill -9 test in a child process"]
 async fn child_runtime() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((config, store, layout)) = crash_child_setup(shim()) else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_string();
-    let mut config = runway_runtime::RuntimeConfig::new(PathBuf::from(s("root")), shim());
-    config.net.bridge = s("bridge");
-    config.net.subnet = s("subnet").parse().unwrap();
-    let store = Arc::new(SqliteStore::open(Path::new(&s("db"))).unwrap());
-    let layout = OciLayout::open(Path::new(&s("layout"))).unwrap();
     let image = layout.image("test/testapp", None).unwrap();
-    let rt = LocalRuntime::open(config, store, Arc::new(layout), &mut Default::default())
-        .await
-        .unwrap();
+    let rt = LocalRuntime::open(
+        config,
+        Arc::new(store),
+        Arc::new(layout),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
     let id = rt.start(testapp_spec("svc-kill", &image)).await.unwrap();
     healthy(&rt, &id).await;
-    let mut out = std::io::stdout();
-    writeln!(out, "READY {id}").unwrap();
-    out.flush().unwrap();
+    crash_child_ready(id.as_str());
     std::future::pending::<()>().await;
 }
 
@@ -555,45 +534,12 @@ async fn after_kill_9_of_the_runtime_instances_keep_serving_and_are_adopted() {
     let images = tempfile::tempdir().unwrap();
     let (layout, _) = testapp_image(images.path());
     let db = images.path().join("state.db");
-    let config = serde_json::json!({
-        "root": env.config.root,
-        "bridge": env.config.net.bridge,
-        "subnet": env.config.net.subnet.to_string(),
-        "db": db,
-        "layout": layout.dir(),
-    });
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_runtime",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, config.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // libtest prints the test's name on the same line first.
-            if let Some(id) = line.split("READY ").nth(1) {
-                let _ = tx.send(id.trim().to_string());
-            }
-        }
-    });
-    let id = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the child runtime reports its instance");
+    let (mut child, id) = CrashChild::start("child_runtime", &env, &db, layout.dir());
     let id = InstanceId::parse(&id).unwrap();
     let oci = OciRuntime::new(Path::new("/usr/sbin/runc"), &env.config.oci_root());
     let pid_before = oci.state(id.as_str()).unwrap().unwrap().pid;
 
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
+    child.kill(); // SIGKILL
 
     let store = Arc::new(SqliteStore::open(&db).unwrap());
     let rt = open(&env, &store, &layout).await;

@@ -6,7 +6,8 @@
 use runway_runtime::layer::{UnpackOptions, unpack_blob};
 use runway_runtime::runc::OciRuntime;
 use runway_runtime::test_util::{
-    Outside, TarBuilder, TestEnv, busybox_base, testapp_spec, wait_for, write_layout,
+    CrashChild, Outside, TarBuilder, TestEnv, busybox_base, crash_child_ready, crash_child_setup,
+    testapp_spec, wait_for, write_layout,
 };
 use runway_runtime::{
     ImageRef, InstanceState, Job, JobId, JobLine, JobMount, JobSpec, LocalRuntime, LogQuery,
@@ -14,8 +15,8 @@ use runway_runtime::{
 };
 use runway_store::SqliteStore;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -499,45 +500,27 @@ report {gateway} {host_any_port} host-any
     job.remove().await.unwrap();
 }
 
-/// Kills (SIGKILL) and reaps a child process when dropped, so a failed test leaves no
-/// runtime running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The variable that tells a child process which runtime to run (JSON).
-const CHILD_ENV: &str = "RUNWAY_TEST_JOB_CHILD";
-
 /// Runs a runtime in this process when started by the crash test (and does nothing
 /// otherwise): starts two jobs that would run for ten minutes, prints `READY <id> <id>`,
 /// and waits to be killed.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "run by the crash test in a child process"]
 async fn child_job_runtime() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((config, store, layout)) = crash_child_setup(shim()) else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_string();
-    let mut config = runway_runtime::RuntimeConfig::new(PathBuf::from(s("root")), shim());
-    config.net.bridge = s("bridge");
-    config.net.subnet = s("subnet").parse().unwrap();
-    let store = Arc::new(SqliteStore::open(Path::new(&s("db"))).unwrap());
-    let layout = OciLayout::open(Path::new(&s("layout"))).unwrap();
     let image = layout.image("test/job", None).unwrap();
-    let rt = LocalRuntime::open(config, store, Arc::new(layout), &mut Default::default())
-        .await
-        .unwrap();
+    let rt = LocalRuntime::open(
+        config,
+        Arc::new(store),
+        Arc::new(layout),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
     let a = rt.run_job(job(&image, "sleep 600")).await.unwrap();
     let b = rt.run_job(job(&image, "sleep 600")).await.unwrap();
-    let mut out = std::io::stdout();
-    writeln!(out, "READY {} {}", a.id(), b.id()).unwrap();
-    out.flush().unwrap();
+    crash_child_ready(&format!("{} {}", a.id(), b.id()));
     std::future::pending::<()>().await;
 }
 
@@ -553,38 +536,7 @@ async fn jobs_left_by_a_crash_are_killed_and_removed_when_the_runtime_opens() {
     )
     .unwrap();
     let db = images.path().join("state.db");
-    let config = serde_json::json!({
-        "root": env.config.root,
-        "bridge": env.config.net.bridge,
-        "subnet": env.config.net.subnet.to_string(),
-        "db": db,
-        "layout": layout.dir(),
-    });
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_job_runtime",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, config.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(ids) = line.split("READY ").nth(1) {
-                let _ = tx.send(ids.trim().to_string());
-            }
-        }
-    });
-    let ids = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the child runtime reports its jobs");
+    let (mut child, ids) = CrashChild::start("child_job_runtime", &env, &db, layout.dir());
     let ids: Vec<JobId> = ids.split(' ').map(|i| JobId::parse(i).unwrap()).collect();
     let (a, b) = (&ids[0], &ids[1]);
     let oci = OciRuntime::new(Path::new("/usr/sbin/runc"), &env.config.oci_root());
@@ -604,8 +556,7 @@ async fn jobs_left_by_a_crash_are_killed_and_removed_when_the_runtime_opens() {
     };
     let b_shim = shim_of(b);
     rustix::process::kill_process(b_shim, rustix::process::Signal::STOP).unwrap();
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
+    child.kill(); // SIGKILL
     rustix::process::kill_process(b_shim, rustix::process::Signal::KILL).unwrap();
 
     wait_for("job a's container killed by its shim", T, || {
