@@ -64,14 +64,6 @@ fn unshared_images(snap: &Snapshot, service: &ServiceRecord) -> Vec<(String, Res
     mine
 }
 
-/// The connection a service's source is reached with, if it names one.
-fn connection_of(spec: &ServiceSpec) -> Option<&str> {
-    spec.source_configuration
-        .authentication_configuration
-        .as_ref()
-        .and_then(|a| a.connection_arn.as_deref())
-}
-
 /// Whether `code` is a source uploaded to runway's registry (it has no branch to show).
 fn is_upload(code: &CodeRepository) -> bool {
     code.repository_url
@@ -507,7 +499,7 @@ impl Controller {
                 Some(identifier) => match self
                     .inner
                     .images
-                    .resolve(&identifier, connection_of(&spec))
+                    .resolve(&identifier, spec.source_configuration.connection_arn())
                     .await
                 {
                     Ok(image) => image,
@@ -572,7 +564,7 @@ impl Controller {
         let request = crate::SourceBuild {
             service: &service,
             code: &code,
-            connection_arn: connection_of(&spec),
+            connection_arn: spec.source_configuration.connection_arn(),
             operation_id: &op.id,
         };
         let built = match self.inner.images.build(request).await {

@@ -41,6 +41,15 @@ shape! {
     }
 }
 
+impl SourceConfiguration {
+    /// The connection the source is reached with, if it names one.
+    pub fn connection_arn(&self) -> Option<&str> {
+        self.authentication_configuration
+            .as_ref()
+            .and_then(|a| a.connection_arn.as_deref())
+    }
+}
+
 shape! {
     pub struct CodeRepository {
         repository_url: String,

@@ -277,6 +277,50 @@ impl Client {
         Ok(())
     }
 
+    /// Pushes a one-layer OCI manifest as `repository:tag`: the gzipped tar `layer`, the
+    /// config blob `config` of media type `config_type`, and `artifact_type` for an
+    /// artifact that is not an image.
+    pub async fn push_single_layer(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: &runway_build::LayerFile,
+        (config_type, config): (&str, Vec<u8>),
+        artifact_type: Option<&str>,
+    ) -> Result<()> {
+        let bytes = tokio::fs::read(&layer.path)
+            .await
+            .with_context(|| format!("cannot read {}", layer.path.display()))?;
+        self.push_blob(repository, &layer.digest, bytes).await?;
+        let config_digest = sha256_digest(&config);
+        let config_size = config.len();
+        self.push_blob(repository, &config_digest, config).await?;
+        let mut manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": config_type,
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": layer.digest,
+                "size": layer.size,
+            }],
+        });
+        if let Some(t) = artifact_type {
+            manifest["artifactType"] = serde_json::json!(t);
+        }
+        self.push_manifest(
+            repository,
+            tag,
+            OCI_MANIFEST,
+            serde_json::to_vec(&manifest)?,
+        )
+        .await
+    }
+
     /// Calls the registry at `path` (`/v2/_catalog`, ...) with the access key as Basic
     /// credentials; returns the JSON body and the next page's path from a `Link` header.
     pub async fn registry(
@@ -320,4 +364,12 @@ impl Client {
         }
         Ok((value, next))
     }
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    format!("sha256:{}", hex::encode(d.as_ref()))
 }

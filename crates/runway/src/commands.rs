@@ -371,43 +371,20 @@ async fn upload_source(client: &Client, dir: &std::path::Path, name: &str) -> Re
     let packed = tokio::task::spawn_blocking(move || runway_build::pack_source(&d, &o))
         .await?
         .with_context(|| format!("cannot pack {}", dir.display()))?;
-    let bytes = tokio::fs::read(&packed.path).await?;
     println!(
         "Uploading {} ({:.1} KiB, {})",
         dir.display(),
         packed.size as f64 / 1024.0,
         packed.digest
     );
-    let repository = crate::adapters::source_repository(name);
-    client.push_blob(&repository, &packed.digest, bytes).await?;
-    const EMPTY: &[u8] = b"{}";
-    const EMPTY_DIGEST: &str =
-        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
-    client
-        .push_blob(&repository, EMPTY_DIGEST, EMPTY.to_vec())
-        .await?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.runway.source.v1",
-        "config": {
-            "mediaType": "application/vnd.oci.empty.v1+json",
-            "digest": EMPTY_DIGEST,
-            "size": EMPTY.len(),
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": packed.digest,
-            "size": packed.size,
-        }],
-    });
     let hex = packed.digest.trim_start_matches("sha256:");
     client
-        .push_manifest(
-            &repository,
+        .push_single_layer(
+            &crate::adapters::source_repository(name),
             &format!("src-{}", &hex[..12]),
-            "application/vnd.oci.image.manifest.v1+json",
-            serde_json::to_vec(&manifest)?,
+            &packed,
+            ("application/vnd.oci.empty.v1+json", b"{}".to_vec()),
+            Some("application/vnd.runway.source.v1"),
         )
         .await?;
     Ok(format!("upload://{}", packed.digest))
@@ -730,46 +707,22 @@ pub fn image(command: ImageCommand, args: &ClientArgs) -> Result<()> {
             layer.size as f64 / (1024.0 * 1024.0),
             layer.digest
         );
-        let bytes = tokio::fs::read(&layer.path).await?;
-        client.push_blob(&repository, &layer.digest, bytes).await?;
         let config = runway_build::image::rootfs_config(&layer, &Default::default());
-        let config = serde_json::to_vec(&config)?;
-        let config_digest = sha256_digest(&config);
-        let config_size = config.len();
         client
-            .push_blob(&repository, &config_digest, config)
-            .await?;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config_size,
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": layer.digest,
-                "size": layer.size,
-            }],
-        });
-        client
-            .push_manifest(
+            .push_single_layer(
                 &repository,
                 &tag,
-                "application/vnd.oci.image.manifest.v1+json",
-                serde_json::to_vec(&manifest)?,
+                &layer,
+                (
+                    "application/vnd.oci.image.config.v1+json",
+                    serde_json::to_vec(&config)?,
+                ),
+                None,
             )
             .await?;
         println!("Imported {} as {repository}:{tag}", dir.display());
         Ok(())
     })
-}
-
-/// `sha256:<hex>` of `bytes`.
-fn sha256_digest(bytes: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    format!("sha256:{}", hex::encode(d.as_ref()))
 }
 
 #[derive(Debug, Subcommand)]

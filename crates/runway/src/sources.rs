@@ -60,16 +60,6 @@ fn code_url(service: &ServiceRecord) -> Option<(&str, &str)> {
     Some((url, branch))
 }
 
-fn connection_of(service: &ServiceRecord) -> Option<&str> {
-    service
-        .spec
-        .source_configuration
-        .authentication_configuration
-        .as_ref()?
-        .connection_arn
-        .as_deref()
-}
-
 /// A push webhook: verified with the named connection's webhook secret, then a deployment
 /// of each service that uses the connection, builds the pushed repository and branch, and
 /// deploys automatically.
@@ -144,7 +134,7 @@ async fn receive(
     };
     let (api, arn) = (sources.api.clone(), connection.arn.clone());
     let concerns = move |service: &ServiceRecord| {
-        connection_of(service) == Some(arn.as_str())
+        service.spec.source_configuration.connection_arn() == Some(arn.as_str())
             && code_url(service).is_some_and(|(url, branch)| {
                 branch == push.branch && webhook::same_repository(&push, url)
             })
@@ -245,9 +235,12 @@ async fn poll_once(sources: &Sources, tried: &mut HashMap<String, String>) -> Re
         if w.busy {
             continue;
         }
-        let credentials =
-            connection_credentials(&sources.store, &sources.master, connection_of(&w.service))
-                .await?;
+        let credentials = connection_credentials(
+            &sources.store,
+            &sources.master,
+            w.service.spec.source_configuration.connection_arn(),
+        )
+        .await?;
         let source = git_source(code, credentials);
         let latest = match sources.builder.latest_commit(&source).await {
             Ok(Some(commit)) => commit,

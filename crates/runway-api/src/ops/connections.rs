@@ -97,14 +97,9 @@ pub(crate) fn delete(
 ) -> OpResult<ConnectionResponse> {
     let field = "ConnectionArn";
     let mut record = load(&*tx, field, validate::required(field, &req.connection_arn)?)?;
-    let user = services::live(&*tx)?.into_iter().find(|(_, s)| {
-        s.spec
-            .source_configuration
-            .authentication_configuration
-            .as_ref()
-            .and_then(|a| a.connection_arn.as_deref())
-            == Some(record.arn.as_str())
-    });
+    let user = services::live(&*tx)?
+        .into_iter()
+        .find(|(_, s)| s.spec.source_configuration.connection_arn() == Some(record.arn.as_str()));
     if let Some((_, service)) = user {
         return Err(ApiError::invalid(format!(
             "{} is used by service {}",

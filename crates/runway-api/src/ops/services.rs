@@ -73,11 +73,7 @@ pub(crate) fn wire(tx: &dyn Txn, s: &ServiceRecord) -> OpResult<Service> {
 
 /// Checks that the resources a source names exist.
 fn check_source_references(tx: &dyn Txn, source: &SourceConfiguration) -> OpResult<()> {
-    if let Some(arn) = source
-        .authentication_configuration
-        .as_ref()
-        .and_then(|a| a.connection_arn.as_ref())
-    {
+    if let Some(arn) = source.connection_arn() {
         connections::require_usable(
             tx,
             "SourceConfiguration.AuthenticationConfiguration.ConnectionArn",
