@@ -55,8 +55,10 @@ NGINX=$(free_port)
 NGINX_H2=$(free_port)
 
 "$TARGET/release/examples/bench_backend" "127.0.0.1:$BACKEND" "$BACKEND_THREADS" &
+BACKEND_PID=$!
 pids+=($!)
 "$TARGET/release/examples/bench_router" "127.0.0.1:$RUNWAY" "127.0.0.1:$BACKEND" "$PROXY_THREADS" &
+RUNWAY_PID=$!
 pids+=($!)
 
 # nginx as a reverse proxy doing the same work as runway's router: keep-alive
@@ -96,6 +98,7 @@ http {
 }
 EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
 pids+=($!)
 
 for port in "$BACKEND" "$RUNWAY" "$NGINX" "$NGINX_H2"; do
@@ -115,41 +118,98 @@ done
 results="$work/results.tsv"
 : > "$results"
 
-# wrk: requests/s, p50 and p99 in ms.
-run_wrk() { # name port
-  local out
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2/")
-  python3 - "$1" "$out" >> "$results" <<'PY'
+# CPU seconds (user, system) the processes PIDS and their threads have used so far.
+cpu_of() { # pid...
+  python3 - "$@" <<'PY'
+import glob, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+user = system = 0
+for pid in sys.argv[1:]:
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+print(user / tick, system / tick)
+PY
+}
+
+# Runs the load tool (its own CPU from its rusage) and reports, per request, the CPU time
+# of the proxy (user and system), the backend and the load tool, in µs. The figures explain
+# the throughput: the machine is CPU-bound, so requests/s ≈ cores / (sum of the four).
+# Output: the tool's output, then a line "CPU <proxy user> <proxy sys> <backend> <client>".
+measured() { # proxy-pids(space separated, may be empty) -- command...
+  local proxy=$1; shift
+  local p0 b0 p1 b1
+  p0=$(cpu_of $proxy); b0=$(cpu_of "$BACKEND_PID")
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], capture_output=True, text=True).stdout
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(out)
+print("CLIENT", usage.ru_utime + usage.ru_stime)
+PY
+  p1=$(cpu_of $proxy); b1=$(cpu_of "$BACKEND_PID")
+  echo "PROXY $p0 $p1 BACKEND $b0 $b1"
+}
+
+# Appends a result row: protocol, target, req/s, p50 ms, p99 ms, errors, then CPU µs per
+# request: proxy user, proxy system, backend, client.
+record() { # proto name out requests rps p50 p99 errors
+  python3 - "$@" >> "$results" <<'PY'
 import re, sys
-name, out = sys.argv[1], sys.argv[2]
+proto, name, out, requests, rps, p50, p99, errors = sys.argv[1:]
+client = float(re.search(r"^CLIENT (\S+)", out, re.M).group(1))
+m = re.search(r"^PROXY (\S+) (\S+) (\S+) (\S+) BACKEND (\S+) (\S+) (\S+) (\S+)", out, re.M)
+pu0, ps0, pu1, ps1, bu0, bs0, bu1, bs1 = map(float, m.groups())
+n = float(requests) / 1e6
+print(f"{proto}\t{name}\t{float(rps):.0f}\t{float(p50):.3f}\t{float(p99):.3f}\t{errors}"
+      f"\t{(pu1 - pu0) / n:.2f}\t{(ps1 - ps0) / n:.2f}\t{(bu1 + bs1 - bu0 - bs0) / n:.2f}\t{client / n:.2f}")
+PY
+}
+
+# wrk: requests/s, p50 and p99 in ms.
+run_wrk() { # name port proxy-pids
+  local out
+  out=$(measured "$3" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2/")
+  record h1 "$1" "$out" $(python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     n, u = float(m.group(1)), m.group(2)
     return n / 1000 if u == "us" else n * 1000 if u == "s" else n
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+requests = re.search(r"(\d+) requests in", out).group(1)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
 p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
 p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 sock = re.search(r"Socket errors: (.*)", out)
-print(f"h1\t{name}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{errors.group(1) if errors else 0}{' ' + sock.group(1) if sock else ''}")
+errors = (errors.group(1) if errors else "0") + ("/" + sock.group(1).replace(" ", "") if sock else "")
+print(requests, rps, p50, p99, errors)
 PY
+)
 }
 
 # h2load (h2c prior knowledge): requests/s, p50 and p99 from its per-request log.
-run_h2load() { # name port
+run_h2load() { # name port proxy-pids
   local log="$work/h2load.log" out
   rm -f "$log"
-  out=$(h2load -D "$DURATION" -c "$H2_CONNS" -m "$H2_STREAMS" --log-file="$log" "http://127.0.0.1:$2/")
-  python3 - "$1" "$out" "$log" >> "$results" <<'PY'
+  out=$(measured "$3" h2load -D "$DURATION" -c "$H2_CONNS" -m "$H2_STREAMS" --log-file="$log" "http://127.0.0.1:$2/")
+  record h2 "$1" "$out" $(python3 - "$out" "$log" <<'PY'
 import re, sys
-name, out, log = sys.argv[1], sys.argv[2], sys.argv[3]
-rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+out, log = sys.argv[1], sys.argv[2]
+rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)
+requests = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1)
 durations = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
 def pct(p):
     return durations[min(len(durations) - 1, int(len(durations) * p))] / 1000
 failed = re.search(r"requests: .* (\d+) failed", out)
-print(f"h2\t{name}\t{rps:.0f}\t{pct(0.50):.3f}\t{pct(0.99):.3f}\t{failed.group(1) if failed else '?'}")
+print(requests, rps, pct(0.50), pct(0.99), failed.group(1) if failed else "?")
 PY
+)
 }
 
 echo "$(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >&2
@@ -160,9 +220,11 @@ for round in $(seq "$ROUNDS"); do
   if (( round % 2 )); then order="direct nginx runway"; else order="runway nginx direct"; fi
   for target in $order; do
     case $target in
-      direct) run_wrk direct "$BACKEND"; run_h2load direct "$BACKEND" ;;
-      nginx) run_wrk nginx "$NGINX"; run_h2load nginx "$NGINX_H2" ;;
-      runway) run_wrk runway "$RUNWAY"; run_h2load runway "$RUNWAY" ;;
+      direct) run_wrk direct "$BACKEND" ""; run_h2load direct "$BACKEND" "" ;;
+      nginx)
+        workers="$NGINX_PID $(pgrep -P "$NGINX_PID" | xargs)"
+        run_wrk nginx "$NGINX" "$workers"; run_h2load nginx "$NGINX_H2" "$workers" ;;
+      runway) run_wrk runway "$RUNWAY" "$RUNWAY_PID"; run_h2load runway "$RUNWAY" "$RUNWAY_PID" ;;
     esac
   done
 done
@@ -170,7 +232,8 @@ done
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
-print("every run (protocol, target, req/s, p50 ms, p99 ms, errors):")
+print("every run (protocol, target, req/s, p50 ms, p99 ms, errors; CPU µs per request:")
+print("  proxy user, proxy system, backend, load tool):")
 for r in rows:
     print("  " + "  ".join(r))
 print()
@@ -178,14 +241,14 @@ med = {}
 for proto in ("h1", "h2"):
     for name in ("direct", "nginx", "runway"):
         sel = [r for r in rows if r[0] == proto and r[1] == name]
-        med[proto, name] = tuple(statistics.median(float(r[i]) for r in sel) for i in (2, 3, 4))
-        errs = sorted({r[5] for r in sel})
-        med[proto, name, "errors"] = ",".join(errs)
-print("median of rounds        req/s     p50 ms    p99 ms   errors")
+        med[proto, name] = tuple(statistics.median(float(r[i]) for r in sel) for i in range(2, 10) if i != 5)
+        med[proto, name, "errors"] = ",".join(sorted({r[5] for r in sel}))
+print("median of rounds        req/s     p50 ms    p99 ms   CPU µs/request: proxy user+sys  backend  client   errors")
 for proto, tool in (("h1", "wrk"), ("h2", "h2load")):
     for name in ("direct", "nginx", "runway"):
-        rps, p50, p99 = med[proto, name]
-        print(f"{proto} ({tool:6}) {name:7} {rps:10.0f} {p50:9.3f} {p99:9.3f}   {med[proto, name, 'errors']}")
+        rps, p50, p99, pu, ps, b, c = med[proto, name]
+        print(f"{proto} ({tool:6}) {name:7} {rps:10.0f} {p50:9.3f} {p99:9.3f}   "
+              f"{pu:6.2f} + {ps:6.2f} {b:8.2f} {c:7.2f}   {med[proto, name, 'errors']}")
 print()
 for proto in ("h1", "h2"):
     d, n, r = med[proto, "direct"], med[proto, "nginx"], med[proto, "runway"]
@@ -193,4 +256,12 @@ for proto in ("h1", "h2"):
           f"p99 runway {r[2]:.3f} ms vs nginx {n[2]:.3f} ms ({'no worse' if r[2] <= n[2] else 'worse'}); "
           f"runway adds p50 {r[1] - d[1]:+.3f} ms, p99 {r[2] - d[2]:+.3f} ms over direct "
           f"(nginx adds p50 {n[1] - d[1]:+.3f} ms, p99 {n[2] - d[2]:+.3f} ms)")
+    # The machine is CPU-bound: requests/s ~ cores / (all CPU per request). The best
+    # runway could do if its own code cost nothing is nginx's total over runway's total
+    # without runway's user time (the kernel's socket work stays).
+    total_n, total_r = sum(n[3:]), sum(r[3:])
+    print(f"    CPU per request: proxy runway {r[3] + r[4]:.2f} µs (user {r[3]:.2f}) vs nginx "
+          f"{n[3] + n[4]:.2f} µs (user {n[3]:.2f}): nginx/runway {(n[3] + n[4]) / (r[3] + r[4]):.2f}x, "
+          f"user-space only {n[3] / r[3]:.2f}x; whole system runway {total_r:.2f} vs nginx {total_n:.2f} µs; "
+          f"ceiling with a zero-cost runway user space: {total_n / (total_r - r[3]):.2f}x nginx's req/s")
 PY
