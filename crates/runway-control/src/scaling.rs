@@ -88,15 +88,16 @@ impl Controller {
                         .entry(revision.clone())
                         .or_insert_with(|| Decider::new(config.clone(), now, ready));
                     if sample && let Some(s) = stats.iter().find(|s| &s.revision_id == revision) {
-                        let previous = last.insert(revision.clone(), (now, s.concurrency_seconds));
-                        if let Some((then, seconds)) = previous {
+                        // Requests waiting for capacity are demand too (as the activator
+                        // counts them in Knative): without them a full revision would
+                        // look exactly as busy as it can be. Both are time-weighted
+                        // over the interval since the last sample.
+                        let seconds = s.concurrency_seconds + s.queued_seconds;
+                        let previous = last.insert(revision.clone(), (now, seconds));
+                        if let Some((then, before)) = previous {
                             let elapsed = now.duration_since(then).as_secs_f64();
                             if elapsed > 0.0 {
-                                // Requests waiting for capacity are demand too (as the
-                                // activator counts them in Knative): without them a full
-                                // revision would look exactly as busy as it can be.
-                                let in_flight = (s.concurrency_seconds - seconds) / elapsed;
-                                decider.record(now, in_flight + s.queued as f64);
+                                decider.record(now, (seconds - before) / elapsed);
                             }
                         }
                     }

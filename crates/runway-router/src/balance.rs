@@ -113,7 +113,10 @@ pub(crate) struct RevisionState {
     /// Whether this revision is in the published demand.
     demanding: AtomicBool,
     demand: Arc<watch::Sender<Demand>>,
+    /// Requests in flight over time.
     pub meter: ConcurrencyMeter,
+    /// Requests waiting over time.
+    pub queue_meter: ConcurrencyMeter,
     pub metrics: RevisionMetrics,
 }
 
@@ -181,12 +184,22 @@ impl RevisionState {
             demanding: AtomicBool::new(false),
             demand,
             meter: ConcurrencyMeter::new(),
+            queue_meter: ConcurrencyMeter::new(),
             metrics,
         }
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiter>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the queue's length after a change (called with the queue locked).
+    fn queue_changed(&self, queue: &VecDeque<Waiter>) {
+        self.queued.store(queue.len(), Ordering::Release);
+        self.queue_meter.set(
+            u32::try_from(queue.len()).unwrap_or(u32::MAX),
+            Instant::now(),
+        );
     }
 
     /// The instances, as of the last route table.
@@ -218,8 +231,9 @@ impl RevisionState {
         self.retired.store(true, Ordering::Release);
         let waiters: Vec<Waiter> = {
             let mut queue = self.lock_queue();
-            self.queued.store(0, Ordering::Release);
-            queue.drain(..).collect()
+            let waiters = queue.drain(..).collect();
+            self.queue_changed(&queue);
+            waiters
         };
         for waiter in waiters {
             let _ = waiter.tx.send(Grant::Reroute);
@@ -330,7 +344,7 @@ impl RevisionState {
                 return Err(AcquireError::QueueFull);
             }
             queue.push_back(Waiter { tx });
-            self.queued.fetch_add(1, Ordering::AcqRel);
+            self.queue_changed(&queue);
         }
         let slot = QueueSlot { revision: self };
         self.set_demand(true);
@@ -356,7 +370,7 @@ impl RevisionState {
             while let Some(front) = queue.front() {
                 if front.tx.is_closed() {
                     queue.pop_front();
-                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.queue_changed(&queue);
                     continue;
                 }
                 let Some(lease) = self.try_lease(&[]) else {
@@ -366,7 +380,7 @@ impl RevisionState {
                     unclaimed.push(lease);
                     break;
                 };
-                self.queued.fetch_sub(1, Ordering::AcqRel);
+                self.queue_changed(&queue);
                 if let Err(Grant::Lease(lease)) = waiter.tx.send(Grant::Lease(lease)) {
                     // The waiter left between the check and the send.
                     unclaimed.push(lease);
@@ -385,9 +399,8 @@ impl RevisionState {
         let mut queue = self.lock_queue();
         let before = queue.len();
         queue.retain(|w| !w.tx.is_closed());
-        let removed = before - queue.len();
-        if removed > 0 {
-            self.queued.fetch_sub(removed, Ordering::AcqRel);
+        if queue.len() != before {
+            self.queue_changed(&queue);
         }
         if queue.is_empty() {
             self.set_demand(false);

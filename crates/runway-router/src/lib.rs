@@ -145,6 +145,10 @@ pub struct RevisionStats {
     /// The integral of requests in flight since the revision appeared, in
     /// request-seconds; differences over any window give that window's average.
     pub concurrency_seconds: f64,
+    /// Requests waiting for capacity, time-weighted over the last complete second.
+    pub average_queued: f64,
+    /// The integral of requests waiting since the revision appeared, in request-seconds.
+    pub queued_seconds: f64,
     /// Requests answered so far.
     pub requests: u64,
     /// Left the route table; finishing the requests it has.
@@ -201,6 +205,7 @@ impl LiveState {
 
 fn stats_of(revision: &balance::RevisionState, draining: bool, now: Instant) -> RevisionStats {
     let (average, total) = revision.meter.read(1, now);
+    let (average_queued, queued_seconds) = revision.queue_meter.read(1, now);
     RevisionStats {
         service_id: revision.service_id.to_string(),
         revision_id: revision.id.to_string(),
@@ -209,6 +214,8 @@ fn stats_of(revision: &balance::RevisionState, draining: bool, now: Instant) -> 
         queued: revision.queued(),
         average_concurrency: average,
         concurrency_seconds: total,
+        average_queued,
+        queued_seconds,
         requests: revision.metrics.requests(),
         draining,
     }

@@ -52,6 +52,12 @@ pub const CONCURRENCY_AVERAGE: &str = "runway_router_concurrency_average";
 /// `runway_router_concurrency_seconds_total{service, revision}`: the integral of requests
 /// in flight over time; its rate is the average concurrency over any window.
 pub const CONCURRENCY_SECONDS: &str = "runway_router_concurrency_seconds";
+/// `runway_router_queued_average{service, revision}`: requests waiting for capacity,
+/// time-weighted over the last complete second.
+pub const QUEUED_AVERAGE: &str = "runway_router_queued_average";
+/// `runway_router_queued_seconds_total{service, revision}`: the integral of requests
+/// waiting over time.
+pub const QUEUED_SECONDS: &str = "runway_router_queued_seconds";
 
 /// Labels of a revision's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -275,7 +281,7 @@ impl Collector for LiveCollector {
             revision: s.revision_id.clone(),
         };
         type Value = fn(&crate::RevisionStats) -> f64;
-        let gauges: [(&str, &str, Value); 4] = [
+        let gauges: [(&str, &str, Value); 5] = [
             (IN_FLIGHT, "Requests in flight now", |s| {
                 f64::from(s.in_flight)
             }),
@@ -290,6 +296,11 @@ impl Collector for LiveCollector {
                 "Requests in flight, time-weighted over the last complete second",
                 |s| s.average_concurrency,
             ),
+            (
+                QUEUED_AVERAGE,
+                "Requests waiting for capacity, time-weighted over the last complete second",
+                |s| s.average_queued,
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(0.0);
@@ -299,16 +310,25 @@ impl Collector for LiveCollector {
                 ConstGauge::new(value(s)).encode(family.encode_family(&labels)?)?;
             }
         }
-        let counter = ConstCounter::new(0.0);
-        let mut family = encoder.encode_descriptor(
-            CONCURRENCY_SECONDS,
-            "Integral of requests in flight over time, in request-seconds",
-            None,
-            counter.metric_type(),
-        )?;
-        for s in &stats {
-            let labels = labels(s);
-            ConstCounter::new(s.concurrency_seconds).encode(family.encode_family(&labels)?)?;
+        let counters: [(&str, &str, Value); 2] = [
+            (
+                CONCURRENCY_SECONDS,
+                "Integral of requests in flight over time, in request-seconds",
+                |s| s.concurrency_seconds,
+            ),
+            (
+                QUEUED_SECONDS,
+                "Integral of requests waiting for capacity over time, in request-seconds",
+                |s| s.queued_seconds,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(0.0);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for s in &stats {
+                let labels = labels(s);
+                ConstCounter::new(value(s)).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
@@ -389,6 +409,13 @@ impl ConcurrencyMeter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The level is `level` from `now` on (a queue's length).
+    pub(crate) fn set(&self, level: u32, now: Instant) {
+        let mut s = self.lock();
+        s.advance(now);
+        s.level = level;
     }
 
     /// A request started (`up`) or ended.

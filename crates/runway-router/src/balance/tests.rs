@@ -105,6 +105,45 @@ async fn queued_requests_get_capacity_in_order() {
 }
 
 #[tokio::test]
+async fn time_spent_waiting_is_integrated() {
+    let (rev, _) = revision(1, 1);
+    let busy = rev.try_lease(&[]).unwrap();
+    let (_, before) = rev.queue_meter.read(1, Instant::now());
+    assert_eq!(before, 0.0);
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let r = rev.clone();
+            tokio::spawn(async move {
+                r.acquire(&[], 10, Duration::from_secs(30), Instant::now())
+                    .await
+            })
+        })
+        .collect();
+    while rev.queued() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let queued_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(busy);
+    for waiter in waiters {
+        let Ok(Grant::Lease(lease)) = waiter.await.unwrap() else {
+            panic!("no lease")
+        };
+        drop(lease);
+    }
+    let waited = queued_at.elapsed().as_secs_f64();
+    let (_, seconds) = rev.queue_meter.read(1, Instant::now());
+    // Two requests waited at least 200 ms each; the second no longer than all of it.
+    assert!(seconds >= 0.4 - 1e-3, "{seconds}");
+    assert!(seconds <= 2.0 * waited + 0.05, "{seconds} vs {waited}");
+    let later = rev
+        .queue_meter
+        .read(1, Instant::now() + Duration::from_secs(1))
+        .1;
+    assert!((later - seconds).abs() < 1e-9, "nothing waits any more");
+}
+
+#[tokio::test]
 async fn a_full_queue_and_a_long_wait_are_refused() {
     let (rev, _) = revision(1, 1);
     let _busy = rev.try_lease(&[]).unwrap();

@@ -458,6 +458,8 @@ async fn metrics_count_requests_per_revision() {
         r#"runway_router_endpoints{service="svc-m",revision="rev-m"} 1"#,
         r#"runway_router_concurrency_average{service="svc-m",revision="rev-m"}"#,
         r#"runway_router_concurrency_seconds_total{service="svc-m",revision="rev-m"}"#,
+        r#"runway_router_queued_average{service="svc-m",revision="rev-m"} 0"#,
+        r#"runway_router_queued_seconds_total{service="svc-m",revision="rev-m"} 0"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
