@@ -168,14 +168,7 @@ impl Controller {
                 .iter()
                 .any(|i| i.id == id && i.state == InstanceState::Healthy);
             if routed {
-                tokio::time::sleep(
-                    this.inner
-                        .config
-                        .drain_timeout
-                        .min(std::time::Duration::from_secs(5)),
-                )
-                .await;
-                this.wait_revision_quiet(&id).await;
+                this.drain(&id).await;
             }
             if let Err(e) = this
                 .inner
@@ -190,32 +183,22 @@ impl Controller {
         });
     }
 
-    /// Waits, up to the drain timeout, until the router has no request in flight on the
-    /// instance's revision that could be on this instance: when the revision's in-flight
-    /// count falls to what its other instances can hold, or to zero.
-    async fn wait_revision_quiet(&self, id: &InstanceId) {
-        let Some(revision) = self
-            .inner
-            .runtime
-            .list()
-            .into_iter()
-            .find(|i| &i.id == id)
-            .map(|i| i.revision_id)
-        else {
-            return;
-        };
+    /// Waits, up to the drain timeout, until the route table no longer sends the instance
+    /// requests and those it has (WebSockets too) have finished. Idle is believed on the
+    /// second reading in a row, so that a request that chose the instance just before
+    /// the table changed is seen.
+    async fn drain(&self, id: &InstanceId) {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(100);
         let deadline = Instant::now() + self.inner.config.drain_timeout;
-        while Instant::now() < deadline {
-            let busy = self
-                .inner
-                .router
-                .stats()
-                .iter()
-                .any(|s| s.revision_id == revision && s.draining && s.in_flight > 0);
-            if !busy {
-                return;
+        let mut quiet = 0;
+        while quiet < 2 && Instant::now() < deadline {
+            let load = self.inner.router.instance_load(id.as_str());
+            if load.routed || load.in_flight > 0 {
+                quiet = 0;
+            } else {
+                quiet += 1;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 }

@@ -67,7 +67,6 @@ impl EndpointState {
     }
 
     /// Requests in flight on this instance.
-    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Acquire)
     }

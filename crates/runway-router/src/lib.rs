@@ -155,6 +155,16 @@ pub struct RevisionStats {
     pub draining: bool,
 }
 
+/// Where an instance stands in the router, for draining it before it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceLoad {
+    /// The route table sends it new requests.
+    pub routed: bool,
+    /// Requests on it now (upgraded connections count as one each), also after it left
+    /// the route table.
+    pub in_flight: u32,
+}
+
 /// The request router: cheap to clone, shared by every listener and the controller.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -303,8 +313,14 @@ impl Router {
         let live = &mut *guard;
         let built = table::build(routes, live, &self.inner.metrics, &self.inner.demand);
         for (revision, endpoints, max_concurrency) in built.updates {
+            for old in revision.endpoints().iter() {
+                if !endpoints.iter().any(|e| Arc::ptr_eq(e, old)) {
+                    live.left.push(Arc::downgrade(old));
+                }
+            }
             revision.update(endpoints, max_concurrency);
         }
+        live.left.retain(|e| e.strong_count() > 0);
         self.inner.table.store(Arc::new(built.table));
         for revision in &built.retired {
             revision.retire();
@@ -337,6 +353,35 @@ impl Router {
         // Draining revisions that have finished are of no interest to the autoscaler.
         stats.retain(|s| !s.draining || s.in_flight > 0 || s.queued > 0);
         stats
+    }
+
+    /// Whether the route table sends `instance_id` requests, and how many it has in
+    /// flight: the controller stops an instance once it is out of the table and idle.
+    pub fn instance_load(&self, instance_id: &str) -> InstanceLoad {
+        let live = self.inner.live.lock();
+        let mut load = InstanceLoad::default();
+        let mut count = |endpoint: &balance::EndpointState| {
+            if *endpoint.instance_id == *instance_id {
+                load.in_flight += endpoint.in_flight();
+                true
+            } else {
+                false
+            }
+        };
+        for revision in live.revisions.values() {
+            for endpoint in revision.endpoints().iter() {
+                load.routed |= count(endpoint);
+            }
+        }
+        for revision in &live.draining {
+            for endpoint in revision.endpoints().iter() {
+                count(endpoint);
+            }
+        }
+        for endpoint in live.left.iter().filter_map(std::sync::Weak::upgrade) {
+            count(&endpoint);
+        }
+        load
     }
 
     /// Revisions with requests waiting for capacity, updated when one starts or stops

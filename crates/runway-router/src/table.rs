@@ -58,12 +58,14 @@ pub(crate) struct Table {
     pub hosts: HashMap<Box<str>, HostTarget>,
 }
 
-/// Revision state that outlives tables: the live revisions, and retired ones still
-/// finishing requests.
+/// Revision state that outlives tables: the live revisions, retired ones still
+/// finishing requests, and instances that left a live revision (alive while requests
+/// still hold them).
 #[derive(Debug, Default)]
 pub(crate) struct Live {
     pub revisions: HashMap<Arc<str>, Arc<RevisionState>>,
     pub draining: Vec<Arc<RevisionState>>,
+    pub left: Vec<std::sync::Weak<EndpointState>>,
 }
 
 /// Builds the table for `routes` (already validated), reusing `live` state, and returns

@@ -345,3 +345,57 @@ async fn requests_queued_on_a_revision_that_leaves_go_to_its_successor() {
     assert_eq!(stats.len(), 1, "the old revision is gone: {stats:?}");
     assert_eq!(stats[0].revision_id, "new-rev");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_out_of_the_table_reports_requests_it_still_serves() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let both = service("svc", HOST, "rev", vec![a.endpoint(), b.endpoint()]);
+    let mut svc = both.clone();
+    svc.revisions[0].endpoints = vec![a.endpoint()];
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![svc.clone()],
+        })
+        .unwrap();
+    let addr = router.addr;
+    let held = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    a.wait_for_waiting(1).await;
+    let load = router.router.instance_load("a");
+    assert_eq!((load.routed, load.in_flight), (true, 1));
+    assert_eq!(router.router.instance_load("b"), Default::default());
+    // `a` leaves the table (scale-in): still one request on it, none new.
+    let mut only_b = both.clone();
+    only_b.revisions[0].endpoints = vec![b.endpoint()];
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![only_b],
+        })
+        .unwrap();
+    let load = router.router.instance_load("a");
+    assert_eq!((load.routed, load.in_flight), (false, 1));
+    assert_eq!(get(addr, HOST, "/").await.status, StatusCode::OK);
+    assert_eq!(router.router.instance_load("a").in_flight, 1);
+    a.release(1);
+    assert_eq!(held.await.unwrap().status, StatusCode::OK);
+    eventually(|| router.router.instance_load("a") == Default::default()).await;
+    // A revision that leaves altogether: its instances' requests are counted too.
+    let held = tokio::spawn(async move { get(addr, HOST, "/wait").await });
+    b.wait_for_waiting(1).await;
+    let mut other = svc;
+    other.revisions[0].revision_id = "rev-2".into();
+    router
+        .router
+        .set_routes(RouteTable {
+            services: vec![other],
+        })
+        .unwrap();
+    let load = router.router.instance_load("b");
+    assert_eq!((load.routed, load.in_flight), (false, 1));
+    b.release(1);
+    assert_eq!(held.await.unwrap().status, StatusCode::OK);
+    eventually(|| router.router.instance_load("b").in_flight == 0).await;
+}
