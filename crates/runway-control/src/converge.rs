@@ -159,7 +159,7 @@ impl Controller {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            // Republish without it, then give its requests (and WebSockets) the drain time.
+            // Republish without it, then let the requests it has (WebSockets too) finish.
             this.wake();
             let routed = this
                 .inner
