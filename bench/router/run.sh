@@ -136,11 +136,11 @@ print(user / tick, system / tick)
 PY
 }
 
-# Runs the load tool (its own CPU from its rusage) and reports, per request, the CPU time
-# of the proxy (user and system), the backend and the load tool, in µs. The figures explain
-# the throughput: the machine is CPU-bound, so requests/s ≈ cores / (sum of the four).
-# Output: the tool's output, then a line "CPU <proxy user> <proxy sys> <backend> <client>".
-measured() { # proxy-pids(space separated, may be empty) -- command...
+# Runs the load tool COMMAND and prints its output, then its CPU seconds (from its rusage)
+# as "CLIENT <s>", then the proxy's and the backend's CPU readings before and after as
+# "PROXY <user> <sys> <user> <sys> BACKEND <user> <sys> <user> <sys>". Per request, these
+# explain the throughput: the machine is CPU-bound, so requests/s ≈ cores / their sum.
+measured() { # "proxy pids" (space separated, may be empty) command...
   local proxy=$1; shift
   local p0 b0 p1 b1
   p0=$(cpu_of $proxy); b0=$(cpu_of "$BACKEND_PID")
