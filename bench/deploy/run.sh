@@ -13,7 +13,8 @@ for pkg in skopeo podman wrk curl jq bc; do
 done
 cargo build --release --locked --bin runway -q
 cargo build --release --locked -q -p runway-runtime --features test-util --example testapp_image
-runway=$PWD/target/release/runway
+target=${CARGO_TARGET_DIR:-$PWD/target}
+runway=$target/release/runway
 work=$(mktemp -d /tmp/runway-bench-deploy.XXXX)
 data=$work/data
 podman_() { podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs "$@"; }
@@ -39,7 +40,7 @@ export RUNWAY_DATA_DIR=$data
 registry=$(jq -r .registry "$data/endpoints.json" | sed 's|http://||')
 https=$(jq -r .https "$data/endpoints.json" | sed 's|https://||'); port=${https##*:}
 creds="$(awk '/aws_access_key_id/{print $3}' "$data/credentials"):$(awk '/aws_secret_access_key/{print $3}' "$data/credentials")"
-target/release/examples/testapp_image "$work/image" 2>/dev/null
+"$target/release/examples/testapp_image" "$work/image" 2>/dev/null
 push() { skopeo copy --quiet --dest-tls-verify=false --dest-creds "$creds" "oci:$work/image:testapp" "docker://$registry/$1"; }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -5,6 +5,7 @@
 use crate::program::{self, ProgramError};
 use crate::subnet::Subnet;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +27,21 @@ pub fn exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Creates the bridge if it is missing, gives it `subnet`'s gateway address and brings it
-/// up. Safe to repeat, and to race with another process doing the same.
+/// The bridge's own link address: fixed (locally administered, from its name). A bridge
+/// left to choose takes the lowest address among its ports and changes it as instances
+/// come and go, and instances that cached the gateway's old address cannot reach the
+/// host until they resolve it again.
+fn bridge_mac(name: &str) -> String {
+    let digest = Sha256::digest(format!("runway bridge {name}"));
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2], digest[3], digest[4]
+    )
+}
+
+/// Creates the bridge if it is missing, gives it a fixed link address and `subnet`'s
+/// gateway address and brings it up. Safe to repeat, and to race with another process
+/// doing the same.
 pub fn ensure_bridge(name: &str, subnet: Subnet) -> Result<(), ProgramError> {
     if !exists(name) {
         match program::run("ip", &["link", "add", name, "type", "bridge"], None) {
@@ -42,7 +56,8 @@ pub fn ensure_bridge(name: &str, subnet: Subnet) -> Result<(), ProgramError> {
         "ip",
         &["-batch", "-"],
         Some(&format!(
-            "addr replace {addr} dev {name}\nlink set {name} up\n"
+            "link set {name} address {mac}\naddr replace {addr} dev {name}\nlink set {name} up\n",
+            mac = bridge_mac(name),
         )),
     )?;
     Ok(())
@@ -92,7 +107,9 @@ pub fn delete_namespace(name: &str) -> Result<(), ProgramError> {
 }
 
 /// Creates namespace `netns` with `eth0` at `ip` (default route via the gateway), joined
-/// to `bridge` by a veth pair whose host end is `veth`.
+/// to `bridge` by a veth pair whose host end is `veth`. The host forgets the link address
+/// it knew for `ip` first: an earlier instance's, which it would go on sending to for
+/// seconds (health checks and requests lost) while other ports keep the bridge up.
 pub fn create_instance(
     netns: &str,
     veth: &str,
@@ -104,7 +121,8 @@ pub fn create_instance(
         "ip",
         &["-batch", "-"],
         Some(&format!(
-            "netns add {netns}\n\
+            "neigh flush to {ip} dev {bridge}\n\
+             netns add {netns}\n\
              link add {veth} type veth peer name eth0 netns {netns}\n\
              link set {veth} master {bridge} up\n"
         )),

@@ -163,6 +163,42 @@ fn attach_is_idempotent_and_rebuilds_a_partial_attachment() {
     assert!(net.attach("bad\nname", "svc").is_err());
 }
 
+#[test]
+fn an_address_given_again_is_reached_at_once() {
+    let (net, _guard) = network();
+    let on = |ip: Ipv4Addr| SocketAddr::from((ip, 8000));
+    let bridge_mac = || {
+        std::fs::read_to_string(
+            Path::new("/sys/class/net")
+                .join(&net.config().bridge)
+                .join("address"),
+        )
+        .unwrap()
+    };
+    let gateway_mac = bridge_mac();
+    // Another instance keeps the bridge's carrier up (without one the kernel forgets the
+    // bridge's neighbours anyway).
+    net.attach("other", "svc").unwrap();
+    let first = net.attach("old", "svc").unwrap();
+    serve(in_netns(&first.netns, || {
+        TcpListener::bind("0.0.0.0:8000").unwrap()
+    }));
+    // The host learns the old instance's link address.
+    assert!(reaches(on(first.ip)));
+    net.detach("old").unwrap();
+    // The next instance gets the same address behind a new veth: the host must not keep
+    // sending to the old one's link address (it would until it probes again, seconds
+    // later).
+    let second = net.attach("new", "svc").unwrap();
+    assert_eq!(second.ip, first.ip);
+    serve(in_netns(&second.netns, || {
+        TcpListener::bind("0.0.0.0:8000").unwrap()
+    }));
+    assert!(reaches(on(second.ip)));
+    // The gateway's link address, which instances cache, stays what it was.
+    assert_eq!(bridge_mac(), gateway_mac);
+}
+
 /// Runs `ip` with `args`, panicking on failure.
 fn ip(args: &[&str]) {
     let out = std::process::Command::new("ip")
