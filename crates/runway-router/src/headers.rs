@@ -168,31 +168,38 @@ impl Forwarded {
         proto: &'static str,
         host: HeaderValue,
     ) -> Self {
-        let forwarded_for = match headers.get_all(&X_FORWARDED_FOR).iter().next() {
-            None => client.clone(),
-            Some(_) => {
-                let mut xff: Vec<u8> = Vec::with_capacity(64);
-                for value in headers.get_all(&X_FORWARDED_FOR) {
-                    let text = value.as_bytes().trim_ascii();
-                    if !text.is_empty() {
-                        xff.extend_from_slice(text);
-                        xff.extend_from_slice(b", ");
-                    }
+        // One pass over the client's headers (a request has few) instead of a lookup,
+        // with its hashing, for each of the three names.
+        let mut xff: Vec<u8> = Vec::new();
+        let mut ids = Seen::None;
+        let mut traces = Seen::None;
+        for (name, value) in headers {
+            if *name == X_FORWARDED_FOR {
+                let text = value.as_bytes().trim_ascii();
+                if !text.is_empty() {
+                    xff.extend_from_slice(text);
+                    xff.extend_from_slice(b", ");
                 }
-                xff.extend_from_slice(client.as_bytes());
-                // Built from header values' bytes, separators and an address: valid.
-                HeaderValue::from_maybe_shared(bytes::Bytes::from(xff))
-                    .unwrap_or_else(|_| client.clone())
+            } else if *name == X_REQUEST_ID {
+                ids.see(value);
+            } else if *name == X_AMZN_TRACE_ID {
+                traces.see(value);
             }
+        }
+        let forwarded_for = if xff.is_empty() {
+            client.clone()
+        } else {
+            xff.extend_from_slice(client.as_bytes());
+            // Built from header values' bytes, separators and an address: valid.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(xff))
+                .unwrap_or_else(|_| client.clone())
         };
-        let mut ids = headers.get_all(&X_REQUEST_ID).iter();
-        let (request_id, new_request_id) = match (ids.next(), ids.next()) {
-            (Some(first), None) if valid_request_id(first) => (first.clone(), false),
+        let (request_id, new_request_id) = match ids {
+            Seen::One(first) if valid_request_id(first) => (first.clone(), false),
             _ => (new_request_id(), true),
         };
-        let mut traces = headers.get_all(&X_AMZN_TRACE_ID).iter();
-        let trace_id = match (traces.next(), traces.next()) {
-            (Some(first), None) if valid_trace_id(first) => None,
+        let trace_id = match traces {
+            Seen::One(first) if valid_trace_id(first) => None,
             _ => Some(new_trace_id()),
         };
         Forwarded {
@@ -257,6 +264,22 @@ impl Forwarded {
         if let Some(trace) = &self.trace_id {
             line(&X_AMZN_TRACE_ID, trace);
         }
+    }
+}
+
+/// How often a request names a header: a value is passed on only when it is named once.
+enum Seen<'a> {
+    None,
+    One(&'a HeaderValue),
+    Many,
+}
+
+impl<'a> Seen<'a> {
+    fn see(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Seen::None => Seen::One(value),
+            _ => Seen::Many,
+        };
     }
 }
 
