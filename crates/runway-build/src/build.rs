@@ -714,12 +714,7 @@ impl Builder {
             committed.size
         ));
         Ok(NewLayer {
-            file: layer::LayerFile {
-                path: committed.path,
-                digest: committed.digest,
-                diff_id: committed.diff_id,
-                size: committed.size,
-            },
+            file: committed,
             created_by: format!(
                 "RUN {}",
                 commands

@@ -4,8 +4,9 @@
 //! is that interface, so that the build's orchestration is tested with a fake; the
 //! runtime's implementation is in [`crate::runtime_jobs`].
 
+use crate::layer::LayerFile;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -47,18 +48,6 @@ impl JobExit {
     }
 }
 
-/// The changes a job made to its container's file system, as a gzipped OCI layer (with
-/// whiteouts for what it removed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommittedLayer {
-    pub path: PathBuf,
-    /// The digest of the gzipped file.
-    pub digest: String,
-    /// The digest of the uncompressed tar.
-    pub diff_id: String,
-    pub size: u64,
-}
-
 /// Why a job could not be run, committed or removed (not a failing command: that is a
 /// [`JobExit`]).
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +69,12 @@ pub trait BuildJob: Send {
     /// Waits for the job to end (or be killed at its deadline).
     fn wait(&mut self) -> BoxFuture<'_, Result<JobExit, JobError>>;
 
-    /// Writes the container's changes as a gzipped layer into the directory `out_dir`.
+    /// Writes the container's changes as a gzipped layer (with whiteouts for what it
+    /// removed) into the directory `out_dir`.
     fn commit_layer<'a>(
         &'a mut self,
         out_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<CommittedLayer, JobError>>;
+    ) -> BoxFuture<'a, Result<LayerFile, JobError>>;
 
     /// Removes the container and its scratch space.
     fn remove(self: Box<Self>) -> BoxFuture<'static, Result<(), JobError>>;

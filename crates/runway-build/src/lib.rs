@@ -52,7 +52,7 @@ pub use build::{APP_DIR, BuildError, BuildRequest, BuildResult, Builder, Builder
 pub use config::{AppRunnerConfig, ConfigFileError, SecretRef};
 pub use git::{check_source, is_branch_name};
 pub use image::{ImageError, ImportedRootfs, RootfsOptions, import_layer, import_rootfs};
-pub use job::{BuildJob, BuildJobs, CommittedLayer, JobError, JobExit, JobMount, JobRequest};
+pub use job::{BuildJob, BuildJobs, JobError, JobExit, JobMount, JobRequest};
 pub use layer::{LayerFile, pack_source};
 pub use plan::{BuildPlan, PlanError, PlanOrigin};
 pub use runtimes::{Family, Runtime, RuntimeImages};

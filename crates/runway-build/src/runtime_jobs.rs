@@ -2,7 +2,8 @@
 //! [`runway_runtime::LocalRuntime`], whose jobs are runc containers with the instances'
 //! isolation, an overlay whose upper directory is committed as the build's layer.
 
-use crate::job::{BoxFuture, BuildJob, BuildJobs, CommittedLayer, JobError, JobExit, JobRequest};
+use crate::job::{BoxFuture, BuildJob, BuildJobs, JobError, JobExit, JobRequest};
+use crate::layer::LayerFile;
 use runway_runtime::{Job, LocalRuntime};
 use std::path::Path;
 
@@ -42,14 +43,14 @@ impl BuildJob for RuntimeJob {
     fn commit_layer<'a>(
         &'a mut self,
         out_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<CommittedLayer, JobError>> {
+    ) -> BoxFuture<'a, Result<LayerFile, JobError>> {
         Box::pin(async move {
             let layer = self
                 .0
                 .commit_layer(out_dir)
                 .await
                 .map_err(|e| JobError(e.to_string()))?;
-            Ok(CommittedLayer {
+            Ok(LayerFile {
                 path: layer.path,
                 digest: layer.digest,
                 diff_id: layer.diff_id,

@@ -4,7 +4,7 @@
 //! `$RUNWAY_TEST_BASE_DIR`) with a file lock, since debootstrap takes minutes.
 
 use crate::image::{ImportedRootfs, RootfsOptions};
-use crate::job::{BoxFuture, BuildJob, BuildJobs, CommittedLayer, JobError, JobExit, JobRequest};
+use crate::job::{BoxFuture, BuildJob, BuildJobs, JobError, JobExit, JobRequest};
 use crate::layer::{self, LayerFile};
 use runway_registry::{Registry, RegistryConfig};
 use std::collections::VecDeque;
@@ -150,7 +150,7 @@ impl BuildJob for FakeJob {
     fn commit_layer<'a>(
         &'a mut self,
         out_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<CommittedLayer, JobError>> {
+    ) -> BoxFuture<'a, Result<LayerFile, JobError>> {
         Box::pin(async move {
             let tmp = tempfile::tempdir().map_err(|e| JobError(e.to_string()))?;
             for (name, data) in &self.run.files {
@@ -161,14 +161,7 @@ impl BuildJob for FakeJob {
                 std::fs::write(&path, data).map_err(|e| JobError(e.to_string()))?;
             }
             let out = out_dir.join(format!("{}.tar.gz", uuid::Uuid::new_v4().simple()));
-            let l =
-                layer::write_source_layer(tmp.path(), &out).map_err(|e| JobError(e.to_string()))?;
-            Ok(CommittedLayer {
-                path: l.path,
-                digest: l.digest,
-                diff_id: l.diff_id,
-                size: l.size,
-            })
+            layer::write_source_layer(tmp.path(), &out).map_err(|e| JobError(e.to_string()))
         })
     }
 
