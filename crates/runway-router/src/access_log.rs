@@ -10,11 +10,12 @@
 //! request. Only when nothing came for a while does it sleep in the channel again.
 
 use crate::config::AccessLogConfig;
+use crate::text::{HEX, push_decimal, push_ip};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -149,22 +150,6 @@ fn push_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 fn push_optional(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         Some(text) => push_str(out, text),
@@ -174,21 +159,16 @@ fn push_optional(out: &mut Vec<u8>, text: Option<&str>) {
 
 fn push_client(out: &mut Vec<u8>, client: SocketAddr) {
     out.push(b'"');
-    match client.ip().to_canonical() {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_u64(out, u64::from(*octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "[{v6}]");
-        }
+    let ip = client.ip().to_canonical();
+    if ip.is_ipv6() {
+        out.push(b'[');
+        push_ip(out, ip);
+        out.push(b']');
+    } else {
+        push_ip(out, ip);
     }
     out.push(b':');
-    push_u64(out, u64::from(client.port()));
+    push_decimal(out, u64::from(client.port()));
     out.push(b'"');
 }
 
@@ -303,20 +283,20 @@ impl Writer {
         line.extend_from_slice(b",\"path\":");
         push_str(line, &entry.path);
         line.extend_from_slice(b",\"status\":");
-        push_u64(line, u64::from(entry.status));
+        push_decimal(line, u64::from(entry.status));
         // Milliseconds to the microsecond, written as a decimal.
         let micros = entry.duration.as_micros().min(u128::from(u64::MAX)) as u64;
         line.extend_from_slice(b",\"duration_ms\":");
-        push_u64(line, micros / 1000);
+        push_decimal(line, micros / 1000);
         line.push(b'.');
         let frac = micros % 1000;
         line.push(b'0' + (frac / 100) as u8);
         line.push(b'0' + (frac / 10 % 10) as u8);
         line.push(b'0' + (frac % 10) as u8);
         line.extend_from_slice(b",\"bytes_in\":");
-        push_u64(line, entry.bytes_in);
+        push_decimal(line, entry.bytes_in);
         line.extend_from_slice(b",\"bytes_out\":");
-        push_u64(line, entry.bytes_out);
+        push_decimal(line, entry.bytes_out);
         line.extend_from_slice(b",\"request_id\":");
         push_str(line, entry.request_id.to_str().unwrap_or(""));
         line.extend_from_slice(b",\"client\":");

@@ -3,8 +3,8 @@
 //! no panic on any header map (fuzzed in `fuzz/`).
 
 use crate::rand::next_u64;
+use crate::text::{HEX, push_ip};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -91,40 +91,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::UPGRADE);
-    }
-}
-
-/// Writes an IP address as text into `out` without the formatting machinery for the
-/// common IPv4 case.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                let o = *octet;
-                if o >= 100 {
-                    out.push(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    out.push(b'0' + (o / 10) % 10);
-                }
-                out.push(b'0' + o % 10);
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(VecWriter(out), "{v6}");
-        }
-    }
-}
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -282,8 +248,6 @@ impl<'a> Seen<'a> {
         };
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `n` as 16 hex digits into `out`.
 fn put_hex(out: &mut [u8], n: u64) {

@@ -29,6 +29,7 @@ mod server;
 mod table;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+mod text;
 mod upstream;
 
 /// Entry points for the fuzz targets in `fuzz/` (not an API).
