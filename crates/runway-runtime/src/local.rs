@@ -820,16 +820,16 @@ impl Inner {
         Err(RuntimeError::Start(reason))
     }
 
-    /// Removes an instance's container, mount, scratch, network and cgroup, keeping its
-    /// logs. Safe to repeat.
-    fn teardown(&self, id: &InstanceId) -> Result<()> {
-        let dir = self.config.instance_dir(id);
-        if let Some(pid) = shim::running_shim(&dir)
+    /// Kills the shim whose files are in `dir`, deletes container `id` and unmounts its
+    /// root file system (`dir/rootfs`): how removing an instance or a job begins. Safe to
+    /// repeat.
+    fn remove_container(&self, dir: &Path, id: &str) -> Result<()> {
+        if let Some(pid) = shim::running_shim(dir)
             && let Some(pid) = rustix::process::Pid::from_raw(pid)
         {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
-        self.oci.delete(id.as_str())?;
+        self.oci.delete(id)?;
         let rootfs = dir.join("rootfs");
         rootfs::unmount(&rootfs)?;
         if rootfs::is_mounted(&rootfs) {
@@ -838,6 +838,14 @@ impl Inner {
                 rootfs.display()
             )));
         }
+        Ok(())
+    }
+
+    /// Removes an instance's container, mount, scratch, network and cgroup, keeping its
+    /// logs. Safe to repeat.
+    fn teardown(&self, id: &InstanceId) -> Result<()> {
+        let dir = self.config.instance_dir(id);
+        self.remove_container(&dir, id.as_str())?;
         remove_all_but_logs(&dir)?;
         self.net.detach(id.as_str())?;
         if let Ok(cgroups) = Cgroups::detect() {

@@ -441,20 +441,7 @@ impl Inner {
     /// Removes a job's container, mount, directory, network and cgroup. Safe to repeat.
     pub(super) fn teardown_job(&self, id: &JobId) -> Result<()> {
         let dir = self.config.job_dir(id);
-        if let Some(pid) = shim::running_shim(&dir)
-            && let Some(pid) = rustix::process::Pid::from_raw(pid)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-        self.oci.delete(id.as_str())?;
-        let rootfs = dir.join("rootfs");
-        rootfs::unmount(&rootfs)?;
-        if rootfs::is_mounted(&rootfs) {
-            return Err(RuntimeError::Internal(format!(
-                "{} is still mounted",
-                rootfs.display()
-            )));
-        }
+        self.remove_container(&dir, id.as_str())?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
