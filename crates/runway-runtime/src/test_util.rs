@@ -5,7 +5,7 @@
 //! failed test.
 
 use crate::image::{ImageRef, OciLayout, sha256_digest};
-use crate::local::{RuntimeConfig, ShimCommand, purge};
+use crate::local::{LocalRuntime, RuntimeConfig, ShimCommand, purge};
 use crate::{HealthCheck, InstanceSpec, Probe};
 use runway_net::{NetConfig, Subnet};
 use serde_json::json;
@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -571,6 +571,23 @@ impl TestEnv {
         config.backoff.initial = Duration::from_millis(200);
         config.backoff.max = Duration::from_secs(5);
         TestEnv { config, _net: net }
+    }
+
+    /// Opens a runtime on this environment with its records in `store` and its images
+    /// from `layout`.
+    pub async fn open(
+        &self,
+        store: &Arc<runway_store::SqliteStore>,
+        layout: &OciLayout,
+    ) -> LocalRuntime {
+        LocalRuntime::open(
+            self.config.clone(),
+            store.clone(),
+            Arc::new(layout.clone()),
+            &mut Default::default(),
+        )
+        .await
+        .expect("the runtime opens")
     }
 }
 

@@ -42,7 +42,7 @@ async fn setup() -> Setup {
     let images = tempfile::tempdir().unwrap();
     let (layout, image) = testapp_image(images.path());
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     Setup {
         rt,
         image,
@@ -51,17 +51,6 @@ async fn setup() -> Setup {
         env,
         _images: images,
     }
-}
-
-async fn open(env: &TestEnv, store: &Arc<SqliteStore>, layout: &OciLayout) -> LocalRuntime {
-    LocalRuntime::open(
-        env.config.clone(),
-        store.clone(),
-        Arc::new(layout.clone()),
-        &mut Default::default(),
-    )
-    .await
-    .expect("the runtime opens")
 }
 
 async fn healthy(rt: &LocalRuntime, id: &InstanceId) -> InstanceStatus {
@@ -309,7 +298,7 @@ async fn a_start_command_runs_through_the_shell_as_the_image_user() {
     let images = tempfile::tempdir().unwrap();
     let (layout, image) = busybox_image(images.path());
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     let mut spec = testapp_spec("svc-sh", &image);
     spec.start_command = Some("GREETING='from the shell' exec /app".into());
     let id = rt.start(spec).await.unwrap();
@@ -344,7 +333,7 @@ async fn a_start_command_runs_through_the_shell_as_the_image_user() {
     )
     .unwrap();
     drop(rt);
-    let rt = open(&env, &store, &user_layout).await;
+    let rt = env.open(&store, &user_layout).await;
     let id = rt
         .start(testapp_spec("svc-user", &user_image))
         .await
@@ -429,7 +418,7 @@ async fn logs_carry_timestamps_follow_and_survive_the_runtime_being_gone() {
     } = s;
     drop(rt);
     get(status.addr, "/log?text=while%20runway%20was%20down").await;
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     let lines = collect_until(&rt, query(false), |ls| {
         ls.iter().any(|l| l.text == "while runway was down")
     })
@@ -542,7 +531,7 @@ async fn after_kill_9_of_the_runtime_instances_keep_serving_and_are_adopted() {
     child.kill(); // SIGKILL
 
     let store = Arc::new(SqliteStore::open(&db).unwrap());
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     let status = healthy(&rt, &id).await;
     assert_eq!(get(status.addr, "/").await.0, 200, "it serves");
     assert_eq!(rt.list().len(), 1, "adopted, not duplicated");
@@ -590,7 +579,7 @@ async fn opening_removes_what_a_crash_left_behind() {
     }
     let dir = env.config.instance_dir(&id);
     assert!(runway_runtime::rootfs::is_mounted(&dir.join("rootfs")));
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     assert!(rt.list().is_empty());
     assert!(
         get_fails(status.addr).await,
@@ -697,7 +686,7 @@ async fn a_stop_or_a_start_cut_short_by_a_crash_is_finished_when_the_runtime_ope
     oci.delete(creating.as_str()).unwrap();
     set_stored_state(&store, &creating, "creating");
 
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     assert!(rt.list().is_empty(), "{:?}", rt.list());
     assert!(get_fails(stopping_addr).await);
     assert!(get_fails(creating_addr).await);

@@ -11,7 +11,7 @@ use runway_runtime::test_util::{
 };
 use runway_runtime::{
     ImageRef, InstanceState, Job, JobId, JobLine, JobMount, JobSpec, LocalRuntime, LogQuery,
-    OciLayout, Runtime, RuntimeError, ShimCommand, Stream,
+    Runtime, RuntimeError, ShimCommand, Stream,
 };
 use runway_store::SqliteStore;
 use std::collections::BTreeSet;
@@ -74,24 +74,13 @@ async fn setup() -> Setup {
     )
     .unwrap();
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     Setup {
         rt,
         image,
         env,
         _images: images,
     }
-}
-
-async fn open(env: &TestEnv, store: &Arc<SqliteStore>, layout: &OciLayout) -> LocalRuntime {
-    LocalRuntime::open(
-        env.config.clone(),
-        store.clone(),
-        Arc::new(layout.clone()),
-        &mut Default::default(),
-    )
-    .await
-    .expect("the runtime opens")
 }
 
 fn job(image: &ImageRef, script: &str) -> JobSpec {
@@ -572,7 +561,7 @@ async fn jobs_left_by_a_crash_are_killed_and_removed_when_the_runtime_opens() {
     );
 
     let store = Arc::new(SqliteStore::open(&db).unwrap());
-    let rt = open(&env, &store, &layout).await;
+    let rt = env.open(&store, &layout).await;
     for id in [a, b] {
         assert_eq!(leftovers(&env, id), Vec::<String>::new(), "job {id}");
     }
