@@ -574,6 +574,13 @@ impl TestRouter {
         }
     }
 
+    /// Routes to exactly `services` (a valid table, or the test fails).
+    pub fn set_services(&self, services: Vec<crate::ServiceRoute>) {
+        self.router
+            .set_routes(crate::RouteTable { services })
+            .expect("a valid route table");
+    }
+
     /// The Prometheus text of the router's metrics.
     pub fn metrics_text(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
-use runway_router::{Endpoint, QueueConfig, RouteTable, RouterConfig};
+use runway_router::{Endpoint, QueueConfig, RouterConfig};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,12 +17,7 @@ async fn in_flight_per_instance_never_exceeds_max_concurrency_under_a_burst() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", HOST, "rev", vec![a.endpoint(), b.endpoint()]);
     svc.max_concurrency = 3;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let addr = router.addr;
     let burst: Vec<_> = (0..40)
         .map(|_| tokio::spawn(async move { get(addr, HOST, "/wait").await }))
@@ -55,12 +50,7 @@ async fn queued_requests_complete_when_capacity_frees() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
     svc.max_concurrency = 1;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let addr = router.addr;
     let first = tokio::spawn(async move { get(addr, HOST, "/wait").await });
     a.wait_for_waiting(1).await;
@@ -81,12 +71,7 @@ async fn queued_requests_complete_when_capacity_frees() {
 async fn scale_from_zero_signals_demand_and_serves_the_queue_when_an_instance_arrives() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let svc = service("svc", HOST, "rev0", vec![]);
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     let mut demand = router.router.demand();
     let addr = router.addr;
     let waiting: Vec<_> = (0..3)
@@ -104,12 +89,7 @@ async fn scale_from_zero_signals_demand_and_serves_the_queue_when_an_instance_ar
     eventually(|| router.router.stats()[0].queued == 3).await;
     // The controller starts an instance and publishes it.
     let a = Backend::start("a").await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev0", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev0", vec![a.endpoint()])]);
     for w in waiting {
         assert_eq!(w.await.unwrap().body, "hello from a");
     }
@@ -126,12 +106,7 @@ async fn a_full_queue_or_a_long_wait_gets_503_with_retry_after() {
         capacity: 1,
         max_wait: Duration::from_secs(60),
     };
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     let addr = router.addr;
     let busy = tokio::spawn(async move { get(addr, HOST, "/wait").await });
     a.wait_for_waiting(1).await;
@@ -147,12 +122,7 @@ async fn a_full_queue_or_a_long_wait_gets_503_with_retry_after() {
         capacity: 10,
         max_wait: Duration::from_millis(100),
     };
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let reply = get(addr, HOST, "/").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.headers.contains_key("retry-after"));
@@ -176,12 +146,7 @@ async fn a_slow_instance_gets_504_and_sees_the_request_cancelled() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
     svc.request_timeout = Duration::from_secs(1);
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let reply = get(router.addr, HOST, "/wait").await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
     eventually(|| a.stats.cancelled.load(Ordering::SeqCst) == 1).await;
@@ -194,12 +159,7 @@ async fn a_slow_instance_gets_504_and_sees_the_request_cancelled() {
 async fn a_client_that_disconnects_cancels_the_upstream_request() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     // Waiting for the response headers.
     let addr = router.addr;
     let client = tokio::spawn(async move { get(addr, HOST, "/wait").await });
@@ -241,12 +201,7 @@ async fn a_refused_connection_is_retried_on_another_instance() {
         instance_id: "dead".into(),
         addr: dead,
     };
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![dead, a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![dead, a.endpoint()])]);
     for i in 0..20 {
         // A body that must arrive whole, even when the first instance refused.
         let req = Request::post("/echo")
@@ -265,17 +220,12 @@ async fn a_request_whose_body_was_sent_is_never_retried() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service(
-                "svc",
-                HOST,
-                "rev",
-                vec![a.endpoint(), b.endpoint()],
-            )],
-        })
-        .unwrap();
+    router.set_services(vec![service(
+        "svc",
+        HOST,
+        "rev",
+        vec![a.endpoint(), b.endpoint()],
+    )]);
     // Both instances read the body, then drop the connection.
     for _ in 0..10 {
         let req = Request::post("/close")
@@ -296,12 +246,7 @@ async fn a_request_whose_body_was_sent_is_never_retried() {
 async fn graceful_shutdown_finishes_requests_in_flight() {
     let a = Backend::start("a").await;
     let mut router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     let addr = router.addr;
     let held = tokio::spawn(async move { get(addr, HOST, "/wait").await });
     a.wait_for_waiting(1).await;
@@ -319,12 +264,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_queued_on_a_revision_that_leaves_go_to_its_successor() {
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "old-rev", vec![])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "old-rev", vec![])]);
     let addr = router.addr;
     let waiting: Vec<_> = (0..3)
         .map(|_| tokio::spawn(async move { get(addr, HOST, "/").await }))
@@ -332,12 +272,7 @@ async fn requests_queued_on_a_revision_that_leaves_go_to_its_successor() {
     eventually(|| router.router.stats().first().is_some_and(|s| s.queued == 3)).await;
     // A deployment replaces the revision before it ever had an instance.
     let a = Backend::start("new").await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "new-rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "new-rev", vec![a.endpoint()])]);
     for w in waiting {
         assert_eq!(w.await.unwrap().body, "hello from new");
     }
@@ -354,12 +289,7 @@ async fn an_instance_out_of_the_table_reports_requests_it_still_serves() {
     let both = service("svc", HOST, "rev", vec![a.endpoint(), b.endpoint()]);
     let mut svc = both.clone();
     svc.revisions[0].endpoints = vec![a.endpoint()];
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     let addr = router.addr;
     let held = tokio::spawn(async move { get(addr, HOST, "/wait").await });
     a.wait_for_waiting(1).await;
@@ -369,12 +299,7 @@ async fn an_instance_out_of_the_table_reports_requests_it_still_serves() {
     // `a` leaves the table (scale-in): still one request on it, none new.
     let mut only_b = both.clone();
     only_b.revisions[0].endpoints = vec![b.endpoint()];
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![only_b],
-        })
-        .unwrap();
+    router.set_services(vec![only_b]);
     let load = router.router.instance_load("a");
     assert_eq!((load.routed, load.in_flight), (false, 1));
     assert_eq!(get(addr, HOST, "/").await.status, StatusCode::OK);
@@ -387,12 +312,7 @@ async fn an_instance_out_of_the_table_reports_requests_it_still_serves() {
     b.wait_for_waiting(1).await;
     let mut other = svc;
     other.revisions[0].revision_id = "rev-2".into();
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![other],
-        })
-        .unwrap();
+    router.set_services(vec![other]);
     let load = router.router.instance_load("b");
     assert_eq!((load.routed, load.in_flight), (false, 1));
     b.release(1);

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{Full, StreamBody};
+use runway_router::RouterConfig;
 use runway_router::test_util::{Backend, TestRouter, get, send_h1, service};
-use runway_router::{RouteTable, RouterConfig};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,12 +14,7 @@ async fn router_with(config: RouterConfig, backend: &Backend) -> TestRouter {
     let router = TestRouter::start(config).await;
     let mut svc = service("svc", HOST, "rev", vec![backend.endpoint()]);
     svc.max_request_body = 1000;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     router
 }
 

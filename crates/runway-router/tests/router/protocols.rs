@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use runway_router::test_util::{
     Backend, Extra, TestRouter, full, grpc_frame, grpc_messages, h2c_client, service,
 };
-use runway_router::{RouteTable, RouterConfig, Upstream};
+use runway_router::{RouterConfig, Upstream};
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -23,12 +23,7 @@ async fn http2_clients_are_served_over_h1_and_h2c_instances() {
     for upstream in [Upstream::Http1, Upstream::H2c] {
         let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
         svc.upstream = upstream;
-        router
-            .router
-            .set_routes(RouteTable {
-                services: vec![svc],
-            })
-            .unwrap();
+        router.set_services(vec![svc]);
         let mut client = h2c_client(router.addr).await;
         // Several streams on one connection, at once.
         let mut replies = Vec::new();
@@ -62,12 +57,7 @@ async fn http2_clients_are_served_over_h1_and_h2c_instances() {
 async fn server_sent_events_arrive_before_the_response_ends() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -96,12 +86,7 @@ async fn server_sent_events_arrive_before_the_response_ends() {
 async fn request_bodies_stream_to_the_instance() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -151,12 +136,7 @@ async fn grpc_works_end_to_end_through_h2c() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
     svc.upstream = Upstream::H2c;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let mut client = h2c_client(router.addr).await;
 
     // Unary.
@@ -242,12 +222,7 @@ async fn websockets_echo_through_the_router_and_count_as_one_request() {
         let router = TestRouter::start(RouterConfig::default()).await;
         let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
         svc.upstream = upstream;
-        router
-            .router
-            .set_routes(RouteTable {
-                services: vec![svc],
-            })
-            .unwrap();
+        router.set_services(vec![svc]);
         let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
         let url = format!("ws://{HOST}/ws");
         let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.unwrap();
@@ -276,12 +251,7 @@ async fn websockets_echo_through_the_router_and_count_as_one_request() {
 async fn http1_keep_alive_reuses_instance_connections() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -313,12 +283,7 @@ async fn http1_keep_alive_reuses_instance_connections() {
 async fn websockets_over_http2_extended_connect_reach_http1_instances() {
     let a = Backend::start_with("ws", Some(websocket_echo())).await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
     let mut client = h2c_client(router.addr).await;
     // A first request, so that the router's SETTINGS (extended CONNECT enabled) are in.
     let warm = client

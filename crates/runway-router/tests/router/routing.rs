@@ -17,15 +17,10 @@ async fn hosts_route_to_their_service_and_unknown_hosts_get_404() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc_b = service("svcb", "b-2.runway.localhost", "revb", vec![b.endpoint()]);
     svc_b.hosts.push("www.example.com".into());
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![
-                service("svca", "a-1.runway.localhost", "reva", vec![a.endpoint()]),
-                svc_b,
-            ],
-        })
-        .unwrap();
+    router.set_services(vec![
+        service("svca", "a-1.runway.localhost", "reva", vec![a.endpoint()]),
+        svc_b,
+    ]);
     let reply = get(router.addr, "a-1.runway.localhost", "/").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "hello from a");
@@ -49,12 +44,7 @@ async fn paused_services_answer_503_and_bad_tables_are_refused() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", "app-1.runway.localhost", "rev", vec![a.endpoint()]);
     svc.paused = true;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     let reply = get(router.addr, "app-1.runway.localhost", "/").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.body.contains("paused"));
@@ -103,12 +93,7 @@ async fn paused_services_answer_503_and_bad_tables_are_refused() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 
     svc.paused = false;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let reply = get(router.addr, "app-1.runway.localhost", "/").await;
     assert_eq!(reply.body, "hello from a");
 }
@@ -131,12 +116,7 @@ async fn traffic_is_split_by_percent_and_tags_reach_their_revision() {
         tag: Some("canary".into()),
         endpoints: vec![green.endpoint()],
     });
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     let n = 400;
     for _ in 0..n {
         let reply = get(router.addr, "app-1.runway.localhost", "/").await;
@@ -159,12 +139,7 @@ async fn traffic_is_split_by_percent_and_tags_reach_their_revision() {
     // A tag with 0 percent: reachable only by its tagged host.
     svc.revisions[0].percent = 100;
     svc.revisions[1].percent = 0;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let before = green.requests();
     for _ in 0..20 {
         assert_eq!(
@@ -195,12 +170,7 @@ async fn plain_http_is_redirected_to_https_unless_switched_off_or_acme() {
     let router = TestRouter::start(RouterConfig::default()).await;
     let mut svc = service("svc", "app-1.runway.localhost", "rev", vec![a.endpoint()]);
     svc.https_redirect = true;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc.clone()],
-        })
-        .unwrap();
+    router.set_services(vec![svc.clone()]);
     router.router.set_https_port(8443);
     let reply = get(router.addr, "app-1.runway.localhost:8080", "/path?q=1").await;
     assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
@@ -233,12 +203,7 @@ async fn plain_http_is_redirected_to_https_unless_switched_off_or_acme() {
     assert_eq!(reply.body, "tok.key-for-shop.example.com");
 
     svc.https_redirect = false;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![svc],
-        })
-        .unwrap();
+    router.set_services(vec![svc]);
     let reply = get(router.addr, "app-1.runway.localhost", "/").await;
     assert_eq!(reply.status, StatusCode::OK);
 }
@@ -247,17 +212,12 @@ async fn plain_http_is_redirected_to_https_unless_switched_off_or_acme() {
 async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service(
-                "svc",
-                "app-1.runway.localhost",
-                "rev",
-                vec![a.endpoint()],
-            )],
-        })
-        .unwrap();
+    router.set_services(vec![service(
+        "svc",
+        "app-1.runway.localhost",
+        "rev",
+        vec![a.endpoint()],
+    )]);
     let req = Request::get("/headers")
         .header("host", "app-1.runway.localhost:8080")
         .header("x-forwarded-for", "203.0.113.9")
@@ -314,12 +274,7 @@ async fn route_swaps_lose_no_request_in_flight() {
     let new = Backend::start("new").await;
     let router = TestRouter::start(RouterConfig::default()).await;
     let host = "app-1.runway.localhost";
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", host, "rev1", vec![old.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", host, "rev1", vec![old.endpoint()])]);
     // Requests held in flight on the old revision.
     let addr = router.addr;
     let held: Vec<_> = (0..5)
@@ -327,12 +282,7 @@ async fn route_swaps_lose_no_request_in_flight() {
         .collect();
     old.wait_for_waiting(5).await;
     // Swap to a new revision (a deployment), then keep swapping while traffic flows.
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", host, "rev2", vec![new.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", host, "rev2", vec![new.endpoint()])]);
     let stats = router.router.stats();
     let draining = stats
         .iter()
@@ -345,12 +295,7 @@ async fn route_swaps_lose_no_request_in_flight() {
         .collect();
     for i in 0..20 {
         let rev = if i % 2 == 0 { "rev2" } else { "rev3" };
-        router
-            .router
-            .set_routes(RouteTable {
-                services: vec![service("svc", host, rev, vec![new.endpoint()])],
-            })
-            .unwrap();
+        router.set_services(vec![service("svc", host, rev, vec![new.endpoint()])]);
         tokio::task::yield_now().await;
     }
     for t in traffic {
@@ -368,12 +313,7 @@ async fn route_swaps_lose_no_request_in_flight() {
             .load(std::sync::atomic::Ordering::SeqCst),
         0
     );
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service("svc", host, "rev2", vec![new.endpoint()])],
-        })
-        .unwrap();
+    router.set_services(vec![service("svc", host, "rev2", vec![new.endpoint()])]);
     assert!(
         router
             .router
@@ -392,17 +332,12 @@ async fn the_access_log_gets_a_json_line_per_request() {
         ..RouterConfig::default()
     };
     let router = TestRouter::start(config).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service(
-                "svc-log",
-                "app-1.runway.localhost",
-                "rev-log",
-                vec![a.endpoint()],
-            )],
-        })
-        .unwrap();
+    router.set_services(vec![service(
+        "svc-log",
+        "app-1.runway.localhost",
+        "rev-log",
+        vec![a.endpoint()],
+    )]);
     let reply = get(
         router.addr,
         "app-1.runway.localhost",
@@ -434,17 +369,12 @@ async fn the_access_log_gets_a_json_line_per_request() {
 async fn metrics_count_requests_per_revision() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
-    router
-        .router
-        .set_routes(RouteTable {
-            services: vec![service(
-                "svc-m",
-                "app-1.runway.localhost",
-                "rev-m",
-                vec![a.endpoint()],
-            )],
-        })
-        .unwrap();
+    router.set_services(vec![service(
+        "svc-m",
+        "app-1.runway.localhost",
+        "rev-m",
+        vec![a.endpoint()],
+    )]);
     for path in ["/", "/", "/status/404", "/status/503"] {
         get(router.addr, "app-1.runway.localhost", path).await;
     }
