@@ -200,7 +200,10 @@ impl Client {
             .send()
             .await
             .map_err(|e| {
-                anyhow!("cannot reach the runway registry: {e} (is `runway server` running?)")
+                anyhow!(
+                    "cannot reach the runway registry at {}: {e} (is `runway server` running?)",
+                    self.registry.as_deref().unwrap_or("?")
+                )
             })?;
         if response.status().is_success() {
             return Ok(response);
@@ -328,25 +331,10 @@ impl Client {
         method: reqwest::Method,
         path: &str,
     ) -> Result<(Value, Option<String>)> {
-        let base = self.registry.as_deref().ok_or_else(|| {
-            anyhow!("endpoints.json names no registry: is the server up to date?")
-        })?;
-        let url = format!("{base}{path}");
+        let base = self.registry_base()?;
         let response = self
-            .http
-            .request(method, &url)
-            .basic_auth(
-                self.credentials.access_key_id(),
-                Some(self.credentials.secret_access_key()),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the runway registry at {base}: {e} (is `runway server` running?)"
-                )
-            })?;
-        let status = response.status();
+            .registry_send(self.http.request(method, format!("{base}{path}")))
+            .await?;
         let next = response
             .headers()
             .get(reqwest::header::LINK)
@@ -354,14 +342,6 @@ impl Client {
             .and_then(|v| v.split_once('<').and_then(|(_, rest)| rest.split_once('>')))
             .map(|(path, _)| path.to_string());
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let error = &value["errors"][0];
-            bail!(
-                "the registry answered {status}: {} {}",
-                error["code"].as_str().unwrap_or(""),
-                error["message"].as_str().unwrap_or("")
-            );
-        }
         Ok((value, next))
     }
 }
