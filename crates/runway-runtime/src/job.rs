@@ -215,17 +215,8 @@ impl JobSpec {
                 ));
             }
         }
-        if self.cpu_units == 0 || self.cpu_units > 64 * 1024 {
-            return bad(format!(
-                "cpu units must be 1 to 65536, got {}",
-                self.cpu_units
-            ));
-        }
-        if self.memory_mb < 8 {
-            return bad(format!(
-                "memory must be at least 8 MB, got {}",
-                self.memory_mb
-            ));
+        if let Err(m) = crate::spec::check_limits(self.cpu_units, self.memory_mb) {
+            return bad(m);
         }
         if self.timeout.is_zero() {
             return bad("the job's timeout must be more than zero".into());

@@ -421,17 +421,8 @@ fn validate(spec: &InstanceSpec) -> Result<()> {
     if spec.port == 0 {
         return bad("port must be 1 to 65535".into());
     }
-    if spec.cpu_units == 0 || spec.cpu_units > 64 * 1024 {
-        return bad(format!(
-            "cpu units must be 1 to 65536, got {}",
-            spec.cpu_units
-        ));
-    }
-    if spec.memory_mb < 8 {
-        return bad(format!(
-            "memory must be at least 8 MB, got {}",
-            spec.memory_mb
-        ));
+    if let Err(m) = crate::spec::check_limits(spec.cpu_units, spec.memory_mb) {
+        return bad(m);
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {

@@ -260,6 +260,18 @@ pub fn runtime_config(b: &BundleSpec<'_>) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Whether `cpu_units` (1 to 65536: up to 64 CPUs) and `memory_mb` (at least 8) are
+/// limits a container can be given; the message names the one that is not.
+pub fn check_limits(cpu_units: u32, memory_mb: u32) -> Result<(), String> {
+    if cpu_units == 0 || cpu_units > 64 * 1024 {
+        return Err(format!("cpu units must be 1 to 65536, got {cpu_units}"));
+    }
+    if memory_mb < 8 {
+        return Err(format!("memory must be at least 8 MB, got {memory_mb}"));
+    }
+    Ok(())
+}
+
 /// The CFS quota for `cpu_units` (1024 units = one CPU).
 pub fn cpu_quota(cpu_units: u32) -> i64 {
     (i64::from(cpu_units) * CPU_PERIOD as i64 / 1024).max(1000)
