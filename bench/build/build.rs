@@ -11,9 +11,9 @@
 #![allow(clippy::print_stdout)]
 
 use runway_build::test_util::{
-    RegistryImages, TestRegistry, base_layer, commit_all, git_repo, import_base, repo_root,
+    TestRegistry, base_layer, commit_all, git_repo, import_base, repo_root,
 };
-use runway_build::{BuildRequest, BuildResult, Builder, BuilderConfig, Source};
+use runway_build::{BuildRequest, BuildResult, Builder, BuilderConfig, RegistryImages, Source};
 use runway_runtime::test_util::{TestEnv, http_get, shim_command, testapp_spec, wait_for};
 use runway_runtime::{ImageRef, InstanceState, LocalRuntime, Runtime};
 use std::path::Path;

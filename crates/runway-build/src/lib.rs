@@ -55,6 +55,7 @@ pub use image::{ImageError, ImportedRootfs, RootfsOptions, import_layer, import_
 pub use job::{BuildJob, BuildJobs, JobError, JobExit, JobMount, JobRequest};
 pub use layer::{LayerFile, pack_source};
 pub use plan::{BuildPlan, PlanError, PlanOrigin};
+pub use runtime_jobs::RegistryImages;
 pub use runtimes::{Family, Runtime, RuntimeImages};
 pub use source::{GitCredentials, Source, SourceError, UPLOAD_SCHEME};
 pub use webhook::{Provider, PushEvent, WebhookError, WebhookEvent};

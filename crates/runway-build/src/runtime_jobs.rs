@@ -1,11 +1,47 @@
 //! Build jobs on runway's own instance runtime: [`BuildJobs`] for
 //! [`runway_runtime::LocalRuntime`], whose jobs are runc containers with the instances'
-//! isolation, an overlay whose upper directory is committed as the build's layer.
+//! isolation, an overlay whose upper directory is committed as the build's layer; and
+//! [`RegistryImages`], the runtime's images from runway's registry (where builds put
+//! theirs), for instances and build jobs alike.
 
 use crate::job::{BoxFuture, BuildJob, BuildJobs, JobError, JobExit, JobRequest};
 use crate::layer::LayerFile;
-use runway_runtime::{Job, LocalRuntime};
+use runway_registry::Registry;
+use runway_runtime::{Blob, ImageError, ImageStore, Job, LocalRuntime};
 use std::path::Path;
+
+/// Images for the runtime, from runway's registry. The runtime calls it from blocking
+/// threads only, where waiting on the registry's async lookups is allowed.
+pub struct RegistryImages {
+    pub registry: Registry,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for RegistryImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryImages").finish_non_exhaustive()
+    }
+}
+
+impl ImageStore for RegistryImages {
+    fn manifest(&self, repository: &str, digest: &str) -> Result<Vec<u8>, ImageError> {
+        self.handle
+            .block_on(self.registry.resolve_manifest(repository, digest))
+            .map(|m| m.bytes.to_vec())
+            .map_err(|e| ImageError::NotFound {
+                what: format!("{repository}@{digest}: {e}"),
+            })
+    }
+
+    fn blob(&self, repository: &str, digest: &str) -> Result<Blob, ImageError> {
+        self.registry
+            .blob_path(digest)
+            .map(Blob::Path)
+            .ok_or_else(|| ImageError::NotFound {
+                what: format!("{repository}@{digest}"),
+            })
+    }
+}
 
 impl BuildJobs for LocalRuntime {
     fn start(&self, request: JobRequest) -> BoxFuture<'_, Result<Box<dyn BuildJob>, JobError>> {

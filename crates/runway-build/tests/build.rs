@@ -4,9 +4,11 @@
 //! as instances and asked over HTTP.
 
 use runway_build::test_util::{
-    RegistryImages, TestRegistry, commit_all, git_repo, import_base, repo_root, write_files,
+    TestRegistry, commit_all, git_repo, import_base, repo_root, write_files,
 };
-use runway_build::{BuildError, BuildRequest, BuildResult, Builder, BuilderConfig, Source};
+use runway_build::{
+    BuildError, BuildRequest, BuildResult, Builder, BuilderConfig, RegistryImages, Source,
+};
 use runway_model::shapes::{CodeConfiguration, CodeConfigurationValues};
 use runway_runtime::test_util::{TestEnv, http_get, shim_command, testapp_spec, wait_for};
 use runway_runtime::{ImageRef, InstanceState, LocalRuntime, Runtime};

@@ -1,5 +1,7 @@
-//! The glue between parts that must not know each other: the runtime reads images from
-//! the registry, and the API reads logs from the runtime.
+//! The glue between parts that must not know each other: the API reads instances and
+//! logs from the runtime, and the controller resolves and builds images through the
+//! registry and the builder. (The runtime reads images from the registry through
+//! [`runway_build::RegistryImages`], which builds share.)
 
 use runway_api::{InstanceEntry, InstanceReader, LogEntry};
 use runway_build::{BuildRequest, Builder, GitCredentials, Source};
@@ -8,7 +10,7 @@ use runway_model::records::{ResolvedImage, ServiceRecord};
 use runway_model::reference::ImageReference;
 use runway_model::shapes::CodeRepository;
 use runway_registry::{Registry, UpstreamAuth};
-use runway_runtime::{Blob, ImageError, ImageStore, LocalRuntime, LogQuery, Runtime, Stream};
+use runway_runtime::{LocalRuntime, LogQuery, Runtime, Stream};
 use runway_secrets::{ConnectionCredentials, MasterKey};
 use runway_store::Store;
 use std::future::Future;
@@ -16,33 +18,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-/// Images for the runtime, from runway's registry. The runtime calls it from blocking
-/// threads only, where waiting on the registry's async lookups is allowed.
-pub struct RegistryImages {
-    pub registry: Registry,
-    pub handle: tokio::runtime::Handle,
-}
-
-impl ImageStore for RegistryImages {
-    fn manifest(&self, repository: &str, digest: &str) -> Result<Vec<u8>, ImageError> {
-        self.handle
-            .block_on(self.registry.resolve_manifest(repository, digest))
-            .map(|m| m.bytes.to_vec())
-            .map_err(|e| ImageError::NotFound {
-                what: format!("{repository}@{digest}: {e}"),
-            })
-    }
-
-    fn blob(&self, repository: &str, digest: &str) -> Result<Blob, ImageError> {
-        self.registry
-            .blob_path(digest)
-            .map(Blob::Path)
-            .ok_or_else(|| ImageError::NotFound {
-                what: format!("{repository}@{digest}"),
-            })
-    }
-}
 
 /// Instances and their logs for the API, from the runtime.
 pub struct RuntimeInstances(pub LocalRuntime);

@@ -456,7 +456,7 @@ async fn serve(config: Config) -> Result<()> {
     )
     .context("cannot open the image registry")?;
     let runtime_config = runtime_config(&config)?;
-    let images = Arc::new(crate::adapters::RegistryImages {
+    let images = Arc::new(runway_build::RegistryImages {
         registry: registry.clone(),
         handle: tokio::runtime::Handle::current(),
     });
