@@ -81,6 +81,12 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        // A relaunched server keeps its registry's address, as a configured one does:
+        // image references of its services name it.
+        let registry_listen = match self.registry_host() {
+            "" => "127.0.0.1:0".to_string(),
+            previous => previous.to_string(),
+        };
         let endpoints = self.data_dir().join("endpoints.json");
         let _ = std::fs::remove_file(&endpoints);
         let log = std::fs::OpenOptions::new()
@@ -97,9 +103,8 @@ impl Server {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])
+            .args(["--registry-listen", &registry_listen])
             .args([
-                "--registry-listen",
-                "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
                 "--https-listen",
