@@ -54,6 +54,27 @@ host_of() {
 }
 newest() { "$runway" revisions ls "$1" -o json | jq -r '.[0] | "\(.RevisionId) \(.Status)"'; }
 
+# Service NAME from the test app (pushed as NAME:v1) with an auto scaling configuration
+# of its own, running when this returns. boto3 validates nothing client-side: MinSize 0
+# is below App Runner's minimum (scale to zero is runway's).
+scaled_service() { # name min-size max-size max-concurrency
+  local body asc
+  body=$(jq -n --arg n "$1" --argjson min "$2" --argjson max "$3" --argjson c "$4" \
+    '{AutoScalingConfigurationName:$n,MinSize:$min,MaxSize:$max,MaxConcurrency:$c}')
+  asc=$(AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway python3 - "$body" "$(jq -r .api "$data/endpoints.json")" <<'PY'
+import json, sys, boto3
+from botocore.config import Config
+c = boto3.client("apprunner", endpoint_url=sys.argv[2], region_name="us-east-1", config=Config(parameter_validation=False))
+print(c.create_auto_scaling_configuration(**json.loads(sys.argv[1]))["AutoScalingConfiguration"]["AutoScalingConfigurationArn"])
+PY
+)
+  push "$1:v1"
+  AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway aws apprunner create-service --endpoint-url "$(jq -r .api "$data/endpoints.json")" \
+    --region us-east-1 --service-name "$1" --auto-scaling-configuration-arn "$asc" \
+    --source-configuration "{\"ImageRepository\":{\"ImageIdentifier\":\"$registry/$1:v1\",\"ImageRepositoryType\":\"ECR\"}}" >/dev/null
+  until [[ $("$runway" services describe "$1" -o json | jq -r .Status) == RUNNING ]]; do sleep 0.2; done
+}
+
 podman_ >/dev/null 2>&1 info || true
 
 echo "== (a) image push -> new revision serving"
@@ -79,19 +100,7 @@ ma=$(printf '%s\n' "${a[@]}" | median); mpa=$(printf '%s\n' "${pa[@]}" | median)
 echo "runway ${ma}s  podman ${mpa}s  ratio (podman/runway) $(echo "scale=2; $mpa / $ma" | bc)  goal <= 3 s"
 
 echo "== (b) cold start from zero -> first byte"
-body=$(jq -n '{AutoScalingConfigurationName:"zero",MinSize:0,MaxSize:2,MaxConcurrency:10}')
-asc=$(AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway python3 - "$body" "$(jq -r .api "$data/endpoints.json")" <<'PY'
-import json, sys, boto3
-from botocore.config import Config
-c = boto3.client("apprunner", endpoint_url=sys.argv[2], region_name="us-east-1", config=Config(parameter_validation=False))
-print(c.create_auto_scaling_configuration(**json.loads(sys.argv[1]))["AutoScalingConfiguration"]["AutoScalingConfigurationArn"])
-PY
-)
-push cold:v1
-AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway aws apprunner create-service --endpoint-url "$(jq -r .api "$data/endpoints.json")" \
-  --region us-east-1 --service-name cold --auto-scaling-configuration-arn "$asc" \
-  --source-configuration "{\"ImageRepository\":{\"ImageIdentifier\":\"$registry/cold:v1\",\"ImageRepositoryType\":\"ECR\"}}" >/dev/null
-until [[ $("$runway" services describe cold -o json | jq -r .Status) == RUNNING ]]; do sleep 0.2; done
+scaled_service cold 0 2 10
 cold=$(host_of cold)
 b=(); pb=()
 podman_ pull -q --tls-verify=false --creds "$creds" "$registry/cold:v1" >/dev/null
@@ -108,18 +117,7 @@ mb=$(printf '%s\n' "${b[@]}" | median); mpb=$(printf '%s\n' "${pb[@]}" | median)
 echo "runway ${mb}s  podman ${mpb}s  ratio (podman/runway) $(echo "scale=2; $mpb / $mb" | bc)  goal <= 0.25 s"
 
 echo "== (c) burst from 1 to 20x one instance's capacity (MaxConcurrency 2: 40 concurrent)"
-body=$(jq -n '{AutoScalingConfigurationName:"burst",MinSize:1,MaxSize:20,MaxConcurrency:2}')
-asc=$(AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway python3 - "$body" "$(jq -r .api "$data/endpoints.json")" <<'PY'
-import json, sys, boto3
-c = boto3.client("apprunner", endpoint_url=sys.argv[2], region_name="us-east-1")
-print(c.create_auto_scaling_configuration(**json.loads(sys.argv[1]))["AutoScalingConfiguration"]["AutoScalingConfigurationArn"])
-PY
-)
-push burst:v1
-AWS_SHARED_CREDENTIALS_FILE=$data/credentials AWS_PROFILE=runway aws apprunner create-service --endpoint-url "$(jq -r .api "$data/endpoints.json")" \
-  --region us-east-1 --service-name burst --auto-scaling-configuration-arn "$asc" \
-  --source-configuration "{\"ImageRepository\":{\"ImageIdentifier\":\"$registry/burst:v1\",\"ImageRepositoryType\":\"ECR\"}}" >/dev/null
-until [[ $("$runway" services describe burst -o json | jq -r .Status) == RUNNING ]]; do sleep 0.2; done
+scaled_service burst 1 20 2
 burst=$(host_of burst)
 t0=$(now)
 # (hey is not used: its Go TLS client puts the port in SNI, which TLS forbids.)
