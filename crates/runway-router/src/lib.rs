@@ -113,9 +113,10 @@ pub use config::{AccessLogConfig, RouterConfig};
 pub use error::{Origin, RouterError};
 pub use proxy::{ACME_CHALLENGE_PREFIX, AcmeResponder};
 pub use routes::{
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY, DEFAULT_REQUEST_TIMEOUT, Endpoint,
-    MAX_REQUEST_TIMEOUT, QueueConfig, RevisionRoute, RouteTable, RoutesError, ServiceRoute,
-    TAG_SEPARATOR, Upstream,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_REQUEST_TIMEOUT, Endpoint, MAX_IDLE_TIMEOUT, MAX_REQUEST_TIMEOUT, QueueConfig,
+    RevisionRoute, RouteTable, RoutesError, ServiceRoute, TAG_SEPARATOR, UNLIMITED_REQUEST_BODY,
+    Upstream,
 };
 pub use server::Workers;
 

@@ -10,6 +10,13 @@ use std::time::Duration;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest request timeout a service may set.
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// How long an upgraded connection (WebSocket) or a streaming response may pass no byte
+/// either way before it is closed, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The longest idle timeout a service may set.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// `max_request_body` for a service that streams request bodies of any size.
+pub const UNLIMITED_REQUEST_BODY: u64 = u64::MAX;
 /// App Runner's default MaxConcurrency.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
 /// The default limit on a request body.
@@ -39,9 +46,13 @@ pub struct ServiceRoute {
     pub https_redirect: bool,
     /// How long a request may take, queueing and the response body included.
     pub request_timeout: Duration,
+    /// How long an upgraded connection or a streaming response may be silent both ways;
+    /// these are governed by this, never by `request_timeout`.
+    pub idle_timeout: Duration,
     /// Requests in flight per instance, at most; 0 means no limit.
     pub max_concurrency: u32,
-    /// The largest request body accepted, in bytes (413 beyond).
+    /// The largest request body accepted, in bytes (413 beyond);
+    /// [`UNLIMITED_REQUEST_BODY`] streams any size.
     pub max_request_body: u64,
     /// How the router speaks to instances.
     pub upstream: Upstream,
@@ -61,6 +72,7 @@ impl ServiceRoute {
             paused: false,
             https_redirect: true,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             upstream: Upstream::Http1,
@@ -146,6 +158,9 @@ pub enum RoutesError {
     /// The request timeout is zero or above 60 minutes.
     #[error("service {service}: request timeout {timeout:?} is not between 1 s and 60 min")]
     Timeout { service: String, timeout: Duration },
+    /// The idle timeout is zero or above 24 hours.
+    #[error("service {service}: idle timeout {timeout:?} is not between 1 s and 24 h")]
+    IdleTimeout { service: String, timeout: Duration },
     /// A tag is not a lowercase DNS label.
     #[error("service {service}: invalid tag {tag:?}")]
     InvalidTag { service: String, tag: String },
@@ -226,6 +241,14 @@ impl RouteTable {
                 return Err(RoutesError::Timeout {
                     service: sid.to_string(),
                     timeout: service.request_timeout,
+                });
+            }
+            if service.idle_timeout < Duration::from_secs(1)
+                || service.idle_timeout > MAX_IDLE_TIMEOUT
+            {
+                return Err(RoutesError::IdleTimeout {
+                    service: sid.to_string(),
+                    timeout: service.idle_timeout,
                 });
             }
             let sum: u32 = service.revisions.iter().map(|r| u32::from(r.percent)).sum();
