@@ -3,7 +3,7 @@
 //! itself never touches instances).
 
 use crate::Api;
-use crate::ops::{OpError, services};
+use crate::ops::{OpError, shared};
 use runway_model::records::ServiceRecord;
 use runway_model::shapes::{
     GetLogsRequest, GetLogsResponse, Instance, ListInstancesResponse, LogLine, ServiceArnRequest,
@@ -60,7 +60,7 @@ async fn service_and_reader(
     let inner = api.inner.clone();
     let service = tokio::task::spawn_blocking(move || -> Result<_, OpError> {
         let tx = inner.store.begin()?;
-        services::load(&*tx, &arn)
+        shared::load_service(&*tx, &arn)
     })
     .await
     .map_err(|e| ApiError::internal(format!("reading the service failed to run: {e}")))??;

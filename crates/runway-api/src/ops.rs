@@ -8,6 +8,7 @@ pub(crate) mod extensions;
 pub(crate) mod observability;
 mod revisions;
 pub(crate) mod services;
+pub(crate) mod shared;
 pub(crate) mod tags;
 
 use crate::ApiConfig;

@@ -2,7 +2,11 @@
 //! without one use.
 
 use super::revisions::{self, Revisioned};
-use super::{Ctx, OpResult, Setting, page, services, tags};
+use super::shared::{
+    DEFAULT_AUTO_SCALING_KEY, auto_scaling, auto_scaling_summary, default_auto_scaling_arn,
+    live_services, remove_tags, set_tags,
+};
+use super::{Ctx, OpResult, Setting, page};
 use runway_model::records::{AutoScalingRecord, ConfigStatus};
 use runway_model::shapes::*;
 use runway_model::{ApiError, ResourceKind, ids, validate};
@@ -11,25 +15,18 @@ use std::collections::HashSet;
 
 /// The name of the configuration App Runner (and runway) provides.
 pub(crate) const DEFAULT_NAME: &str = "DefaultConfiguration";
-const DEFAULT_KEY: &str = "default_auto_scaling_configuration";
 const MAX_PAGE: i64 = 100;
-
-revisions::revisioned!(
-    AutoScalingRecord,
-    "Auto scaling configuration",
-    ResourceKind::AutoScalingConfiguration
-);
 
 /// Creates the default configuration (100 concurrent requests, 1 to 25 instances) if this
 /// data directory has none yet.
 pub fn ensure_default(tx: &mut dyn Txn, ctx: &Ctx<'_>) -> OpResult<()> {
-    if tx.load::<Setting>(DEFAULT_KEY)?.is_some() {
+    if tx.load::<Setting>(DEFAULT_AUTO_SCALING_KEY)?.is_some() {
         return Ok(());
     }
     let record = new_revision(ctx, DEFAULT_NAME, 1, (100, 1, validate::MAX_INSTANCES));
     tx.create(&record)?;
     tx.save(&Setting {
-        key: DEFAULT_KEY.into(),
+        key: DEFAULT_AUTO_SCALING_KEY.into(),
         value: record.arn,
     })?;
     Ok(())
@@ -57,29 +54,6 @@ fn new_revision(
     }
 }
 
-fn default_arn(tx: &dyn Txn) -> OpResult<String> {
-    tx.load::<Setting>(DEFAULT_KEY)?
-        .map(|s| s.value)
-        .ok_or_else(|| {
-            ApiError::internal("the default auto scaling configuration is missing").into()
-        })
-}
-
-/// The configuration a service gets when it names none.
-pub(crate) fn default_config(tx: &dyn Txn) -> OpResult<AutoScalingRecord> {
-    let arn = default_arn(tx)?;
-    tx.load::<AutoScalingRecord>(&arn)?.ok_or_else(|| {
-        ApiError::internal(format!(
-            "the default auto scaling configuration {arn} is missing"
-        ))
-        .into()
-    })
-}
-
-pub(crate) fn resolve_active(tx: &dyn Txn, field: &str, arn: &str) -> OpResult<AutoScalingRecord> {
-    revisions::resolve_active(tx, field, arn)
-}
-
 /// What the answers derive: which revision is the default and which are in use.
 struct Derived {
     all: Vec<(i64, AutoScalingRecord)>,
@@ -93,13 +67,13 @@ impl Derived {
     }
 
     fn with(tx: &dyn Txn, all: Vec<(i64, AutoScalingRecord)>) -> OpResult<Self> {
-        let used = services::live(tx)?
+        let used = live_services(tx)?
             .into_iter()
             .map(|(_, s)| s.spec.auto_scaling_configuration_arn)
             .collect();
         Ok(Derived {
             all,
-            default_arn: default_arn(tx)?,
+            default_arn: default_auto_scaling_arn(tx)?,
             used,
         })
     }
@@ -122,15 +96,7 @@ impl Derived {
     }
 
     fn summary(&self, r: &AutoScalingRecord) -> AutoScalingConfigurationSummary {
-        AutoScalingConfigurationSummary {
-            auto_scaling_configuration_arn: Some(r.arn.clone()),
-            auto_scaling_configuration_name: Some(r.name.clone()),
-            auto_scaling_configuration_revision: Some(r.revision),
-            status: Some(r.status.to_string()),
-            created_at: Some(r.created_at),
-            has_associated_service: Some(self.used.contains(&r.arn)),
-            is_default: Some(self.default_arn == r.arn),
-        }
+        auto_scaling_summary(r, &self.default_arn, self.used.contains(&r.arn))
     }
 
     fn answer(&self, r: &AutoScalingRecord) -> AutoScalingConfigurationResponse {
@@ -138,14 +104,6 @@ impl Derived {
             auto_scaling_configuration: Some(self.wire(r)),
         }
     }
-}
-
-/// The summary a service's description carries.
-pub(crate) fn summary_of(tx: &dyn Txn, arn: &str) -> OpResult<AutoScalingConfigurationSummary> {
-    let record = tx.load::<AutoScalingRecord>(arn)?.ok_or_else(|| {
-        ApiError::internal(format!("auto scaling configuration {arn} is missing"))
-    })?;
-    Ok(Derived::load(tx)?.summary(&record))
 }
 
 pub(crate) fn create(
@@ -170,7 +128,7 @@ pub(crate) fn create(
     let revision = revisions::next_revision::<AutoScalingRecord>(&*tx, &name, &[DEFAULT_NAME])?;
     let record = new_revision(ctx, &name, revision, limits);
     tx.create(&record)?;
-    tags::set(tx, &record.arn, tag_list)?;
+    set_tags(tx, &record.arn, tag_list)?;
     Ok(Derived::load(&*tx)?.answer(&record))
 }
 
@@ -250,7 +208,7 @@ pub(crate) fn delete(
     for mut r in doomed {
         r.deactivate(ctx.now);
         tx.save(&r)?;
-        tags::remove_all(tx, &r.arn)?;
+        remove_tags(tx, &r.arn)?;
         last = Some(r);
     }
     let last = last.ok_or_else(|| ApiError::internal("nothing was deleted"))?;
@@ -264,9 +222,9 @@ pub(crate) fn update_default(
 ) -> OpResult<AutoScalingConfigurationResponse> {
     let field = "AutoScalingConfigurationArn";
     let arn = validate::required(field, &req.auto_scaling_configuration_arn)?;
-    let record = resolve_active(&*tx, field, arn)?;
+    let record = auto_scaling(&*tx, field, arn)?;
     tx.save(&Setting {
-        key: DEFAULT_KEY.into(),
+        key: DEFAULT_AUTO_SCALING_KEY.into(),
         value: record.arn.clone(),
     })?;
     Ok(Derived::load(&*tx)?.answer(&record))
@@ -281,7 +239,7 @@ pub(crate) fn list_services(
     let arn = validate::required(field, &req.auto_scaling_configuration_arn)?;
     let record = revisions::resolve::<AutoScalingRecord>(&*tx, field, arn)?;
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
-    let users: Vec<(i64, String)> = services::live(&*tx)?
+    let users: Vec<(i64, String)> = live_services(&*tx)?
         .into_iter()
         .filter(|(_, s)| s.spec.auto_scaling_configuration_arn == record.arn)
         .map(|(seq, s)| (seq, s.arn))

@@ -2,7 +2,8 @@
 //! account; the credentials it carries (`Runway.UpdateConnectionCredentials`: a token, an
 //! SSH key, a webhook secret) are stored sealed and never returned.
 
-use super::{Ctx, OpResult, page, services, tags};
+use super::shared::{live_services, load_connection, remove_tags, set_tags};
+use super::{Ctx, OpResult, page};
 use runway_model::records::{ConnectionRecord, ConnectionStatus};
 use runway_model::shapes::*;
 use runway_model::{ApiError, ResourceKind, ids, validate};
@@ -18,21 +19,6 @@ fn wire(r: &ConnectionRecord) -> Connection {
         status: Some(r.status.to_string()),
         created_at: Some(r.created_at),
     }
-}
-
-pub(crate) fn load(tx: &dyn Txn, field: &str, arn: &str) -> OpResult<ConnectionRecord> {
-    let arn = validate::parse_arn(field, arn, ResourceKind::Connection)?.to_string();
-    tx.load::<ConnectionRecord>(&arn)?
-        .ok_or_else(|| ApiError::not_found(format!("Connection {arn} does not exist")).into())
-}
-
-/// Checks that a service may use the connection `arn`.
-pub(crate) fn require_usable(tx: &dyn Txn, field: &str, arn: &str) -> OpResult<()> {
-    load(tx, field, arn).map_err(|e| match e {
-        super::OpError::Api(e) => ApiError::invalid(format!("{field}: {}", e.message)).into(),
-        other => other,
-    })?;
-    Ok(())
 }
 
 pub(crate) fn create(
@@ -62,7 +48,7 @@ pub(crate) fn create(
         created_at: ctx.now,
     };
     tx.create(&record)?;
-    tags::set(tx, &record.arn, tag_list)?;
+    set_tags(tx, &record.arn, tag_list)?;
     Ok(ConnectionResponse {
         connection: Some(wire(&record)),
     })
@@ -96,8 +82,8 @@ pub(crate) fn delete(
     req: ConnectionArnRequest,
 ) -> OpResult<ConnectionResponse> {
     let field = "ConnectionArn";
-    let mut record = load(&*tx, field, validate::required(field, &req.connection_arn)?)?;
-    let user = services::live(&*tx)?
+    let mut record = load_connection(&*tx, field, validate::required(field, &req.connection_arn)?)?;
+    let user = live_services(&*tx)?
         .into_iter()
         .find(|(_, s)| s.spec.source_configuration.connection_arn() == Some(record.arn.as_str()));
     if let Some((_, service)) = user {
@@ -109,7 +95,7 @@ pub(crate) fn delete(
     }
     tx.remove::<ConnectionRecord>(&record.arn)?;
     runway_secrets::remove_connection_credentials(tx, &record.arn).map_err(secrets_error)?;
-    tags::remove_all(tx, &record.arn)?;
+    remove_tags(tx, &record.arn)?;
     record.status = ConnectionStatus::Deleted;
     Ok(ConnectionResponse {
         connection: Some(wire(&record)),
@@ -132,7 +118,7 @@ pub(crate) fn update_credentials(
     req: UpdateConnectionCredentialsRequest,
 ) -> OpResult<ConnectionResponse> {
     let field = "ConnectionArn";
-    let mut record = load(&*tx, field, validate::required(field, &req.connection_arn)?)?;
+    let mut record = load_connection(&*tx, field, validate::required(field, &req.connection_arn)?)?;
     let given = [
         ("Username", &req.username),
         ("Token", &req.token),

@@ -1,7 +1,7 @@
 //! runway's extension operations, beyond App Runner (target prefix `Runway.`): revisions,
 //! rollback without rebuilding, traffic split with tagged URLs, and the service event log.
 
-use super::services::{self, new_operation, record, require_changeable};
+use super::shared::{load_service, new_operation, record, require_changeable};
 use super::{Ctx, OpResult, page_desc};
 use runway_model::records::*;
 use runway_model::shapes::*;
@@ -37,7 +37,7 @@ pub(crate) fn list_revisions(
     _ctx: &Ctx<'_>,
     req: ServicePageRequest,
 ) -> OpResult<ListRevisionsResponse> {
-    let service = services::load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
     let st = state(&*tx, &service.arn)?;
     let traffic = st.traffic;
@@ -83,7 +83,7 @@ pub(crate) fn rollback(
     ctx: &Ctx<'_>,
     req: RollbackServiceRequest,
 ) -> OpResult<StartDeploymentResponse> {
-    let mut service = services::load(&*tx, &req.service_arn)?;
+    let mut service = load_service(&*tx, &req.service_arn)?;
     require_changeable(&*tx, &service)?;
     if service.status == ServiceStatus::Paused {
         return Err(ApiError::invalid_state(format!(
@@ -168,7 +168,7 @@ pub(crate) fn update_traffic(
     ctx: &Ctx<'_>,
     req: UpdateTrafficRequest,
 ) -> OpResult<UpdateTrafficResponse> {
-    let service = services::load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     require_changeable(&*tx, &service)?;
     let entries = validate::required("Traffic", &req.traffic)?;
     if entries.is_empty() {
@@ -273,7 +273,7 @@ pub(crate) fn list_events(
     _ctx: &Ctx<'_>,
     req: ServicePageRequest,
 ) -> OpResult<ListServiceEventsResponse> {
-    let service = services::load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
     let query = Query {
         parent: Some(service.arn.clone()),

@@ -1,7 +1,8 @@
 //! The observability configuration operations.
 
 use super::revisions::{self, Revisioned};
-use super::{Ctx, OpResult, services, tags};
+use super::shared::{live_services, remove_tags, set_tags};
+use super::{Ctx, OpResult};
 use runway_model::records::{ConfigStatus, ObservabilityRecord};
 use runway_model::shapes::*;
 use runway_model::{ApiError, ResourceKind, ids, validate};
@@ -10,17 +11,6 @@ use runway_store::{Txn, Typed};
 const MAX_PAGE: i64 = 100;
 /// Trace vendors App Runner offers.
 const VENDORS: &[&str] = &["AWSXRAY"];
-
-revisions::revisioned!(
-    ObservabilityRecord,
-    "Observability configuration",
-    ResourceKind::ObservabilityConfiguration
-);
-
-/// Checks that `arn` names an active observability configuration, for a service to use.
-pub(crate) fn require_active(tx: &dyn Txn, field: &str, arn: &str) -> OpResult<()> {
-    revisions::resolve_active::<ObservabilityRecord>(tx, field, arn).map(drop)
-}
 
 fn wire(
     all: &[(i64, ObservabilityRecord)],
@@ -74,7 +64,7 @@ pub(crate) fn create(
         deleted_at: None,
     };
     tx.create(&record)?;
-    tags::set(tx, &record.arn, tag_list)?;
+    set_tags(tx, &record.arn, tag_list)?;
     answer(&*tx, &record)
 }
 
@@ -133,7 +123,7 @@ pub(crate) fn delete(
     let mut record = revisions::to_delete::<ObservabilityRecord>(&*tx, field, arn, false)?
         .pop()
         .ok_or_else(|| ApiError::internal("nothing to delete"))?;
-    let used = services::live(&*tx)?.into_iter().any(|(_, s)| {
+    let used = live_services(&*tx)?.into_iter().any(|(_, s)| {
         s.spec
             .observability_configuration
             .and_then(|o| o.observability_configuration_arn)
@@ -146,6 +136,6 @@ pub(crate) fn delete(
     }
     record.deactivate(ctx.now);
     tx.save(&record)?;
-    tags::remove_all(tx, &record.arn)?;
+    remove_tags(tx, &record.arn)?;
     answer(&*tx, &record)
 }

@@ -5,46 +5,19 @@
 //! order, and marks the service OPERATION_IN_PROGRESS; nothing here claims that anything
 //! runs.
 
-use super::{Ctx, OpResult, autoscaling, connections, observability, page, page_desc, tags};
+use super::shared::{
+    auto_scaling, auto_scaling_summary_of, default_auto_scaling, live_services, load_service,
+    new_operation, operations, record, require_changeable, require_connection,
+    require_observability, set_tags, unfinished,
+};
+use super::{Ctx, OpResult, page, page_desc};
 use runway_model::records::*;
 use runway_model::shapes::*;
 use runway_model::{ApiError, ResourceKind, ids, validate};
-use runway_store::{Query, Txn, Typed};
+use runway_store::{Txn, Typed};
 
 /// The most services ListServices and the most operations ListOperations answer at once.
 const MAX_PAGE: i64 = 20;
-
-pub(crate) fn load(tx: &dyn Txn, arn: &Option<String>) -> OpResult<ServiceRecord> {
-    let arn = validate::arn("ServiceArn", arn, ResourceKind::Service)?.to_string();
-    tx.load::<ServiceRecord>(&arn)?
-        .ok_or_else(|| ApiError::not_found(format!("Service {arn} does not exist")).into())
-}
-
-/// The services that are not deleted, in creation order.
-pub(crate) fn live(tx: &dyn Txn) -> OpResult<Vec<(i64, ServiceRecord)>> {
-    Ok(tx
-        .load_all::<ServiceRecord>(&Query::default())?
-        .into_iter()
-        .filter(|(_, s)| s.status != ServiceStatus::Deleted)
-        .collect())
-}
-
-fn operations(tx: &dyn Txn, service_arn: &str) -> OpResult<Vec<(i64, OperationRecord)>> {
-    let query = Query {
-        parent: Some(service_arn.to_string()),
-        descending: true,
-        ..Default::default()
-    };
-    Ok(tx.load_all::<OperationRecord>(&query)?)
-}
-
-fn unfinished(tx: &dyn Txn, service_arn: &str) -> OpResult<Vec<OperationRecord>> {
-    Ok(operations(tx, service_arn)?
-        .into_iter()
-        .map(|(_, op)| op)
-        .filter(|op| !op.status.is_final())
-        .collect())
-}
 
 /// The wire form of a service, with its auto scaling configuration's summary.
 pub(crate) fn wire(tx: &dyn Txn, s: &ServiceRecord) -> OpResult<Service> {
@@ -62,7 +35,7 @@ pub(crate) fn wire(tx: &dyn Txn, s: &ServiceRecord) -> OpResult<Service> {
         instance_configuration: Some(spec.instance_configuration),
         encryption_configuration: spec.encryption_configuration,
         health_check_configuration: Some(spec.health_check_configuration),
-        auto_scaling_configuration_summary: Some(autoscaling::summary_of(
+        auto_scaling_configuration_summary: Some(auto_scaling_summary_of(
             tx,
             &spec.auto_scaling_configuration_arn,
         )?),
@@ -74,7 +47,7 @@ pub(crate) fn wire(tx: &dyn Txn, s: &ServiceRecord) -> OpResult<Service> {
 /// Checks that the resources a source names exist.
 fn check_source_references(tx: &dyn Txn, source: &SourceConfiguration) -> OpResult<()> {
     if let Some(arn) = source.connection_arn() {
-        connections::require_usable(
+        require_connection(
             tx,
             "SourceConfiguration.AuthenticationConfiguration.ConnectionArn",
             arn,
@@ -103,34 +76,13 @@ fn service_observability(
 ) -> OpResult<ServiceObservabilityConfiguration> {
     let cfg = validate::service_observability(cfg)?;
     if let Some(arn) = &cfg.observability_configuration_arn {
-        observability::require_active(
+        require_observability(
             tx,
             "ObservabilityConfiguration.ObservabilityConfigurationArn",
             arn,
         )?;
     }
     Ok(cfg)
-}
-
-pub(crate) fn new_operation(
-    ctx: &Ctx<'_>,
-    service: &ServiceRecord,
-    kind: OperationType,
-    spec: Option<ServiceSpec>,
-) -> OperationRecord {
-    OperationRecord {
-        id: ids::new_operation_id(),
-        service_arn: service.arn.clone(),
-        kind,
-        status: OperationStatus::Pending,
-        started_at: ctx.now,
-        ended_at: None,
-        updated_at: ctx.now,
-        spec,
-        message: None,
-        redeploy: None,
-        progress: None,
-    }
 }
 
 /// Records an operation of `kind` on `service` and answers with the service as it is now.
@@ -147,20 +99,6 @@ fn record_and_answer(
         service: Some(wire(&*tx, &service)?),
         operation_id: Some(op.id),
     })
-}
-
-/// Records `op` and marks its service as having an operation in progress.
-pub(crate) fn record(
-    tx: &mut dyn Txn,
-    ctx: &Ctx<'_>,
-    service: &mut ServiceRecord,
-    op: &OperationRecord,
-) -> OpResult<()> {
-    service.status = ServiceStatus::OperationInProgress;
-    service.updated_at = ctx.now;
-    tx.save(&*service)?;
-    tx.create(op)?;
-    Ok(())
 }
 
 pub(crate) fn create(
@@ -190,10 +128,10 @@ pub(crate) fn create(
         .map(|o| service_observability(&*tx, o))
         .transpose()?;
     let asc = match &req.auto_scaling_configuration_arn {
-        Some(arn) => autoscaling::resolve_active(&*tx, "AutoScalingConfigurationArn", arn)?,
-        None => autoscaling::default_config(&*tx)?,
+        Some(arn) => auto_scaling(&*tx, "AutoScalingConfigurationArn", arn)?,
+        None => default_auto_scaling(&*tx)?,
     };
-    if live(&*tx)?.iter().any(|(_, s)| s.name == name) {
+    if live_services(&*tx)?.iter().any(|(_, s)| s.name == name) {
         return Err(ApiError::invalid(format!(
             "ServiceName: a service named {name} already exists"
         ))
@@ -228,7 +166,7 @@ pub(crate) fn create(
     );
     tx.create(&service)?;
     tx.create(&op)?;
-    tags::set(tx, &service.arn, tag_list)?;
+    set_tags(tx, &service.arn, tag_list)?;
     Ok(ServiceResponse {
         service: Some(wire(&*tx, &service)?),
         operation_id: Some(op.id),
@@ -240,7 +178,7 @@ pub(crate) fn describe(
     _ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<DescribeServiceResponse> {
-    let service = load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     Ok(DescribeServiceResponse {
         service: Some(wire(&*tx, &service)?),
     })
@@ -252,7 +190,7 @@ pub(crate) fn list(
     req: ListServicesRequest,
 ) -> OpResult<ListServicesResponse> {
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
-    let (services, next) = page(live(&*tx)?, req.next_token.as_deref(), max)?;
+    let (services, next) = page(live_services(&*tx)?, req.next_token.as_deref(), max)?;
     Ok(ListServicesResponse {
         service_summary_list: Some(
             services
@@ -270,29 +208,6 @@ pub(crate) fn list(
         ),
         next_token: next,
     })
-}
-
-/// Refuses changes to a service that is gone, failed to be created, or is being deleted.
-pub(crate) fn require_changeable(tx: &dyn Txn, service: &ServiceRecord) -> OpResult<()> {
-    match service.status {
-        ServiceStatus::Deleted | ServiceStatus::DeleteFailed | ServiceStatus::CreateFailed => {
-            return Err(ApiError::invalid_state(format!(
-                "Service {} is {}; it can only be deleted",
-                service.arn, service.status
-            ))
-            .into());
-        }
-        _ => {}
-    }
-    if unfinished(tx, &service.arn)?
-        .iter()
-        .any(|op| op.kind == OperationType::DeleteService)
-    {
-        return Err(
-            ApiError::invalid_state(format!("Service {} is being deleted", service.arn)).into(),
-        );
-    }
-    Ok(())
 }
 
 /// Refuses to pause or resume while another operation is pending or in progress.
@@ -324,7 +239,7 @@ pub(crate) fn update(
     ctx: &Ctx<'_>,
     req: UpdateServiceRequest,
 ) -> OpResult<ServiceResponse> {
-    let mut service = load(&*tx, &req.service_arn)?;
+    let mut service = load_service(&*tx, &req.service_arn)?;
     require_changeable(&*tx, &service)?;
     let nothing = req.source_configuration.is_none()
         && req.instance_configuration.is_none()
@@ -362,7 +277,7 @@ pub(crate) fn update(
     }
     if let Some(arn) = &req.auto_scaling_configuration_arn {
         spec.auto_scaling_configuration_arn =
-            autoscaling::resolve_active(&*tx, "AutoScalingConfigurationArn", arn)?.arn;
+            auto_scaling(&*tx, "AutoScalingConfigurationArn", arn)?.arn;
     }
     service.spec = spec.clone();
     record_and_answer(tx, ctx, service, OperationType::UpdateService, Some(spec))
@@ -373,7 +288,7 @@ pub(crate) fn start_deployment(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<StartDeploymentResponse> {
-    let mut service = load(&*tx, &req.service_arn)?;
+    let mut service = load_service(&*tx, &req.service_arn)?;
     require_changeable(&*tx, &service)?;
     if service.status == ServiceStatus::Paused {
         return Err(ApiError::invalid_state(format!(
@@ -399,7 +314,7 @@ pub(crate) fn pause(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let service = load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     require_settled(&*tx, &service, ServiceStatus::Running, "paused")?;
     record_and_answer(tx, ctx, service, OperationType::PauseService, None)
 }
@@ -409,7 +324,7 @@ pub(crate) fn resume(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let service = load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     require_settled(&*tx, &service, ServiceStatus::Paused, "resumed")?;
     let spec = Some(service.spec.clone());
     record_and_answer(tx, ctx, service, OperationType::ResumeService, spec)
@@ -420,7 +335,7 @@ pub(crate) fn delete(
     ctx: &Ctx<'_>,
     req: ServiceArnRequest,
 ) -> OpResult<ServiceResponse> {
-    let service = load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     if service.status == ServiceStatus::Deleted {
         return Err(
             ApiError::invalid_state(format!("Service {} is already deleted", service.arn)).into(),
@@ -444,7 +359,7 @@ pub(crate) fn list_operations(
     _ctx: &Ctx<'_>,
     req: ListOperationsRequest,
 ) -> OpResult<ListOperationsResponse> {
-    let service = load(&*tx, &req.service_arn)?;
+    let service = load_service(&*tx, &req.service_arn)?;
     let max = validate::max_results(req.max_results, MAX_PAGE)?;
     let (ops, next) = page_desc(
         operations(&*tx, &service.arn)?,
@@ -482,7 +397,7 @@ fn deploy_where(
     selects: &dyn Fn(&ServiceRecord) -> bool,
 ) -> OpResult<Vec<String>> {
     let mut ids = Vec::new();
-    for (_, mut service) in live(&*tx)? {
+    for (_, mut service) in live_services(&*tx)? {
         if service.spec.source_configuration.auto_deployments_enabled != Some(true)
             || !selects(&service)
         {

@@ -1,28 +1,12 @@
 //! TagResource, UntagResource and ListTagsForResource, on any App Runner resource.
 
 use super::revisions::{self, Revisioned};
-use super::{Ctx, OpResult, connections, services};
+use super::shared::{load_connection, load_service};
+use super::{Ctx, OpResult};
 use runway_model::records::{AutoScalingRecord, ObservabilityRecord, ServiceStatus, TagsRecord};
 use runway_model::shapes::*;
 use runway_model::{ApiError, Arn, ResourceKind, validate};
 use runway_store::{Txn, Typed};
-
-/// Replaces the tags of `arn` (at creation).
-pub(crate) fn set(tx: &mut dyn Txn, arn: &str, tags: Vec<Tag>) -> OpResult<()> {
-    if !tags.is_empty() {
-        tx.save(&TagsRecord {
-            arn: arn.to_string(),
-            tags,
-        })?;
-    }
-    Ok(())
-}
-
-/// Forgets the tags of a deleted resource.
-pub(crate) fn remove_all(tx: &mut dyn Txn, arn: &str) -> OpResult<()> {
-    tx.remove::<TagsRecord>(arn)?;
-    Ok(())
-}
 
 /// Checks that `ResourceArn` names an existing resource and returns its ARN as stored.
 fn taggable(tx: &dyn Txn, arn: &Option<String>, for_change: bool) -> OpResult<String> {
@@ -33,13 +17,13 @@ fn taggable(tx: &dyn Txn, arn: &Option<String>, for_change: bool) -> OpResult<St
     })?;
     match parsed.kind {
         ResourceKind::Service => {
-            let service = services::load(tx, arn)?;
+            let service = load_service(tx, arn)?;
             if for_change && service.status == ServiceStatus::Deleted {
                 return Err(ApiError::invalid_state(format!("Service {s} is deleted")).into());
             }
             Ok(service.arn)
         }
-        ResourceKind::Connection => Ok(connections::load(tx, field, s)?.arn),
+        ResourceKind::Connection => Ok(load_connection(tx, field, s)?.arn),
         ResourceKind::AutoScalingConfiguration => {
             full_revision::<AutoScalingRecord>(tx, &parsed, s)
         }
