@@ -14,6 +14,7 @@ use crate::plan::{self, BuildPlan, PlanError};
 use crate::runtimes::RuntimeImages;
 use crate::script;
 use crate::source::{self, Source, SourceError, UploadLimits, redact_url};
+use crate::trust::{self, BuildTrust, TrustError, TrustMaterial};
 use runway_model::shapes::CodeConfiguration;
 use runway_registry::{Registry, names};
 use std::collections::HashMap;
@@ -48,10 +49,13 @@ pub struct BuilderConfig {
     pub upload_limits: UploadLimits,
     /// How many of the last log lines a failure reports.
     pub failure_lines: usize,
+    /// The certificate authorities and proxy settings builds use.
+    pub trust: BuildTrust,
 }
 
 impl BuilderConfig {
-    /// The defaults: 20 minutes, 4 GiB and 2 vCPU per build, 5 minutes per git command.
+    /// The defaults: 20 minutes, 4 GiB and 2 vCPU per build, 5 minutes per git command;
+    /// the host's certificate authorities and this process's proxy settings.
     pub fn new(work_dir: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> BuilderConfig {
         BuilderConfig {
             work_dir: work_dir.into(),
@@ -64,6 +68,7 @@ impl BuilderConfig {
             git_timeout: Duration::from_secs(5 * 60),
             upload_limits: UploadLimits::default(),
             failure_lines: 30,
+            trust: BuildTrust::from_host(None, false, std::env::vars()),
         }
     }
 }
@@ -112,6 +117,9 @@ pub enum BuildError {
     /// The base image or the result could not be found, assembled or pushed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The certificate authorities for builds could not be read.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// A build command failed.
     #[error("build command failed ({outcome}): {command}{}", tail_text(.last_lines))]
     CommandFailed {
@@ -252,6 +260,9 @@ impl Builder {
     ) -> Result<Builder, BuildError> {
         let images =
             RuntimeImages::new(&config.runtime_images).map_err(BuildError::InvalidRequest)?;
+        // An unusable extra bundle is the operator's mistake: say so at start.
+        let t = config.trust.clone();
+        blocking(move || t.load()).await?;
         let (work, cache, timeout) = (
             config.work_dir.clone(),
             config.cache_dir.clone(),
@@ -448,22 +459,38 @@ impl Builder {
             ),
         }];
 
-        // 5. The build commands, in a container of base + source.
+        // 5. The build commands, in a container of base + source, trusting the host's
+        // certificate authorities.
+        let t = self.inner.config.trust.clone();
+        let material = blocking(move || t.load()).await?;
         let commands = plan.commands();
         if commands.is_empty() {
             log.line("==> No build commands");
         } else {
+            log.line(&self.inner.config.trust.describe(&material));
             let built = self
-                .run_commands(request, &key, &commit, &plan, &base, &layers, log, scratch)
+                .run_commands(
+                    request, &key, &commit, &plan, &base, &layers, &material, log, scratch,
+                )
                 .await?;
             layers.push(built);
+        }
+        let mut image_env = plan.image_env();
+        if self.inner.config.trust.for_instances {
+            layers.push(trust_layer(&material, scratch).await?);
+            let user: Vec<String> = image_env.iter().map(|(k, _)| k.clone()).collect();
+            image_env.extend(
+                trust::ca_env(trust::IMAGE_BUNDLE)
+                    .into_iter()
+                    .filter(|(k, _)| !user.contains(k)),
+            );
         }
 
         // 6. The image.
         let start = script::start_script(&plan.pre_run, &plan.run_command);
         let run = RunSettings {
             cmd: Some(vec!["/bin/sh".into(), "-c".into(), start]),
-            env: plan.image_env(),
+            env: image_env,
             working_dir: Some(APP_DIR.into()),
             exposed_port: Some(plan.port),
             labels: vec![
@@ -564,6 +591,7 @@ impl Builder {
         plan: &BuildPlan,
         base: &image::BaseImage,
         layers: &[NewLayer],
+        trust: &TrustMaterial,
         log: &BuildLog<'_>,
         scratch: &Path,
     ) -> Result<NewLayer, BuildError> {
@@ -592,6 +620,7 @@ impl Builder {
                 plan,
                 &build_repository,
                 &build_digest,
+                trust,
                 log,
                 scratch,
             )
@@ -610,12 +639,25 @@ impl Builder {
         plan: &BuildPlan,
         repository: &str,
         digest: &str,
+        trust: &TrustMaterial,
         log: &BuildLog<'_>,
         scratch: &Path,
     ) -> Result<NewLayer, BuildError> {
         let config = &self.inner.config;
         let commands = plan.commands();
         let mut mounts = Vec::new();
+        let (trust_dir, material) = (scratch.join("trust"), trust.clone());
+        let d = trust_dir.clone();
+        blocking(move || {
+            trust::write_files(&d, &material)
+                .map_err(io("cannot write the build's certificate authorities"))
+        })
+        .await?;
+        mounts.push(JobMount {
+            source: trust_dir,
+            target: trust::CONTAINER_DIR.to_string(),
+            read_only: false,
+        });
         for (name, target) in detect::cache_dirs(plan.runtime.family()) {
             let source = config.cache_dir.join(key).join(name);
             let s = source.clone();
@@ -629,7 +671,8 @@ impl Builder {
                 read_only: false,
             });
         }
-        let mut env = vec![("HOME".to_string(), "/root".to_string())];
+        let mut env = config.trust.build_env();
+        env.push(("HOME".to_string(), "/root".to_string()));
         env.extend(plan.build_env.iter().cloned());
         // The build's network group is its own: it reaches the internet, not the
         // service's running instances.
@@ -645,7 +688,11 @@ impl Builder {
             command: vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                script::build_script(APP_DIR, &commands),
+                format!(
+                    "{}{}",
+                    trust::prelude(),
+                    script::build_script(APP_DIR, &commands)
+                ),
             ],
             env,
             workdir: APP_DIR.into(),
@@ -725,6 +772,27 @@ impl Builder {
             ),
         })
     }
+}
+
+/// The layer that lets instances trust the build's certificate authorities: the bundle
+/// at [`trust::IMAGE_BUNDLE`].
+async fn trust_layer(material: &TrustMaterial, scratch: &Path) -> Result<NewLayer, BuildError> {
+    let (root, bundle) = (scratch.join("trust-layer"), material.bundle.clone());
+    let out = scratch.join("trust-layer.tar.gz");
+    let file = blocking(move || {
+        let path = root.join(trust::IMAGE_BUNDLE.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bundle)?;
+        layer::write_rootfs_layer(&root, &out)
+            .map_err(io("cannot write the certificate authorities' layer"))
+    })
+    .await?;
+    Ok(NewLayer {
+        file,
+        created_by: format!("COPY ca-certificates.crt {}", trust::IMAGE_BUNDLE),
+    })
 }
 
 /// A job removed when the build is done with it, or dropped (a cancelled build).

@@ -7,8 +7,9 @@
 //! source at `/app` and per-service dependency caches ([`Builder`], through the
 //! [`BuildJobs`] interface the instance runtime implements), and pushing the result to
 //! runway's registry as `<repository>:<commit>`: the base's layers, a deterministic
-//! source layer and the build's layer, with a config that runs the start command. It
-//! also verifies and parses push webhooks ([`webhook`]) and tells whether a branch moved
+//! source layer and the build's layer, with a config that runs the start command. Builds
+//! trust the host's certificate authorities and use the server's proxy settings
+//! ([`trust`]). It also verifies and parses push webhooks ([`webhook`]) and tells whether a branch moved
 //! ([`Builder::latest_commit`]), and imports root filesystems as base images
 //! ([`import_rootfs`]) for machines that reach no public registry.
 //!
@@ -46,6 +47,7 @@ pub mod script;
 pub mod source;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+pub mod trust;
 pub mod webhook;
 
 pub use build::{APP_DIR, BuildError, BuildRequest, BuildResult, Builder, BuilderConfig};
@@ -58,4 +60,5 @@ pub use plan::{BuildPlan, PlanError, PlanOrigin};
 pub use runtime_jobs::RegistryImages;
 pub use runtimes::{Family, Runtime, RuntimeImages};
 pub use source::{GitCredentials, Source, SourceError, UPLOAD_SCHEME};
+pub use trust::{BuildTrust, TrustError};
 pub use webhook::{Provider, PushEvent, WebhookError, WebhookEvent};

@@ -100,6 +100,15 @@ pub struct ServerArgs {
     /// Seconds a source build's commands may run [default: 1200].
     #[arg(long)]
     build_timeout: Option<u64>,
+    /// A PEM bundle of certificate authorities builds trust besides the host's (which
+    /// they always trust, with the server's HTTPS_PROXY, HTTP_PROXY and NO_PROXY).
+    #[arg(long, value_name = "FILE")]
+    build_ca_bundle: Option<PathBuf>,
+    /// Let the instances of images built from source trust the same certificate
+    /// authorities as their build (the host's and --build-ca-bundle's).
+    #[arg(long)]
+    #[serde(default)]
+    build_ca_for_instances: bool,
     /// Seconds between polls of auto-deploying services' git branches, for hosts that
     /// send no push webhooks; 0: do not poll [default: 60].
     #[arg(long)]
@@ -154,6 +163,10 @@ pub struct Config {
     /// Base image per managed runtime, over the defaults.
     pub runtime_images: std::collections::HashMap<String, String>,
     pub build_timeout: std::time::Duration,
+    /// Certificate authorities builds trust besides the host's.
+    pub build_ca_bundle: Option<PathBuf>,
+    /// Whether built images' instances trust them too.
+    pub build_ca_for_instances: bool,
     /// Between polls of source branches; zero: no polling.
     pub source_poll_interval: std::time::Duration,
 }
@@ -248,6 +261,8 @@ impl ServerArgs {
             build_timeout: std::time::Duration::from_secs(
                 self.build_timeout.or(file.build_timeout).unwrap_or(1200),
             ),
+            build_ca_bundle: self.build_ca_bundle.or(file.build_ca_bundle),
+            build_ca_for_instances: self.build_ca_for_instances || file.build_ca_for_instances,
             source_poll_interval: std::time::Duration::from_secs(
                 self.source_poll_interval
                     .or(file.source_poll_interval)
@@ -493,6 +508,11 @@ async fn serve(config: Config) -> Result<()> {
         build.runtime_images = config.runtime_images.clone();
         build.own_registry_hosts = registry_hosts(registry_addr);
         build.build_timeout = config.build_timeout;
+        build.trust = runway_build::BuildTrust::from_host(
+            config.build_ca_bundle.clone(),
+            config.build_ca_for_instances,
+            std::env::vars(),
+        );
         Builder::new(
             registry.clone(),
             Arc::new(runtime.clone()) as Arc<dyn BuildJobs>,

@@ -152,10 +152,19 @@ async fn a_repository_with_apprunner_yaml_becomes_an_image() {
         job.env
             .contains(&("PIP_BREAK_SYSTEM_PACKAGES".to_string(), "1".to_string()))
     );
-    assert_eq!(job.mounts.len(), 1);
-    assert_eq!(job.mounts[0].target, "/root/.cache/pip");
-    assert_eq!(job.mounts[0].source, s.t.dir.path().join("cache/svc1/pip"));
-    assert!(job.mounts[0].source.is_dir());
+    assert_eq!(job.mounts.len(), 2);
+    let cache = &job.mounts[1];
+    assert_eq!(cache.target, "/root/.cache/pip");
+    assert_eq!(cache.source, s.t.dir.path().join("cache/svc1/pip"));
+    assert!(cache.source.is_dir());
+    // The host's certificate authorities, in a directory of the build's own.
+    assert_eq!(job.mounts[0].target, crate::trust::CONTAINER_DIR);
+    assert!(job.mounts[0].source.starts_with(s.t.path("work/scratch")));
+    assert!(job.command[2].starts_with(&crate::trust::prelude()));
+    assert!(job.env.contains(&(
+        "SSL_CERT_FILE".to_string(),
+        format!("{}/ca-certificates.crt", crate::trust::CONTAINER_DIR)
+    )));
     assert_eq!(s.jobs.removals(), 1);
     // The intermediate image's tag is gone; the scratch space is empty.
     assert!(

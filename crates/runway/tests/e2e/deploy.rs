@@ -31,7 +31,13 @@ pub fn push_testapp(server: &Server, target: &str) {
 
 /// Waits until the service's status is `want` (or fails naming what it is).
 pub fn wait_status(server: &Server, arn: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    wait_status_within(server, arn, want, Duration::from_secs(120))
+}
+
+/// Waits up to `limit` for the service to reach `want`; panics with its events and the
+/// server's log if it does not.
+pub fn wait_status_within(server: &Server, arn: &str, want: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
     loop {
         let service =
             server.aws(&["describe-service", "--service-arn", arn]).ok()["Service"].clone();

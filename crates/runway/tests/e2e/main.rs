@@ -8,5 +8,6 @@ mod auth;
 mod cli;
 mod deploy;
 mod durability;
+mod packages;
 mod registry;
 mod source;

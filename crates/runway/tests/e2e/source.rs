@@ -10,7 +10,14 @@ use std::process::{Command, Output};
 /// Imports the python3 base image (debootstrap, cached between runs) into `server`'s
 /// registry as `runtimes/python3:latest` with the CLI, from a root filesystem directory.
 fn import_python_base(server: &Server) {
-    let layer = runway_build::test_util::base_layer("python3").expect("the python3 base layer");
+    import_base(server, "python3");
+}
+
+/// Imports `runtime`'s base image made by `scripts/base-image` (cached between runs) into
+/// `server`'s registry as `runtimes/<runtime>:latest` with `runway image import-rootfs`.
+pub fn import_base(server: &Server, runtime: &str) {
+    let layer = runway_build::test_util::base_layer(runtime)
+        .unwrap_or_else(|e| panic!("the {runtime} base layer: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     let status = Command::new("tar")
         .arg("-xzf")
@@ -24,13 +31,13 @@ fn import_python_base(server: &Server) {
         .runway()
         .args(["image", "import-rootfs"])
         .arg(rootfs.path())
-        .args(["--name", "runtimes/python3"])
+        .args(["--name", &format!("runtimes/{runtime}")])
         .output()
         .unwrap();
     assert_ok(&out, "runway image import-rootfs");
 }
 
-fn assert_ok(out: &Output, what: &str) -> String {
+pub fn assert_ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -40,7 +47,7 @@ fn assert_ok(out: &Output, what: &str) -> String {
     stdout
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -48,7 +55,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
