@@ -11,7 +11,7 @@ use crate::job::{BuildJob, BuildJobs, JobError, JobMount, JobRequest};
 use crate::layer;
 use crate::log::BuildLog;
 use crate::plan::{self, BuildPlan, PlanError};
-use crate::runtimes::RuntimeImages;
+use crate::runtimes::{self, ChosenImage, ImageChoice, ImageSource, Runtime, RuntimeImages};
 use crate::script;
 use crate::source::{self, Source, SourceError, UploadLimits, redact_url};
 use crate::trust::{self, BuildTrust, TrustError, TrustMaterial};
@@ -98,6 +98,11 @@ pub struct BuildResult {
     pub commit: String,
     /// What was built: runtime, port, environment and secret references.
     pub plan: BuildPlan,
+    /// The base image and the runtime whose image it is.
+    pub base: ChosenImage,
+    /// Things the service's events should say (a retired runtime built with its
+    /// successor, a start command that was detected).
+    pub notes: Vec<String>,
     pub log_path: PathBuf,
     pub duration: Duration,
 }
@@ -114,6 +119,9 @@ pub enum BuildError {
     /// `apprunner.yaml`, the API values or detection gave no usable plan.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// No base image fits the runtime and version asked for.
+    #[error(transparent)]
+    NoImage(#[from] runtimes::NoImage),
     /// The base image or the result could not be found, assembled or pushed.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -165,6 +173,7 @@ impl BuildError {
             self,
             BuildError::CommandFailed { .. }
                 | BuildError::Plan(_)
+                | BuildError::NoImage(_)
                 | BuildError::InvalidRequest(_)
                 | BuildError::Source(
                     SourceError::NoBranch { .. }
@@ -211,7 +220,8 @@ struct Inner {
     registry: Registry,
     jobs: Arc<dyn BuildJobs>,
     config: BuilderConfig,
-    images: RuntimeImages,
+    /// The configured base images; `runway runtimes set` changes them while running.
+    images: std::sync::RwLock<RuntimeImages>,
     git: GitEnv,
     /// One build at a time per service: they share its caches.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -285,7 +295,7 @@ impl Builder {
                 registry,
                 jobs,
                 config,
-                images,
+                images: std::sync::RwLock::new(images),
                 git,
                 locks: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -414,30 +424,41 @@ impl Builder {
         }
 
         // 2. The plan.
-        let (d, cfg, images) = (
-            dir.clone(),
-            request.code_configuration.clone(),
-            self.inner.images.clone(),
-        );
-        let plan = blocking(move || plan::plan(&d, cfg.as_ref(), &images)).await?;
+        let (d, cfg) = (dir.clone(), request.code_configuration.clone());
+        let plan = blocking(move || plan::plan(&d, cfg.as_ref())).await?;
+        let mut notes = Vec::new();
+
+        // 3. The base image of the runtime (or its successor) and version, pulled into
+        // runway's registry the first time.
+        let chosen = self
+            .choose_image(plan.runtime, plan.runtime_version.as_deref())
+            .await?;
         log.line(&format!(
-            "==> Runtime {} ({}), base image {}",
+            "==> Runtime {} ({}){}, base image {} ({})",
             plan.runtime,
             match plan.origin {
                 plan::PlanOrigin::ConfigFile => "from apprunner.yaml",
                 plan::PlanOrigin::Api => "from the service's configuration",
                 plan::PlanOrigin::Detected => "detected",
             },
-            plan.base_image
+            plan.runtime_version
+                .as_deref()
+                .map(|v| format!(", runtime-version {v}"))
+                .unwrap_or_default(),
+            chosen.reference,
+            chosen.source.as_str(),
         ));
-
-        // 3. The base image, pulled into runway's registry the first time.
+        if let Some(note) = &chosen.fallback {
+            log.line(&format!("==> Note: {note}"));
+            notes.push(note.clone());
+        }
         let base = image::resolve_base(
             &self.inner.registry,
-            &plan.base_image,
+            &chosen.reference,
             &self.inner.config.own_registry_hosts,
         )
-        .await?;
+        .await
+        .map_err(|e| missing_image_hint(e, &chosen))?;
 
         // 4. The source layer.
         let (d, out) = (dir.clone(), scratch.join("source.tar.gz"));
@@ -517,9 +538,103 @@ impl Builder {
             digest,
             commit,
             plan,
+            base: chosen,
+            notes,
             log_path: request.log_path.clone(),
             duration: started.elapsed(),
         })
+    }
+
+    /// Sets (or with `None` removes) the base image `runtime` is configured with, for the
+    /// builds that start from now on.
+    pub fn set_runtime_image(
+        &self,
+        runtime: Runtime,
+        reference: Option<&str>,
+    ) -> Result<(), String> {
+        let mut images = self.inner.images.write().unwrap_or_else(|p| p.into_inner());
+        match reference {
+            Some(r) => images.set(runtime, r),
+            None => {
+                images.unset(runtime);
+                Ok(())
+            }
+        }
+    }
+
+    /// What `runtime` would build on now: its configured reference, its imported
+    /// repository `runtimes/<name>` (with the tags there), or its official image.
+    pub async fn image_choice(&self, runtime: Runtime) -> Option<ImageChoice> {
+        let configured = self
+            .inner
+            .images
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .configured(runtime)
+            .map(str::to_string);
+        let own = &self.inner.config.own_registry_hosts;
+        if let Some(reference) = configured {
+            let local_tags = if runtimes::is_local_reference(&reference, own)
+                && !reference.contains("{version}")
+            {
+                let (repository, _) = runtimes::split_local_reference(&reference, own);
+                Some(
+                    self.inner
+                        .registry
+                        .tags(&repository)
+                        .await
+                        .unwrap_or_default(),
+                )
+            } else {
+                None
+            };
+            return Some(ImageChoice {
+                reference,
+                source: ImageSource::Configured,
+                local_tags,
+            });
+        }
+        let repository = runtime.local_repository();
+        let tags = self
+            .inner
+            .registry
+            .tags(&repository)
+            .await
+            .unwrap_or_default();
+        if !tags.is_empty() {
+            let tag = if tags.iter().any(|t| t == "latest") {
+                "latest"
+            } else {
+                runtimes::best_version(&tags, None).unwrap_or(tags[0].as_str())
+            };
+            return Some(ImageChoice {
+                reference: format!("{repository}:{tag}"),
+                source: ImageSource::Imported,
+                local_tags: Some(tags),
+            });
+        }
+        runtime.default_image().map(|template| ImageChoice {
+            reference: template.to_string(),
+            source: ImageSource::Official,
+            local_tags: None,
+        })
+    }
+
+    /// The base image for `runtime` at `version` (see [`runtimes::choose`]).
+    pub async fn choose_image(
+        &self,
+        runtime: Runtime,
+        version: Option<&str>,
+    ) -> Result<ChosenImage, BuildError> {
+        let mut choices = HashMap::new();
+        let mut current = Some(runtime);
+        while let Some(rt) = current {
+            choices.insert(rt, self.image_choice(rt).await);
+            current = rt.successor();
+        }
+        Ok(runtimes::choose(runtime, version, |rt| {
+            choices.get(&rt).cloned().flatten()
+        })?)
     }
 
     /// Fetches the source: the checked-out directory and the commit.
@@ -689,8 +804,9 @@ impl Builder {
                 "/bin/sh".into(),
                 "-c".into(),
                 format!(
-                    "{}{}",
+                    "{}{}{}",
                     trust::prelude(),
+                    runtimes::version_probe(plan.runtime.family(), plan.runtime_version.as_deref()),
                     script::build_script(APP_DIR, &commands)
                 ),
             ],
@@ -713,6 +829,7 @@ impl Builder {
         let job = self.inner.jobs.start(job_request).await?;
         let mut job = JobGuard(Some(job));
         let mut current = None;
+        let mut mismatch = None;
         // The job enforces its own deadline; this one only guards against a job that
         // never reports its end.
         let watched =
@@ -720,6 +837,8 @@ impl Builder {
                 while let Some(line) = job.get().next_line().await {
                     if let Some(n) = script::parse_marker(&line) {
                         current = Some(n);
+                    } else if current.is_none() && line.starts_with(runtimes::VERSION_MISMATCH) {
+                        mismatch = Some(line.clone());
                     }
                     log.line(&line);
                 }
@@ -739,6 +858,11 @@ impl Builder {
         };
         if !exit.success() {
             job.remove().await;
+            if let Some(line) = mismatch
+                && exit.code == Some(runtimes::VERSION_MISMATCH_STATUS)
+            {
+                return Err(runtimes::NoImage(line).into());
+            }
             let command = current
                 .and_then(|n| commands.get(n.saturating_sub(1)))
                 .map_or_else(|| "the build script".to_string(), |c| script::summary(c));
@@ -771,6 +895,27 @@ impl Builder {
                     .join(" && ")
             ),
         })
+    }
+}
+
+/// A base image that cannot be found or pulled: the error, with what to do about it.
+fn missing_image_hint(e: ImageError, chosen: &ChosenImage) -> BuildError {
+    let runtime = chosen.runtime;
+    let hint = match chosen.source {
+        ImageSource::Official => format!(
+            "; without a public registry, import the runtime's image with              `scripts/base-image {runtime}` or point it at another with              `runway runtimes set {runtime} REFERENCE`"
+        ),
+        ImageSource::Configured => format!(
+            " (configured for runtime {runtime}: change it with `runway runtimes set {runtime}              REFERENCE`, or import one with `scripts/base-image {runtime}`)"
+        ),
+        ImageSource::Imported => String::new(),
+    };
+    match e {
+        ImageError::Base { reference, message } => BuildError::Image(ImageError::Base {
+            reference,
+            message: format!("{message}{hint}"),
+        }),
+        other => BuildError::Image(other),
     }
 }
 

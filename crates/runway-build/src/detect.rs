@@ -22,7 +22,7 @@ pub struct Defaults {
 pub fn detect_runtime(dir: &Path) -> Result<Option<Runtime>, SourceError> {
     let has = |name: &str| source::exists(dir, name);
     let runtime = if has("requirements.txt") || has("pyproject.toml") || has("Pipfile") {
-        Some(Runtime::Python3)
+        Some(Runtime::Python311)
     } else if has("package.json") {
         Some(node_runtime(dir)?)
     } else if has("go.mod") {
@@ -30,9 +30,9 @@ pub fn detect_runtime(dir: &Path) -> Result<Option<Runtime>, SourceError> {
     } else if has("pom.xml") || has("build.gradle") || has("build.gradle.kts") {
         Some(Runtime::Corretto21)
     } else if has("Gemfile") {
-        Some(Runtime::Ruby3)
+        Some(Runtime::Ruby31)
     } else if has("composer.json") {
-        Some(Runtime::Php8)
+        Some(Runtime::Php81)
     } else if csproj(dir)?.is_some() {
         Some(Runtime::Dotnet8)
     } else {
@@ -41,17 +41,27 @@ pub fn detect_runtime(dir: &Path) -> Result<Option<Runtime>, SourceError> {
     Ok(runtime)
 }
 
-/// Node.js 18 when package.json's `engines.node` asks for it (and not for 22), else 22.
+/// The Node.js runtime package.json's `engines.node` asks for (`12`, `>=16`, `^18.0.0`):
+/// the oldest runtime whose major version it names, else Node.js 22.
 fn node_runtime(dir: &Path) -> Result<Runtime, SourceError> {
     let text = source::read_file(dir, "package.json", MAX_MANIFEST)?.unwrap_or_default();
     let engines = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("engines")?.get("node")?.as_str().map(str::to_string))
         .unwrap_or_default();
-    Ok(if engines.contains("18") && !engines.contains("22") {
-        Runtime::Nodejs18
-    } else {
-        Runtime::Nodejs22
+    let first_major = engines
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| !w.is_empty())
+        .and_then(|w| w.parse::<u32>().ok());
+    // A range open above (`>=18`) or with alternatives (`18 || 22`) is served by the
+    // newest; a bounded one (`>=18 <19`, `18.x`, `^16.14`) by its first major.
+    let open = (engines.contains('>') && !engines.contains('<')) || engines.contains("||");
+    Ok(match first_major {
+        Some(12) if !open => Runtime::Nodejs12,
+        Some(14) if !open => Runtime::Nodejs14,
+        Some(16) if !open => Runtime::Nodejs16,
+        Some(18) if !open => Runtime::Nodejs18,
+        _ => Runtime::Nodejs22,
     })
 }
 

@@ -5,7 +5,7 @@
 
 use crate::config::{self, AppRunnerConfig, ConfigFileError, SecretRef};
 use crate::detect;
-use crate::runtimes::{Runtime, RuntimeImages};
+use crate::runtimes::Runtime;
 use crate::source::{self, SourceError};
 use runway_model::shapes::CodeConfiguration;
 use serde::Serialize;
@@ -32,8 +32,6 @@ pub struct BuildPlan {
     pub runtime: Runtime,
     /// `run.runtime-version`, if given.
     pub runtime_version: Option<String>,
-    /// The base image reference (see [`crate::runtimes`]).
-    pub base_image: String,
     pub pre_build: Vec<String>,
     pub build: Vec<String>,
     pub post_build: Vec<String>,
@@ -137,11 +135,7 @@ fn merge_env(defaults: Vec<(String, String)>, user: &[(String, String)]) -> Vec<
 
 /// Makes the plan for the source directory `dir` with the service's code configuration
 /// (`None`: `ConfigurationSource` REPOSITORY). Blocks (reads files).
-pub fn plan(
-    dir: &Path,
-    configuration: Option<&CodeConfiguration>,
-    images: &RuntimeImages,
-) -> Result<BuildPlan, PlanError> {
+pub fn plan(dir: &Path, configuration: Option<&CodeConfiguration>) -> Result<BuildPlan, PlanError> {
     let api = configuration
         .filter(|c| c.configuration_source.as_deref() == Some("API"))
         .map(|c| {
@@ -153,24 +147,20 @@ pub fn plan(
         })
         .transpose()?;
     if let Some(values) = api {
-        return from_api(dir, &values, images);
+        return from_api(dir, &values);
     }
     match source::read_file(dir, config::FILE_NAME, config::MAX_FILE_SIZE as u64)? {
-        Some(text) => from_file(dir, config::parse(&text)?, images),
-        None => detected(dir, images),
+        Some(text) => from_file(dir, config::parse(&text)?),
+        None => detected(dir),
     }
 }
 
-fn from_file(
-    dir: &Path,
-    file: AppRunnerConfig,
-    images: &RuntimeImages,
-) -> Result<BuildPlan, PlanError> {
+fn from_file(dir: &Path, file: AppRunnerConfig) -> Result<BuildPlan, PlanError> {
     let runtime = file.runtime;
     let family = runtime.family();
-    let base_image = images
-        .reference(runtime, file.runtime_version.as_deref())
-        .map_err(PlanError::Invalid)?;
+    if let Some(v) = &file.runtime_version {
+        runtime.check_version(v).map_err(PlanError::Invalid)?;
+    }
     let run_command = match file.command {
         Some(c) => c,
         None => detect::defaults(family, dir)?.start.ok_or_else(|| {
@@ -181,7 +171,6 @@ fn from_file(
     Ok(BuildPlan {
         runtime,
         runtime_version: file.runtime_version,
-        base_image,
         pre_build: file.pre_build,
         build: file.build,
         post_build: file.post_build,
@@ -199,7 +188,6 @@ fn from_file(
 fn from_api(
     dir: &Path,
     values: &runway_model::shapes::CodeConfigurationValues,
-    images: &RuntimeImages,
 ) -> Result<BuildPlan, PlanError> {
     let name = values
         .runtime
@@ -211,9 +199,6 @@ fn from_api(
         ))
     })?;
     let family = runtime.family();
-    let base_image = images
-        .reference(runtime, None)
-        .map_err(PlanError::Invalid)?;
     let defaults = detect::defaults(family, dir)?;
     let nonempty = |s: &Option<String>| {
         s.as_deref()
@@ -258,7 +243,6 @@ fn from_api(
     Ok(BuildPlan {
         runtime,
         runtime_version: None,
-        base_image,
         pre_build: Vec::new(),
         build,
         post_build: Vec::new(),
@@ -273,7 +257,7 @@ fn from_api(
     })
 }
 
-fn detected(dir: &Path, images: &RuntimeImages) -> Result<BuildPlan, PlanError> {
+fn detected(dir: &Path) -> Result<BuildPlan, PlanError> {
     let runtime = detect::detect_runtime(dir)?.ok_or(PlanError::NoLanguage)?;
     let family = runtime.family();
     let defaults = detect::defaults(family, dir)?;
@@ -287,9 +271,6 @@ fn detected(dir: &Path, images: &RuntimeImages) -> Result<BuildPlan, PlanError> 
     Ok(BuildPlan {
         runtime,
         runtime_version: None,
-        base_image: images
-            .reference(runtime, None)
-            .map_err(PlanError::Invalid)?,
         pre_build: Vec::new(),
         build: defaults.build,
         post_build: Vec::new(),

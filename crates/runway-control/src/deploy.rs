@@ -164,7 +164,8 @@ impl Controller {
             }
             outcome
         };
-        self.commit(outcome, now).await
+        // A step may have taken long (a build): what it records happened now.
+        self.commit(outcome, Timestamp::now()).await
     }
 
     /// Pause and delete: stop every instance, then settle.
@@ -567,7 +568,10 @@ impl Controller {
             connection_arn: spec.source_configuration.connection_arn(),
             operation_id: &op.id,
         };
-        let built = match self.inner.images.build(request).await {
+        let built = self.inner.images.build(request).await;
+        // The build took its time: what follows happens at its end.
+        let now = Timestamp::now();
+        let built = match built {
             Ok(built) => built,
             Err(e) => return fail(op, service, now, format!("the build failed: {e}")),
         };
@@ -584,7 +588,8 @@ impl Controller {
                 start_command: None,
             }),
         });
-        let events = vec![format!("Build succeeded: {}", built.summary)];
+        let mut events = vec![format!("Build succeeded: {}", built.summary)];
+        events.extend(built.notes.iter().cloned());
         self.start_revision(bounds, service, op, state, spec, built.image, events, now)
     }
 

@@ -91,6 +91,8 @@ pub struct BuiltImage {
     pub secrets: Vec<(String, String)>,
     /// One line for the event log: runtime, commit, time taken.
     pub summary: String,
+    /// More lines for the event log (a retired runtime built with its successor).
+    pub notes: Vec<String>,
 }
 
 /// The file the build log of operation `operation_id` is kept in, under the server's

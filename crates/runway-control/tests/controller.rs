@@ -171,6 +171,7 @@ impl ImageResolver for FakeImages {
                 env: vec![("GREETING".into(), "built".into())],
                 secrets: Vec::new(),
                 summary: "python3, commit c0ffee".into(),
+                notes: Vec::new(),
             })
         })
     }

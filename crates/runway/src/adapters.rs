@@ -278,6 +278,7 @@ impl ImageResolver for RegistryResolver {
                     .iter()
                     .map(|s| (s.name.clone(), s.value_from.clone()))
                     .collect(),
+                notes: built.notes.clone(),
                 summary: format!(
                     "{} {} at {} in {:.1} s",
                     plan.runtime.name(),

@@ -15,11 +15,11 @@ fn runtime_of(files: &[(&str, &str)]) -> Option<Runtime> {
 fn each_language_is_detected() {
     assert_eq!(
         runtime_of(&[("requirements.txt", "flask\n")]),
-        Some(Runtime::Python3)
+        Some(Runtime::Python311)
     );
     assert_eq!(
         runtime_of(&[("pyproject.toml", "[project]\n")]),
-        Some(Runtime::Python3)
+        Some(Runtime::Python311)
     );
     assert_eq!(
         runtime_of(&[("package.json", "{}")]),
@@ -29,6 +29,20 @@ fn each_language_is_detected() {
         runtime_of(&[("package.json", r#"{"engines": {"node": ">=18 <19"}}"#)]),
         Some(Runtime::Nodejs18)
     );
+    for (engines, runtime) in [
+        ("12.x", Runtime::Nodejs12),
+        ("^16.14.0", Runtime::Nodejs16),
+        (">=16", Runtime::Nodejs22),
+        ("18 || 20", Runtime::Nodejs22),
+        ("20", Runtime::Nodejs22),
+    ] {
+        let package = format!(r#"{{"engines": {{"node": "{engines}"}}}}"#);
+        assert_eq!(
+            runtime_of(&[("package.json", &package)]),
+            Some(runtime),
+            "{engines}"
+        );
+    }
     assert_eq!(runtime_of(&[("go.mod", "module x\n")]), Some(Runtime::Go1));
     assert_eq!(
         runtime_of(&[("pom.xml", "<project/>")]),
@@ -40,9 +54,9 @@ fn each_language_is_detected() {
     );
     assert_eq!(
         runtime_of(&[("Gemfile", "source 'x'\n")]),
-        Some(Runtime::Ruby3)
+        Some(Runtime::Ruby31)
     );
-    assert_eq!(runtime_of(&[("composer.json", "{}")]), Some(Runtime::Php8));
+    assert_eq!(runtime_of(&[("composer.json", "{}")]), Some(Runtime::Php81));
     assert_eq!(
         runtime_of(&[("Web.csproj", "<Project/>")]),
         Some(Runtime::Dotnet8)

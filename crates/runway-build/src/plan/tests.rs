@@ -1,20 +1,12 @@
 use super::*;
 use crate::test_util::write_files;
 use runway_model::shapes::CodeConfigurationValues;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     write_files(d.path(), files);
     d
-}
-
-fn images() -> RuntimeImages {
-    RuntimeImages::new(&HashMap::from([(
-        "python3".to_string(),
-        "runtimes/python3:latest".to_string(),
-    )]))
-    .unwrap()
 }
 
 fn api(values: CodeConfigurationValues) -> CodeConfiguration {
@@ -30,10 +22,10 @@ fn from_apprunner_yaml() {
         "apprunner.yaml",
         "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    pre-build: [echo a]\n    build: [pip install -r requirements.txt]\n    post-build: [echo c]\n  env:\n    - name: PIP_BREAK_SYSTEM_PACKAGES\n      value: \"0\"\nrun:\n  runtime-version: 3.11.4\n  pre-run: [echo pre]\n  command: python3 app.py\n  network:\n    port: 8000\n    env: APP_PORT\n  env:\n    - name: PYTHONUNBUFFERED\n      value: \"0\"\n    - name: PORT\n      value: \"1\"\n  secrets:\n    - name: TOKEN\n      value-from: arn:aws:ssm:us-east-1:000000000000:parameter/t\n",
     )]);
-    let p = plan(d.path(), None, &images()).unwrap();
+    let p = plan(d.path(), None).unwrap();
     assert_eq!(p.origin, PlanOrigin::ConfigFile);
     assert_eq!(p.runtime, Runtime::Python3);
-    assert_eq!(p.base_image, "runtimes/python3:latest");
+    assert_eq!(p.runtime_version.as_deref(), Some("3.11.4"));
     assert_eq!(
         p.commands(),
         vec!["echo a", "pip install -r requirements.txt", "echo c"]
@@ -67,7 +59,7 @@ fn from_apprunner_yaml() {
         code_configuration_values: None,
     };
     assert_eq!(
-        plan(d.path(), Some(&repo), &images()).unwrap().origin,
+        plan(d.path(), Some(&repo)).unwrap().origin,
         PlanOrigin::ConfigFile
     );
 }
@@ -78,7 +70,7 @@ fn apprunner_yaml_errors_and_defaults() {
         "apprunner.yaml",
         "version: 1.0\nruntime: python3\nrun:\n  command: 5\n  netwrk: {}\n",
     )]);
-    match plan(d.path(), None, &images()) {
+    match plan(d.path(), None) {
         Err(PlanError::ConfigFile(e)) => assert_eq!(e.line, 5, "{e}"),
         other => panic!("{other:?}"),
     }
@@ -87,7 +79,7 @@ fn apprunner_yaml_errors_and_defaults() {
         ("apprunner.yaml", "version: 1.0\nruntime: python3\n"),
         ("app.py", ""),
     ]);
-    let p = plan(d.path(), None, &images()).unwrap();
+    let p = plan(d.path(), None).unwrap();
     assert_eq!(p.run_command, "python3 app.py");
     assert!(
         p.commands().is_empty(),
@@ -95,7 +87,7 @@ fn apprunner_yaml_errors_and_defaults() {
     );
     let d = dir_with(&[("apprunner.yaml", "version: 1.0\nruntime: python3\n")]);
     assert!(matches!(
-        plan(d.path(), None, &images()),
+        plan(d.path(), None),
         Err(PlanError::NoStartCommand(_))
     ));
     // A runtime-version outside the runtime's policy.
@@ -103,10 +95,7 @@ fn apprunner_yaml_errors_and_defaults() {
         "apprunner.yaml",
         "version: 1.0\nruntime: nodejs22\nrun:\n  runtime-version: 18.1\n  command: x\n",
     )]);
-    assert!(matches!(
-        plan(d.path(), None, &images()),
-        Err(PlanError::Invalid(_))
-    ));
+    assert!(matches!(plan(d.path(), None), Err(PlanError::Invalid(_))));
 }
 
 #[test]
@@ -123,7 +112,7 @@ fn from_api_values() {
             "arn:aws:secretsmanager:x".into(),
         )])),
     };
-    let p = plan(d.path(), Some(&api(values)), &images()).unwrap();
+    let p = plan(d.path(), Some(&api(values))).unwrap();
     assert_eq!(p.origin, PlanOrigin::Api);
     assert_eq!(
         p.build,
@@ -145,7 +134,7 @@ fn from_api_values() {
         runtime: Some("PYTHON_311".into()),
         ..Default::default()
     };
-    let p = plan(d.path(), Some(&api(values)), &images()).unwrap();
+    let p = plan(d.path(), Some(&api(values))).unwrap();
     assert_eq!(p.runtime, Runtime::Python311);
     assert_eq!(
         p.build,
@@ -154,7 +143,6 @@ fn from_api_values() {
     );
     assert_eq!(p.run_command, "python3 app.py");
     assert_eq!(p.port, DEFAULT_PORT);
-    assert_eq!(p.base_image, "docker.io/library/python:3.11-slim");
     for bad in [
         CodeConfigurationValues {
             runtime: Some("COBOL_1".into()),
@@ -171,7 +159,7 @@ fn from_api_values() {
         },
     ] {
         assert!(matches!(
-            plan(d.path(), Some(&api(bad)), &images()),
+            plan(d.path(), Some(&api(bad))),
             Err(PlanError::Invalid(_))
         ));
     }
@@ -179,7 +167,7 @@ fn from_api_values() {
         configuration_source: Some("API".into()),
         code_configuration_values: None,
     };
-    assert!(plan(d.path(), Some(&missing), &images()).is_err());
+    assert!(plan(d.path(), Some(&missing)).is_err());
 }
 
 #[test]
@@ -191,10 +179,9 @@ fn from_detection() {
         ),
         ("server.js", ""),
     ]);
-    let p = plan(d.path(), None, &images()).unwrap();
+    let p = plan(d.path(), None).unwrap();
     assert_eq!(p.origin, PlanOrigin::Detected);
     assert_eq!(p.runtime, Runtime::Nodejs22);
-    assert_eq!(p.base_image, "docker.io/library/node:22-slim");
     assert_eq!(p.run_command, "npm start");
     assert_eq!(p.port, 8080);
     assert!(
@@ -202,13 +189,10 @@ fn from_detection() {
             .contains(&("NODE_ENV".to_string(), "production".to_string()))
     );
     let d = dir_with(&[("README.md", "")]);
-    assert!(matches!(
-        plan(d.path(), None, &images()),
-        Err(PlanError::NoLanguage)
-    ));
+    assert!(matches!(plan(d.path(), None), Err(PlanError::NoLanguage)));
     let d = dir_with(&[("requirements.txt", "")]);
     assert!(matches!(
-        plan(d.path(), None, &images()),
+        plan(d.path(), None),
         Err(PlanError::NoStartCommand(_))
     ));
     let d = dir_with(&[
@@ -216,7 +200,7 @@ fn from_detection() {
         ("Procfile", "web: python3 -m http.server $PORT\n"),
     ]);
     assert_eq!(
-        plan(d.path(), None, &images()).unwrap().run_command,
+        plan(d.path(), None).unwrap().run_command,
         "python3 -m http.server $PORT"
     );
 }
@@ -231,7 +215,7 @@ fn an_apprunner_yaml_link_out_is_refused() {
     )
     .unwrap();
     assert!(matches!(
-        plan(d.path(), None, &images()),
+        plan(d.path(), None),
         Err(PlanError::Source(SourceError::Escape { .. }))
     ));
 }

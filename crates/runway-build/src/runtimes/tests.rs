@@ -7,13 +7,44 @@ fn every_runtime_has_one_row_and_round_trips() {
         assert_eq!(Runtime::from_name(r.name()), Some(r));
         assert_eq!(Runtime::from_api_name(r.api_name()), Some(r));
         r.check_version(r.default_version()).unwrap();
+        // Every chain of successors ends at a runtime with an official image.
+        let mut last = r;
+        while let Some(next) = last.successor() {
+            last = next;
+        }
+        assert!(last.default_image().is_some(), "{r}");
     }
-    // Every API runtime the model accepts maps to one runway builds.
+    // Every API runtime the model accepts is one, and every one is accepted.
     for name in runway_model::validate::RUNTIMES {
         assert!(Runtime::from_api_name(name).is_some(), "{name}");
     }
-    assert_eq!(Runtime::from_api_name("PHP_81"), Some(Runtime::Php8));
+    for r in Runtime::ALL {
+        assert!(
+            runway_model::validate::RUNTIMES.contains(&r.api_name()),
+            "{r}"
+        );
+    }
     assert_eq!(Runtime::from_name("python9"), None);
+}
+
+#[test]
+fn apprunner_yaml_names_are_case_insensitive_with_runways_earlier_names() {
+    for (name, runtime) in [
+        ("Nodejs12", Runtime::Nodejs12),
+        ("NODEJS16", Runtime::Nodejs16),
+        ("nodejs14 ", Runtime::Nodejs14),
+        ("Python3", Runtime::Python3),
+        ("python311", Runtime::Python311),
+        ("Corretto8", Runtime::Corretto8),
+        ("dotnet6", Runtime::Dotnet6),
+        ("php81", Runtime::Php81),
+        ("php8", Runtime::Php81),
+        ("Ruby31", Runtime::Ruby31),
+        ("ruby3", Runtime::Ruby31),
+        ("GO1", Runtime::Go1),
+    ] {
+        assert_eq!(Runtime::from_name(name), Some(runtime), "{name}");
+    }
 }
 
 #[test]
@@ -22,7 +53,7 @@ fn version_policy() {
     Runtime::Python311.check_version("3.11.9").unwrap();
     assert!(Runtime::Python311.check_version("3.12").is_err());
     assert!(Runtime::Python311.check_version("3.1").is_err());
-    Runtime::Python3.check_version("3.12.1").unwrap();
+    Runtime::Python3.check_version("3.8.16").unwrap();
     assert!(Runtime::Python3.check_version("2.7").is_err());
     assert!(Runtime::Nodejs22.check_version("18").is_err());
     assert!(Runtime::Nodejs22.check_version("22.x").is_err());
@@ -30,18 +61,98 @@ fn version_policy() {
     assert!(Runtime::Nodejs22.check_version("").is_err());
 }
 
+fn tags(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| s.to_string()).collect()
+}
+
 #[test]
-fn references_from_defaults_and_overrides() {
-    let images = RuntimeImages::default();
+fn the_newest_matching_version_is_chosen() {
+    let t = tags(&["latest", "3.11.2", "3.11.10", "3.13.5", "3.9.2"]);
+    assert_eq!(best_version(&t, Some("3.11")), Some("3.11.10"));
+    assert_eq!(best_version(&t, Some("3.11.2")), Some("3.11.2"));
+    assert_eq!(best_version(&t, Some("3.1")), None);
+    assert_eq!(best_version(&t, None), Some("3.13.5"));
     assert_eq!(
-        images.reference(Runtime::Python3, None).unwrap(),
-        "docker.io/library/python:3.11-slim"
+        versions(&t),
+        tags(&["3.13.5", "3.11.10", "3.11.2", "3.9.2"])
     );
-    assert_eq!(
-        images.reference(Runtime::Nodejs22, Some("22.4.1")).unwrap(),
-        "docker.io/library/node:22.4.1-slim"
+}
+
+fn official(rt: Runtime) -> Option<ImageChoice> {
+    rt.default_image().map(|r| ImageChoice {
+        reference: r.to_string(),
+        source: ImageSource::Official,
+        local_tags: None,
+    })
+}
+
+#[test]
+fn official_images_are_filled_with_the_version() {
+    let c = choose(Runtime::Nodejs22, Some("22.4.1"), official).unwrap();
+    assert_eq!(c.reference, "docker.io/library/node:22.4.1-slim");
+    assert_eq!(c.version.as_deref(), Some("22.4.1"));
+    assert_eq!(c.fallback, None);
+    let c = choose(Runtime::Python311, None, official).unwrap();
+    assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
+    assert!(choose(Runtime::Nodejs22, Some("20"), official).is_err());
+}
+
+#[test]
+fn a_retired_runtime_falls_back_to_its_successor_and_says_so() {
+    let c = choose(Runtime::Nodejs16, None, official).unwrap();
+    assert_eq!(c.runtime, Runtime::Nodejs22);
+    assert_eq!(c.reference, "docker.io/library/node:22-slim");
+    let note = c.fallback.unwrap();
+    assert!(
+        note.contains("nodejs16") && note.contains("nodejs22") && note.contains("retired"),
+        "{note}"
     );
-    assert!(images.reference(Runtime::Nodejs22, Some("20")).is_err());
+    // `python3` with `3.11` is the successor's line; `3` means it too.
+    let c = choose(Runtime::Python3, Some("3.11"), official).unwrap();
+    assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
+    let c = choose(Runtime::Python3, Some("3"), official).unwrap();
+    assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
+    // A version the successor is not: an error naming what there is and the fix.
+    let e = choose(Runtime::Python3, Some("3.8.16"), official)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("python3 version 3.8.16")
+            && e.contains("Python 3.11 only")
+            && e.contains("scripts/base-image python3 --version 3.8.16"),
+        "{e}"
+    );
+}
+
+#[test]
+fn imported_images_are_chosen_by_their_version_tags() {
+    let imported = |rt: Runtime| {
+        (rt == Runtime::Nodejs18).then(|| ImageChoice {
+            reference: "runtimes/nodejs18:latest".into(),
+            source: ImageSource::Imported,
+            local_tags: Some(tags(&["latest", "18.19.0", "18.20.8"])),
+        })
+    };
+    let c = choose(Runtime::Nodejs18, Some("18.19"), imported).unwrap();
+    assert_eq!(c.reference, "runtimes/nodejs18:18.19.0");
+    assert_eq!(c.fallback, None);
+    let c = choose(Runtime::Nodejs18, None, imported).unwrap();
+    assert_eq!(c.reference, "runtimes/nodejs18:latest");
+    assert_eq!(c.version.as_deref(), Some("18.20.8"));
+    let e = choose(Runtime::Nodejs18, Some("18.17.1"), imported)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("18.20.8, 18.19.0") && e.contains("nodejs22: no image"),
+        "{e}"
+    );
+    // Without an image of its own or its successor's: what to do.
+    let e = choose(Runtime::Nodejs16, None, |_| None).unwrap_err().0;
+    assert!(e.contains("scripts/base-image nodejs16"), "{e}");
+}
+
+#[test]
+fn configured_references() {
     let overrides = HashMap::from([
         ("python3".to_string(), "runtimes/python3:latest".to_string()),
         (
@@ -49,41 +160,57 @@ fn references_from_defaults_and_overrides() {
             "registry.example.com/node:{version}".to_string(),
         ),
     ]);
-    let images = RuntimeImages::new(&overrides).unwrap();
+    let mut images = RuntimeImages::new(&overrides).unwrap();
     assert_eq!(
-        images.reference(Runtime::Python3, Some("3.11")).unwrap(),
-        "runtimes/python3:latest"
+        images.configured(Runtime::Python3),
+        Some("runtimes/python3:latest")
     );
     assert_eq!(
-        images.reference(Runtime::Nodejs22, None).unwrap(),
-        "registry.example.com/node:22"
+        images.configured(Runtime::Nodejs22),
+        Some("registry.example.com/node:{version}")
     );
+    images.unset(Runtime::Python3);
+    assert_eq!(images.configured(Runtime::Python3), None);
+    assert!(images.set(Runtime::Go1, "two words").is_err());
     let bad = HashMap::from([("cobol".to_string(), "x".to_string())]);
     assert!(RuntimeImages::new(&bad).is_err());
 }
 
 #[test]
-fn local_references() {
-    let own = vec!["127.0.0.1:5000".to_string()];
-    assert!(is_local_reference("runtimes/python3:latest", &own));
-    assert!(is_local_reference("python3", &own));
-    assert!(is_local_reference("127.0.0.1:5000/runtimes/python3", &own));
-    assert!(!is_local_reference(
-        "docker.io/library/python:3.11-slim",
-        &own
-    ));
-    assert!(!is_local_reference("localhost:5001/x", &own));
-    assert_eq!(
-        split_local_reference("runtimes/python3:latest", &own),
-        ("runtimes/python3".into(), "latest".into())
-    );
-    assert_eq!(
-        split_local_reference("127.0.0.1:5000/team/py", &own),
-        ("team/py".into(), "latest".into())
-    );
-    let d = format!("sha256:{}", "a".repeat(64));
-    assert_eq!(
-        split_local_reference(&format!("py@{d}"), &own),
-        ("py".into(), d)
+fn the_version_probe_names_the_interpreter_and_stops_a_mismatch() {
+    let run = |script: String| {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // No interpreter: said, not fatal.
+    let out = run(version_probe(Family::Ruby, None));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("==> Ruby: not found"));
+    // A fake interpreter of another version: the build stops with the mismatch.
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node");
+    std::fs::write(&node, "#!/bin/sh\necho 22.17.0\n").unwrap();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let with_path = |script: String| {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap()
+    };
+    let out = with_path(version_probe(Family::Node, Some("22")));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("==> Node.js 22.17.0"));
+    let out = with_path(version_probe(Family::Node, Some("18.19")));
+    assert_eq!(out.status.code(), Some(VERSION_MISMATCH_STATUS));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "runway: runtime-version 18.19 was asked for, but the base image has Node.js 22.17.0"
+        ),
+        "{text}"
     );
 }
