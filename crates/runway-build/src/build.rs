@@ -426,7 +426,7 @@ impl Builder {
         // 2. The plan.
         let (d, cfg) = (dir.clone(), request.code_configuration.clone());
         let plan = blocking(move || plan::plan(&d, cfg.as_ref())).await?;
-        let mut notes = Vec::new();
+        let mut notes = plan.notes.clone();
 
         // 3. The base image of the runtime (or its successor) and version, pulled into
         // runway's registry the first time.
@@ -448,6 +448,9 @@ impl Builder {
             chosen.reference,
             chosen.source.as_str(),
         ));
+        for note in &plan.notes {
+            log.line(&format!("==> Note: {note}"));
+        }
         if let Some(note) = &chosen.fallback {
             log.line(&format!("==> Note: {note}"));
             notes.push(note.clone());
@@ -804,7 +807,7 @@ impl Builder {
                 "/bin/sh".into(),
                 "-c".into(),
                 format!(
-                    "{}{}{}",
+                    "exec 2>&1\n{}{}{}",
                     trust::prelude(),
                     runtimes::version_probe(plan.runtime.family(), plan.runtime_version.as_deref()),
                     script::build_script(APP_DIR, &commands)

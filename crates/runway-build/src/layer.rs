@@ -2,14 +2,16 @@
 //! (the source directory at `/app`, deterministic: sorted entries, owner root, fixed
 //! times, so the same source always gives the same digest and the registry stores it
 //! once), a root filesystem as a base image's single layer (owners, modes, times and hard
-//! links kept), and the tarball `runway deploy --source` uploads.
+//! links kept), and the tarball `runway deploy --source` uploads: what a git checkout of
+//! the directory would hold, leaving out what its `.gitignore` files and a
+//! `.runwayignore` (same syntax) name, so `node_modules/` and `.env` stay home.
 //!
 //! The walk never follows a link and never crosses into another file system (a mount
 //! point is kept as an empty directory). Device nodes, pipes and sockets are left out: the
 //! runtime provides `/dev`.
 
 use flate2::Compression;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
@@ -81,10 +83,58 @@ pub fn write_source_layer(dir: &Path, out: &Path) -> io::Result<LayerFile> {
     write_layer(dir, out, Mode::Source, Some("app"), Compression::default())
 }
 
-/// Writes the directory `dir` as a gzipped tar of its contents (its top `.git` left out),
-/// as `runway deploy --source` uploads it.
-pub fn pack_source(dir: &Path, out: &Path) -> io::Result<LayerFile> {
-    write_layer(dir, out, Mode::Source, None, Compression::default())
+/// The file that names more of a directory to leave out of an upload, in `.gitignore`'s
+/// syntax.
+pub const IGNORE_FILE: &str = ".runwayignore";
+
+/// An uploaded source's tarball and what went into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedSource {
+    pub layer: LayerFile,
+    /// Regular files packed.
+    pub files: u64,
+    /// Their bytes, before compression.
+    pub bytes: u64,
+}
+
+/// Writes the directory `dir` as a gzipped tar of its contents, as `runway deploy
+/// --source` uploads it: its top `.git` and what `.gitignore` files (and
+/// `.git/info/exclude`) and [`IGNORE_FILE`] name left out.
+pub fn pack_source(dir: &Path, out: &Path) -> io::Result<PackedSource> {
+    let keep = not_ignored(dir)?;
+    let mut walker = Walker::new(Mode::Source, dir)?;
+    walker.keep = Some(keep);
+    let layer = write_layer_with(&mut walker, dir, out, None, Compression::default())?;
+    Ok(PackedSource {
+        layer,
+        files: walker.files,
+        bytes: walker.bytes,
+    })
+}
+
+/// The paths under `dir` no ignore file names (`dir` itself excluded).
+fn not_ignored(dir: &Path) -> io::Result<HashSet<PathBuf>> {
+    let mut keep = HashSet::new();
+    let walk = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .ignore(false)
+        .parents(false)
+        .git_global(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .require_git(false)
+        .follow_links(false)
+        .same_file_system(true)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == ".git"))
+        .build();
+    for entry in walk {
+        let entry = entry.map_err(|e| io::Error::other(e.to_string()))?;
+        if entry.depth() > 0 {
+            keep.insert(entry.into_path());
+        }
+    }
+    Ok(keep)
 }
 
 /// Writes the root filesystem `dir` as a single layer to `out`, keeping owners, modes,
@@ -100,23 +150,23 @@ fn write_layer(
     prefix: Option<&str>,
     level: Compression,
 ) -> io::Result<LayerFile> {
+    let mut walker = Walker::new(mode, dir)?;
+    write_layer_with(&mut walker, dir, out, prefix, level)
+}
+
+fn write_layer_with(
+    walker: &mut Walker,
+    dir: &Path,
+    out: &Path,
+    prefix: Option<&str>,
+    level: Compression,
+) -> io::Result<LayerFile> {
     let root = fs::symlink_metadata(dir)?;
-    if !root.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a directory", dir.display()),
-        ));
-    }
     let file = File::create(out)?;
     let compressed = Hashing::new(BufWriter::with_capacity(1 << 20, file));
     let gz = flate2::GzBuilder::new().mtime(0).write(compressed, level);
     let mut tar = tar::Builder::new(Hashing::new(gz));
     tar.follow_symlinks(false);
-    let mut walker = Walker {
-        mode,
-        device: root.dev(),
-        links: HashMap::new(),
-    };
     let top = PathBuf::from(prefix.unwrap_or(""));
     if prefix.is_some() {
         walker.append(&mut tar, dir, &top, &root)?;
@@ -144,9 +194,32 @@ struct Walker {
     device: u64,
     /// (device, inode) of files with more than one link, to the path first written.
     links: HashMap<(u64, u64), PathBuf>,
+    /// When set, only these paths are written.
+    keep: Option<HashSet<PathBuf>>,
+    /// Regular files written, and their bytes.
+    files: u64,
+    bytes: u64,
 }
 
 impl Walker {
+    fn new(mode: Mode, dir: &Path) -> io::Result<Walker> {
+        let root = fs::symlink_metadata(dir)?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Walker {
+            mode,
+            device: root.dev(),
+            links: HashMap::new(),
+            keep: None,
+            files: 0,
+            bytes: 0,
+        })
+    }
+
     fn walk<W: Write>(
         &mut self,
         tar: &mut tar::Builder<W>,
@@ -163,6 +236,9 @@ impl Walker {
         });
         for (file_name, path) in entries {
             if top && self.mode == Mode::Source && file_name == ".git" {
+                continue;
+            }
+            if self.keep.as_ref().is_some_and(|k| !k.contains(&path)) {
                 continue;
             }
             let meta = fs::symlink_metadata(&path)?;
@@ -226,6 +302,8 @@ impl Walker {
         let file = File::open(path)?;
         let size = file.metadata()?.len();
         header.set_size(size);
+        self.files += 1;
+        self.bytes += size;
         // A file that shrinks while it is read would corrupt the tar; tar's builder
         // fails instead, and so does the layer.
         tar.append_data(&mut header, name, io::Read::take(file, size))

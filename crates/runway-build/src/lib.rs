@@ -55,7 +55,7 @@ pub use config::{AppRunnerConfig, ConfigFileError, SecretRef};
 pub use git::{check_source, is_branch_name};
 pub use image::{ImageError, ImportedRootfs, RootfsOptions, import_layer, import_rootfs};
 pub use job::{BuildJob, BuildJobs, JobError, JobExit, JobMount, JobRequest};
-pub use layer::{LayerFile, pack_source};
+pub use layer::{LayerFile, PackedSource, pack_source};
 pub use plan::{BuildPlan, PlanError, PlanOrigin};
 pub use runtime_jobs::RegistryImages;
 pub use runtimes::{Family, Runtime, RuntimeImages};

@@ -48,6 +48,9 @@ pub struct BuildPlan {
     /// Secrets for the application: resolved at deploy time, never put in the image.
     pub secrets: Vec<SecretRef>,
     pub origin: PlanOrigin,
+    /// What the plan filled in that the user did not say (a detected start command), for
+    /// the build log and the service's events.
+    pub notes: Vec<String>,
 }
 
 impl BuildPlan {
@@ -161,11 +164,22 @@ fn from_file(dir: &Path, file: AppRunnerConfig) -> Result<BuildPlan, PlanError> 
     if let Some(v) = &file.runtime_version {
         runtime.check_version(v).map_err(PlanError::Invalid)?;
     }
+    let mut notes = Vec::new();
     let run_command = match file.command {
         Some(c) => c,
-        None => detect::defaults(family, dir)?.start.ok_or_else(|| {
-            PlanError::NoStartCommand(format!("{} has no run.command", config::FILE_NAME))
-        })?,
+        None => {
+            let c = detect::defaults(family, dir)?.start.ok_or_else(|| {
+                PlanError::NoStartCommand(format!(
+                    "{} has no run.command, and none could be detected for {runtime}: add one",
+                    config::FILE_NAME
+                ))
+            })?;
+            notes.push(format!(
+                "{} has no run.command: starting the application with `{c}`, detected from its files",
+                config::FILE_NAME
+            ));
+            c
+        }
     };
     let port = file.port.unwrap_or(DEFAULT_PORT);
     Ok(BuildPlan {
@@ -182,6 +196,7 @@ fn from_file(dir: &Path, file: AppRunnerConfig) -> Result<BuildPlan, PlanError> 
         run_env: merge_env(detect::run_env(family, port), &file.run_env),
         secrets: file.secrets,
         origin: PlanOrigin::ConfigFile,
+        notes,
     })
 }
 
@@ -210,11 +225,19 @@ fn from_api(
         Some(c) => vec![c],
         None => defaults.build,
     };
-    let run_command = nonempty(&values.start_command)
-        .or(defaults.start)
-        .ok_or_else(|| {
-            PlanError::NoStartCommand("CodeConfigurationValues has no StartCommand".into())
-        })?;
+    let mut notes = Vec::new();
+    let run_command = match nonempty(&values.start_command) {
+        Some(c) => c,
+        None => {
+            let c = defaults.start.ok_or_else(|| {
+                PlanError::NoStartCommand("CodeConfigurationValues has no StartCommand".into())
+            })?;
+            notes.push(format!(
+                "CodeConfigurationValues has no StartCommand: starting the application with `{c}`, detected from its files"
+            ));
+            c
+        }
+    };
     let port = match values.port.as_deref() {
         None | Some("") => DEFAULT_PORT,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
@@ -254,6 +277,7 @@ fn from_api(
         run_env: merge_env(detect::run_env(family, port), &user_env),
         secrets,
         origin: PlanOrigin::Api,
+        notes,
     })
 }
 
@@ -268,6 +292,10 @@ fn detected(dir: &Path) -> Result<BuildPlan, PlanError> {
             config::FILE_NAME
         ))
     })?;
+    let notes = vec![format!(
+        "no {} or API configuration: built as {runtime} (detected from its files), started with `{run_command}`",
+        config::FILE_NAME
+    )];
     Ok(BuildPlan {
         runtime,
         runtime_version: None,
@@ -282,6 +310,7 @@ fn detected(dir: &Path) -> Result<BuildPlan, PlanError> {
         run_env: detect::run_env(family, DEFAULT_PORT),
         secrets: Vec::new(),
         origin: PlanOrigin::Detected,
+        notes,
     })
 }
 

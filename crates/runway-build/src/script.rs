@@ -30,7 +30,9 @@ pub fn summary(command: &str) -> String {
 /// (with its exit status), whether it failed as a simple command or as a list.
 pub fn build_script(workdir: &str, commands: &[String]) -> String {
     let n = commands.len();
-    let mut s = String::from("set -e\n");
+    // One stream: a command's errors stay below its marker line (two pipes read in
+    // turn can put them above it).
+    let mut s = String::from("exec 2>&1\nset -e\n");
     s.push_str(&format!("cd {}\n", quote(workdir)));
     for (i, command) in commands.iter().enumerate() {
         let marker = format!("{MARKER}{}/{n}] {}", i + 1, summary(command));

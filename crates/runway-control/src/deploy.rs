@@ -264,17 +264,21 @@ impl Controller {
                         revision,
                         reason: reason.clone(),
                     });
-                    if snap
+                    let serving = snap
                         .state(&service.arn)
                         .traffic
                         .iter()
-                        .any(|t| t.percent > 0)
-                    {
+                        .any(|t| t.percent > 0);
+                    // With nothing serving (a new service) there is nothing to go back to.
+                    let event = if serving {
                         op.status = OperationStatus::RollbackInProgress;
-                    }
+                        format!("{reason}; rolling back")
+                    } else {
+                        format!("{reason}; stopping it")
+                    };
                     return Outcome {
                         op: Some(op),
-                        events: vec![format!("{reason}; rolling back")],
+                        events: vec![event],
                         ..Default::default()
                     };
                 }

@@ -563,6 +563,16 @@ async fn a_create_that_never_gets_healthy_fails() {
     let op = w.settle(&first_op(&w)).await;
     assert_eq!(op.status, OperationStatus::Failed);
     assert_eq!(w.service().status, ServiceStatus::CreateFailed);
+    // A new service has nothing to roll back to, and its events do not say otherwise.
+    let events = w.events();
+    assert!(
+        !events.iter().any(|e| e.contains("rolling back")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("stopping it")),
+        "{events:?}"
+    );
     run.abort();
 }
 

@@ -286,7 +286,7 @@ impl Client {
     pub async fn push_single_layer(
         &self,
         repository: &str,
-        tag: &str,
+        tags: &[&str],
         layer: &runway_build::LayerFile,
         (config_type, config): (&str, Vec<u8>),
         artifact_type: Option<&str>,
@@ -315,13 +315,12 @@ impl Client {
         if let Some(t) = artifact_type {
             manifest["artifactType"] = serde_json::json!(t);
         }
-        self.push_manifest(
-            repository,
-            tag,
-            OCI_MANIFEST,
-            serde_json::to_vec(&manifest)?,
-        )
-        .await
+        let manifest = serde_json::to_vec(&manifest)?;
+        for tag in tags {
+            self.push_manifest(repository, tag, OCI_MANIFEST, manifest.clone())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Calls the registry at `path` (`/v2/_catalog`, ...) with the access key as Basic

@@ -96,7 +96,11 @@ async fn follow_operation(client: &Client, arn: &str, op: &str, show: bool) -> R
                     {
                         log_offset = print_build_log(client, op, "    | ", log_offset).await?;
                     }
-                    println!("  {message}");
+                    // A failed build's message ends with the log's last lines: shown.
+                    match message.split_once("\nlast log lines:") {
+                        Some((head, _)) if log_offset > 0 => println!("  {head}"),
+                        _ => println!("  {message}"),
+                    }
                 }
             }
             log_offset = print_build_log(client, op, "    | ", log_offset).await?;
@@ -247,7 +251,7 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                         vec![
                             text(&s["ServiceName"]),
                             text(&s["Status"]),
-                            text(&s["ServiceUrl"]),
+                            client.app_url(&text(&s["ServiceUrl"])),
                             when(&s["CreatedAt"]),
                         ]
                     })
@@ -281,7 +285,7 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                     ("Name", text(&s["ServiceName"])),
                     ("ARN", text(&s["ServiceArn"])),
                     ("Status", text(&s["Status"])),
-                    ("URL", text(&s["ServiceUrl"])),
+                    ("URL", client.app_url(&text(&s["ServiceUrl"]))),
                     ("Source", source),
                     ("CPU / memory", units(&s["InstanceConfiguration"])),
                     (
@@ -361,6 +365,19 @@ fn name_from_dir(dir: &std::path::Path) -> Result<String> {
     Ok(name)
 }
 
+/// `1.2 MiB`, `340 KiB`, `12 bytes`.
+fn human_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if f >= KIB * KIB {
+        format!("{:.1} MiB", f / (KIB * KIB))
+    } else if f >= KIB {
+        format!("{:.1} KiB", f / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// Packs `dir` and uploads it to the registry as `sources/<name>`, an OCI artifact whose
 /// one layer is the gzipped tar of the directory (so the registry's garbage collector
 /// keeps it); its `upload://sha256:<hex>` URL.
@@ -372,16 +389,20 @@ async fn upload_source(client: &Client, dir: &std::path::Path, name: &str) -> Re
         .await?
         .with_context(|| format!("cannot pack {}", dir.display()))?;
     println!(
-        "Uploading {} ({:.1} KiB, {})",
+        "Uploading {}: {} files, {} ({} compressed, {}; .gitignore and {} honoured)",
         dir.display(),
-        packed.size as f64 / 1024.0,
-        packed.digest
+        packed.files,
+        human_bytes(packed.bytes),
+        human_bytes(packed.layer.size),
+        packed.layer.digest,
+        runway_build::layer::IGNORE_FILE,
     );
+    let packed = packed.layer;
     let hex = packed.digest.trim_start_matches("sha256:");
     client
         .push_single_layer(
             &crate::adapters::source_repository(name),
-            &format!("src-{}", &hex[..12]),
+            &[&format!("src-{}", &hex[..12])],
             &packed,
             ("application/vnd.oci.empty.v1+json", b"{}".to_vec()),
             Some("application/vnd.runway.source.v1"),
@@ -410,6 +431,18 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
         (None, Some(dir)) => name_from_dir(dir)?,
         (None, None) => bail!("--name is required with --image"),
     };
+    // Before anything is uploaded: the name is the API's to refuse, but only after.
+    runway_model::validate::service_name(&Some(name.clone())).map_err(|e| {
+        anyhow!(
+            "{}{}",
+            e.message,
+            if args.name.is_none() {
+                " (made from the directory's name; pass --name)"
+            } else {
+                ""
+            }
+        )
+    })?;
     let client = Client::new(client_args)?;
     block_on(async {
         let existing = find_service(&client, &name).await?;
@@ -683,12 +716,22 @@ pub enum ImageCommand {
         /// The image's name, `REPOSITORY[:TAG]` (tag: latest).
         #[arg(long)]
         name: String,
+        /// More tags for the same image (`--tag 3.11.2`); repeat for more.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
     },
 }
 
 pub fn image(command: ImageCommand, args: &ClientArgs) -> Result<()> {
-    let ImageCommand::ImportRootfs { dir, name } = command;
+    let ImageCommand::ImportRootfs { dir, name, tags } = command;
     let (repository, tag) = runway_build::image::split_name(&name)?;
+    let mut all_tags = vec![tag];
+    for t in tags {
+        let (_, t) = runway_build::image::split_name(&format!("{repository}:{t}"))?;
+        if !all_tags.contains(&t) {
+            all_tags.push(t);
+        }
+    }
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
@@ -708,10 +751,11 @@ pub fn image(command: ImageCommand, args: &ClientArgs) -> Result<()> {
             layer.digest
         );
         let config = runway_build::image::rootfs_config(&layer, &Default::default());
+        let tags: Vec<&str> = all_tags.iter().map(String::as_str).collect();
         client
             .push_single_layer(
                 &repository,
-                &tag,
+                &tags,
                 &layer,
                 (
                     "application/vnd.oci.image.config.v1+json",
@@ -720,7 +764,11 @@ pub fn image(command: ImageCommand, args: &ClientArgs) -> Result<()> {
                 None,
             )
             .await?;
-        println!("Imported {} as {repository}:{tag}", dir.display());
+        println!(
+            "Imported {} as {repository}:{}",
+            dir.display(),
+            all_tags.join(", :")
+        );
         Ok(())
     })
 }

@@ -121,7 +121,7 @@ fn source_layers_are_deterministic_and_at_app() {
     assert_ne!(one.diff_id, three.diff_id);
     // An upload has no prefix.
     let packed = pack_source(src.path(), &out.path().join("p.tar.gz")).unwrap();
-    assert_eq!(names(&packed)[0], "a.py");
+    assert_eq!(names(&packed.layer)[0], "a.py");
     assert!(write_source_layer(&src.path().join("a.py"), &out.path().join("x")).is_err());
 }
 
@@ -162,4 +162,46 @@ fn rootfs_layers_keep_owners_times_and_hard_links() {
     assert!(get("etc/passwd").4 > 0, "times are kept");
     let again = write_rootfs_layer(root.path(), &out.path().join("again.tar.gz")).unwrap();
     assert_eq!(layer.digest, again.digest);
+}
+
+#[test]
+fn uploads_leave_out_what_gitignore_and_runwayignore_name() {
+    let src = tempfile::tempdir().unwrap();
+    write_files(
+        src.path(),
+        &[
+            (".gitignore", "node_modules/\n.env\n*.log\n!keep.log\n"),
+            (".runwayignore", "docs/\n"),
+            ("app.js", "x"),
+            (".env", "SECRET=1"),
+            ("debug.log", "noise"),
+            ("keep.log", "kept"),
+            ("node_modules/left/index.js", "big"),
+            ("docs/guide.md", "words"),
+            ("web/.gitignore", "build\n"),
+            ("web/build/out.js", "built"),
+            ("web/src/main.js", "source"),
+            (".git/config", "[core]"),
+            (".github/workflows/ci.yml", "on: push"),
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let packed = pack_source(src.path(), &out.path().join("p.tar.gz")).unwrap();
+    let mut got = names(&packed.layer);
+    got.retain(|n| !n.ends_with('/'));
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ".github/workflows/ci.yml",
+            ".gitignore",
+            ".runwayignore",
+            "app.js",
+            "keep.log",
+            "web/.gitignore",
+            "web/src/main.js",
+        ]
+    );
+    assert_eq!(packed.files, 7);
+    assert_eq!(packed.bytes, 8 + 35 + 6 + 1 + 4 + 6 + 6);
 }

@@ -228,3 +228,32 @@ fn env_names() {
         assert!(check_env_name(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_detected_start_command_is_said() {
+    let d = dir_with(&[
+        (
+            "apprunner.yaml",
+            "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build: [pip install -r requirements.txt]\n",
+        ),
+        ("requirements.txt", "flask\n"),
+        ("app.py", ""),
+    ]);
+    let p = plan(d.path(), None).unwrap();
+    assert_eq!(p.run_command, "python3 app.py");
+    assert_eq!(p.notes.len(), 1);
+    assert!(
+        p.notes[0].contains("no run.command") && p.notes[0].contains("`python3 app.py`"),
+        "{:?}",
+        p.notes
+    );
+    // A start command given is not remarked on.
+    write_files(
+        d.path(),
+        &[(
+            "apprunner.yaml",
+            "version: 1.0\nruntime: python311\nrun:\n  command: python3 app.py\n",
+        )],
+    );
+    assert!(plan(d.path(), None).unwrap().notes.is_empty());
+}

@@ -103,3 +103,26 @@ fn start_scripts() {
         "a failing pre-run stops the start"
     );
 }
+
+#[test]
+fn a_commands_errors_come_after_its_marker_on_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = build_script(
+        dir.path().to_str().unwrap(),
+        &["echo oops >&2; exit 4".to_string()],
+    );
+    let out = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    // Nothing on a second stream that a reader could take before the marker.
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, vec!["--> [1/1] echo oops >&2; exit 4", "oops"]);
+}
