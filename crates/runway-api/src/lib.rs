@@ -12,10 +12,12 @@ mod logs;
 mod metrics;
 mod ops;
 mod protocol;
+pub mod runtimes;
 pub mod sigv4;
 
 pub use logs::{InstanceEntry, InstanceReader, LogEntry};
 pub use ops::{Ctx, OpError};
+pub use runtimes::RuntimeCatalog;
 
 use runway_model::Timestamp;
 use runway_secrets::MasterKey;
@@ -47,6 +49,8 @@ struct Inner {
     config: ApiConfig,
     metrics: metrics::ApiMetrics,
     instances: Option<Arc<dyn InstanceReader>>,
+    /// The managed runtimes' images, for `Runway.ListRuntimes` and its kin.
+    runtimes: Option<Arc<dyn RuntimeCatalog>>,
     /// Called after a call that changed something commits.
     on_change: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -85,6 +89,7 @@ impl Api {
                 config,
                 metrics: metrics::ApiMetrics::register(registry),
                 instances,
+                runtimes: None,
                 on_change: None,
             }),
         })

@@ -77,6 +77,9 @@ const EXTENSIONS: &[&str] = &[
     "UpdateTraffic",
     "ListServiceEvents",
     "UpdateConnectionCredentials",
+    "ListRuntimes",
+    "UpdateRuntime",
+    "CheckRuntime",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -341,6 +344,9 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "ListServiceEvents" => run(api, body, extensions::list_events).await,
         "GetBuildLog" => run(api, body, extensions::get_build_log).await,
         "UpdateConnectionCredentials" => run(api, body, connections::update_credentials).await,
+        "ListRuntimes" => encode(&crate::runtimes::list(api).await?),
+        "UpdateRuntime" => encode(&crate::runtimes::update(api, parse(&body)?).await?),
+        "CheckRuntime" => encode(&crate::runtimes::check(api, parse(&body)?).await?),
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }
@@ -373,6 +379,12 @@ where
     })
     .await;
     joined.unwrap_or_else(|e| Err(Fault::internal(format!("the operation failed to run: {e}"))))
+}
+
+/// Encodes an operation's answer.
+fn encode<T: Serialize>(output: &T) -> Result<Vec<u8>, Fault> {
+    serde_json::to_vec(output)
+        .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
 }
 
 /// Parses a JSON object into `T`; a type mismatch names the member's path.

@@ -560,3 +560,60 @@ shape! {
 shape! {
     pub struct ListInstancesResponse { instances: Vec<Instance> }
 }
+
+shape! {
+    /// A managed runtime and its base image (`Runway.ListRuntimes`).
+    pub struct RuntimeSummary {
+        /// The name in `apprunner.yaml` (`python311`).
+        runtime: String,
+        /// The API's name (`PYTHON_311`).
+        api_name: String,
+        /// `Python 3.11`.
+        language: String,
+        retired: bool,
+        /// The runtime builds fall back to when this one has no image.
+        successor: String,
+        /// The base image reference (may hold `{version}`).
+        image: String,
+        /// `set` (`runway runtimes set`), `configured` (the server's flags or file),
+        /// `imported` (`runtimes/<name>` in runway's registry), `official`, or `none`.
+        source: String,
+        /// `present`, `missing`, or `not pulled` (an official image, pulled on first use).
+        state: String,
+        /// The versions present (tags of an imported repository).
+        versions: Vec<String>,
+        /// What to do about it, or where it was pulled from.
+        detail: String,
+    }
+}
+
+shape! {
+    pub struct ListRuntimesResponse { runtimes: Vec<RuntimeSummary> }
+}
+
+shape! {
+    /// `Runway.UpdateRuntime`: sets a runtime's base image; without `ImageReference`
+    /// (or with an empty one) the runtime goes back to its imported or official image.
+    pub struct UpdateRuntimeRequest { runtime: String, image_reference: String }
+}
+
+shape! {
+    /// `Runway.CheckRuntime`: finds (and pulls, for an official image) the base image a
+    /// build of `Runtime` at `RuntimeVersion` would use.
+    pub struct CheckRuntimeRequest { runtime: String, runtime_version: String }
+}
+
+shape! {
+    pub struct CheckRuntimeResponse {
+        runtime: RuntimeSummary,
+        /// The runtime whose image it is (the successor, for a retired one).
+        built_with: String,
+        /// The reference chosen, and its digest in runway's registry.
+        image_reference: String,
+        image_digest: String,
+        /// The version the image holds, when known.
+        version: String,
+        /// Why another runtime's image is used, if it is.
+        note: String,
+    }
+}

@@ -628,6 +628,120 @@ pub enum ConnectionsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RuntimesCommand {
+    /// Each managed runtime: its base image, where it comes from, whether runway's
+    /// registry has it, and the versions there.
+    Ls,
+    /// Make builds of RUNTIME use REFERENCE (`runtimes/python311:3.11.2`, a registry's
+    /// image, or a template with `{version}`), from now on, without a restart.
+    Set {
+        runtime: String,
+        /// The image; leave out with --reset.
+        reference: Option<String>,
+        /// Go back to the runtime's configured, imported or official image.
+        #[arg(long, conflicts_with = "reference")]
+        reset: bool,
+    },
+    /// Find (and pull, for an official image) the base image a build of RUNTIME would
+    /// use now, or say what is missing and how to add it.
+    Check {
+        runtime: String,
+        /// The runtime-version an apprunner.yaml asks for.
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+pub fn runtimes(command: RuntimesCommand, args: &ClientArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    block_on(async {
+        let out = match &command {
+            RuntimesCommand::Ls => client.call_extension("ListRuntimes", &json!({})).await?,
+            RuntimesCommand::Set {
+                runtime,
+                reference,
+                reset,
+            } => {
+                if reference.is_none() && !reset {
+                    bail!("give the image reference, or --reset");
+                }
+                client
+                    .call_extension(
+                        "UpdateRuntime",
+                        &json!({ "Runtime": runtime, "ImageReference": reference.clone().unwrap_or_default() }),
+                    )
+                    .await?
+            }
+            RuntimesCommand::Check { runtime, version } => {
+                let out = client
+                    .call_extension(
+                        "CheckRuntime",
+                        &json!({ "Runtime": runtime, "RuntimeVersion": version.clone().unwrap_or_default() }),
+                    )
+                    .await?;
+                if args.output == Output::Json {
+                    return print_json(&out);
+                }
+                println!(
+                    "{runtime}{}: {} ({}), built with {}{}",
+                    version
+                        .as_deref()
+                        .map(|v| format!(" {v}"))
+                        .unwrap_or_default(),
+                    text(&out["ImageReference"]),
+                    text(&out["ImageDigest"]),
+                    text(&out["BuiltWith"]),
+                    out["Version"]
+                        .as_str()
+                        .map(|v| format!(", version {v}"))
+                        .unwrap_or_default()
+                );
+                if let Some(note) = out["Note"].as_str() {
+                    println!("  {note}");
+                }
+                return Ok(());
+            }
+        };
+        if args.output == Output::Json {
+            return print_json(&out);
+        }
+        let rows: Vec<Vec<String>> = out["Runtimes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let versions: Vec<String> = r["Versions"]
+                    .as_array()
+                    .map(|v| v.iter().map(text).collect())
+                    .unwrap_or_default();
+                vec![
+                    format!(
+                        "{}{}",
+                        text(&r["Runtime"]),
+                        if r["Retired"] == true {
+                            " (retired)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    text(&r["State"]),
+                    text(&r["Source"]),
+                    text(&r["Image"]),
+                    versions.join(" "),
+                    text(&r["Detail"]),
+                ]
+            })
+            .collect();
+        print_table(
+            &["RUNTIME", "STATE", "FROM", "IMAGE", "VERSIONS", "NOTE"],
+            &rows,
+        );
+        Ok(())
+    })
+}
+
 /// A secret from `path` ("-": standard input), without its trailing newline.
 fn read_secret(path: &std::path::Path) -> Result<String> {
     let text = if path == std::path::Path::new("-") {

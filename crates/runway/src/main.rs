@@ -11,6 +11,7 @@
 mod adapters;
 mod client;
 mod commands;
+mod runtime_catalog;
 mod server;
 mod sources;
 
@@ -59,6 +60,13 @@ enum Command {
     Connections {
         #[command(subcommand)]
         command: commands::ConnectionsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The managed runtimes' base images: list them, set one, check one.
+    Runtimes {
+        #[command(subcommand)]
+        command: commands::RuntimesCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         Command::Registry { command, client } => commands::registry(command, &client),
         Command::Image { command, client } => commands::image(command, &client),
         Command::Connections { command, client } => commands::connections(command, &client),
+        Command::Runtimes { command, client } => commands::runtimes(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

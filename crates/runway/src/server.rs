@@ -552,6 +552,28 @@ async fn serve(config: Config) -> Result<()> {
         let controller = controller.clone();
         move || controller.wake()
     });
+    let api = {
+        // Runtimes set with `runway runtimes set` win over the flags and the file.
+        let configured = runway_build::RuntimeImages::new(&config.runtime_images)
+            .map_err(anyhow::Error::msg)?
+            .all()
+            .map(|(r, s)| (r, s.to_string()))
+            .collect();
+        let catalog = crate::runtime_catalog::Catalog {
+            builder: builder.clone(),
+            registry: registry.clone(),
+            hosts: registry_hosts(registry_addr),
+            configured,
+            set: Default::default(),
+        };
+        for (runtime, reference) in api.stored_runtime_images()? {
+            if let Err(e) = runway_api::RuntimeCatalog::apply(&catalog, &runtime, Some(&reference))
+            {
+                tracing::warn!(%runtime, error = %e, "ignoring a stored runtime image");
+            }
+        }
+        api.with_runtimes(Arc::new(catalog))
+    };
     let metrics = Arc::new(metrics);
     deploy_on_push(&registry, &api, registry_addr);
     // Serve the last known routes at once, before the controller's loops run.

@@ -10,4 +10,5 @@ mod deploy;
 mod durability;
 mod packages;
 mod registry;
+mod runtimes;
 mod source;
