@@ -73,16 +73,16 @@ struct File {
     version: Version,
     runtime: RuntimeName,
     #[serde(default)]
-    build: Option<Build>,
+    build: Option<Mapping<Build>>,
     #[serde(default)]
-    run: Option<Run>,
+    run: Option<Mapping<Run>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Build {
     #[serde(default)]
-    commands: Option<Commands>,
+    commands: Option<Mapping<Commands>>,
     #[serde(default)]
     env: Option<Vec<EnvVar>>,
 }
@@ -108,7 +108,7 @@ struct Run {
     #[serde(default)]
     command: Option<Command>,
     #[serde(default)]
-    network: Option<Network>,
+    network: Option<Mapping<Network>>,
     #[serde(default)]
     env: Option<Vec<EnvVar>>,
     #[serde(default)]
@@ -137,6 +137,57 @@ struct Secret {
     name: EnvName,
     #[serde(rename = "value-from")]
     value_from: NonEmpty,
+}
+
+/// What a section must be, said in the file's terms.
+trait Expected {
+    const EXPECTED: &'static str;
+}
+
+impl Expected for Build {
+    const EXPECTED: &'static str = "build to be a mapping with commands and env";
+}
+
+impl Expected for Commands {
+    const EXPECTED: &'static str = "build.commands to be a mapping of pre-build, build and post-build, each a list of commands";
+}
+
+impl Expected for Run {
+    const EXPECTED: &'static str =
+        "run to be a mapping with runtime-version, pre-run, command, network, env and secrets";
+}
+
+impl Expected for Network {
+    const EXPECTED: &'static str = "run.network to be a mapping with port and env";
+}
+
+/// A section that must be a mapping; anything else is refused with [`Expected`]'s words
+/// (`found a list, expected build.commands to be a mapping of ...`).
+struct Mapping<T>(T);
+
+impl<'de, T: Deserialize<'de> + Expected> Deserialize<'de> for Mapping<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Expected> Visitor<'de> for V<T> {
+            type Value = Mapping<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::EXPECTED)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Mapping<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Mapping)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Mapping<T>, A::Error> {
+                Err(de::Error::custom(format!(
+                    "found a list, expected {}",
+                    T::EXPECTED
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mapping<T>, E> {
+                Err(E::custom(format!("found {v:?}, expected {}", T::EXPECTED)))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// A YAML scalar read as text: a string, or a number or boolean as written.
@@ -296,16 +347,16 @@ pub fn parse(text: &str) -> Result<AppRunnerConfig, ConfigFileError> {
         }
     })?;
     let _ = file.version;
-    let build = file.build.unwrap_or(Build {
+    let build = file.build.map(|b| b.0).unwrap_or(Build {
         commands: None,
         env: None,
     });
-    let cmds = build.commands.unwrap_or(Commands {
+    let cmds = build.commands.map(|c| c.0).unwrap_or(Commands {
         pre_build: None,
         build: None,
         post_build: None,
     });
-    let run = file.run.unwrap_or(Run {
+    let run = file.run.map(|r| r.0).unwrap_or(Run {
         runtime_version: None,
         pre_run: None,
         command: None,
@@ -313,7 +364,7 @@ pub fn parse(text: &str) -> Result<AppRunnerConfig, ConfigFileError> {
         env: None,
         secrets: None,
     });
-    let network = run.network.unwrap_or(Network {
+    let network = run.network.map(|n| n.0).unwrap_or(Network {
         port: None,
         env: None,
     });

@@ -300,12 +300,13 @@ impl Runtime {
     }
 
     /// The runtime `apprunner.yaml` calls `name`, in any case (`Nodejs12`), with
-    /// surrounding blanks ignored; runway's earlier names `php8` and `ruby3` too.
+    /// surrounding blanks and dots ignored (`python3.11`); runway's earlier names `php8`
+    /// and `ruby3` too.
     pub fn from_name(name: &str) -> Option<Runtime> {
-        let name = name.trim();
+        let name: String = name.trim().chars().filter(|c| *c != '.').collect();
         TABLE
             .iter()
-            .find(|i| i.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            .find(|i| i.names.iter().any(|n| n.eq_ignore_ascii_case(&name)))
             .map(|i| i.runtime)
     }
 

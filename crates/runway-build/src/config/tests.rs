@@ -205,3 +205,19 @@ fn hostile_yaml_does_not_panic() {
         let _ = parse(text);
     }
 }
+
+#[test]
+fn shape_errors_say_what_was_expected_in_the_files_terms() {
+    let e = parse("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    - pip install -r requirements.txt\nrun:\n  command: python app.py\n").unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+    assert!(
+        e.message
+            .contains("found a list, expected build.commands to be a mapping of pre-build, build and post-build"),
+        "{e}"
+    );
+    let e = parse("version: 1.0\nruntime: python3\nrun: python app.py\n").unwrap_err();
+    assert!(
+        e.message.contains("expected run to be a mapping with"),
+        "{e}"
+    );
+}

@@ -42,6 +42,7 @@ fn apprunner_yaml_names_are_case_insensitive_with_runways_earlier_names() {
         ("Ruby31", Runtime::Ruby31),
         ("ruby3", Runtime::Ruby31),
         ("GO1", Runtime::Go1),
+        ("python3.11", Runtime::Python311),
     ] {
         assert_eq!(Runtime::from_name(name), Some(runtime), "{name}");
     }
