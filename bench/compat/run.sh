@@ -19,9 +19,13 @@ checkouts=${1:?usage: bench/compat/run.sh CHECKOUTS [NAME...]}
 shift
 only=("$@")
 for tool in jq curl git; do command -v "$tool" >/dev/null || apt-get install -y -qq "$tool" >/dev/null; done
-cargo build --release --locked --bin runway -q
-target=${CARGO_TARGET_DIR:-$PWD/target}
-runway=$target/release/runway
+# RUNWAY_BIN: a runway binary to use instead of building the release one.
+if [[ -n "${RUNWAY_BIN:-}" ]]; then
+  runway=$RUNWAY_BIN
+else
+  cargo build --release --locked --bin runway -q
+  runway=${CARGO_TARGET_DIR:-$PWD/target}/release/runway
+fi
 work=$(mktemp -d /tmp/runway-compat.XXXX)
 data=$work/data
 flags=(--data-dir "$data" --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 --http-listen 127.0.0.1:0

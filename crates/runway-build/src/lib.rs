@@ -15,14 +15,13 @@
 //!
 //! # Base images without a public registry
 //!
-//! Each runtime's base image is a reference, configurable per runtime; by default the
-//! official images (`docker.io/library/python:{version}-slim`, ...), pulled into runway's
-//! registry the first time a build needs them. A reference without a registry host
-//! (`runtimes/python3:latest`) names runway's own registry, and nothing is pulled. To make
-//! such an image from Debian's packages, `scripts/base-image python3` builds a root
-//! filesystem with `debootstrap --variant=minbase` and imports it with
-//! `runway image import-rootfs DIR --name runtimes/python3` ([`import_rootfs`]); then
-//! `[runtime-images] python3 = "runtimes/python3:latest"` in the server's configuration. Any
+//! Each runtime's base image is the reference it is set to, else the repository
+//! `runtimes/<name>` of runway's own registry, else the official image of the version
+//! (`docker.io/library/python:{version}-slim`, ...), pulled into runway's registry the
+//! first time a build needs it ([`runtimes`]). To make images from Debian's packages,
+//! `scripts/base-image python3` builds a root filesystem with `debootstrap
+//! --variant=minbase` and imports it with `runway image import-rootfs DIR --name
+//! runtimes/python3:<version> --tag latest` ([`import_rootfs`]); builds find it there. Any
 //! root filesystem works (one with a .NET SDK, a company's hardened image unpacked).
 //!
 //! This crate must never print, log or store git credentials or webhook secrets, never
