@@ -513,7 +513,7 @@ impl Builder {
         // 6. The image.
         let start = script::start_script(&plan.pre_run, &plan.run_command);
         let run = RunSettings {
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), start]),
+            cmd: Some(script::with_bash(&start)),
             env: image_env,
             working_dir: Some(APP_DIR.into()),
             exposed_port: Some(plan.port),
@@ -803,16 +803,12 @@ impl Builder {
                 repository: repository.to_string(),
                 digest: digest.to_string(),
             },
-            command: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!(
-                    "exec 2>&1\n{}{}{}",
-                    trust::prelude(),
-                    runtimes::version_probe(plan.runtime.family(), plan.runtime_version.as_deref()),
-                    script::build_script(APP_DIR, &commands)
-                ),
-            ],
+            command: script::with_bash(&format!(
+                "exec 2>&1\n{}{}{}",
+                trust::prelude(),
+                runtimes::version_probe(plan.runtime.family(), plan.runtime_version.as_deref()),
+                script::build_script(APP_DIR, &commands)
+            )),
             env,
             workdir: APP_DIR.into(),
             user: Some("0".into()),

@@ -46,6 +46,19 @@ pub fn build_script(workdir: &str, commands: &[String]) -> String {
     s
 }
 
+/// The command line that runs `script` with bash, as Amazon Linux's `sh` is, or with the
+/// image's `sh` where it has no bash.
+pub fn with_bash(script: &str) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        r#"if command -v bash >/dev/null 2>&1; then exec bash -c "$1"; fi; exec /bin/sh -c "$1""#
+            .into(),
+        "sh".into(),
+        script.to_string(),
+    ]
+}
+
 /// The 1-based number of the command a marker line announces.
 pub fn parse_marker(line: &str) -> Option<usize> {
     let rest = line.strip_prefix(MARKER)?;

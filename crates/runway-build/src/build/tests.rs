@@ -113,7 +113,7 @@ async fn a_repository_with_apprunner_yaml_becomes_an_image() {
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
     assert_eq!(
         config["config"]["Cmd"],
-        serde_json::json!(["/bin/sh", "-c", "exec python3 app.py"])
+        serde_json::json!(crate::script::with_bash("exec python3 app.py"))
     );
     assert_eq!(config["config"]["WorkingDir"], "/app");
     assert_eq!(
@@ -146,7 +146,7 @@ async fn a_repository_with_apprunner_yaml_becomes_an_image() {
     assert_eq!(job.image.repository, "hello-build");
     assert_eq!(job.workdir, "/app");
     assert_eq!(job.service_id, "build-svc1");
-    assert!(job.command[2].contains("python3 -m compileall -q ."));
+    assert!(job.command[4].contains("python3 -m compileall -q ."));
     assert!(job.env.contains(&("STAGE".to_string(), "test".to_string())));
     assert!(
         job.env
@@ -160,7 +160,7 @@ async fn a_repository_with_apprunner_yaml_becomes_an_image() {
     // The host's certificate authorities, in a directory of the build's own.
     assert_eq!(job.mounts[0].target, crate::trust::CONTAINER_DIR);
     assert!(job.mounts[0].source.starts_with(s.t.path("work/scratch")));
-    assert!(job.command[2].contains(&crate::trust::prelude()));
+    assert!(job.command[4].contains(&crate::trust::prelude()));
     assert!(job.env.contains(&(
         "SSL_CERT_FILE".to_string(),
         format!("{}/ca-certificates.crt", crate::trust::CONTAINER_DIR)
@@ -340,7 +340,7 @@ async fn a_monorepo_directory_and_no_build_commands() {
         2,
         "base and source"
     );
-    assert_eq!(config["config"]["Cmd"][2], "exec python3 web.py");
+    assert_eq!(config["config"]["Cmd"][4], "exec python3 web.py");
     assert_eq!(r.plan.port, 8080);
     // The source layer holds the directory only.
     let source = doc["layers"][1]["digest"].as_str().unwrap();
