@@ -5,7 +5,7 @@
 //! npm, deployed through the App Runner API from a git repository.
 
 use crate::deploy::{get, wait_status_within};
-use crate::harness::Server;
+use crate::harness::{RawRequest, Server};
 use crate::source::{assert_ok, copy_dir, git, import_base};
 use std::path::Path;
 use std::time::Duration;
@@ -23,9 +23,28 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
     let apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps");
     let work = tempfile::tempdir().unwrap();
 
-    // Flask from PyPI: `pip3 install -r requirements.txt` in apprunner.yaml.
+    // Flask from PyPI: `pip3 install -r requirements.txt` in apprunner.yaml. What git
+    // ignores stays home: the upload holds the four files of the app.
     let flask = work.path().join("flask");
     copy_dir(&apps.join("flask"), &flask);
+    std::fs::write(flask.join(".gitignore"), "node_modules/\n.env\n").unwrap();
+    std::fs::write(flask.join(".env"), "SECRET=do-not-upload\n").unwrap();
+    std::fs::create_dir_all(flask.join("node_modules/big")).unwrap();
+    std::fs::write(flask.join("node_modules/big/blob.bin"), vec![7u8; 1 << 20]).unwrap();
+    // An invalid service name is refused before anything is uploaded.
+    let out = server
+        .runway()
+        .args(["deploy", "--name", "no spaces!", "--source"])
+        .arg(&flask)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Uploading"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ServiceName"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = server
         .runway()
         .args(["deploy", "--source"])
@@ -40,6 +59,15 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
     assert!(
         stdout.contains("Trusting the image's certificate authorities and the host's"),
         "{stdout}"
+    );
+    assert!(stdout.contains(": 4 files,"), "{stdout}");
+    // URLs are printed whole: scheme, host and the HTTPS port.
+    let port = server.https.rsplit(':').next().unwrap().to_string();
+    let out = server.runway().args(["services", "ls"]).output().unwrap();
+    let listed = assert_ok(&out, "runway services ls");
+    assert!(
+        listed.contains("https://flask-") && listed.contains(&format!(":{port}/")),
+        "{listed}"
     );
     let services = server.aws(&["list-services"]).ok();
     let host = services["ServiceSummaryList"][0]["ServiceUrl"]
@@ -88,5 +116,53 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
     assert_eq!(
         get(&server, host, "/"),
         (200, "Hello from Express 4.21.2\n".into())
+    );
+
+    // A build that fails after 3 s: its log is printed once, and the operation's times
+    // and events are those of its end, not its start.
+    let slow = work.path().join("slow");
+    copy_dir(&apps.join("flask"), &slow);
+    std::fs::write(
+        slow.join("apprunner.yaml"),
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo $((6*7))-marker; sleep 3; exit 1\nrun:\n  command: python3 app.py\n",
+    )
+    .unwrap();
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&slow)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches("42-marker").count(),
+        1,
+        "the command's output, once:\n{stdout}"
+    );
+    let services = server.aws(&["list-services"]).ok();
+    let arn = services["ServiceSummaryList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["ServiceName"] == "slow")
+        .expect("the slow service")["ServiceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Signed by hand: the API's own epoch seconds, not the CLI's formatted times.
+    let body = serde_json::json!({ "ServiceArn": arn }).to_string();
+    let (status, ops) = server.raw(RawRequest {
+        operation: "ListOperations",
+        body: &body,
+        ..Default::default()
+    });
+    assert_eq!(status, 200, "{ops}");
+    let op = &ops["OperationSummaryList"][0];
+    let seconds = |v: &serde_json::Value| v.as_f64().expect("a time in seconds");
+    let took = seconds(&op["EndedAt"]) - seconds(&op["StartedAt"]);
+    assert!(
+        took >= 3.0,
+        "the failed build took {took} s by its times: {op}"
     );
 }

@@ -124,7 +124,7 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
     assert!(!out.status.success(), "{stdout}");
     assert!(
         stdout.contains("no base image for runtime python3 version 3.8.16")
-            && stdout.contains("python311: 3.11")
+            && stdout.contains("python311: Python 3.11 only")
             && stdout.contains("scripts/base-image python3 --version 3.8.16"),
         "{stdout}"
     );
