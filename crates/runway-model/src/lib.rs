@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod domains;
 pub mod error;
 pub mod ids;
 pub mod records;

@@ -617,3 +617,63 @@ shape! {
         note: String,
     }
 }
+
+shape! {
+    pub struct AssociateCustomDomainRequest {
+        service_arn: String,
+        domain_name: String,
+        #[serde(rename = "EnableWWWSubdomain")]
+        enable_www_subdomain: bool,
+    }
+}
+
+shape! {
+    pub struct DescribeCustomDomainsRequest { service_arn: String, next_token: String, max_results: i64 }
+}
+
+shape! {
+    pub struct DisassociateCustomDomainRequest { service_arn: String, domain_name: String }
+}
+
+shape! {
+    /// A record the user adds to their DNS so that runway can validate the domain.
+    pub struct CertificateValidationRecord { name: String, r#type: String, value: String, status: String }
+}
+
+shape! {
+    pub struct CustomDomain {
+        domain_name: String,
+        #[serde(rename = "EnableWWWSubdomain")]
+        enable_www_subdomain: bool,
+        certificate_validation_records: Vec<CertificateValidationRecord>,
+        status: String,
+    }
+}
+
+shape! {
+    pub struct VpcDNSTarget { vpc_ingress_connection_arn: String, vpc_id: String, domain_name: String }
+}
+
+shape! {
+    /// The answer of AssociateCustomDomain and DisassociateCustomDomain.
+    pub struct CustomDomainResponse {
+        #[serde(rename = "DNSTarget")]
+        dns_target: String,
+        service_arn: String,
+        custom_domain: CustomDomain,
+        #[serde(rename = "VpcDNSTargets")]
+        vpc_dns_targets: Vec<VpcDNSTarget>,
+    }
+}
+
+shape! {
+    pub struct DescribeCustomDomainsResponse {
+        #[serde(rename = "DNSTarget")]
+        dns_target: String,
+        service_arn: String,
+        custom_domains: Vec<CustomDomain>,
+        #[serde(rename = "VpcDNSTargets")]
+        vpc_dns_targets: Vec<VpcDNSTarget>,
+        next_token: String,
+    }
+}

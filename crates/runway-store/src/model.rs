@@ -87,3 +87,13 @@ impl Record for EventRecord {
         Some(&self.service_arn)
     }
 }
+
+impl Record for runway_model::domains::DomainRecord {
+    const KIND: &'static str = "domain";
+    fn key(&self) -> &str {
+        &self.domain
+    }
+    fn parent(&self) -> Option<&str> {
+        self.service_arn.as_deref()
+    }
+}
