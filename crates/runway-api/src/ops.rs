@@ -4,6 +4,7 @@
 
 pub(crate) mod autoscaling;
 pub(crate) mod connections;
+pub(crate) mod custom_domains;
 pub(crate) mod extensions;
 pub(crate) mod observability;
 mod revisions;

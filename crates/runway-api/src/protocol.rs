@@ -52,6 +52,9 @@ const OPERATIONS: &[&str] = &[
     "DescribeObservabilityConfiguration",
     "ListObservabilityConfigurations",
     "DeleteObservabilityConfiguration",
+    "AssociateCustomDomain",
+    "DescribeCustomDomains",
+    "DisassociateCustomDomain",
 ];
 
 /// The operations that change something (the controller is woken after them).
@@ -65,6 +68,8 @@ const MUTATING: &[&str] = &[
     "UpdateDefaultAutoScalingConfiguration",
     "RollbackService",
     "UpdateTraffic",
+    "AssociateCustomDomain",
+    "DisassociateCustomDomain",
 ];
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
@@ -295,7 +300,9 @@ async fn authenticate(
 }
 
 async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
-    use ops::{autoscaling, connections, extensions, observability, services, tags};
+    use ops::{
+        autoscaling, connections, custom_domains, extensions, observability, services, tags,
+    };
     match operation {
         "CreateService" => run(api, body, services::create).await,
         "DescribeService" => run(api, body, services::describe).await,
@@ -326,6 +333,9 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "DescribeObservabilityConfiguration" => run(api, body, observability::describe).await,
         "ListObservabilityConfigurations" => run(api, body, observability::list).await,
         "DeleteObservabilityConfiguration" => run(api, body, observability::delete).await,
+        "AssociateCustomDomain" => run(api, body, custom_domains::associate).await,
+        "DescribeCustomDomains" => run(api, body, custom_domains::describe).await,
+        "DisassociateCustomDomain" => run(api, body, custom_domains::disassociate).await,
         "GetLogs" => {
             let input = parse(&body)?;
             let output = crate::logs::get(api, input).await?;

@@ -13,9 +13,17 @@
 
 #![forbid(unsafe_code)]
 
+mod acme;
 mod ca;
+mod challenges;
+mod issuer;
+mod lookup;
+mod metrics;
 mod resolver;
 
+pub use acme::AcmeConfig;
+pub use challenges::{ACME_TLS_ALPN, Challenges, TxtPublisher, dns_value};
+pub use issuer::Issuer;
 pub use resolver::SniResolver;
 
 use ca::{Issued, LocalCa};
@@ -70,6 +78,9 @@ pub enum CertsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// The ACME CA could not be reached or refused a request.
+    #[error("{0}")]
+    Acme(String),
 }
 
 type Result<T, E = CertsError> = std::result::Result<T, E>;
@@ -199,13 +210,15 @@ impl CertStore {
     }
 
     /// A rustls server configuration that serves these certificates, with ALPN `h2` and
-    /// `http/1.1`, TLS 1.3 and 1.2, on aws-lc-rs.
+    /// `http/1.1` (and `acme-tls/1`, chosen only by a TLS-ALPN-01 validation that offers
+    /// nothing else: the caller must close such a connection after the handshake), TLS
+    /// 1.3 and 1.2, on aws-lc-rs.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
         let mut config = rustls::ServerConfig::builder_with_provider(self.inner.provider.clone())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(self.inner.resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
         Ok(Arc::new(config))
     }
 
@@ -225,22 +238,95 @@ impl CertStore {
 
     /// Saves a PEM chain (leaf first) and PEM private key for `domain` under the
     /// certificate directory (the key sealed) and serves it from now on, also after a
-    /// restart. This is where an ACME client hands its certificates.
+    /// restart.
     pub fn save(&self, domain: &str, chain_pem: &str, key_pem: &str) -> Result<()> {
-        let (chain, key) = parse_pem(domain, chain_pem, key_pem)?;
-        let certified = self.certified(domain, chain, key)?;
-        let path = self.domain_path(domain);
+        self.save_certificate(&[domain.to_string()], chain_pem, key_pem)
+            .map(|_| ())
+    }
+
+    /// Saves a certificate for `names` (the first names the file; `*.<base-domain>`
+    /// replaces the local CA's wildcard, also as the default) and serves it for each of
+    /// them from now on, also after a restart. This is where the ACME client hands its
+    /// certificates. Returns the leaf's serial (hex), validity (Unix seconds) and ARI
+    /// identifier (RFC 9773, when the leaf names its issuer's key).
+    pub fn save_certificate(
+        &self,
+        names: &[String],
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<LeafInfo> {
+        let Some(first) = names.first() else {
+            return Err(CertsError::InvalidDomain(String::new()));
+        };
+        let (chain, key) = parse_pem(first, chain_pem, key_pem)?;
+        let leaf = leaf_info(first, &chain)?;
+        let certified = Arc::new(self.certified(first, chain, key)?);
+        let path = self.domain_path(first);
         let stored = StoredCert {
-            names: vec![domain.to_string()],
+            names: names.to_vec(),
             chain_pem: chain_pem.to_string(),
             key_sealed: self
                 .inner
                 .master
                 .seal(&seal_context(&path), key_pem.as_bytes())?,
-            not_after: None,
+            not_after: Some(leaf.not_after),
         };
         write_json(&path, &stored)?;
-        self.inner.resolver.insert(domain, Arc::new(certified));
+        self.serve(names, certified);
+        Ok(leaf)
+    }
+
+    fn serve(&self, names: &[String], certified: Arc<CertifiedKey>) {
+        if names.first() == Some(&format!("*.{}", self.inner.base_domain)) {
+            self.inner.resolver.set_default(certified.clone());
+        }
+        for name in names {
+            self.inner.resolver.insert(name, certified.clone());
+        }
+    }
+
+    /// Whether a certificate is served for exactly `name`.
+    pub fn serves(&self, name: &str) -> bool {
+        self.inner.resolver.has(name)
+    }
+
+    /// Serves a certificate from the local CA for `names`, in memory only, where none is
+    /// served yet: a domain waiting for its ACME certificate then shows runway's page
+    /// under its own name instead of another name's certificate.
+    pub fn serve_placeholder(&self, names: &[String]) -> Result<()> {
+        if names.iter().all(|n| self.serves(n)) {
+            return Ok(());
+        }
+        let Some(first) = names.first() else {
+            return Ok(());
+        };
+        let issued = self.inner.ca.issue(names)?;
+        let (chain, key) = parse_pem(first, &issued.chain_pem, &issued.key_pem)?;
+        let certified = Arc::new(self.certified(first, chain, key)?);
+        for name in names.iter().filter(|n| !self.serves(n)) {
+            self.inner.resolver.insert(name, certified.clone());
+        }
+        Ok(())
+    }
+
+    /// Stops serving `names` and forgets the saved certificate of the first (the base
+    /// domain's names go back to the local CA's wildcard).
+    pub fn remove_certificate(&self, names: &[String]) -> Result<()> {
+        let Some(first) = names.first() else {
+            return Ok(());
+        };
+        let path = self.domain_path(first);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("cannot remove {}", path.display()))(e)),
+        }
+        for name in names {
+            self.inner.resolver.remove(name);
+        }
+        if *first == format!("*.{}", self.inner.base_domain) {
+            self.load_wildcard()?;
+        }
         Ok(())
     }
 
@@ -340,6 +426,10 @@ impl CertStore {
                 self.certified(base, chain, key)?
             }
         };
+        // A wildcard from the ACME CA, when there is one, is served instead.
+        if self.domain_path(&names[0]).exists() {
+            return Ok(());
+        }
         let certified = Arc::new(certified);
         self.inner.resolver.set_default(certified.clone());
         for name in &names {
@@ -366,7 +456,9 @@ impl CertStore {
                 let domain = stored.names.first().cloned().unwrap_or_default();
                 let key_pem = open_key(&self.inner.master, &path, &stored.key_sealed)?;
                 let (chain, key) = parse_pem(&domain, &stored.chain_pem, &key_pem)?;
-                self.insert(&domain, chain, key)
+                let certified = Arc::new(self.certified(&domain, chain, key)?);
+                self.serve(&stored.names, certified);
+                Ok(())
             })();
             if let Err(e) = loaded {
                 tracing::warn!(path = %path.display(), error = %e, "skipping a stored certificate");
@@ -440,6 +532,38 @@ fn parse_pem(
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| invalid(format!("private key PEM: {e}")))?;
     Ok((chain, key))
+}
+
+/// What the issuer records of a leaf certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafInfo {
+    /// The serial number in hex.
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// `base64url(AKI).base64url(serial)` (RFC 9773), when the leaf has an AKI.
+    pub ari_id: Option<String>,
+}
+
+fn leaf_info(domain: &str, chain: &[CertificateDer<'static>]) -> Result<LeafInfo> {
+    let invalid = |reason: String| CertsError::InvalidCertificate {
+        domain: domain.to_string(),
+        reason,
+    };
+    let leaf = chain
+        .first()
+        .ok_or_else(|| invalid("the chain holds no certificate".into()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| invalid(format!("cannot parse the leaf: {e}")))?;
+    let ari_id = instant_acme::CertificateIdentifier::try_from(leaf)
+        .ok()
+        .map(|id| id.to_string());
+    Ok(LeafInfo {
+        serial: parsed.raw_serial_as_string().replace(':', ""),
+        not_before: parsed.validity().not_before.timestamp(),
+        not_after: parsed.validity().not_after.timestamp(),
+        ari_id,
+    })
 }
 
 #[cfg(test)]

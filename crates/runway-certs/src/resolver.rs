@@ -1,6 +1,7 @@
 //! Picks the certificate for a TLS handshake by its server name (SNI), lock-free: the map
 //! is swapped whole when a certificate is added or removed, which is rare.
 
+use crate::challenges::{ACME_TLS_ALPN, Challenges};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -14,6 +15,8 @@ use std::sync::{Arc, Mutex};
 pub struct SniResolver {
     by_name: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
     default: ArcSwapOption<CertifiedKey>,
+    /// TLS-ALPN-01 answers, for handshakes that offer only `acme-tls/1`.
+    challenges: ArcSwapOption<Challenges>,
     /// Serialises writers, so that two inserts never lose one another.
     write: Mutex<()>,
 }
@@ -30,6 +33,7 @@ impl SniResolver {
         SniResolver {
             by_name: ArcSwap::from_pointee(HashMap::new()),
             default: ArcSwapOption::empty(),
+            challenges: ArcSwapOption::empty(),
             write: Mutex::new(()),
         }
     }
@@ -49,6 +53,16 @@ impl SniResolver {
         let removed = map.remove(&name.to_ascii_lowercase()).is_some();
         self.by_name.store(Arc::new(map));
         removed
+    }
+
+    /// Answers TLS-ALPN-01 validations from `challenges` from now on.
+    pub fn set_challenges(&self, challenges: Arc<Challenges>) {
+        self.challenges.store(Some(challenges));
+    }
+
+    /// Whether a certificate is set for exactly `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.load().contains_key(&name.to_ascii_lowercase())
     }
 
     /// Serves `key` when no other certificate matches.
@@ -82,6 +96,15 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A TLS-ALPN-01 validation offers `acme-tls/1` and nothing else (RFC 8737 3): it
+        // gets the challenge certificate or no handshake, never a served certificate.
+        let mut alpn = hello.alpn().into_iter().flatten();
+        if let (Some(ACME_TLS_ALPN), None) = (alpn.next(), alpn.next()) {
+            let challenges = self.challenges.load();
+            return hello
+                .server_name()
+                .and_then(|name| challenges.as_ref()?.tls_alpn01(name));
+        }
         self.lookup(hello.server_name())
     }
 }

@@ -201,6 +201,9 @@ impl DomainRecord {
     /// The names the certificate covers and the router serves: the domain, then
     /// `www.<domain>` when asked (the base domain: `*.<base>` and `<base>`).
     pub fn names(&self) -> Vec<String> {
+        if self.service_arn.is_none() {
+            return vec![format!("*.{}", self.domain), self.domain.clone()];
+        }
         let mut names = vec![self.domain.clone()];
         if self.www {
             names.push(format!("www.{}", self.domain));
@@ -311,7 +314,10 @@ mod tests {
     #[test]
     fn domain_names_follow_dns_and_app_runner_rules() {
         assert_eq!(check("Example.COM").unwrap(), "example.com");
-        assert_eq!(check("admin.login.example.com").unwrap(), "admin.login.example.com");
+        assert_eq!(
+            check("admin.login.example.com").unwrap(),
+            "admin.login.example.com"
+        );
         assert_eq!(check("*.example.com").unwrap(), "*.example.com");
         for (bad, why) in [
             ("", "1 to 255"),
