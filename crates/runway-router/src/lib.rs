@@ -182,6 +182,8 @@ pub(crate) struct Inner {
     demand: Arc<watch::Sender<Demand>>,
     https_port: AtomicU16,
     pub acme: ArcSwapOption<Arc<dyn AcmeResponder>>,
+    /// Pages for hosts that are not routed yet (custom domains being validated).
+    pub notices: ArcSwap<std::collections::HashMap<String, String>>,
     pub access_log: Option<access_log::AccessLog>,
     pub upstream: upstream::UpstreamSettings,
     pub h1: hyper::server::conn::http1::Builder,
@@ -296,6 +298,7 @@ impl Router {
                 demand: Arc::new(demand),
                 https_port: AtomicU16::new(0),
                 acme: ArcSwapOption::empty(),
+                notices: ArcSwap::from_pointee(Default::default()),
                 access_log,
                 upstream,
                 h1,
@@ -395,6 +398,14 @@ impl Router {
     /// The public HTTPS port, for HTTP to HTTPS redirects (443 or 0: none in the URL).
     pub fn set_https_port(&self, port: u16) {
         self.inner.https_port.store(port, Ordering::Relaxed);
+    }
+
+    /// Answers requests for these hosts (lowercase, without port), when the route table
+    /// does not route them, with a 503 page that shows the message: a custom domain that
+    /// is being validated or failed gets a page that says so, never another service.
+    /// Replaces the previous notices.
+    pub fn set_host_notices(&self, notices: std::collections::HashMap<String, String>) {
+        self.inner.notices.store(Arc::new(notices));
     }
 
     /// Answers ACME HTTP-01 challenges on plain HTTP with `responder` (or stops).

@@ -137,8 +137,30 @@ fn unrouted(router: &Inner, err: RouterError, version: Version) -> Response<Rout
     error_response(&err, version, None)
 }
 
+/// The page for a host that is not routed yet but has a notice (a custom domain whose
+/// certificate is being validated, or that failed): 503, saying why.
+fn notice(router: &Inner, req: &Request<Incoming>) -> Option<Response<RouterBody>> {
+    let notices = router.notices.load();
+    if notices.is_empty() {
+        return None;
+    }
+    let host = host::request_host(req).ok()?;
+    let message = notices.get(&*host)?;
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let mut response = Response::new(RouterBody::Full(Some(page(status, message))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(60));
+    Some(response)
+}
+
 fn lookup(router: &Inner, host: &str) -> Option<HostTarget> {
-    router.table.load().hosts.get(host).cloned()
+    router.table.load().find(host).cloned()
 }
 
 /// The last host a connection's requests named and where it led, while the route table
@@ -180,11 +202,7 @@ fn route(
         return Ok((cached.target.clone(), cached.host.clone()));
     }
     let host = host::request_host(req).map_err(|_| RouterError::BadHost)?;
-    let target = table
-        .hosts
-        .get(&*host)
-        .cloned()
-        .ok_or(RouterError::UnknownHost)?;
+    let target = table.find(&host).cloned().ok_or(RouterError::UnknownHost)?;
     let raw = match authority {
         Some(authority) => {
             HeaderValue::from_str(authority.as_str()).map_err(|_| RouterError::BadHost)?
@@ -244,6 +262,7 @@ async fn proxy(
     }
     let (target, raw_host) = match route(router, conn, &req) {
         Ok(routed) => routed,
+        Err(RouterError::UnknownHost) if let Some(page) = notice(router, &req) => return page,
         Err(err) => return unrouted(router, err, version),
     };
     // WebSockets over HTTP/2 (RFC 8441 extended CONNECT) become HTTP/1.1 upgrades to the

@@ -37,8 +37,9 @@ pub struct ServiceRoute {
     /// The service's id; metrics and the access log are labelled with it.
     pub service_id: String,
     /// Host names, lowercase, without port: the default host `<name>-<id>.<base-domain>`
-    /// first, then custom domains. Tagged revisions are reachable at
-    /// `<tag>---<default host>`.
+    /// first, then custom domains. A custom domain may be a wildcard (`*.example.com`:
+    /// one more label; a name routed exactly wins over it). Tagged revisions are
+    /// reachable at `<tag>---<default host>`.
     pub hosts: Vec<String>,
     /// A paused service answers 503.
     pub paused: bool,
@@ -177,9 +178,11 @@ fn valid_label(label: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Whether `host` is a lowercase DNS name (as stored in routes).
+/// Whether `host` is a lowercase DNS name (as stored in routes), or `*.` and one for
+/// a custom domain's wildcard.
 pub(crate) fn valid_route_host(host: &str) -> bool {
-    !host.is_empty() && host.len() <= 253 && host.split('.').all(valid_label)
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    !name.is_empty() && host.len() <= 253 && name.split('.').all(valid_label)
 }
 
 fn valid_id(id: &str) -> bool {

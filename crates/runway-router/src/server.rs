@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 validations.
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// The HTTP/2 client preface, which h2c prior-knowledge connections start with.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A deadline that never comes (a year).
@@ -420,6 +422,12 @@ async fn connection(
                 },
                 _ = stop.wait_for(|s| *s != Stop::Running) => return,
             };
+            // A TLS-ALPN-01 validation (RFC 8737) ends with its handshake: the CA has
+            // seen the challenge certificate and sends no request.
+            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                count(&inner, "acme_tls_alpn");
+                return;
+            }
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             serve_io(inner, TokioIo::new(stream), h2, conn).await;
         }

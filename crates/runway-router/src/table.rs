@@ -58,6 +58,16 @@ pub(crate) struct Table {
     pub hosts: HashMap<Box<str>, HostTarget>,
 }
 
+impl Table {
+    /// Where `host` leads: its exact entry, else the wildcard `*.<parent>`.
+    pub(crate) fn find(&self, host: &str) -> Option<&HostTarget> {
+        self.hosts.get(host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.hosts.get(format!("*.{parent}").as_str())
+        })
+    }
+}
+
 /// Revision state that outlives tables: the live revisions, retired ones still
 /// finishing requests, and instances that left a live revision (alive while requests
 /// still hold them).

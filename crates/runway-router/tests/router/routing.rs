@@ -520,3 +520,60 @@ async fn keep_alive_connections_follow_their_hosts_and_route_changes() {
         .unwrap();
     assert_eq!(ask(host_a).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_custom_domains_route_below_exact_names_and_pending_domains_get_a_notice() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc_a = service("svca", "a-1.runway.localhost", "reva", vec![a.endpoint()]);
+    svc_a.hosts.push("*.example.com".into());
+    let mut svc_b = service("svcb", "b-2.runway.localhost", "revb", vec![b.endpoint()]);
+    svc_b.hosts.push("shop.example.com".into());
+    svc_a.https_redirect = false;
+    svc_b.https_redirect = false;
+    router.set_services(vec![svc_a, svc_b]);
+    assert_eq!(
+        get(router.addr, "blog.example.com", "/").await.body,
+        "hello from a"
+    );
+    assert_eq!(
+        get(router.addr, "Shop.Example.com", "/").await.body,
+        "hello from b"
+    );
+    // A wildcard covers one label, and not the name itself.
+    for host in ["a.b.example.com", "example.com"] {
+        assert_eq!(
+            get(router.addr, host, "/").await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let mut bad = service("svcc", "c-3.runway.localhost", "revc", vec![]);
+    bad.hosts.push("shop.*.example.com".into());
+    assert!(matches!(
+        router.router.set_routes(RouteTable {
+            services: vec![bad]
+        }),
+        Err(RoutesError::InvalidHost { .. })
+    ));
+
+    router.router.set_host_notices(
+        [(
+            "api.example.org".to_string(),
+            "api.example.org is waiting for its certificate".to_string(),
+        )]
+        .into(),
+    );
+    let reply = get(router.addr, "api.example.org", "/").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reply.body.contains("waiting for its certificate"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        get(router.addr, "other.example.org", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(a.requests() + b.requests(), 2);
+}
