@@ -1,6 +1,7 @@
 //! One consistent read of everything the loops decide from.
 
 use crate::Result;
+use runway_model::domains::{DomainRecord, DomainStatus};
 use runway_model::records::*;
 use runway_store::{Query, Txn, Typed};
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ pub(crate) struct Snapshot {
     pub scaling: HashMap<String, AutoScalingRecord>,
     /// Operations that have not ended, oldest first.
     pub unfinished: Vec<OperationRecord>,
+    /// Names of ACTIVE custom domains (with `www.` when asked), by service ARN.
+    pub domains: HashMap<String, Vec<String>>,
 }
 
 impl Snapshot {
@@ -50,12 +53,22 @@ impl Snapshot {
             .map(|(_, o)| o)
             .filter(|o| !o.status.is_final())
             .collect();
+        let mut domains: HashMap<String, Vec<String>> = HashMap::new();
+        for (_, domain) in tx.load_all::<DomainRecord>(&all)? {
+            if let (Some(service), DomainStatus::Active) = (&domain.service_arn, domain.status) {
+                domains
+                    .entry(service.clone())
+                    .or_default()
+                    .extend(domain.names());
+            }
+        }
         Ok(Snapshot {
             services,
             states,
             revisions,
             scaling,
             unfinished,
+            domains,
         })
     }
 

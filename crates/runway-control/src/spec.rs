@@ -78,6 +78,9 @@ pub(crate) fn routes(
             continue;
         }
         let mut route = ServiceRoute::new(service.id.clone(), service.url.clone());
+        if let Some(domains) = snap.domains.get(&service.arn) {
+            route.hosts.extend(domains.iter().cloned());
+        }
         route.paused = state.paused;
         route.https_redirect = https_redirect;
         route.max_concurrency = snap.bounds(service).max_concurrency;

@@ -6,6 +6,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+mod domains;
+pub use domains::{DomainsCommand, domains};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,

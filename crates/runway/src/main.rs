@@ -12,6 +12,7 @@ mod adapters;
 mod client;
 mod commands;
 mod runtime_catalog;
+mod domains;
 mod server;
 mod sources;
 
@@ -67,6 +68,14 @@ enum Command {
     Runtimes {
         #[command(subcommand)]
         command: commands::RuntimesCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Associate custom domains with a service, list them with the DNS records to
+    /// create, and disassociate them.
+    Domains {
+        #[command(subcommand)]
+        command: commands::DomainsCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -162,6 +171,7 @@ fn main() -> ExitCode {
         Command::Image { command, client } => commands::image(command, &client),
         Command::Connections { command, client } => commands::connections(command, &client),
         Command::Runtimes { command, client } => commands::runtimes(command, &client),
+        Command::Domains { command, client } => commands::domains(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

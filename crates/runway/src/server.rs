@@ -14,7 +14,7 @@ use runway_store::{SqliteStore, Store};
 use runway_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,6 +118,45 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(default)]
     no_controller: bool,
+    /// Where runway's authoritative DNS server answers (UDP and TCP) for the base domain
+    /// and the ACME validation zone; off unless set (`0.0.0.0:53` for a delegated
+    /// domain).
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
+    /// The router's public address: DNS answers with it and custom domains point at it;
+    /// repeat for IPv4 and IPv6 [default: the HTTPS address, unless it is 0.0.0.0].
+    #[arg(long = "public-address", value_name = "IP")]
+    #[serde(default, rename = "public-address")]
+    public_address: Vec<IpAddr>,
+    /// UDP DNS answers per second to one client network (/24, /56) [default: 50].
+    #[arg(long)]
+    dns_rate_limit: Option<u32>,
+    /// The ACME CA's directory URL [default: Let's Encrypt's].
+    #[arg(long)]
+    acme_directory: Option<String>,
+    /// A contact email for the ACME account.
+    #[arg(long)]
+    acme_email: Option<String>,
+    /// A PEM file with the root certificate the ACME directory's HTTPS chains to,
+    /// trusted instead of the system's roots (a private or test CA).
+    #[arg(long)]
+    acme_ca_root: Option<PathBuf>,
+    /// The ACME challenge types to use, in order of preference
+    /// [default: dns-01,http-01,tls-alpn-01].
+    #[arg(long)]
+    acme_challenges: Option<String>,
+    /// Seconds between DNS checks of a custom domain waiting for its records
+    /// [default: 30].
+    #[arg(long)]
+    acme_check_interval: Option<u64>,
+    /// The recursive DNS resolver (IP:PORT) those checks ask [default: the system's].
+    #[arg(long)]
+    dns_resolver: Option<SocketAddr>,
+    /// Get the base domain's wildcard certificate from the ACME CA by DNS-01 instead of
+    /// the local CA (needs --dns-listen, and the base domain delegated to it).
+    #[arg(long)]
+    #[serde(default)]
+    acme_base_domain: bool,
     /// Log format: human or json [default: human].
     #[arg(long)]
     log_format: Option<String>,
@@ -169,6 +208,8 @@ pub struct Config {
     pub build_ca_for_instances: bool,
     /// Between polls of source branches; zero: no polling.
     pub source_poll_interval: std::time::Duration,
+    /// Custom domains, certificates and DNS.
+    pub domains: crate::domains::DomainsConfig,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -268,6 +309,25 @@ impl ServerArgs {
                     .or(file.source_poll_interval)
                     .unwrap_or(60),
             ),
+            domains: crate::domains::DomainsConfig::resolve(
+                crate::domains::DomainsArgs {
+                    dns_listen: self.dns_listen.or(file.dns_listen),
+                    public_addresses: if self.public_address.is_empty() {
+                        file.public_address
+                    } else {
+                        self.public_address
+                    },
+                    dns_rate_limit: self.dns_rate_limit.or(file.dns_rate_limit),
+                    acme_directory: self.acme_directory.or(file.acme_directory),
+                    acme_email: self.acme_email.or(file.acme_email),
+                    acme_ca_root: self.acme_ca_root.or(file.acme_ca_root),
+                    acme_challenges: self.acme_challenges.or(file.acme_challenges),
+                    acme_check_interval: self.acme_check_interval.or(file.acme_check_interval),
+                    dns_resolver: self.dns_resolver.or(file.dns_resolver),
+                    acme_base_domain: self.acme_base_domain || file.acme_base_domain,
+                },
+                self.https_listen.or(file.https_listen),
+            )?,
             control: {
                 let secs = |flag: Option<u64>, file: Option<u64>, default: std::time::Duration| {
                     flag.or(file)
@@ -361,6 +421,9 @@ pub struct Endpoints {
     pub metrics: String,
     /// The region to sign API requests for.
     pub region: String,
+    /// runway's DNS server (UDP and TCP), when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
@@ -546,11 +609,33 @@ async fn serve(config: Config) -> Result<()> {
         },
         Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
         &mut metrics,
-    )?
-    // An operation the API records starts at once, not at the controller's next poll.
-    .on_change({
-        let controller = controller.clone();
-        move || controller.wake()
+    )?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let domains = crate::domains::start(
+        &config,
+        crate::domains::Parts {
+            store: store.clone(),
+            master: master.clone(),
+            certs: certs.clone(),
+            router: router.clone(),
+            controller: controller.clone(),
+        },
+        &mut metrics,
+        stopped.clone(),
+    )
+    .await?;
+    let api = api.on_change({
+        let (controller, domains) = (controller.clone(), domains.clone());
+        move || {
+            controller.wake();
+            domains.wake();
+        }
     });
     let api = {
         // Runtimes set with `runway runtimes set` win over the flags and the file.
@@ -589,6 +674,7 @@ async fn serve(config: Config) -> Result<()> {
         ca: certs.ca_path(),
         metrics: format!("http://{metrics_addr}/metrics"),
         region: config.region.clone(),
+        dns: domains.dns_addr().map(|a| a.to_string()),
     };
     runway_store::fs::write_atomic(
         &dir.join("endpoints.json"),
@@ -609,6 +695,9 @@ async fn serve(config: Config) -> Result<()> {
         endpoints.ca.display()
     );
     println!("  metrics         {}", endpoints.metrics);
+    if let Some(dns) = &endpoints.dns {
+        println!("  DNS             {dns} (UDP and TCP)");
+    }
     if let Some(path) = &new_credentials {
         println!(
             "Created the admin access key in {} (profile {PROFILE}).",
@@ -624,13 +713,6 @@ async fn serve(config: Config) -> Result<()> {
     );
     tracing::info!(api = %api_addr, registry = %registry_addr, metrics = %metrics_addr, data_dir = %dir.display(), "runway started");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let sources = crate::sources::Sources {
         api: api.clone(),
         store: store.clone(),
@@ -701,6 +783,7 @@ async fn serve(config: Config) -> Result<()> {
     controller_task.await?;
     metrics_task.await??;
     gc_task.await?;
+    domains.stopped().await;
     if let Some(task) = poll_task {
         task.await?;
     }
