@@ -23,7 +23,7 @@ pub trait TxtPublisher: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// One set of answers, for one order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct OrderAnswers {
     /// HTTP-01: (host, token) to key authorization.
     pub http: Vec<(String, String, String)>,
@@ -82,6 +82,9 @@ impl Challenges {
     /// Answers `answers` for `domain`'s order from now on (replacing its previous ones).
     pub(crate) fn set(&self, domain: &str, answers: OrderAnswers) -> Result<(), String> {
         let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        if orders.get(domain) == Some(&answers) {
+            return Ok(());
+        }
         orders.insert(domain.to_string(), answers);
         self.rebuild(&orders)
     }
@@ -134,12 +137,16 @@ fn alpn_certificate(
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    CertifiedKey::from_der(
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    // Not `CertifiedKey::from_der`: its check that key and certificate match parses the
+    // certificate with webpki, which refuses the critical acmeIdentifier extension.
+    Ok(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
-        key_der,
-        provider,
-    )
-    .map_err(|e| e.to_string())
+        signing,
+    ))
 }
 
 #[cfg(test)]

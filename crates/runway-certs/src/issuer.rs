@@ -291,6 +291,14 @@ impl Issuer {
         let mut busy = false;
         let mut changed = false;
         for (_, record) in records {
+            if let Some(cert) = &record.certificate {
+                // Also after a restart, for certificates an earlier run issued.
+                self.inner.metrics.served(
+                    &record.domain,
+                    cert.not_after.seconds(),
+                    cert.renew_at.seconds(),
+                );
+            }
             let before = (record.status, record.certificate.clone());
             let live = match &record.service_arn {
                 None => true,
@@ -627,7 +635,12 @@ impl Issuer {
                 (OrderStep::Placed, OrderStatus::Pending) => {
                     self.answer(record.clone(), &progress, &mut order).await
                 }
-                (OrderStep::Answered { .. }, OrderStatus::Pending) => {
+                (OrderStep::Answered { challenges }, OrderStatus::Pending) => {
+                    // Published already, unless a restart or a failure came between.
+                    self.inner
+                        .challenges
+                        .set(&record.domain, answers(challenges))
+                        .map_err(|e| Stop::Fault(CertsError::Acme(e)))?;
                     self.ready(&mut order, progress.kind).await?;
                     Ok(record.clone())
                 }

@@ -15,7 +15,20 @@ const RATE_LIMITED: &str = "runway_dns_rate_limited";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Rcode {
-    pub rcode: String,
+    pub rcode: &'static str,
+}
+
+/// A response code as dig names it.
+fn mnemonic(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "OTHER",
+    }
 }
 
 #[derive(Debug)]
@@ -47,7 +60,7 @@ impl DnsMetrics {
     pub fn answered(&self, code: ResponseCode) {
         self.responses
             .get_or_create(&Rcode {
-                rcode: code.to_str().to_string(),
+                rcode: mnemonic(code),
             })
             .inc();
     }

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod cli;
 mod deploy;
+mod domains;
 mod durability;
 mod packages;
 mod registry;
