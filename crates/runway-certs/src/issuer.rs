@@ -448,6 +448,20 @@ impl Issuer {
         Ok(())
     }
 
+    fn forget_account(&self) {
+        let inner = &self.inner;
+        if let Ok(mut account) = inner.account.try_lock() {
+            *account = None;
+        }
+        let forgotten = inner.store.begin().and_then(|mut tx| {
+            tx.remove::<acme::AcmeAccountRecord>(&inner.config.directory_url)?;
+            tx.commit()
+        });
+        if let Err(e) = forgotten {
+            tracing::warn!(error = %e, "cannot forget the ACME account");
+        }
+    }
+
     async fn account(&self) -> std::result::Result<Account, Stop> {
         let mut account = self.inner.account.lock().await;
         if let Some(account) = account.as_ref() {
@@ -950,6 +964,12 @@ impl Issuer {
         };
         let inner = &self.inner;
         let _ = inner.challenges.clear(&record.domain);
+        let problem = problem.unwrap_or_default();
+        if problem.ends_with(":accountDoesNotExist") {
+            // The CA no longer knows runway's account (a CA reset, a test CA restarted):
+            // the next attempt registers a new one.
+            self.forget_account();
+        }
         let now = Timestamp::now();
         record.failures += 1;
         let exponent = record.failures.saturating_sub(1).min(16);
@@ -958,7 +978,6 @@ impl Issuer {
             .check_interval
             .saturating_mul(1 << exponent)
             .min(MAX_BACKOFF);
-        let problem = problem.unwrap_or_default();
         if problem.ends_with(":rateLimited") {
             wait = wait.max(RATE_LIMITED_BACKOFF);
         }

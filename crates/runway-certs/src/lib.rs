@@ -1,15 +1,20 @@
 //! runway's certificates (its ACM): a local certificate authority created on first start,
 //! a wildcard certificate for the base domain signed by it, certificates for custom
 //! domains, and the SNI resolver and rustls server configuration the router serves them
-//! with.
+//! with; and the ACME issuer ([`Issuer`], instant-acme) that takes custom domains (and,
+//! when asked, the base domain) from association to a served and renewed certificate
+//! from a public CA, answering DNS-01, HTTP-01 and TLS-ALPN-01 challenges
+//! ([`Challenges`]), each domain a resumable state machine in the store.
 //!
 //! Everything lives under one directory the caller gives (`DATA_DIR/certs`): the CA
 //! certificate at a stable path ([`CA_FILE`]) that users can add to their trust store,
 //! and one JSON file per certificate whose private key is sealed with the data
 //! directory's [`MasterKey`]. This crate must never write a private key in plaintext,
 //! never leave a half-written file visible (every file is written with
-//! [`runway_store::fs::write_atomic`]), and never install a process-wide crypto provider
-//! (it passes aws-lc-rs explicitly; the binary installs the default).
+//! [`runway_store::fs::write_atomic`]), never install a process-wide crypto provider
+//! (it passes aws-lc-rs explicitly; the binary installs the default), never send a CSR
+//! before its key is recorded (sealed), and never ask a CA to validate before the DNS
+//! records the challenge needs are visible to its own lookups.
 
 #![forbid(unsafe_code)]
 
