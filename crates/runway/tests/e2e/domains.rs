@@ -299,16 +299,20 @@ fn curl(server: &Server, ca: &Path, host: &str, path: &str) -> (u16, String) {
     }
 }
 
-/// The serial of the certificate the router serves for `host` (openssl s_client).
-fn served_serial(server: &Server, host: &str) -> String {
+/// `openssl x509 -noout -<field>` of the certificate the router serves for `host`.
+fn served(server: &Server, host: &str, field: &str) -> String {
     let port = server.https.rsplit(':').next().unwrap();
     let script = format!(
         "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null \
-         | openssl x509 -noout -serial"
+         | openssl x509 -noout -{field}"
     );
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The serial of the certificate the router serves for `host`.
+fn served_serial(server: &Server, host: &str) -> String {
+    served(server, host, "serial")
         .trim_start_matches("serial=")
         .to_ascii_lowercase()
 }
@@ -942,4 +946,18 @@ fn tls_alpn_01_issues_and_certificates_renew_before_they_expire() {
         "ACTIVE",
         "a renewal keeps the domain ACTIVE"
     );
+
+    // Deleting the service takes its domains and their certificates with it.
+    server.aws(&["delete-service", "--service-arn", &shop]).ok();
+    let saved = server
+        .data_dir()
+        .join("certs/domains/alpn.example.test.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while saved.exists() || served(&server, "alpn.example.test", "issuer").contains("Pebble") {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted service's certificate stays"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
