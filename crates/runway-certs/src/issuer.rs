@@ -356,7 +356,9 @@ impl Issuer {
         if !due || record.retry_at.is_some_and(|t| now < t) {
             return Ok(Some(record));
         }
+        // The base domain keeps trying: its record is runway's own, not a user's request.
         if record.certificate.is_none()
+            && record.service_arn.is_some()
             && now.millis() - record.created_at.millis()
                 > i64::try_from(VALIDATION_DEADLINE.as_millis()).unwrap_or(i64::MAX)
         {
