@@ -3,6 +3,7 @@
 //! flight), and the rules a domain name must follow.
 
 use crate::error::ApiError;
+use crate::records::wire_enum;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -13,29 +14,6 @@ pub const ACME_CHALLENGE_LABEL: &str = "_acme-challenge";
 /// The validation zone's label under the base domain: `_acme-challenge` CNAME records
 /// point into `acme-validations.<base-domain>`.
 pub const VALIDATION_ZONE_LABEL: &str = "acme-validations";
-
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident => $wire:literal),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $(#[serde(rename = $wire)] $variant),*
-        }
-
-        impl $name {
-            /// The value as the API spells it.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),* }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
 
 wire_enum! {
     /// Where a custom domain association is in its life (App Runner's
