@@ -8,7 +8,7 @@
 //! Requests queue in arrival order; whoever frees capacity hands it to the head of the
 //! queue, so a queued request never loses its turn to a newcomer.
 
-use crate::metrics::{ConcurrencyMeter, RevisionMetrics};
+use crate::metrics::{ConcurrencyMeter, RevisionMetrics, RevisionStats};
 use crate::rand;
 use crate::routes::Upstream;
 use crate::upstream::Pool;
@@ -314,6 +314,19 @@ impl RevisionState {
         None
     }
 
+    /// A lease at once, counted from `now`, if an instance has room and no request is
+    /// waiting (newcomers never overtake the queue) and the revision is in the table.
+    pub(crate) fn try_lease_first(
+        self: &Arc<Self>,
+        exclude: &[SocketAddr],
+        now: Instant,
+    ) -> Option<Lease> {
+        if self.queued.load(Ordering::Acquire) != 0 || self.is_retired() {
+            return None;
+        }
+        self.try_lease_at(exclude, now)
+    }
+
     /// Waits in the queue for a lease, at most `max_wait`; `capacity` bounds the queue.
     /// `now` is about now (the request's arrival will do): a lease had at once counts
     /// from then.
@@ -327,10 +340,7 @@ impl RevisionState {
         if self.is_retired() {
             return Ok(Grant::Reroute);
         }
-        // Newcomers go straight to an instance only when nobody is waiting (FIFO).
-        if self.queued.load(Ordering::Acquire) == 0
-            && let Some(lease) = self.try_lease_at(exclude, now)
-        {
+        if let Some(lease) = self.try_lease_first(exclude, now) {
             return Ok(Grant::Lease(lease));
         }
         let (tx, rx) = oneshot::channel();
@@ -411,6 +421,25 @@ impl RevisionState {
         self.meter.change(false, now);
         if self.queued.load(Ordering::Acquire) > 0 {
             self.dispatch();
+        }
+    }
+
+    /// The revision's load at `now`, as the autoscaler and the metrics read it.
+    pub(crate) fn stats(&self, draining: bool, now: Instant) -> RevisionStats {
+        let (average, total) = self.meter.read(1, now);
+        let (average_queued, queued_seconds) = self.queue_meter.read(1, now);
+        RevisionStats {
+            service_id: self.service_id.to_string(),
+            revision_id: self.id.to_string(),
+            endpoints: self.endpoints().len(),
+            in_flight: self.in_flight(),
+            queued: self.queued(),
+            average_concurrency: average,
+            concurrency_seconds: total,
+            average_queued,
+            queued_seconds,
+            requests: self.metrics.requests(),
+            draining,
         }
     }
 

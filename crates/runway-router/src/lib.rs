@@ -14,23 +14,38 @@
 
 #![forbid(unsafe_code)]
 
+// Layers, each using only those above it (no module imports another in a circle):
+// Basics: settings, routes, errors, header and host parsing, measurements, the log.
 mod access_log;
-mod balance;
-mod body;
+mod acme;
 mod config;
 mod error;
 mod headers;
 pub mod host;
 pub mod metrics;
-mod proxy;
 mod rand;
 mod routes;
-mod server;
+mod text;
+
+// Connections to instances and the request body sent over them.
+mod body;
+mod upstream;
+
+// Balancing, queueing and the compiled route table.
+mod balance;
 mod table;
+
+// The request path: a connection's and the router's shared state, then each request's
+// steps from arrival to response.
+mod conn;
+mod shared;
+
+mod proxy;
+
+// Listeners (and `lib` itself, with the public API).
+mod server;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
-mod text;
-mod upstream;
 
 /// Entry points for the fuzz targets in `fuzz/` (not an API).
 #[doc(hidden)]
@@ -108,10 +123,11 @@ pub mod fuzzing {
     }
 }
 
+pub use acme::{ACME_CHALLENGE_PREFIX, AcmeResponder};
 pub use balance::{Demand, WaitingRevision};
 pub use config::{AccessLogConfig, RouterConfig};
 pub use error::{Origin, RouterError};
-pub use proxy::{ACME_CHALLENGE_PREFIX, AcmeResponder};
+pub use metrics::RevisionStats;
 pub use routes::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_REQUEST_TIMEOUT, Endpoint, MAX_IDLE_TIMEOUT, MAX_REQUEST_TIMEOUT, QueueConfig,
@@ -123,39 +139,13 @@ pub use server::Workers;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use runway_telemetry::Registry;
+use shared::{LiveState, Shared};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::watch;
 
 /// The number of request headers hyper's HTTP/1.1 server accepts when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
-
-/// One revision's load, as the autoscaler reads it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RevisionStats {
-    pub service_id: String,
-    pub revision_id: String,
-    /// Healthy instances in the route table.
-    pub endpoints: usize,
-    /// Requests in flight now (upgraded connections count as one each).
-    pub in_flight: u32,
-    /// Requests waiting for capacity now.
-    pub queued: usize,
-    /// Requests in flight, time-weighted over the last complete second.
-    pub average_concurrency: f64,
-    /// The integral of requests in flight since the revision appeared, in
-    /// request-seconds; differences over any window give that window's average.
-    pub concurrency_seconds: f64,
-    /// Requests waiting for capacity, time-weighted over the last complete second.
-    pub average_queued: f64,
-    /// The integral of requests waiting since the revision appeared, in request-seconds.
-    pub queued_seconds: f64,
-    /// Requests answered so far.
-    pub requests: u64,
-    /// Left the route table; finishing the requests it has.
-    pub draining: bool,
-}
 
 /// Where an instance stands in the router, for draining it before it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -170,84 +160,7 @@ pub struct InstanceLoad {
 /// The request router: cheap to clone, shared by every listener and the controller.
 #[derive(Clone, Debug)]
 pub struct Router {
-    inner: Arc<Inner>,
-}
-
-/// State shared by every request.
-pub(crate) struct Inner {
-    pub config: RouterConfig,
-    pub table: ArcSwap<table::Table>,
-    live: Arc<LiveState>,
-    pub metrics: metrics::RouterMetrics,
-    demand: Arc<watch::Sender<Demand>>,
-    https_port: AtomicU16,
-    pub acme: ArcSwapOption<Arc<dyn AcmeResponder>>,
-    /// Pages for hosts that are not routed yet (custom domains being validated).
-    pub notices: ArcSwap<std::collections::HashMap<String, String>>,
-    pub access_log: Option<access_log::AccessLog>,
-    pub upstream: upstream::UpstreamSettings,
-    pub h1: hyper::server::conn::http1::Builder,
-    pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Inner {
-    /// The public HTTPS port redirects point at (0 or 443: none in the URL).
-    pub(crate) fn https_port(&self) -> u16 {
-        self.https_port.load(Ordering::Relaxed)
-    }
-}
-
-/// Live revision state, shared with the metrics collector.
-#[derive(Debug, Default)]
-struct LiveState {
-    live: Mutex<table::Live>,
-}
-
-impl LiveState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, table::Live> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn stats_of(revision: &balance::RevisionState, draining: bool, now: Instant) -> RevisionStats {
-    let (average, total) = revision.meter.read(1, now);
-    let (average_queued, queued_seconds) = revision.queue_meter.read(1, now);
-    RevisionStats {
-        service_id: revision.service_id.to_string(),
-        revision_id: revision.id.to_string(),
-        endpoints: revision.endpoints().len(),
-        in_flight: revision.in_flight(),
-        queued: revision.queued(),
-        average_concurrency: average,
-        concurrency_seconds: total,
-        average_queued,
-        queued_seconds,
-        requests: revision.metrics.requests(),
-        draining,
-    }
-}
-
-impl metrics::LiveRevisions for LiveState {
-    fn snapshot(&self) -> Vec<RevisionStats> {
-        let live = self.lock();
-        let now = Instant::now();
-        let mut stats: Vec<RevisionStats> = live
-            .revisions
-            .values()
-            .map(|r| stats_of(r, false, now))
-            .chain(live.draining.iter().map(|r| stats_of(r, true, now)))
-            .collect();
-        stats.sort_by(|a, b| (&a.service_id, &a.revision_id).cmp(&(&b.service_id, &b.revision_id)));
-        stats
-    }
+    inner: Arc<Shared>,
 }
 
 impl Router {
@@ -290,7 +203,7 @@ impl Router {
         };
         let (demand, _) = watch::channel(Demand::default());
         Ok(Router {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 config,
                 table: ArcSwap::from_pointee(table::Table::default()),
                 live,

@@ -59,6 +59,32 @@ pub const QUEUED_AVERAGE: &str = "runway_router_queued_average";
 /// waiting over time.
 pub const QUEUED_SECONDS: &str = "runway_router_queued_seconds";
 
+/// One revision's load, as the autoscaler reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionStats {
+    pub service_id: String,
+    pub revision_id: String,
+    /// Healthy instances in the route table.
+    pub endpoints: usize,
+    /// Requests in flight now (upgraded connections count as one each).
+    pub in_flight: u32,
+    /// Requests waiting for capacity now.
+    pub queued: usize,
+    /// Requests in flight, time-weighted over the last complete second.
+    pub average_concurrency: f64,
+    /// The integral of requests in flight since the revision appeared, in
+    /// request-seconds; differences over any window give that window's average.
+    pub concurrency_seconds: f64,
+    /// Requests waiting for capacity, time-weighted over the last complete second.
+    pub average_queued: f64,
+    /// The integral of requests waiting since the revision appeared, in request-seconds.
+    pub queued_seconds: f64,
+    /// Requests answered so far.
+    pub requests: u64,
+    /// Left the route table; finishing the requests it has.
+    pub draining: bool,
+}
+
 /// Labels of a revision's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RevisionLabels {
@@ -265,7 +291,7 @@ impl RevisionMetrics {
 
 /// What the scrape-time collector reads: the live values of every revision.
 pub(crate) trait LiveRevisions: Send + Sync + std::fmt::Debug + 'static {
-    fn snapshot(&self) -> Vec<crate::RevisionStats>;
+    fn snapshot(&self) -> Vec<RevisionStats>;
 }
 
 #[derive(Debug)]
@@ -276,11 +302,11 @@ struct LiveCollector {
 impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.live.snapshot();
-        let labels = |s: &crate::RevisionStats| RevisionLabels {
+        let labels = |s: &RevisionStats| RevisionLabels {
             service: s.service_id.clone(),
             revision: s.revision_id.clone(),
         };
-        type Value = fn(&crate::RevisionStats) -> f64;
+        type Value = fn(&RevisionStats) -> f64;
         let gauges: [(&str, &str, Value); 5] = [
             (IN_FLIGHT, "Requests in flight now", |s| {
                 f64::from(s.in_flight)

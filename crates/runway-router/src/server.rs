@@ -2,19 +2,20 @@
 //! and graceful shutdown (stop accepting, let requests in flight finish, close what is
 //! left when the grace period ends).
 
+use crate::Router;
+use crate::conn::{ConnInfo, IdleClock, Stop, Tracker};
+use crate::metrics::ProtocolLabels;
 use crate::proxy;
-use crate::{Inner, Router, metrics::ProtocolLabels};
+use crate::shared::Shared;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol of ACME's TLS-ALPN-01 validations.
@@ -23,67 +24,6 @@ const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A deadline that never comes (a year).
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Where a listener is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Running,
-    /// Stop taking requests; finish those in flight.
-    Graceful,
-    /// The grace period is over: close everything.
-    Hard,
-}
-
-impl Stop {
-    pub(crate) fn hard(&self) -> bool {
-        *self == Stop::Hard
-    }
-}
-
-/// Counts a listener's connections and tunnels, to wait for them at shutdown.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Tracker {
-    inner: Arc<TrackerInner>,
-}
-
-#[derive(Debug, Default)]
-struct TrackerInner {
-    active: AtomicUsize,
-    idle: Notify,
-}
-
-/// One tracked task; dropping it ends it.
-#[derive(Debug)]
-pub(crate) struct TrackerGuard {
-    inner: Arc<TrackerInner>,
-}
-
-impl Tracker {
-    pub(crate) fn enter(&self) -> TrackerGuard {
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
-        TrackerGuard {
-            inner: self.inner.clone(),
-        }
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.inner.active.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        if self.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.inner.idle.notify_waiters();
-        }
-    }
-}
 
 /// The threads of [`Router::serve_on_threads`].
 #[derive(Debug)]
@@ -105,75 +45,6 @@ impl Workers {
         }
         result
     }
-}
-
-/// How long an HTTP/1.1 connection has had nothing to do, for the header read timeout
-/// (slowloris). hyper would arm, register and drop a timer for every request; here a
-/// request costs two atomic updates, and one timer per connection looks now and then.
-#[derive(Debug)]
-pub(crate) struct IdleClock {
-    epoch: Instant,
-    /// Requests whose response has not ended.
-    busy: AtomicU32,
-    /// Milliseconds from `epoch` to when the last response ended (or the connection
-    /// began).
-    since: AtomicU64,
-}
-
-impl IdleClock {
-    fn new() -> Self {
-        IdleClock {
-            epoch: Instant::now(),
-            busy: AtomicU32::new(0),
-            since: AtomicU64::new(0),
-        }
-    }
-
-    /// When the connection will have been idle for `timeout`, or None while it serves a
-    /// request.
-    fn deadline(&self, timeout: Duration) -> Option<Instant> {
-        if self.busy.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let since = self.since.load(Ordering::Acquire);
-        Some(self.epoch + Duration::from_millis(since) + timeout)
-    }
-}
-
-/// Marks a connection busy while a request is served; dropped when its response ends.
-#[derive(Debug)]
-pub(crate) struct Busy {
-    conn: Arc<ConnInfo>,
-}
-
-impl Busy {
-    pub(crate) fn new(conn: &Arc<ConnInfo>) -> Self {
-        conn.idle.busy.fetch_add(1, Ordering::AcqRel);
-        Busy { conn: conn.clone() }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let idle = &self.conn.idle;
-        let now = idle.epoch.elapsed().as_millis() as u64;
-        // The time first, so that whoever sees the connection idle sees when it became so.
-        idle.since.store(now, Ordering::Release);
-        idle.busy.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// What every request on a connection shares.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub client: SocketAddr,
-    /// The client's address as X-Forwarded-For text.
-    pub client_value: http::HeaderValue,
-    pub tls: bool,
-    pub stop: watch::Receiver<Stop>,
-    pub tracker: Tracker,
-    pub idle: IdleClock,
-    pub route: std::sync::Mutex<Option<proxy::RouteCache>>,
 }
 
 /// A connection hyper serves that can be asked to finish gracefully.
@@ -396,7 +267,7 @@ impl Router {
 }
 
 async fn connection(
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     conn: Arc<ConnInfo>,
@@ -448,7 +319,7 @@ async fn connection(
     }
 }
 
-fn count(inner: &Inner, protocol: &'static str) {
+fn count(inner: &Shared, protocol: &'static str) {
     inner
         .metrics
         .connections
@@ -456,7 +327,7 @@ fn count(inner: &Inner, protocol: &'static str) {
         .inc();
 }
 
-async fn serve_io<T>(inner: Arc<Inner>, io: TokioIo<T>, h2: bool, conn: Arc<ConnInfo>)
+async fn serve_io<T>(inner: Arc<Shared>, io: TokioIo<T>, h2: bool, conn: Arc<ConnInfo>)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -183,6 +183,18 @@ pub(crate) fn build(
     }
 }
 
+/// The last host a connection's requests named and where it led, while the route table
+/// stays the same: a keep-alive connection (or an HTTP/2 connection's streams) nearly
+/// always names one host, and its requests then skip parsing it and looking it up.
+#[derive(Debug)]
+pub(crate) struct RouteCache {
+    /// The table the target is from, held so that its address stays unique.
+    pub table: Arc<Table>,
+    /// The host as the client wrote it.
+    pub host: http::HeaderValue,
+    pub target: HostTarget,
+}
+
 /// A table and what swapping it in involves.
 pub(crate) struct Built {
     pub table: Table,

@@ -10,7 +10,6 @@
 
 pub(crate) mod http1;
 
-use crate::balance::EndpointState;
 use crate::body::{BodyError, ProxyRequestBody};
 use crate::headers::Forwarded;
 use crate::routes::Upstream;
@@ -91,14 +90,9 @@ pub(crate) struct Checkin {
 }
 
 impl Checkin {
-    /// Returns the connection to `endpoint`'s pool for the next request; it is `now`.
-    pub(crate) fn give_back(
-        self,
-        endpoint: &EndpointState,
-        settings: &UpstreamSettings,
-        now: Instant,
-    ) {
-        if let Pool::Http1(segments) = &endpoint.pool {
+    /// Returns the connection to the instance's `pool` for the next request; it is `now`.
+    pub(crate) fn give_back(self, pool: &Pool, settings: &UpstreamSettings, now: Instant) {
+        if let Pool::Http1(segments) = pool {
             let mut idle = segments[self.home]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -304,24 +298,25 @@ fn not_sent(reason: String, request: Request<ProxyRequestBody>) -> SendError {
     }
 }
 
-/// Sends `req` with the `forwarded` headers to `endpoint`, at about `now` (the request's
-/// arrival will do). Upgrades (WebSockets) always go over a fresh HTTP/1.1
+/// Sends `req` with the `forwarded` headers to the instance at `addr` whose connections
+/// are in `pool`, at about `now` (the request's arrival will do). Upgrades (WebSockets) always go over a fresh HTTP/1.1
 /// connection, which the upgrade then owns; other requests reuse pooled connections.
 /// A pooled HTTP/1.1 connection travels in the response body, which gives it back (see
 /// [`UpstreamBody::take_checkin`]) once the response has been read.
 pub(crate) async fn send(
-    endpoint: &EndpointState,
+    pool: &Pool,
+    addr: SocketAddr,
     mut req: Request<ProxyRequestBody>,
     forwarded: &Forwarded,
     upgrade: bool,
     settings: &UpstreamSettings,
     now: Instant,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    match &endpoint.pool {
+    match pool {
         Pool::Http1(_) | Pool::H2c(_) if upgrade => {
             forwarded.apply(req.headers_mut());
             for_h1(&mut req);
-            let mut sender = match connect_h1(endpoint.addr, settings).await {
+            let mut sender = match connect_h1(addr, settings).await {
                 Ok(sender) => sender,
                 Err(reason) => return Err(not_sent(reason, req)),
             };
@@ -336,7 +331,7 @@ pub(crate) async fn send(
         Pool::Http1(segments) => loop {
             let (conn, home, fresh) = match checkout(segments, settings, now) {
                 Some((conn, home)) => (conn, home, false),
-                None => match connect(endpoint.addr, settings).await {
+                None => match connect(addr, settings).await {
                     Ok(stream) => (http1::Conn::new(stream), segment(), true),
                     Err(reason) => return Err(not_sent(reason, req)),
                 },
@@ -375,7 +370,7 @@ pub(crate) async fn send(
                 let mut sender = match current {
                     Some(sender) => sender,
                     None => {
-                        let sender = match connect_h2(endpoint.addr, settings).await {
+                        let sender = match connect_h2(addr, settings).await {
                             Ok(sender) => sender,
                             Err(reason) => return Err(not_sent(reason, req)),
                         };

@@ -1,0 +1,151 @@
+//! The upstream peer: the revision (by percent or tag), a lease on its least-loaded
+//! instance (waiting in the revision's queue while every instance is full), and what a
+//! request sent there came to. A request of which nothing reached the instance goes to
+//! another one, up to [`MAX_ATTEMPTS`] instances; one that went out, even in part, is
+//! never sent again.
+
+use super::admit::{Admitted, lookup};
+use super::answer::fail;
+use super::body::RouterBody;
+use super::finish::RequestInfo;
+use crate::balance::{AcquireError, Grant, Lease, RevisionState};
+use crate::body::ProxyRequestBody;
+use crate::error::RouterError;
+use crate::shared::Shared;
+use crate::table::ServiceEntry;
+use crate::upstream::SendError;
+use http::{HeaderValue, Request, Response, Version};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How many instances one request may try when connections are refused.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Where a request is being sent: its service and revision, the instances that refused
+/// it, and its deadline.
+#[derive(Debug)]
+pub(super) struct Peer {
+    service: Arc<ServiceEntry>,
+    revision: Arc<RevisionState>,
+    /// Instances that refused this request.
+    exclude: Vec<SocketAddr>,
+    /// When the request times out.
+    pub deadline: Instant,
+    /// About now: the request's arrival for the first attempt, then read again.
+    pub now: Instant,
+}
+
+impl Peer {
+    /// The admitted request's peer: its tagged revision or one chosen by percent.
+    pub(super) fn new(admitted: &Admitted) -> Result<Self, RouterError> {
+        let service = admitted.target.service.clone();
+        let revision = (admitted.target.tagged.clone())
+            .or_else(|| service.pick())
+            .ok_or(RouterError::NoRevision)?;
+        Ok(Peer {
+            deadline: admitted.started + service.request_timeout,
+            service,
+            revision,
+            exclude: Vec::new(),
+            now: admitted.started,
+        })
+    }
+
+    /// A lease on an instance of the revision with room now, if nobody is queued.
+    pub(super) fn try_lease(&self) -> Option<Lease> {
+        self.revision.try_lease_first(&self.exclude, self.now)
+    }
+
+    /// A lease on an instance of the revision, waiting in its queue up to the queue's
+    /// maximum wait or the deadline. If the revision leaves the route table while the
+    /// request waits, the peer becomes what the request's `host` leads to now.
+    pub(super) async fn lease(
+        &mut self,
+        shared: &Shared,
+        host: &HeaderValue,
+    ) -> Result<Lease, (RouterError, bool)> {
+        loop {
+            let queue = self.service.queue;
+            let wait = queue
+                .max_wait
+                .min(self.deadline.saturating_duration_since(self.now));
+            let acquired = self
+                .revision
+                .acquire(&self.exclude, queue.capacity, wait, self.now);
+            match acquired.await {
+                Ok(Grant::Lease(lease)) => return Ok(lease),
+                Ok(Grant::Reroute) => {
+                    // The revision left the table while the request waited: choose again
+                    // from what the host is now.
+                    let target = lookup(shared, host);
+                    let next = target.and_then(|t| {
+                        self.service = t.service.clone();
+                        t.tagged.or_else(|| t.service.pick())
+                    });
+                    // Not the revision's error: it has left.
+                    self.revision = next.ok_or((RouterError::NoRevision, false))?;
+                    self.now = Instant::now();
+                }
+                Err(AcquireError::QueueFull) => return Err((RouterError::QueueFull, true)),
+                Err(AcquireError::Timeout) if Instant::now() >= self.deadline => {
+                    return Err((RouterError::Timeout, true));
+                }
+                Err(AcquireError::Timeout) => return Err((RouterError::QueueTimeout, true)),
+            }
+        }
+    }
+
+    /// After the instance `lease` holds gave no response (`failure`, or `None` when the
+    /// deadline passed first): the request back, to send to another instance, or the
+    /// error to answer with.
+    pub(super) fn retry(
+        &mut self,
+        shared: &Shared,
+        lease: &Lease,
+        failure: Option<SendError>,
+    ) -> Result<Box<Request<ProxyRequestBody>>, RouterError> {
+        match failure {
+            Some(SendError::NotSent { reason, request }) => {
+                let endpoint = &lease.endpoint;
+                endpoint.mark_down(shared.config.endpoint_backoff);
+                tracing::debug!(service = %self.service.id, instance = %endpoint.instance_id, error = %reason, attempt = self.exclude.len() + 1, "instance refused the connection");
+                if self.exclude.len() + 1 >= MAX_ATTEMPTS {
+                    return Err(RouterError::Connect(reason));
+                }
+                self.revision.metrics.retries.inc();
+                self.exclude.push(endpoint.addr);
+                self.now = Instant::now();
+                Ok(request)
+            }
+            Some(SendError::BodyTooLarge) => Err(RouterError::BodyTooLarge),
+            Some(SendError::Failed(reason)) => Err(RouterError::Upstream(reason)),
+            None => Err(RouterError::Timeout),
+        }
+    }
+
+    /// Answers the client with `err`, counted against the revision if `counted` (else
+    /// against the service).
+    pub(super) fn fail(
+        &self,
+        shared: &Shared,
+        err: RouterError,
+        counted: bool,
+        version: Version,
+        info: RequestInfo,
+    ) -> Response<RouterBody> {
+        let revision = counted.then_some(&*self.revision);
+        fail(shared, &self.service, revision, err, version, info)
+    }
+}
+
+/// Answers an admitted request whose service has no revision to send it to.
+pub(super) fn no_revision(
+    shared: &Shared,
+    admitted: &Admitted,
+    err: RouterError,
+    info: RequestInfo,
+) -> Response<RouterBody> {
+    let service = &admitted.target.service;
+    fail(shared, service, None, err, admitted.version, info)
+}

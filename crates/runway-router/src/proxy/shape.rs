@@ -1,0 +1,92 @@
+//! The upstream request filter: the request as the instance sees it. Hop-by-hop headers
+//! go, the forwarded headers (worked out here, written when the request is sent) come,
+//! and a WebSocket over HTTP/2 becomes an HTTP/1.1 upgrade.
+
+use super::admit::Admitted;
+use super::finish::RequestInfo;
+use crate::body::ProxyRequestBody;
+use crate::conn::ConnInfo;
+use crate::headers::{self, Forwarded};
+use crate::shared::Shared;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// A request ready to be sent to an instance.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub request: Request<ProxyRequestBody>,
+    pub forwarded: Forwarded,
+    /// An upgrade (WebSocket): it goes over a connection of its own, which it keeps.
+    pub upgrade: bool,
+    /// The client's side of an upgrade, once the instance agrees.
+    pub client_upgrade: Option<OnUpgrade>,
+    pub info: RequestInfo,
+}
+
+/// Shapes `req`, admitted as `admitted`, for its instance.
+// Inlined: the request is moved in and the outgoing one out, which a call copies
+// (callgrind: about 100 instructions per request).
+#[inline(always)]
+pub(super) fn shape(
+    shared: &Shared,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    admitted: &Admitted,
+) -> Outgoing {
+    let h2_websocket = admitted.h2_websocket;
+    // An HTTP/1.1 upgrade keeps Connection/Upgrade and takes over both connections.
+    let upgrade = h2_websocket
+        || (req.version() < Version::HTTP_2 && headers::is_upgrade_request(req.headers()));
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    {
+        let headers = req.headers_mut();
+        headers::strip_hop_by_hop(headers, upgrade);
+        headers.remove(header::EXPECT);
+        if h2_websocket {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::SEC_WEBSOCKET_KEY, headers::new_websocket_key());
+        }
+    }
+    let proto = if conn.tls { "https" } else { "http" };
+    let forwarded = Forwarded::new(
+        req.headers(),
+        &conn.client_value,
+        proto,
+        admitted.host.clone(),
+    );
+    if h2_websocket {
+        *req.method_mut() = Method::GET;
+    }
+    let bytes_in = if req.body().is_end_stream() {
+        None
+    } else {
+        Some(Arc::new(AtomicU64::new(0)))
+    };
+    let info = RequestInfo::new(
+        shared,
+        conn,
+        &req,
+        admitted.started,
+        forwarded.request_id().clone(),
+        bytes_in.clone(),
+    );
+    let (parts, body) = req.into_parts();
+    let body = if h2_websocket {
+        // The client's stream is the tunnel, handed over once the instance agrees.
+        ProxyRequestBody::empty()
+    } else {
+        ProxyRequestBody::new(body, admitted.target.service.max_request_body, bytes_in)
+    };
+    Outgoing {
+        request: Request::from_parts(parts, body),
+        forwarded,
+        upgrade,
+        client_upgrade,
+        info,
+    }
+}
