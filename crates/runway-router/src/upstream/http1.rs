@@ -98,7 +98,7 @@ impl Conn {
             out_pos: 0,
             data: None,
             data_pos: 0,
-            crlf_after_data: false,
+            after_data: b"",
             sent_any: false,
         }))
     }
@@ -118,8 +118,9 @@ pub(crate) struct ConnState {
     out_pos: usize,
     data: Option<Bytes>,
     data_pos: usize,
-    /// Framing to append once `data` is written (a chunk's CRLF).
-    crlf_after_data: bool,
+    /// Framing to append once `data` is written: a chunk's CRLF, and the last chunk
+    /// when the body ended with this one.
+    after_data: &'static [u8],
     /// Whether any byte of the current request reached the socket.
     sent_any: bool,
 }
@@ -178,9 +179,8 @@ impl ConnState {
                 if self.data_pos == data.len() {
                     self.data = None;
                     self.data_pos = 0;
-                    if std::mem::take(&mut self.crlf_after_data) {
-                        self.out.extend_from_slice(b"\r\n");
-                    }
+                    self.out
+                        .extend_from_slice(std::mem::take(&mut self.after_data));
                 }
             }
         }
@@ -420,7 +420,7 @@ impl Exchange {
                             conn.out.extend_from_slice(b"\r\n");
                         } else {
                             conn.data = Some(data);
-                            conn.crlf_after_data = true;
+                            conn.after_data = b"\r\n";
                         }
                     }
                 }
@@ -455,6 +455,11 @@ impl Exchange {
         match self.framing {
             RequestFraming::Length(0) => Ok(()),
             RequestFraming::Length(_) => Err(Error::BodyLength),
+            // The last chunk goes after a chunk still waiting to be written, not before.
+            RequestFraming::Chunked if self.conn.data.is_some() => {
+                self.conn.after_data = b"\r\n0\r\n\r\n";
+                Ok(())
+            }
             RequestFraming::Chunked => {
                 self.conn.out.extend_from_slice(b"0\r\n\r\n");
                 Ok(())

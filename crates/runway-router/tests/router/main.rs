@@ -3,5 +3,6 @@
 mod balancing;
 mod limits;
 mod protocols;
+mod py;
 mod routing;
 mod tls;

@@ -1,6 +1,7 @@
 //! HTTP/1.1 and HTTP/2 from clients, h2c and gRPC to instances, streaming bodies and
 //! WebSockets.
 
+use crate::py;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, Version};
@@ -325,4 +326,25 @@ async fn websockets_over_http2_extended_connect_reach_http1_instances() {
         .unwrap();
     let response = client.send_request(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_without_a_length_arrive_whole_when_the_last_frame_is_large() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
+    let addr = router.addr.to_string();
+    // A last DATA frame (with END_STREAM) larger than what the HTTP/1.1 client copies
+    // next to the chunk framing (8 KiB), after a small one, and alone; h2spec's 4.2/1
+    // sends the same shape.
+    for sizes in [
+        &["1000", "16384"][..],
+        &["16384"],
+        &["9000", "9000", "16000"],
+    ] {
+        let mut args = vec!["body", &addr, HOST, "/echo"];
+        args.extend_from_slice(sizes);
+        let run = py::run("h2_client.py", &args).await;
+        assert!(run.success, "{sizes:?}: {}{}", run.stdout, run.stderr);
+    }
 }
