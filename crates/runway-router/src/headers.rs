@@ -46,6 +46,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         ) || name.as_str().starts_with("proxy-")
     });
     if !any {
+        // An HTTP/2 WebSocket (extended CONNECT) has none, and needs one for HTTP/1.1.
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();

@@ -53,6 +53,10 @@ fn upgrades_keep_upgrade_and_connection() {
     assert_eq!(headers["sec-websocket-key"], "abc");
     assert!(!is_upgrade_request(&map(&[("upgrade", "websocket")])));
     assert!(!is_upgrade_request(&map(&[("connection", "upgrade")])));
+    // An HTTP/2 WebSocket's headers have no hop-by-hop header at all.
+    let mut headers = map(&[("sec-websocket-version", "13")]);
+    strip_hop_by_hop(&mut headers, true);
+    assert_eq!(headers["connection"], "upgrade");
 }
 
 #[test]

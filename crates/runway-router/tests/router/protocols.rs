@@ -348,3 +348,20 @@ async fn http2_bodies_without_a_length_arrive_whole_when_the_last_frame_is_large
         assert!(run.success, "{sizes:?}: {}{}", run.stdout, run.stderr);
     }
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_websocket_server_accepts_websockets_over_http1_and_http2() {
+    let server = py::Server::start("ws_echo_server.py", &[]).await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let addr = router.addr.to_string();
+    for upstream in [Upstream::Http1, Upstream::H2c] {
+        let mut svc = service("svc", HOST, "rev", vec![server.endpoint("ws")]);
+        svc.upstream = upstream;
+        router.set_services(vec![svc]);
+        let run = py::run("ws_client.py", &[&addr, HOST, "/chat", "3"]).await;
+        assert!(run.success, "HTTP/1.1: {}{}", run.stdout, run.stderr);
+        // RFC 8441: the router makes it an HTTP/1.1 upgrade the server accepts.
+        let run = py::run("h2_client.py", &["websocket", &addr, HOST, "/chat", "3"]).await;
+        assert!(run.success, "HTTP/2: {}{}", run.stdout, run.stderr);
+        runway_router::test_util::eventually(|| router.router.stats()[0].in_flight == 0).await;
+    }
+}

@@ -46,7 +46,8 @@ pub async fn run(name: &str, args: &[&str]) -> Run {
 
 /// A script running in the background, read line by line; killed when dropped.
 pub struct Running {
-    pub child: Child,
+    /// Held to be killed on drop.
+    _child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
@@ -62,7 +63,7 @@ impl Running {
             .expect("python3");
         let stdout = child.stdout.take().expect("stdout");
         Running {
-            child,
+            _child: child,
             lines: BufReader::new(stdout).lines(),
         }
     }
@@ -78,7 +79,8 @@ impl Running {
 
 /// A server script that prints `port N` once it listens on 127.0.0.1.
 pub struct Server {
-    pub running: Running,
+    /// Held to be killed on drop.
+    _running: Running,
     pub addr: SocketAddr,
 }
 
@@ -91,7 +93,7 @@ impl Server {
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("expected `port N`, got {line:?}"));
         Server {
-            running,
+            _running: running,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     }
