@@ -16,10 +16,11 @@ pub(crate) enum BodyError {
     /// The request body went past the service's limit.
     #[error("the request body is larger than the service accepts")]
     TooLarge,
-    /// Reading from the client or the instance failed.
-    #[error("{0}")]
-    Io(#[from] hyper::Error),
-    /// The instance's HTTP/1.1 response failed or broke its framing.
+    /// Reading the client's request body failed: it is malformed (a bad chunk size, for
+    /// one), or the client stopped sending it.
+    #[error("the request body is malformed or incomplete: {0}")]
+    Client(hyper::Error),
+    /// The instance's response failed or broke its framing.
     #[error("{0}")]
     Upstream(Box<dyn std::error::Error + Send + Sync>),
     /// The request's deadline passed while the response was streaming.
@@ -85,7 +86,7 @@ impl Body for ProxyRequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Io(e)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Client(e)))),
             None => Poll::Ready(None),
         }
     }

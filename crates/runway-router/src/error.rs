@@ -30,6 +30,10 @@ pub enum RouterError {
     /// The request body is larger than the service allows.
     #[error("the request body is larger than this service accepts")]
     BodyTooLarge,
+    /// The request body is malformed (a bad chunk size, for one) or the client stopped
+    /// sending it.
+    #[error("the request body is malformed or incomplete")]
+    BadBody(String),
     /// The service is paused.
     #[error("this service is paused")]
     Paused,
@@ -63,7 +67,8 @@ impl RouterError {
             RouterError::BadHost
             | RouterError::BadRequest(_)
             | RouterError::UnknownHost
-            | RouterError::BodyTooLarge => Origin::Client,
+            | RouterError::BodyTooLarge
+            | RouterError::BadBody(_) => Origin::Client,
             RouterError::Connect(_) | RouterError::Upstream(_) | RouterError::Timeout => {
                 Origin::Upstream
             }
@@ -84,7 +89,9 @@ impl RouterError {
     /// The status code the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            RouterError::BadHost | RouterError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RouterError::BadHost | RouterError::BadRequest(_) | RouterError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             RouterError::UnknownHost => StatusCode::NOT_FOUND,
             RouterError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::Paused
@@ -104,6 +111,7 @@ impl RouterError {
             RouterError::BadRequest(_) => "bad_request",
             RouterError::UnknownHost => "unknown_host",
             RouterError::BodyTooLarge => "body_too_large",
+            RouterError::BadBody(_) => "bad_body",
             RouterError::Paused => "paused",
             RouterError::NoRevision => "no_revision",
             RouterError::QueueFull => "queue_full",
@@ -126,6 +134,9 @@ impl RouterError {
 
     /// Whether the client connection is closed after the answer (malformed input).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, RouterError::BadHost | RouterError::BadRequest(_))
+        matches!(
+            self,
+            RouterError::BadHost | RouterError::BadRequest(_) | RouterError::BadBody(_)
+        )
     }
 }

@@ -147,7 +147,7 @@ impl Body for UpstreamBody {
                 .map(|frame| frame.map(|f| f.map_err(|e| BodyError::Upstream(Box::new(e))))),
             UpstreamBody::Hyper(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(BodyError::Io))),
+                .map(|frame| frame.map(|f| f.map_err(|e| BodyError::Upstream(Box::new(e))))),
         }
     }
 
@@ -176,19 +176,27 @@ pub(crate) enum SendError {
     },
     /// The client's request body went past the service's limit.
     BodyTooLarge,
+    /// The client's request body failed: malformed, or the client stopped sending it.
+    ClientBody(String),
     /// The request (or part of it) was sent; it must not be sent again.
     Failed(String),
 }
 
 impl SendError {
     fn failed(error: hyper::Error) -> Self {
-        let too_large = std::error::Error::source(&error)
-            .and_then(|s| s.downcast_ref::<BodyError>())
-            .is_some_and(|b| matches!(b, BodyError::TooLarge));
-        if too_large {
-            SendError::BodyTooLarge
-        } else {
-            SendError::Failed(error.to_string())
+        match std::error::Error::source(&error).and_then(|s| s.downcast_ref::<BodyError>()) {
+            Some(body) => SendError::from(body),
+            None => SendError::Failed(error.to_string()),
+        }
+    }
+}
+
+impl From<&BodyError> for SendError {
+    /// The client's body failed while the request was sent.
+    fn from(error: &BodyError) -> Self {
+        match error {
+            BodyError::TooLarge => SendError::BodyTooLarge,
+            error => SendError::ClientBody(error.to_string()),
         }
     }
 }
@@ -349,9 +357,7 @@ pub(crate) async fn send(
                         request: back,
                     });
                 }
-                Err(http1::SendFailure::Failed(http1::Error::Body(BodyError::TooLarge))) => {
-                    return Err(SendError::BodyTooLarge);
-                }
+                Err(http1::SendFailure::Body(error)) => return Err(SendError::from(&error)),
                 Err(http1::SendFailure::Failed(e)) => return Err(SendError::Failed(e.to_string())),
             }
         },

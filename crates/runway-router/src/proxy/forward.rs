@@ -118,7 +118,9 @@ impl Peer {
                 self.now = Instant::now();
                 Ok(request)
             }
+            // The client's doing: the instance is not to blame, nor the request retried.
             Some(SendError::BodyTooLarge) => Err(RouterError::BodyTooLarge),
+            Some(SendError::ClientBody(reason)) => Err(RouterError::BadBody(reason)),
             Some(SendError::Failed(reason)) => Err(RouterError::Upstream(reason)),
             None => Err(RouterError::Timeout),
         }

@@ -264,6 +264,9 @@ pub(crate) enum SendFailure {
     NotSent(Error, Box<Request<ProxyRequestBody>>),
     /// Some or all of the request was sent; it must not be sent again.
     Failed(Error),
+    /// The client's request body failed (malformed, too large, or the client left):
+    /// not the instance's doing, and the request must not be sent again.
+    Body(BodyError),
 }
 
 /// Sends `req` (in origin form or absolute form) with the `forwarded` headers over
@@ -287,6 +290,7 @@ pub(crate) async fn send(
     let result = std::future::poll_fn(|cx| exchange.poll_response(cx, head_request)).await;
     match result {
         Ok(head) => Ok(head.into_response(exchange)),
+        Err(Error::Body(error)) => Err(SendFailure::Body(error)),
         Err(error) if !exchange.conn.sent_any && !exchange.body_touched => {
             let body = exchange.body.take().unwrap_or_else(ProxyRequestBody::empty);
             Err(SendFailure::NotSent(

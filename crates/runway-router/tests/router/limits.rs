@@ -201,3 +201,67 @@ async fn idle_keep_alive_connections_are_closed_but_slow_answers_are_not_cut() {
     }
     assert_eq!(a.requests(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_bodies_get_400_and_nothing_reaches_the_instance() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    router.set_services(vec![service(
+        "svc",
+        HOST,
+        "rev",
+        vec![a.endpoint(), b.endpoint()],
+    )]);
+    let head =
+        format!("POST /count HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for body in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",
+        // Larger than any size (2^72 - 1).
+        "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        // Bare LF line ends.
+        "5\nhello\n0\n\n",
+    ] {
+        // raw() fails the test if the router keeps the connection open.
+        let reply = raw(router.addr, format!("{head}{body}").as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{body:?}: {reply}");
+    }
+    assert_eq!(a.requests() + b.requests(), 0, "nothing was forwarded");
+    // A body that breaks after a good chunk: what went out is never completed, so the
+    // instance cannot take it for a whole request.
+    let reply = raw(
+        router.addr,
+        format!("{head}5\r\nhello\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let completed = || {
+        a.stats.completed.load(std::sync::atomic::Ordering::SeqCst)
+            + b.stats.completed.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    runway_router::test_util::eventually(|| a.requests() + b.requests() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        completed(),
+        0,
+        "the instance got an incomplete body, not a whole one"
+    );
+    // A client's broken body is the client's error: no instance is blamed, none retried.
+    let text = router.metrics_text();
+    assert!(
+        text.contains(
+            r#"runway_router_errors_total{service="svc",revision="rev",kind="bad_body"} 5"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(r#"kind="upstream"#), "{text}");
+    assert!(
+        text.contains(r#"runway_router_retries_total{service="svc",revision="rev"} 0"#),
+        "{text}"
+    );
+    // Both instances still take requests.
+    for _ in 0..4 {
+        assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
+    }
+}

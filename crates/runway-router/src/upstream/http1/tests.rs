@@ -75,6 +75,7 @@ async fn send_ok(conn: Conn, req: Request<ProxyRequestBody>) -> Response<Respons
     match send(conn, req, &forwarded()).await {
         Ok(response) => response,
         Err(SendFailure::NotSent(e, _) | SendFailure::Failed(e)) => panic!("send: {e}"),
+        Err(SendFailure::Body(e)) => panic!("send: {e}"),
     }
 }
 
