@@ -12,6 +12,7 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -110,15 +111,23 @@ pub(crate) fn client_value(client: IpAddr) -> HeaderValue {
 /// The length of a trace id the router makes: `Root=1-` and 8 + 1 + 24 hex digits.
 const TRACE_ID_LEN: usize = 40;
 
-/// What the router tells an instance about a request: X-Forwarded-For (the client
-/// appended to what it sent), X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id (the
-/// client's if it is a sane token, else a new one) and X-Amzn-Trace-Id (the client's if
-/// sane, else a new one). Worked out once from the client's headers without changing
-/// them, then either applied to a header map ([`Forwarded::apply`]) or written straight
-/// into an HTTP/1.1 request head ([`Forwarded::write`]), which saves the map's lookups,
-/// insertions and growth on the pooled HTTP/1.1 path.
+/// What the router tells an instance about a request, in place of what the client said:
+/// - Host: the host the request was routed by (its authority, if it had one, else its
+///   Host header), whatever other Host the client sent;
+/// - X-Forwarded-For: the client's address appended to what the client sent;
+/// - X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP (the client's address): replaced;
+/// - X-Request-Id and X-Amzn-Trace-Id: the client's if sane, else new ones;
+/// - Forwarded (RFC 7239): removed, since the router speaks X-Forwarded-* as App Runner
+///   does and a client-written Forwarded would name whatever the client likes.
+///
+/// Worked out once from the client's headers without changing them, then either applied
+/// to a header map ([`Forwarded::apply`]) or written straight into an HTTP/1.1 request
+/// head ([`Forwarded::write`]), which saves the map's lookups, insertions and growth on
+/// the pooled HTTP/1.1 path.
 #[derive(Debug)]
 pub(crate) struct Forwarded {
+    /// The client's address.
+    client: HeaderValue,
     forwarded_for: HeaderValue,
     proto: &'static str,
     host: HeaderValue,
@@ -173,6 +182,7 @@ impl Forwarded {
             _ => Some(new_trace_id()),
         };
         Forwarded {
+            client: client.clone(),
             forwarded_for,
             proto,
             host,
@@ -189,6 +199,9 @@ impl Forwarded {
 
     /// Sets the headers in `headers` (again and again, if a request is retried).
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(header::HOST, self.host.clone());
+        headers.remove(header::FORWARDED);
+        headers.insert(X_REAL_IP.clone(), self.client.clone());
         headers.insert(X_FORWARDED_FOR.clone(), self.forwarded_for.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -210,14 +223,24 @@ impl Forwarded {
     pub(crate) fn replaces(&self, name: &HeaderName) -> bool {
         // Standard and custom names differ at the first comparison, custom ones of other
         // lengths at the second: cheap for every header a request has.
-        *name == X_FORWARDED_FOR
+        *name == header::HOST
+            || *name == header::FORWARDED
+            || *name == X_FORWARDED_FOR
             || *name == X_FORWARDED_PROTO
             || *name == X_FORWARDED_HOST
+            || *name == X_REAL_IP
             || (self.new_request_id && *name == X_REQUEST_ID)
             || (self.trace_id.is_some() && *name == X_AMZN_TRACE_ID)
     }
 
-    /// Writes the headers as HTTP/1.1 header lines.
+    /// Writes the Host header as an HTTP/1.1 header line (first in a head, by custom).
+    pub(crate) fn write_host(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes the other headers as HTTP/1.1 header lines.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let mut line = |name: &HeaderName, value: &[u8]| {
             out.extend_from_slice(name.as_str().as_bytes());
@@ -225,6 +248,7 @@ impl Forwarded {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         };
+        line(&X_REAL_IP, self.client.as_bytes());
         line(&X_FORWARDED_FOR, self.forwarded_for.as_bytes());
         line(&X_FORWARDED_PROTO, self.proto.as_bytes());
         line(&X_FORWARDED_HOST, self.host.as_bytes());

@@ -14,7 +14,7 @@ use crate::body::{BodyError, ProxyRequestBody};
 use crate::headers::Forwarded;
 use crate::routes::Upstream;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -260,32 +260,27 @@ fn checkout(
     None
 }
 
-/// Shapes a request for HTTP/1.1: origin-form target and a Host header.
+/// Shapes a request for HTTP/1.1: origin-form target (its Host header is the one
+/// [`Forwarded::apply`] set).
 fn for_h1(req: &mut Request<ProxyRequestBody>) {
     if req.uri().authority().is_some() || req.uri().scheme().is_some() {
-        let authority = req.uri().authority().map(|a| a.as_str().to_string());
         let path = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
-        if !req.headers().contains_key(header::HOST)
-            && let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
-        {
-            req.headers_mut().insert(header::HOST, value);
-        }
     }
     *req.version_mut() = Version::HTTP_11;
 }
 
-/// Shapes a request for HTTP/2: absolute target whose authority is the Host.
+/// Shapes a request for HTTP/2: absolute target whose authority is the Host header
+/// [`Forwarded::apply`] set.
 fn for_h2(req: &mut Request<ProxyRequestBody>) {
     let host = req.headers_mut().remove(header::HOST);
-    let authority = match (req.uri().authority(), host) {
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(h)) => Authority::try_from(h.as_bytes()).ok(),
-        (None, None) => None,
+    let authority = match (host, req.uri().authority()) {
+        (Some(h), _) => Authority::try_from(h.as_bytes()).ok(),
+        (None, a) => a.cloned(),
     };
     let mut parts = req.uri().clone().into_parts();
     parts.scheme = Some(Scheme::HTTP);

@@ -77,6 +77,7 @@ fn both_ways(headers: &HeaderMap, forwarded: &Forwarded) -> HeaderMap {
     let mut applied = headers.clone();
     forwarded.apply(&mut applied);
     let mut written = Vec::new();
+    forwarded.write_host(&mut written);
     for (name, value) in headers {
         if !forwarded.replaces(name) {
             written.extend_from_slice(name.as_str().as_bytes());
@@ -116,6 +117,9 @@ fn forwarded_headers_append_the_client() {
         ("x-forwarded-for", " 198.51.100.1 "),
         ("x-forwarded-proto", "ftp"),
         ("x-forwarded-host", "elsewhere"),
+        ("host", "evil.example"),
+        ("forwarded", "for=192.0.2.66;host=evil.example"),
+        ("x-real-ip", "192.0.2.66"),
     ]);
     let forwarded = Forwarded::new(
         &headers,
@@ -124,6 +128,10 @@ fn forwarded_headers_append_the_client() {
         V::from_static("app.example:8443"),
     );
     let headers = both_ways(&headers, &forwarded);
+    // The host the request was routed by, whatever Host the client sent besides.
+    assert_eq!(headers["host"], "app.example:8443");
+    assert!(!headers.contains_key("forwarded"));
+    assert_eq!(headers["x-real-ip"], "10.0.0.2");
     assert_eq!(
         headers["x-forwarded-for"],
         "203.0.113.7, 198.51.100.1, 10.0.0.2"

@@ -320,8 +320,8 @@ fn encode_head(
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    forwarded.write_host(out);
     let mut had_length = false;
-    let mut had_host = false;
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH {
             had_length = true;
@@ -330,16 +330,9 @@ fn encode_head(
         if *name == header::TRANSFER_ENCODING || forwarded.replaces(name) {
             continue;
         }
-        had_host |= *name == header::HOST;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    // HTTP/2 clients name the host in the target's authority only.
-    if !had_host && let Some(authority) = parts.uri.authority() {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     forwarded.write(out);

@@ -6,7 +6,7 @@ use http::{Request, StatusCode};
 use http_body_util::Empty;
 use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
 use runway_router::{
-    AccessLogConfig, AcmeResponder, RevisionRoute, RouteTable, RouterConfig, RoutesError,
+    AccessLogConfig, AcmeResponder, RevisionRoute, RouteTable, RouterConfig, RoutesError, Upstream,
 };
 use std::sync::Arc;
 
@@ -576,4 +576,85 @@ async fn wildcard_custom_domains_route_below_exact_names_and_pending_domains_get
         StatusCode::NOT_FOUND
     );
     assert_eq!(a.requests() + b.requests(), 2);
+}
+
+/// `curl` with `args`: its output.
+async fn curl(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl");
+    assert!(output.status.success(), "curl {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_sees_the_host_it_was_routed_by_and_no_client_forwarded_or_real_ip() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let addr = router.addr.to_string();
+    let host = "app-1.runway.localhost";
+    for upstream in [Upstream::Http1, Upstream::H2c] {
+        let mut svc = service("svc", host, "rev", vec![a.endpoint()]);
+        svc.upstream = upstream;
+        router.set_services(vec![svc]);
+        // HTTP/1.1 in absolute form (curl as a proxy client) naming another Host:
+        // routed by the target, which the instance sees too.
+        let body = curl(&[
+            "-x",
+            &format!("http://{addr}"),
+            "-H",
+            "Host: evil.example",
+            "-H",
+            "Forwarded: for=198.51.100.7;host=evil.example;proto=https",
+            "-H",
+            "X-Real-IP: 198.51.100.7",
+            &format!("http://{host}/headers"),
+        ])
+        .await;
+        let seen: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        let headers = &seen["headers"];
+        let routed = |seen: &serde_json::Value| match upstream {
+            Upstream::Http1 => seen["headers"]["host"].clone(),
+            // h2c: the authority, and no Host header besides.
+            Upstream::H2c => {
+                assert!(seen["headers"].get("host").is_none(), "{seen}");
+                let uri: http::Uri = seen["uri"].as_str().unwrap().parse().unwrap();
+                uri.authority().unwrap().as_str().into()
+            }
+        };
+        assert_eq!(routed(&seen), host, "{upstream:?}: {seen}");
+        assert_eq!(headers["x-forwarded-host"], host);
+        // Forwarded is removed, X-Real-IP replaced with the client's address.
+        assert!(headers.get("forwarded").is_none(), "{seen}");
+        assert_eq!(headers["x-real-ip"], "127.0.0.1", "{seen}");
+
+        // HTTP/2 with a Host header that differs from :authority.
+        let run = crate::py::run(
+            "h2_client.py",
+            &[
+                "get",
+                &addr,
+                host,
+                "/headers",
+                "host",
+                "evil.example",
+                "forwarded",
+                "for=198.51.100.7",
+                "x-real-ip",
+                "198.51.100.7",
+            ],
+        )
+        .await;
+        assert!(run.success, "{}{}", run.stdout, run.stderr);
+        let (status, body) = run.stdout.split_once('\n').unwrap();
+        assert_eq!(status, "200", "{}", run.stdout);
+        let seen: serde_json::Value = serde_json::from_str(body.trim()).expect(body);
+        assert_eq!(routed(&seen), host, "{upstream:?}: {seen}");
+        assert_eq!(seen["headers"]["x-forwarded-host"], host);
+        assert!(seen["headers"].get("forwarded").is_none(), "{seen}");
+        assert_eq!(seen["headers"]["x-real-ip"], "127.0.0.1", "{seen}");
+    }
 }

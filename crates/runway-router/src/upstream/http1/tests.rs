@@ -432,6 +432,7 @@ async fn request_heads_carry_the_forwarded_headers_and_their_own_framing() {
             "x-forwarded-host: app.test:8443",
             "x-forwarded-proto: https",
             "x-other: kept",
+            "x-real-ip: 192.0.2.1",
             "x-request-id: client-id",
         ]
     );
