@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use runway_telemetry::Registry;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ pub const UNROUTED: &str = "runway_router_unrouted_requests";
 /// `runway_router_connections_total{protocol}`: client connections accepted, by protocol
 /// (`http1`, `h2`, `tls_failed`).
 pub const CONNECTIONS: &str = "runway_router_connections";
+/// `runway_router_open_connections`: client connections open now (all listeners).
+pub const OPEN_CONNECTIONS: &str = "runway_router_open_connections";
 /// `runway_router_access_log_dropped_total`: access log lines dropped because the writer
 /// fell behind.
 pub const ACCESS_LOG_DROPPED: &str = "runway_router_access_log_dropped";
@@ -129,6 +131,7 @@ pub(crate) struct RouterMetrics {
     retries: Family<RevisionLabels, Counter>,
     pub unrouted: Family<KindLabels, Counter>,
     pub connections: Family<ProtocolLabels, Counter>,
+    pub open_connections: Gauge,
     pub access_log_dropped: Counter,
 }
 
@@ -148,6 +151,7 @@ impl RouterMetrics {
             retries: Family::default(),
             unrouted: Family::default(),
             connections: Family::default(),
+            open_connections: Gauge::default(),
             access_log_dropped: Counter::default(),
         };
         registry.register(
@@ -189,6 +193,11 @@ impl RouterMetrics {
             CONNECTIONS,
             "Client connections accepted, by protocol",
             metrics.connections.clone(),
+        );
+        registry.register(
+            OPEN_CONNECTIONS,
+            "Client connections open now",
+            metrics.open_connections.clone(),
         );
         registry.register(
             ACCESS_LOG_DROPPED,

@@ -2,6 +2,8 @@
 //! and graceful shutdown (stop accepting, let requests in flight finish, close what is
 //! left when the grace period ends).
 
+pub(crate) mod preface;
+
 use crate::Router;
 use crate::conn::{ConnInfo, IdleClock, Stop, Tracker};
 use crate::metrics::ProtocolLabels;
@@ -9,6 +11,7 @@ use crate::proxy;
 use crate::shared::Shared;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use preface::read_preface;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,8 +23,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol of ACME's TLS-ALPN-01 validations.
 const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
-/// The HTTP/2 client preface, which h2c prior-knowledge connections start with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A deadline that never comes (a year).
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -44,6 +45,22 @@ impl Workers {
             }
         }
         result
+    }
+}
+
+/// Counts a client connection in the open connections gauge while it lives.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -123,26 +140,6 @@ where
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = stop.wait_for(Stop::hard) => {}
-    }
-}
-
-/// Whether a plain connection starts with the HTTP/2 preface, read without consuming.
-pub(crate) async fn starts_with_h2_preface(stream: &TcpStream) -> bool {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        if buf[..n] != H2_PREFACE[..n] {
-            return false;
-        }
-        if n == H2_PREFACE.len() {
-            return true;
-        }
-        // A prefix of the preface so far. Peeking again at once would spin while the
-        // bytes already there keep the socket readable, so wait a little.
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -240,9 +237,10 @@ impl Router {
                             route: std::sync::Mutex::new(None),
                         });
                         let guard = tracker.enter();
+                        let open = Open::new(&inner.metrics.open_connections);
                         let tls = tls.clone();
                         tokio::spawn(async move {
-                            let _guard = guard;
+                            let _guards = (guard, open);
                             connection(inner, stream, tls, conn).await;
                         });
                     }
@@ -303,18 +301,17 @@ async fn connection(
             serve_io(inner, TokioIo::new(stream), h2, conn).await;
         }
         None => {
-            let detect = tokio::time::timeout(
-                inner.config.header_read_timeout,
-                starts_with_h2_preface(&stream),
-            );
-            let h2 = tokio::select! {
+            let detect =
+                tokio::time::timeout(inner.config.header_read_timeout, read_preface(stream));
+            let (h2, io) = tokio::select! {
                 result = detect => match result {
-                    Ok(h2) => h2,
-                    Err(_) => return,
+                    Ok(Ok(read)) => read,
+                    // The client left, or sent too little in time.
+                    _ => return,
                 },
                 _ = stop.wait_for(|s| *s != Stop::Running) => return,
             };
-            serve_io(inner, TokioIo::new(stream), h2, conn).await;
+            serve_io(inner, TokioIo::new(io), h2, conn).await;
         }
     }
 }

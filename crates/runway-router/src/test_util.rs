@@ -270,8 +270,10 @@ struct Ctx {
 
 async fn serve_backend_conn(stream: TcpStream, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
-    let h2 = crate::server::starts_with_h2_preface(&stream).await;
-    let io = TokioIo::new(stream);
+    let Ok((h2, io)) = crate::server::preface::read_preface(stream).await else {
+        return;
+    };
+    let io = TokioIo::new(io);
     let service = service_fn(move |req| handle(ctx.clone(), req));
     if h2 {
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -265,3 +265,107 @@ async fn malformed_chunked_bodies_get_400_and_nothing_reaches_the_instance() {
         assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
     }
 }
+
+/// CPU time (user + system) a thread of this process has used, in milliseconds (the
+/// kernel counts it in ticks of 10 ms).
+fn thread_cpu_ms(task: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{task}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_http2_prefaces_cost_no_cpu_and_closed_ones_are_let_go() {
+    let a = Backend::start("a").await;
+    let mut registry = runway_telemetry::Registry::default();
+    let router = runway_router::Router::new(RouterConfig::default(), &mut registry).unwrap();
+    router
+        .set_routes(runway_router::RouteTable {
+            services: vec![service("svc", HOST, "rev", vec![a.endpoint()])],
+        })
+        .unwrap();
+    // The router on a thread of its own, whose CPU time is then its alone.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (task_tx, task_rx) = std::sync::mpsc::channel();
+    let serving = router.clone();
+    let thread = std::thread::spawn(move || {
+        let task = std::fs::read_link("/proc/thread-self").unwrap();
+        task_tx
+            .send(task.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            serving
+                .serve_http(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    });
+    let task = task_rx.recv().unwrap();
+    // 200 clients send part of the HTTP/2 preface and wait (the header timeout is 30 s).
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        clients.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = thread_cpu_ms(&task);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = thread_cpu_ms(&task) - before;
+    assert!(
+        waiting <= 50,
+        "{waiting} ms of CPU in 1 s for 200 waiting prefaces"
+    );
+    // They give up: the router lets their connections go at once.
+    drop(clients);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = thread_cpu_ms(&task);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let closed = thread_cpu_ms(&task) - before;
+    assert!(
+        closed <= 50,
+        "{closed} ms of CPU in 1 s for 200 closed prefaces"
+    );
+    let open = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("runway_router_open_connections "))
+            .map(str::to_string)
+    };
+    assert_eq!(open().as_deref(), Some("runway_router_open_connections 0"));
+    // The whole preface still makes an HTTP/2 connection, a partial one that turns out to
+    // be HTTP/1.1 is served as such.
+    let mut client = runway_router::test_util::h2c_client(addr).await;
+    let req = Request::get(format!("http://{HOST}/"))
+        .body(runway_router::test_util::full(""))
+        .unwrap();
+    assert_eq!(
+        client.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let reply = raw(
+        addr,
+        format!("PRI /x HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 "), "{reply}");
+    let _ = stop.send(());
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+}
