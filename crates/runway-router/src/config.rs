@@ -11,8 +11,10 @@ pub struct RouterConfig {
     pub max_header_bytes: usize,
     /// The most request headers; 431 beyond.
     pub max_headers: usize,
-    /// How long a client may take to send a request's headers, and how long an idle
-    /// keep-alive connection stays open (slowloris).
+    /// How long a client may take to send a request's headers, and how long a
+    /// connection with no request in flight stays open (slowloris): an HTTP/1.1
+    /// keep-alive connection is closed, an HTTP/2 one told so with GOAWAY, whatever
+    /// PINGs it answers.
     pub header_read_timeout: Duration,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,

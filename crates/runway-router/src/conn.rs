@@ -70,8 +70,8 @@ impl Drop for TrackerGuard {
     }
 }
 
-/// How long an HTTP/1.1 connection has had nothing to do, for the header read timeout
-/// (slowloris). hyper would arm, register and drop a timer for every request; here a
+/// How long a connection has had no request in flight, for the header read timeout
+/// (slowloris) and the idle timeout of keep-alive and HTTP/2 connections. hyper would arm, register and drop a timer for every request; here a
 /// request costs two atomic updates, and one timer per connection looks now and then.
 #[derive(Debug)]
 pub(crate) struct IdleClock {

@@ -96,21 +96,38 @@ where
     }
 }
 
+/// How an idle connection is closed.
+#[derive(Debug, Clone, Copy)]
+enum IdleClose {
+    /// Dropped (an HTTP/1.1 connection with no request, or one slow to send its
+    /// headers).
+    Drop,
+    /// Told so first (HTTP/2's GOAWAY), then dropped if it lingers.
+    Graceful,
+}
+
+/// How long a connection closed gracefully for idleness may linger.
+const IDLE_LINGER: Duration = Duration::from_secs(1);
+
 /// Drives a connection to its end, finishing gracefully when the listener stops and
-/// dropping it when the grace period is over. With `idle`, an HTTP/1.1 connection is
-/// also dropped once it has been idle (or slow to send a request's headers) that long.
-async fn drive<C>(conn: C, mut stop: watch::Receiver<Stop>, idle: Option<(&IdleClock, Duration)>)
-where
+/// dropping it when the grace period is over. With `idle`, the connection is also closed
+/// once it has had no request in flight (or been slow to send a request's headers) for
+/// that long, whatever else it sends (HTTP/2 PINGs, say).
+async fn drive<C>(
+    conn: C,
+    mut stop: watch::Receiver<Stop>,
+    idle: Option<(&IdleClock, Duration, IdleClose)>,
+) where
     C: Graceful,
     C::Output: Into<Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
-    let first = idle.map_or(Instant::now() + FOREVER, |(clock, timeout)| {
+    let first = idle.map_or(Instant::now() + FOREVER, |(clock, timeout, _)| {
         clock.epoch + timeout
     });
     let watchdog = tokio::time::sleep_until(first.into());
     let mut watchdog = std::pin::pin!(watchdog);
-    loop {
+    let linger = loop {
         tokio::select! {
             biased;
             result = conn.as_mut() => {
@@ -119,14 +136,17 @@ where
                 }
                 return;
             }
-            _ = stop.wait_for(|s| *s != Stop::Running) => break,
+            _ = stop.wait_for(|s| *s != Stop::Running) => break FOREVER,
             _ = watchdog.as_mut(), if idle.is_some() => {
-                if let Some((clock, timeout)) = idle {
+                if let Some((clock, timeout, close)) = idle {
                     let now = Instant::now();
                     match clock.deadline(timeout) {
                         Some(deadline) if deadline <= now => {
                             tracing::debug!("client connection idle too long: closed");
-                            return;
+                            match close {
+                                IdleClose::Drop => return,
+                                IdleClose::Graceful => break IDLE_LINGER,
+                            }
                         }
                         Some(deadline) => watchdog.as_mut().reset(deadline.into()),
                         // Serving a request: look again in a while.
@@ -135,11 +155,12 @@ where
                 }
             }
         }
-    }
+    };
     conn.as_mut().graceful();
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = stop.wait_for(Stop::hard) => {}
+        _ = tokio::time::sleep(linger) => {}
     }
 }
 
@@ -333,12 +354,16 @@ where
         let (inner, conn) = (inner.clone(), conn.clone());
         service_fn(move |req| proxy::handle(inner.clone(), conn.clone(), req))
     };
+    // The header read timeout is also how long a connection may stay open with no
+    // request (keep-alive).
+    let timeout = inner.config.header_read_timeout;
     if h2 {
         count(&inner, "h2");
-        drive(inner.h2.serve_connection(io, service), stop, None).await;
+        let idle = Some((&conn.idle, timeout, IdleClose::Graceful));
+        drive(inner.h2.serve_connection(io, service), stop, idle).await;
     } else {
         count(&inner, "http1");
-        let idle = Some((&conn.idle, inner.config.header_read_timeout));
+        let idle = Some((&conn.idle, timeout, IdleClose::Drop));
         drive(
             inner.h1.serve_connection(io, service).with_upgrades(),
             stop,

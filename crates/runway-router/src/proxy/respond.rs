@@ -5,7 +5,7 @@
 use super::body::{ProxiedBody, RouterBody};
 use super::finish::{Completion, RequestInfo};
 use crate::balance::Lease;
-use crate::conn::ConnInfo;
+use crate::conn::{Busy, ConnInfo};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::shared::Shared;
 use crate::upstream::UpstreamBody;
@@ -83,8 +83,10 @@ fn tunnel(
 ) {
     let mut stop = conn.stop.clone();
     let guard = conn.tracker.enter();
+    // An HTTP/2 client's tunnel is a stream of its connection, which is not idle then.
+    let busy = Busy::new(conn);
     tokio::spawn(async move {
-        let _guard = guard;
+        let _guards = (guard, busy);
         let mut bytes_out = 0;
         if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
             let mut client = TokioIo::new(client);

@@ -369,3 +369,46 @@ async fn partial_http2_prefaces_cost_no_cpu_and_closed_ones_are_let_go() {
     let _ = stop.send(());
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_even_when_they_answer_pings() {
+    let a = Backend::start("a").await;
+    let config = RouterConfig {
+        header_read_timeout: Duration::from_secs(1),
+        h2_keepalive: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    let router = router_with(config, &a).await;
+    // The h2 package answers the router's PINGs; the connection is closed all the same
+    // once it has had no request for the idle timeout.
+    let run = crate::py::run(
+        "h2_client.py",
+        &["idle", &router.addr.to_string(), HOST, "8"],
+    )
+    .await;
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    let pings: u32 = run
+        .stdout
+        .split("pings ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect(&run.stdout);
+    assert!(pings >= 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("goaway True"),
+        "closed gracefully: {}",
+        run.stdout
+    );
+    // A WebSocket over HTTP/2 is a request in flight however quiet: its connection stays.
+    let server = crate::py::Server::start("ws_echo_server.py", &[]).await;
+    router.set_services(vec![service(
+        "svc",
+        HOST,
+        "rev",
+        vec![server.endpoint("ws")],
+    )]);
+    let args = ["websocket", &router.addr.to_string(), HOST, "/", "2", "2.5"];
+    let run = crate::py::run("h2_client.py", &args).await;
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+}

@@ -5,8 +5,8 @@ over frames that higher-level clients do not give.
     h2_client.py body ADDR HOST PATH SIZE...       POST without Content-Length, one DATA
                                                    frame per SIZE (the last ends the
                                                    stream); exit 0 if /echo returns it
-    h2_client.py websocket ADDR HOST PATH N        RFC 8441 WebSocket: N text messages
-                                                   echoed
+    h2_client.py websocket ADDR HOST PATH N [PAUSE]  RFC 8441 WebSocket: N text messages
+                                                   echoed, PAUSE seconds apart
     h2_client.py stall ADDR HOST PATH N SECONDS    N POSTs whose bodies never come; prints
                                                    "opened", then each status as it comes
                                                    (for SECONDS at most), then "done"
@@ -24,6 +24,7 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 
 
@@ -59,7 +60,20 @@ class Client:
         data = self.sock.recv(65536)
         if not data:
             raise Closed()
-        for event in self.conn.receive_data(data):
+        if self.goaway:
+            # After GOAWAY the h2 package takes nothing more (a server may still send a
+            # PING to time the shutdown): read on to the end of the connection.
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            # Frames after a GOAWAY in the same read: the GOAWAY closed the connection
+            # (this client never sends one), the rest is not taken.
+            if self.conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                raise
+            self.goaway = True
+            return
+        for event in events:
             self.handle(event)
         self.flush()
 
@@ -88,6 +102,18 @@ class Client:
         return self.responses.setdefault(
             stream_id, {"headers": None, "body": b"", "trailers": None}
         )
+
+    def idle_for(self, seconds):
+        """Sends nothing for `seconds`, still answering what comes (PINGs)."""
+        end = time.time() + seconds
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0.1)
+        while time.time() < end:
+            try:
+                self.pump()
+            except socket.timeout:
+                pass
+        self.sock.settimeout(timeout)
 
     def wait_settings(self):
         while not self.settings_seen:
@@ -168,7 +194,7 @@ def ws_parse(data):
     return frames, data
 
 
-def websocket(addr, host, path, count):
+def websocket(addr, host, path, count, pause="0"):
     c = Client(addr)
     c.wait_settings()
     if not c.conn.remote_settings.enable_connect_protocol:
@@ -192,6 +218,8 @@ def websocket(addr, host, path, count):
         sys.exit(1)
     buffered = b""
     for i in range(int(count)):
+        if i > 0:
+            c.idle_for(float(pause))
         message = f"over h2 {i}".encode()
         c.conn.send_data(stream_id, ws_frame(0x1, message))
         c.flush()
