@@ -1,14 +1,18 @@
 //! The client's request body on its way to an instance, streamed frame by frame (never
-//! buffered whole), counted and held to the service's limit; and why a body (either
-//! way) stopped.
+//! buffered whole), counted and held to the service's limit, and cut when the client
+//! stalls before the response begins; what a request's body shares with the rest of the
+//! exchange ([`Flow`]); and why a body (either way) stopped.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 
 /// Why a body stopped.
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +24,83 @@ pub(crate) enum BodyError {
     /// one), or the client stopped sending it.
     #[error("the request body is malformed or incomplete: {0}")]
     Client(hyper::Error),
+    /// The client sent nothing of its body for this long while the instance waited.
+    #[error("the client sent no request body for {0:?}")]
+    Stalled(Duration),
     /// The instance's response failed or broke its framing.
     #[error("{0}")]
     Upstream(Box<dyn std::error::Error + Send + Sync>),
-    /// The request's deadline passed while the response was streaming.
-    #[error("the request timed out")]
-    Timeout,
+    /// No byte moved either way for the service's idle timeout.
+    #[error("nothing was sent either way for {0:?}")]
+    Idle(Duration),
+}
+
+/// How the client's request body failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ClientFailure {
+    TooLarge = 1,
+    Broken = 2,
+    Stalled = 3,
+}
+
+/// What a request's body shares with the rest of its exchange (made only for requests
+/// with a body): how much of it came, when it last moved, whether the response has
+/// begun, and how it failed, which the instance's side may only see as a reset stream.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    epoch: Instant,
+    bytes: AtomicU64,
+    /// Milliseconds after `epoch` when body bytes last came.
+    moved: AtomicU64,
+    responding: AtomicBool,
+    /// A [`ClientFailure`], or 0.
+    failed: AtomicU8,
+}
+
+impl Flow {
+    /// The flow of a request that arrived at `epoch`.
+    pub(crate) fn new(epoch: Instant) -> Self {
+        Flow {
+            epoch,
+            bytes: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            responding: AtomicBool::new(false),
+            failed: AtomicU8::new(0),
+        }
+    }
+
+    /// Body bytes received so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// When body bytes last came (the request's arrival if none has).
+    pub(crate) fn last_moved(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.moved.load(Ordering::Relaxed))
+    }
+
+    fn received(&self, n: u64, now: Instant) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.moved.store(ms, Ordering::Relaxed);
+    }
+
+    /// The instance's response has begun: the body may pause as long as the exchange's
+    /// idle timeout allows.
+    pub(crate) fn responding(&self) {
+        self.responding.store(true, Ordering::Relaxed);
+    }
+
+    /// How the client's body failed, if it did.
+    pub(crate) fn failure(&self) -> Option<ClientFailure> {
+        match self.failed.load(Ordering::Relaxed) {
+            1 => Some(ClientFailure::TooLarge),
+            2 => Some(ClientFailure::Broken),
+            3 => Some(ClientFailure::Stalled),
+            _ => None,
+        }
+    }
 }
 
 /// A client's request body on its way to an instance.
@@ -36,16 +111,32 @@ pub(crate) struct ProxyRequestBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
-    counted: Option<Arc<AtomicU64>>,
+    flow: Option<Arc<Flow>>,
+    /// How long the client may send nothing before the response begins.
+    stall_after: Duration,
+    /// Armed once the body has had to wait for the client.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// The client connection's upload slot, held until the body ends.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ProxyRequestBody {
-    pub(crate) fn new(inner: Incoming, limit: u64, counted: Option<Arc<AtomicU64>>) -> Self {
+    /// The body `inner` of a request with `flow`, held to `limit` bytes, cut when the
+    /// client sends nothing for `stall_after` before the response begins.
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: u64,
+        flow: Option<Arc<Flow>>,
+        stall_after: Duration,
+    ) -> Self {
         ProxyRequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
-            counted,
+            flow,
+            stall_after,
+            stall: None,
+            slot: None,
         }
     }
 
@@ -55,8 +146,34 @@ impl ProxyRequestBody {
             inner: None,
             limit: 0,
             seen: 0,
-            counted: None,
+            flow: None,
+            stall_after: Duration::ZERO,
+            stall: None,
+            slot: None,
         }
+    }
+
+    /// Holds the connection's upload `slot` until the body ends.
+    pub(crate) fn hold(&mut self, slot: OwnedSemaphorePermit) {
+        self.slot = Some(slot);
+    }
+
+    /// The body has ended: its slot and timer go.
+    fn ended(&mut self) {
+        self.slot = None;
+        self.stall = None;
+    }
+
+    fn fail(
+        &mut self,
+        failure: ClientFailure,
+        error: BodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(flow) = &self.flow {
+            flow.failed.store(failure as u8, Ordering::Relaxed);
+        }
+        self.ended();
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -72,22 +189,50 @@ impl Body for ProxyRequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(Pin::new(inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
+        match Pin::new(&mut *inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     this.seen += n;
                     if this.seen > this.limit {
-                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                        return this.fail(ClientFailure::TooLarge, BodyError::TooLarge);
                     }
-                    if let Some(counted) = &this.counted {
-                        counted.fetch_add(n, Ordering::Relaxed);
+                    let now = Instant::now();
+                    if let Some(flow) = &this.flow {
+                        flow.received(n, now);
                     }
+                    if let Some(stall) = &mut this.stall {
+                        stall.as_mut().reset((now + this.stall_after).into());
+                    }
+                }
+                if inner.is_end_stream() {
+                    this.ended();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Client(e)))),
-            None => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => this.fail(ClientFailure::Broken, BodyError::Client(e)),
+            Poll::Ready(None) => {
+                this.ended();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // Once the response has begun, the exchange's idle timeout decides.
+                if this
+                    .flow
+                    .as_ref()
+                    .is_none_or(|f| f.responding.load(Ordering::Relaxed))
+                {
+                    return Poll::Pending;
+                }
+                let after = this.stall_after;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    return this.fail(ClientFailure::Stalled, BodyError::Stalled(after));
+                }
+                Poll::Pending
+            }
         }
     }
 

@@ -16,6 +16,14 @@ pub struct RouterConfig {
     /// keep-alive connection is closed, an HTTP/2 one told so with GOAWAY, whatever
     /// PINGs it answers.
     pub header_read_timeout: Duration,
+    /// How long a request body may send nothing while the instance waits for it (before
+    /// its response begins); 408 then. gRPC client streams wait as long as the service's
+    /// idle timeout instead.
+    pub body_read_timeout: Duration,
+    /// Requests per client connection that may hold an instance while their body is
+    /// still arriving; more wait for one of them to finish sending (an HTTP/2 client's
+    /// stalled uploads cannot take a service's capacity).
+    pub max_uploads_per_connection: usize,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
     /// Concurrent streams per HTTP/2 client connection.
@@ -44,6 +52,8 @@ impl Default for RouterConfig {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            max_uploads_per_connection: 16,
             tls_handshake_timeout: Duration::from_secs(10),
             h2_max_concurrent_streams: 256,
             h2_keepalive: Duration::from_secs(30),

@@ -137,4 +137,6 @@ pub(crate) struct ConnInfo {
     pub tracker: Tracker,
     pub idle: IdleClock,
     pub route: std::sync::Mutex<Option<RouteCache>>,
+    /// Slots for requests that hold an instance while their body is still arriving.
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }

@@ -34,6 +34,12 @@ pub enum RouterError {
     /// sending it.
     #[error("the request body is malformed or incomplete")]
     BadBody(String),
+    /// The client sent nothing of its request body for the body read timeout.
+    #[error("the request body stopped coming")]
+    BodyTimeout,
+    /// The client's connection has as many uploads in progress as it may.
+    #[error("this connection has too many uploads in progress")]
+    TooManyUploads,
     /// The service is paused.
     #[error("this service is paused")]
     Paused,
@@ -68,7 +74,9 @@ impl RouterError {
             | RouterError::BadRequest(_)
             | RouterError::UnknownHost
             | RouterError::BodyTooLarge
-            | RouterError::BadBody(_) => Origin::Client,
+            | RouterError::BadBody(_)
+            | RouterError::BodyTimeout
+            | RouterError::TooManyUploads => Origin::Client,
             RouterError::Connect(_) | RouterError::Upstream(_) | RouterError::Timeout => {
                 Origin::Upstream
             }
@@ -94,6 +102,8 @@ impl RouterError {
             }
             RouterError::UnknownHost => StatusCode::NOT_FOUND,
             RouterError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RouterError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            RouterError::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
             RouterError::Paused
             | RouterError::NoRevision
             | RouterError::QueueFull
@@ -112,6 +122,8 @@ impl RouterError {
             RouterError::UnknownHost => "unknown_host",
             RouterError::BodyTooLarge => "body_too_large",
             RouterError::BadBody(_) => "bad_body",
+            RouterError::BodyTimeout => "body_timeout",
+            RouterError::TooManyUploads => "too_many_uploads",
             RouterError::Paused => "paused",
             RouterError::NoRevision => "no_revision",
             RouterError::QueueFull => "queue_full",
@@ -126,7 +138,10 @@ impl RouterError {
     /// Seconds the client should wait before trying again, for errors that pass.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            RouterError::QueueFull | RouterError::QueueTimeout | RouterError::NoRevision => Some(1),
+            RouterError::QueueFull
+            | RouterError::QueueTimeout
+            | RouterError::NoRevision
+            | RouterError::TooManyUploads => Some(1),
             RouterError::Paused | RouterError::ShuttingDown => Some(5),
             _ => None,
         }
@@ -136,7 +151,10 @@ impl RouterError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            RouterError::BadHost | RouterError::BadRequest(_) | RouterError::BadBody(_)
+            RouterError::BadHost
+                | RouterError::BadRequest(_)
+                | RouterError::BadBody(_)
+                | RouterError::BodyTimeout
         )
     }
 }

@@ -20,6 +20,7 @@ mod access_log;
 mod acme;
 mod config;
 mod error;
+mod grpc;
 mod headers;
 pub mod host;
 pub mod metrics;

@@ -27,6 +27,7 @@ use crate::upstream;
 use body::{RouterBody, ServedBody};
 use forward::Peer;
 use http::{Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -60,6 +61,13 @@ async fn proxy(
         Err(err) => return forward::no_revision(shared, &admitted, err, outgoing.info),
     };
     let version = admitted.version;
+    // A body still to come holds one of the connection's upload slots until it ends.
+    if !outgoing.request.body().is_end_stream() {
+        match peer.upload_slot(conn).await {
+            Ok(slot) => outgoing.request.body_mut().hold(slot),
+            Err(err) => return peer.fail(shared, err, false, version, outgoing.info),
+        }
+    }
     loop {
         // Nearly always an instance has room: no future for the queue then.
         let lease = match peer.try_lease() {
@@ -87,14 +95,18 @@ async fn proxy(
         );
         let failure = match sent.await {
             Ok(Ok(response)) => {
-                let (deadline, h2_websocket) = (peer.deadline, admitted.h2_websocket);
+                if let Some(flow) = &outgoing.info.flow {
+                    flow.responding();
+                }
+                let idle = admitted.target.service.idle_timeout;
+                let h2_websocket = admitted.h2_websocket;
                 return respond::respond(
                     shared,
                     conn,
                     response,
                     lease,
                     outgoing.info,
-                    deadline,
+                    idle,
                     outgoing.client_upgrade,
                     h2_websocket,
                 );
@@ -102,7 +114,7 @@ async fn proxy(
             Ok(Err(failure)) => Some(failure),
             Err(_) => None,
         };
-        match peer.retry(shared, &lease, failure) {
+        match peer.retry(shared, &lease, failure, outgoing.info.flow.as_deref()) {
             Ok(request) => outgoing.request = *request,
             Err(err) => {
                 drop(lease);

@@ -10,8 +10,8 @@ use std::time::Duration;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest request timeout a service may set.
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60 * 60);
-/// How long an upgraded connection (WebSocket) or a streaming response may pass no byte
-/// either way before it is closed, by default.
+/// How long a response body or an upgraded connection (WebSocket) may move no byte either
+/// way before it is cut, by default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The longest idle timeout a service may set.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,10 +45,16 @@ pub struct ServiceRoute {
     pub paused: bool,
     /// Plain-HTTP requests are redirected (308) to HTTPS.
     pub https_redirect: bool,
-    /// How long a request may take, queueing and the response body included.
+    /// How long the instance may take to begin its response: from the request's
+    /// arrival (queueing, connecting, sending the request and as much of its body as
+    /// the instance reads before answering) until the response head arrives; 504 then.
+    /// A gRPC request's `grpc-timeout` shortens it. Once the head has arrived,
+    /// `idle_timeout` governs.
     pub request_timeout: Duration,
-    /// How long an upgraded connection or a streaming response may be silent both ways;
-    /// these are governed by this, never by `request_timeout`.
+    /// How long a response body, the rest of the request body sent alongside it, or an
+    /// upgraded connection (WebSocket) may move no byte either way before it is cut.
+    /// Streams (server-sent events, chunked and gRPC streams) and upgrades live as long
+    /// as bytes keep moving, never bounded by `request_timeout`.
     pub idle_timeout: Duration,
     /// Requests in flight per instance, at most; 0 means no limit.
     pub max_concurrency: u32,

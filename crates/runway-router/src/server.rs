@@ -256,6 +256,9 @@ impl Router {
                             tracker: tracker.clone(),
                             idle: IdleClock::new(),
                             route: std::sync::Mutex::new(None),
+                            uploads: Arc::new(tokio::sync::Semaphore::new(
+                                inner.config.max_uploads_per_connection.max(1),
+                            )),
                         });
                         let guard = tracker.enter();
                         let open = Open::new(&inner.metrics.open_connections);

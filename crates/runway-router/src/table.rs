@@ -28,6 +28,7 @@ pub(crate) struct ServiceEntry {
     pub paused: bool,
     pub https_redirect: bool,
     pub request_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_request_body: u64,
     pub queue: QueueConfig,
     /// Revisions with a share of traffic, with the running sum of percents.
@@ -146,6 +147,7 @@ pub(crate) fn build(
             paused: service.paused,
             https_redirect: service.https_redirect,
             request_timeout: service.request_timeout,
+            idle_timeout: service.idle_timeout,
             max_request_body: service.max_request_body,
             queue: service.queue,
             revisions: weighted,

@@ -9,7 +9,10 @@
 //! - `/sse/<n>`: `n` server-sent events, each after the first waiting for a release;
 //! - `/sleep/<ms>`: answers after `ms` milliseconds;
 //! - `/status/<code>`: that status;
-//! - `/count`: reads the whole request body, then answers its length;
+//! - `/count`: reads the whole request body (keeping none of it), then answers its
+//!   length;
+//! - `/drain`: answers its head at once, then the request body's length once it has
+//!   read it all;
 //! - `/close`: reads the request body, then drops the connection without answering;
 //! - `/grpc.Echo/Unary` and `/grpc.Echo/Stream`: gRPC-framed echo (unary, and
 //!   server-streaming the message `n` times, `n` in the `x-count` header) with
@@ -366,8 +369,29 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<TestBo
             text(StatusCode::OK, format!("done by {}", ctx.name))
         }
         "/count" => {
-            let body = req.into_body().collect().await?.to_bytes();
-            text(StatusCode::OK, body.len().to_string())
+            let mut body = req.into_body();
+            let mut count = 0;
+            while let Some(frame) = body.frame().await {
+                count += frame?.data_ref().map_or(0, |d| d.len());
+            }
+            text(StatusCode::OK, count.to_string())
+        }
+        "/drain" => {
+            // The head at once, the length once the whole body is in.
+            let (tx, rx) = mpsc::channel(1);
+            let mut body = req.into_body();
+            tokio::spawn(async move {
+                let mut count = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    count += frame.data_ref().map_or(0, |d| d.len());
+                }
+                let _ = tx.send(Frame::data(Bytes::from(count.to_string()))).await;
+            });
+            let body = ChannelBody {
+                rx,
+                in_flight: Some(in_flight),
+            };
+            return Ok(Response::new(BoxBody::new(body)));
         }
         "/close" => {
             let _ = req.into_body().collect().await;

@@ -10,7 +10,7 @@
 
 pub(crate) mod http1;
 
-use crate::body::{BodyError, ProxyRequestBody};
+use crate::body::{BodyError, ClientFailure, ProxyRequestBody};
 use crate::headers::Forwarded;
 use crate::routes::Upstream;
 use bytes::Bytes;
@@ -174,10 +174,9 @@ pub(crate) enum SendError {
         reason: String,
         request: Box<Request<ProxyRequestBody>>,
     },
-    /// The client's request body went past the service's limit.
-    BodyTooLarge,
-    /// The client's request body failed: malformed, or the client stopped sending it.
-    ClientBody(String),
+    /// The client's request body failed (too large, malformed, stalled): not the
+    /// instance's doing.
+    Client(ClientFailure, String),
     /// The request (or part of it) was sent; it must not be sent again.
     Failed(String),
 }
@@ -192,12 +191,17 @@ impl SendError {
 }
 
 impl From<&BodyError> for SendError {
-    /// The client's body failed while the request was sent.
+    /// The request body failed while the request was sent.
     fn from(error: &BodyError) -> Self {
-        match error {
-            BodyError::TooLarge => SendError::BodyTooLarge,
-            error => SendError::ClientBody(error.to_string()),
-        }
+        let failure = match error {
+            BodyError::TooLarge => ClientFailure::TooLarge,
+            BodyError::Client(_) => ClientFailure::Broken,
+            BodyError::Stalled(_) => ClientFailure::Stalled,
+            BodyError::Upstream(_) | BodyError::Idle(_) => {
+                return SendError::Failed(error.to_string());
+            }
+        };
+        SendError::Client(failure, error.to_string())
     }
 }
 

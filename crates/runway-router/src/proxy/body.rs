@@ -1,5 +1,6 @@
-//! Response bodies as the client gets them: the instance's (streamed, counted, held to
-//! the request's deadline, carrying the lease until it ends) or the router's own.
+//! Response bodies as the client gets them: the instance's (streamed, counted, cut when
+//! nothing moves either way for the service's idle timeout, carrying the lease until it
+//! ends) or the router's own.
 
 use super::finish::Completion;
 use crate::body::BodyError;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::time::Sleep;
 
 /// How a proxied response ended.
@@ -17,7 +18,7 @@ use tokio::time::Sleep;
 enum Outcome {
     /// Every byte was read from the instance.
     Complete,
-    /// The client left, or the instance or the deadline cut it short.
+    /// The client left, or the instance or the idle timeout cut it short.
     Cut,
 }
 
@@ -26,18 +27,23 @@ enum Outcome {
 pub(crate) struct ProxiedBody {
     inner: UpstreamBody,
     completion: Option<Completion>,
-    deadline: tokio::time::Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// How long the exchange may move no byte either way.
+    idle: Duration,
+    /// Armed once the body has had to wait for the instance.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When response bytes last moved (kept once the timer is armed).
+    moved: Instant,
     bytes: u64,
 }
 
 impl ProxiedBody {
-    pub(super) fn new(inner: UpstreamBody, completion: Completion, deadline: Instant) -> Self {
+    pub(super) fn new(inner: UpstreamBody, completion: Completion, idle: Duration) -> Self {
         let mut body = ProxiedBody {
             inner,
             completion: Some(completion),
-            deadline: deadline.into(),
-            sleep: None,
+            idle,
+            timer: None,
+            moved: Instant::now(),
             bytes: 0,
         };
         // An empty body is over before it starts: free the instance now.
@@ -56,6 +62,27 @@ impl ProxiedBody {
             completion.finish(self.bytes, checkin);
         }
     }
+
+    /// Whether the exchange has moved no byte either way for the idle timeout; if not,
+    /// the timer is set for when it would have (and polled, to be woken then).
+    fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let idle = self.idle;
+        let flow = self.completion.as_ref().and_then(|c| c.info.flow.as_ref());
+        let Some(timer) = self.timer.as_mut() else {
+            self.moved = Instant::now();
+            let timer = self.timer.insert(Box::pin(tokio::time::sleep(idle)));
+            return timer.as_mut().poll(cx).is_ready();
+        };
+        while timer.as_mut().poll(cx).is_ready() {
+            let last = flow.map_or(self.moved, |f| f.last_moved().max(self.moved));
+            let expiry = last + idle;
+            if Instant::now() >= expiry {
+                return true;
+            }
+            timer.as_mut().reset(expiry.into());
+        }
+        false
+    }
 }
 
 impl Body for ProxiedBody {
@@ -71,6 +98,10 @@ impl Body for ProxiedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                    // Only a body that has waited is timed (one clock read a frame).
+                    if this.timer.is_some() {
+                        this.moved = Instant::now();
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.finish(Outcome::Complete);
@@ -86,14 +117,10 @@ impl Body for ProxiedBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                // The timer is only armed for bodies that actually wait.
-                let deadline = this.deadline;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.as_mut().poll(cx).is_ready() {
+                if this.idle_too_long(cx) {
+                    tracing::debug!(idle = ?this.idle, "response idle too long: cut");
                     this.finish(Outcome::Cut);
-                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                    return Poll::Ready(Some(Err(BodyError::Idle(this.idle))));
                 }
                 Poll::Pending
             }

@@ -3,6 +3,7 @@
 
 use crate::access_log::Entry;
 use crate::balance::{Lease, RevisionState};
+use crate::body::Flow;
 use crate::conn::ConnInfo;
 use crate::error::RouterError;
 use crate::shared::Shared;
@@ -11,7 +12,6 @@ use crate::upstream::Checkin;
 use http::{HeaderValue, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 /// What a request needs for its log line and measurements.
@@ -23,19 +23,20 @@ pub(crate) struct RequestInfo {
     pub path: String,
     pub request_id: HeaderValue,
     pub client: SocketAddr,
-    pub bytes_in: Option<Arc<AtomicU64>>,
+    /// The request body's flow, if it has a body.
+    pub flow: Option<Arc<Flow>>,
 }
 
 impl RequestInfo {
     /// What to log of `req`, which arrived at `started` and is known as `request_id`;
-    /// `bytes_in` counts its body, if it has one.
+    /// `flow` counts its body, if it has one.
     pub(crate) fn new<B>(
         shared: &Shared,
         conn: &ConnInfo,
         req: &Request<B>,
         started: Instant,
         request_id: HeaderValue,
-        bytes_in: Option<Arc<AtomicU64>>,
+        flow: Option<Arc<Flow>>,
     ) -> Self {
         RequestInfo {
             started,
@@ -47,14 +48,12 @@ impl RequestInfo {
             },
             request_id,
             client: conn.client,
-            bytes_in,
+            flow,
         }
     }
 
     pub(crate) fn bytes_in(&self) -> u64 {
-        self.bytes_in
-            .as_ref()
-            .map_or(0, |b| b.load(Ordering::Relaxed))
+        self.flow.as_ref().map_or(0, |f| f.bytes())
     }
 }
 

@@ -9,7 +9,8 @@ use super::answer::fail;
 use super::body::RouterBody;
 use super::finish::RequestInfo;
 use crate::balance::{AcquireError, Grant, Lease, RevisionState};
-use crate::body::ProxyRequestBody;
+use crate::body::{ClientFailure, Flow, ProxyRequestBody};
+use crate::conn::ConnInfo;
 use crate::error::RouterError;
 use crate::shared::Shared;
 use crate::table::ServiceEntry;
@@ -18,6 +19,7 @@ use http::{HeaderValue, Request, Response, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How many instances one request may try when connections are refused.
 const MAX_ATTEMPTS: usize = 3;
@@ -50,6 +52,23 @@ impl Peer {
             exclude: Vec::new(),
             now: admitted.started,
         })
+    }
+
+    /// One of `conn`'s upload slots, waiting for one (as long as a request may wait in
+    /// the queue) when its other requests hold them all.
+    pub(super) async fn upload_slot(
+        &self,
+        conn: &ConnInfo,
+    ) -> Result<OwnedSemaphorePermit, RouterError> {
+        if let Ok(slot) = conn.uploads.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let wait = self.service.queue.max_wait;
+        let until = self.deadline.min(Instant::now() + wait);
+        match tokio::time::timeout_at(until.into(), conn.uploads.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(RouterError::TooManyUploads),
+        }
     }
 
     /// A lease on an instance of the revision with room now, if nobody is queued.
@@ -97,13 +116,14 @@ impl Peer {
     }
 
     /// After the instance `lease` holds gave no response (`failure`, or `None` when the
-    /// deadline passed first): the request back, to send to another instance, or the
-    /// error to answer with.
+    /// deadline passed first) to a request whose body is `flow`: the request back, to
+    /// send to another instance, or the error to answer with.
     pub(super) fn retry(
         &mut self,
         shared: &Shared,
         lease: &Lease,
         failure: Option<SendError>,
+        flow: Option<&Flow>,
     ) -> Result<Box<Request<ProxyRequestBody>>, RouterError> {
         match failure {
             Some(SendError::NotSent { reason, request }) => {
@@ -119,9 +139,12 @@ impl Peer {
                 Ok(request)
             }
             // The client's doing: the instance is not to blame, nor the request retried.
-            Some(SendError::BodyTooLarge) => Err(RouterError::BodyTooLarge),
-            Some(SendError::ClientBody(reason)) => Err(RouterError::BadBody(reason)),
-            Some(SendError::Failed(reason)) => Err(RouterError::Upstream(reason)),
+            Some(SendError::Client(failure, reason)) => Err(client_error(failure, reason)),
+            // The instance's side may only see a reset stream where the body failed.
+            Some(SendError::Failed(reason)) => match flow.and_then(|f| f.failure()) {
+                Some(failure) => Err(client_error(failure, reason)),
+                None => Err(RouterError::Upstream(reason)),
+            },
             None => Err(RouterError::Timeout),
         }
     }
@@ -138,6 +161,15 @@ impl Peer {
     ) -> Response<RouterBody> {
         let revision = counted.then_some(&*self.revision);
         fail(shared, &self.service, revision, err, version, info)
+    }
+}
+
+/// The error for a client's request body that failed.
+fn client_error(failure: ClientFailure, reason: String) -> RouterError {
+    match failure {
+        ClientFailure::TooLarge => RouterError::BodyTooLarge,
+        ClientFailure::Broken => RouterError::BadBody(reason),
+        ClientFailure::Stalled => RouterError::BodyTimeout,
     }
 }
 

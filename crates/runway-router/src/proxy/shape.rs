@@ -4,8 +4,9 @@
 
 use super::admit::Admitted;
 use super::finish::RequestInfo;
-use crate::body::ProxyRequestBody;
+use crate::body::{Flow, ProxyRequestBody};
 use crate::conn::ConnInfo;
+use crate::grpc;
 use crate::headers::{self, Forwarded};
 use crate::shared::Shared;
 use http::header::{self, HeaderValue};
@@ -14,7 +15,6 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 /// A request ready to be sent to an instance.
 #[derive(Debug)]
@@ -62,10 +62,10 @@ pub(super) fn shape(
     if h2_websocket {
         *req.method_mut() = Method::GET;
     }
-    let bytes_in = if req.body().is_end_stream() {
+    let flow = if req.body().is_end_stream() {
         None
     } else {
-        Some(Arc::new(AtomicU64::new(0)))
+        Some(Arc::new(Flow::new(admitted.started)))
     };
     let info = RequestInfo::new(
         shared,
@@ -73,14 +73,22 @@ pub(super) fn shape(
         &req,
         admitted.started,
         forwarded.request_id().clone(),
-        bytes_in.clone(),
+        flow.clone(),
     );
+    let service = &admitted.target.service;
+    // A gRPC client stream may pause as long as any stream; other bodies are expected
+    // to keep coming while the instance waits for them.
+    let stall_after = if grpc::is_grpc(req.headers()) {
+        service.idle_timeout
+    } else {
+        shared.config.body_read_timeout
+    };
     let (parts, body) = req.into_parts();
     let body = if h2_websocket {
         // The client's stream is the tunnel, handed over once the instance agrees.
         ProxyRequestBody::empty()
     } else {
-        ProxyRequestBody::new(body, admitted.target.service.max_request_body, bytes_in)
+        ProxyRequestBody::new(body, service.max_request_body, flow, stall_after)
     };
     Outgoing {
         request: Request::from_parts(parts, body),

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{Full, StreamBody};
 use runway_router::RouterConfig;
-use runway_router::test_util::{Backend, TestRouter, get, send_h1, service};
+use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -411,4 +411,53 @@ async fn idle_http2_connections_are_closed_even_when_they_answer_pings() {
     let args = ["websocket", &router.addr.to_string(), HOST, "/", "2", "2.5"];
     let run = crate::py::run("h2_client.py", &args).await;
     assert!(run.success, "{}{}", run.stdout, run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_bodies_cannot_take_a_service_capacity() {
+    let a = Backend::start("a").await;
+    let config = RouterConfig {
+        body_read_timeout: Duration::from_secs(2),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(config).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+    svc.max_concurrency = 100;
+    router.set_services(vec![svc]);
+    let demand = router.router.demand();
+    // One HTTP/2 connection opens 150 uploads whose bodies never come.
+    let addr = router.addr.to_string();
+    let args = ["stall", &addr, HOST, "/count", "150", "20"];
+    let mut stalled = crate::py::Running::start("h2_client.py", &args);
+    assert_eq!(stalled.line().await.as_deref(), Some("opened 150"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Other users are served at once, from the capacity that is left; nothing waits, so
+    // nothing asks for more instances.
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(router.addr, HOST, "/").await.status, StatusCode::OK);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = router.router.stats();
+    assert!(stats[0].in_flight <= 16, "{stats:?}");
+    assert_eq!(stats[0].queued, 0, "{stats:?}");
+    assert!(demand.borrow().waiting.is_empty());
+    // The uploads holding instances get 408 once their bodies have stalled for the body
+    // read timeout, and the next take their slots.
+    let mut timed_out = 0;
+    while timed_out < 20 {
+        match stalled.line().await.as_deref() {
+            Some("status 408") => timed_out += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(stalled);
+    eventually(|| router.router.stats()[0].in_flight == 0).await;
+    let text = router.metrics_text();
+    assert!(text.contains(r#"kind="body_timeout"}"#), "{text}");
+    assert!(!text.contains(r#"kind="upstream"#), "{text}");
 }

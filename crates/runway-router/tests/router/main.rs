@@ -5,4 +5,5 @@ mod limits;
 mod protocols;
 mod py;
 mod routing;
+mod timeouts;
 mod tls;

@@ -181,7 +181,7 @@ async fn grpc_works_end_to_end_through_h2c() {
 }
 
 /// A backend route that accepts WebSockets at `/ws` and echoes every message.
-fn websocket_echo() -> Extra {
+pub fn websocket_echo() -> Extra {
     Arc::new(|mut req: Request<hyper::body::Incoming>| {
         if req.uri().path() != "/ws" {
             return Err(Box::new(req));
