@@ -111,7 +111,14 @@ pub(crate) struct ProxyRequestBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
-    flow: Option<Arc<Flow>>,
+    /// For a body still to come (boxed: most requests have none).
+    upload: Option<Box<Upload>>,
+}
+
+/// What a body still to come carries besides its bytes.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    flow: Arc<Flow>,
     /// How long the client may send nothing before the response begins.
     stall_after: Duration,
     /// Armed once the body has had to wait for the client.
@@ -120,23 +127,33 @@ pub(crate) struct ProxyRequestBody {
     slot: Option<OwnedSemaphorePermit>,
 }
 
-impl ProxyRequestBody {
-    /// The body `inner` of a request with `flow`, held to `limit` bytes, cut when the
-    /// client sends nothing for `stall_after` before the response begins.
-    pub(crate) fn new(
-        inner: Incoming,
-        limit: u64,
-        flow: Option<Arc<Flow>>,
-        stall_after: Duration,
-    ) -> Self {
-        ProxyRequestBody {
-            inner: Some(inner),
-            limit,
-            seen: 0,
+impl Upload {
+    /// A body with `flow`, cut when the client sends nothing for `stall_after` before
+    /// the response begins.
+    pub(crate) fn new(flow: Arc<Flow>, stall_after: Duration) -> Box<Self> {
+        Box::new(Upload {
             flow,
             stall_after,
             stall: None,
             slot: None,
+        })
+    }
+
+    /// The body has ended: its slot and timer go.
+    fn ended(&mut self) {
+        self.slot = None;
+        self.stall = None;
+    }
+}
+
+impl ProxyRequestBody {
+    /// The body `inner`, held to `limit` bytes, with `upload` if it is still to come.
+    pub(crate) fn new(inner: Incoming, limit: u64, upload: Option<Box<Upload>>) -> Self {
+        ProxyRequestBody {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+            upload,
         }
     }
 
@@ -146,22 +163,15 @@ impl ProxyRequestBody {
             inner: None,
             limit: 0,
             seen: 0,
-            flow: None,
-            stall_after: Duration::ZERO,
-            stall: None,
-            slot: None,
+            upload: None,
         }
     }
 
     /// Holds the connection's upload `slot` until the body ends.
     pub(crate) fn hold(&mut self, slot: OwnedSemaphorePermit) {
-        self.slot = Some(slot);
-    }
-
-    /// The body has ended: its slot and timer go.
-    fn ended(&mut self) {
-        self.slot = None;
-        self.stall = None;
+        if let Some(upload) = &mut self.upload {
+            upload.slot = Some(slot);
+        }
     }
 
     fn fail(
@@ -169,10 +179,10 @@ impl ProxyRequestBody {
         failure: ClientFailure,
         error: BodyError,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if let Some(flow) = &self.flow {
-            flow.failed.store(failure as u8, Ordering::Relaxed);
+        if let Some(upload) = &mut self.upload {
+            upload.flow.failed.store(failure as u8, Ordering::Relaxed);
+            upload.ended();
         }
-        self.ended();
         Poll::Ready(Some(Err(error)))
     }
 }
@@ -197,35 +207,38 @@ impl Body for ProxyRequestBody {
                     if this.seen > this.limit {
                         return this.fail(ClientFailure::TooLarge, BodyError::TooLarge);
                     }
-                    let now = Instant::now();
-                    if let Some(flow) = &this.flow {
-                        flow.received(n, now);
-                    }
-                    if let Some(stall) = &mut this.stall {
-                        stall.as_mut().reset((now + this.stall_after).into());
+                    if let Some(upload) = &mut this.upload {
+                        let now = Instant::now();
+                        upload.flow.received(n, now);
+                        if let Some(stall) = &mut upload.stall {
+                            stall.as_mut().reset((now + upload.stall_after).into());
+                        }
                     }
                 }
-                if inner.is_end_stream() {
-                    this.ended();
+                if inner.is_end_stream()
+                    && let Some(upload) = &mut this.upload
+                {
+                    upload.ended();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => this.fail(ClientFailure::Broken, BodyError::Client(e)),
             Poll::Ready(None) => {
-                this.ended();
+                if let Some(upload) = &mut this.upload {
+                    upload.ended();
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                let Some(upload) = &mut this.upload else {
+                    return Poll::Pending;
+                };
                 // Once the response has begun, the exchange's idle timeout decides.
-                if this
-                    .flow
-                    .as_ref()
-                    .is_none_or(|f| f.responding.load(Ordering::Relaxed))
-                {
+                if upload.flow.responding.load(Ordering::Relaxed) {
                     return Poll::Pending;
                 }
-                let after = this.stall_after;
-                let stall = this
+                let after = upload.stall_after;
+                let stall = upload
                     .stall
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
                 if stall.as_mut().poll(cx).is_ready() {

@@ -126,9 +126,10 @@ const TRACE_ID_LEN: usize = 40;
 /// the pooled HTTP/1.1 path.
 #[derive(Debug)]
 pub(crate) struct Forwarded {
-    /// The client's address.
-    client: HeaderValue,
+    /// X-Forwarded-For, which ends with the client's address.
     forwarded_for: HeaderValue,
+    /// The length of the client's address at the end of `forwarded_for` (X-Real-IP).
+    client_len: u8,
     proto: &'static str,
     host: HeaderValue,
     request_id: HeaderValue,
@@ -182,7 +183,7 @@ impl Forwarded {
             _ => Some(new_trace_id()),
         };
         Forwarded {
-            client: client.clone(),
+            client_len: client.len() as u8,
             forwarded_for,
             proto,
             host,
@@ -190,6 +191,12 @@ impl Forwarded {
             new_request_id,
             trace_id,
         }
+    }
+
+    /// The client's address, as X-Forwarded-For ends with it.
+    fn client(&self) -> &[u8] {
+        let all = self.forwarded_for.as_bytes();
+        &all[all.len().saturating_sub(usize::from(self.client_len))..]
     }
 
     /// The request's id, as the instance and the access log see it.
@@ -201,7 +208,9 @@ impl Forwarded {
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(header::HOST, self.host.clone());
         headers.remove(header::FORWARDED);
-        headers.insert(X_REAL_IP.clone(), self.client.clone());
+        if let Ok(client) = HeaderValue::from_bytes(self.client()) {
+            headers.insert(X_REAL_IP.clone(), client);
+        }
         headers.insert(X_FORWARDED_FOR.clone(), self.forwarded_for.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -248,7 +257,7 @@ impl Forwarded {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         };
-        line(&X_REAL_IP, self.client.as_bytes());
+        line(&X_REAL_IP, self.client());
         line(&X_FORWARDED_FOR, self.forwarded_for.as_bytes());
         line(&X_FORWARDED_PROTO, self.proto.as_bytes());
         line(&X_FORWARDED_HOST, self.host.as_bytes());

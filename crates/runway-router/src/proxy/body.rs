@@ -27,12 +27,14 @@ enum Outcome {
 pub(crate) struct ProxiedBody {
     inner: UpstreamBody,
     completion: Option<Completion>,
-    /// How long the exchange may move no byte either way.
-    idle: Duration,
+    /// How long the exchange may move no byte either way, in milliseconds. (This and
+    /// `moved` are small on purpose: the body is moved a few times per request.)
+    idle: u32,
+    /// When response bytes last moved, in milliseconds after the request's arrival;
+    /// kept once the timer is armed.
+    moved: u64,
     /// Armed once the body has had to wait for the instance.
     timer: Option<Pin<Box<Sleep>>>,
-    /// When response bytes last moved (kept once the timer is armed).
-    moved: Instant,
     bytes: u64,
 }
 
@@ -41,9 +43,9 @@ impl ProxiedBody {
         let mut body = ProxiedBody {
             inner,
             completion: Some(completion),
-            idle,
+            idle: u32::try_from(idle.as_millis()).unwrap_or(u32::MAX),
+            moved: 0,
             timer: None,
-            moved: Instant::now(),
             bytes: 0,
         };
         // An empty body is over before it starts: free the instance now.
@@ -51,6 +53,10 @@ impl ProxiedBody {
             body.finish(Outcome::Complete);
         }
         body
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(u64::from(self.idle))
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -63,18 +69,35 @@ impl ProxiedBody {
         }
     }
 
+    /// Notes that response bytes moved (only once the body is timed).
+    fn moved(&mut self) {
+        if self.timer.is_some()
+            && let Some(completion) = &self.completion
+        {
+            self.moved = completion.info.started.elapsed().as_millis() as u64;
+        }
+    }
+
     /// Whether the exchange has moved no byte either way for the idle timeout; if not,
     /// the timer is set for when it would have (and polled, to be woken then).
     fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
-        let idle = self.idle;
-        let flow = self.completion.as_ref().and_then(|c| c.info.flow.as_ref());
+        let idle = self.idle();
+        let Some(completion) = &self.completion else {
+            return false;
+        };
+        let started = completion.info.started;
         let Some(timer) = self.timer.as_mut() else {
-            self.moved = Instant::now();
+            self.moved = started.elapsed().as_millis() as u64;
             let timer = self.timer.insert(Box::pin(tokio::time::sleep(idle)));
             return timer.as_mut().poll(cx).is_ready();
         };
         while timer.as_mut().poll(cx).is_ready() {
-            let last = flow.map_or(self.moved, |f| f.last_moved().max(self.moved));
+            let moved = started + Duration::from_millis(self.moved);
+            let last = completion
+                .info
+                .flow
+                .as_ref()
+                .map_or(moved, |f| f.last_moved().max(moved));
             let expiry = last + idle;
             if Instant::now() >= expiry {
                 return true;
@@ -99,9 +122,7 @@ impl Body for ProxiedBody {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                     // Only a body that has waited is timed (one clock read a frame).
-                    if this.timer.is_some() {
-                        this.moved = Instant::now();
-                    }
+                    this.moved();
                 }
                 if this.inner.is_end_stream() {
                     this.finish(Outcome::Complete);
@@ -118,9 +139,10 @@ impl Body for ProxiedBody {
             }
             Poll::Pending => {
                 if this.idle_too_long(cx) {
-                    tracing::debug!(idle = ?this.idle, "response idle too long: cut");
+                    let idle = this.idle();
+                    tracing::debug!(?idle, "response idle too long: cut");
                     this.finish(Outcome::Cut);
-                    return Poll::Ready(Some(Err(BodyError::Idle(this.idle))));
+                    return Poll::Ready(Some(Err(BodyError::Idle(idle))));
                 }
                 Poll::Pending
             }

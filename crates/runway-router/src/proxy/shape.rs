@@ -4,7 +4,7 @@
 
 use super::admit::Admitted;
 use super::finish::RequestInfo;
-use crate::body::{Flow, ProxyRequestBody};
+use crate::body::{Flow, ProxyRequestBody, Upload};
 use crate::conn::ConnInfo;
 use crate::grpc;
 use crate::headers::{self, Forwarded};
@@ -75,20 +75,23 @@ pub(super) fn shape(
         forwarded.request_id().clone(),
         flow.clone(),
     );
-    let service = &admitted.target.service;
-    // A gRPC client stream may pause as long as any stream; other bodies are expected
-    // to keep coming while the instance waits for them.
-    let stall_after = if grpc::is_grpc(req.headers()) {
-        service.idle_timeout
-    } else {
-        shared.config.body_read_timeout
-    };
     let (parts, body) = req.into_parts();
     let body = if h2_websocket {
         // The client's stream is the tunnel, handed over once the instance agrees.
         ProxyRequestBody::empty()
     } else {
-        ProxyRequestBody::new(body, service.max_request_body, flow, stall_after)
+        let service = &admitted.target.service;
+        let upload = flow.map(|flow| {
+            // A gRPC client stream may pause as long as any stream; other bodies are
+            // expected to keep coming while the instance waits for them.
+            let stall_after = if grpc::is_grpc(&parts.headers) {
+                service.idle_timeout
+            } else {
+                shared.config.body_read_timeout
+            };
+            Upload::new(flow, stall_after)
+        });
+        ProxyRequestBody::new(body, service.max_request_body, upload)
     };
     Outgoing {
         request: Request::from_parts(parts, body),
