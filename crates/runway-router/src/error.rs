@@ -2,6 +2,7 @@
 //! (the client, the instance, or the router), whether sending the request again to
 //! another instance is safe, and maps to exactly one status code and one metric label.
 
+use crate::grpc;
 use http::StatusCode;
 
 /// Where an error came from.
@@ -144,6 +145,27 @@ impl RouterError {
             | RouterError::TooManyUploads => Some(1),
             RouterError::Paused | RouterError::ShuttingDown => Some(5),
             _ => None,
+        }
+    }
+
+    /// The gRPC status a gRPC client gets (the HTTP status would be lost on it).
+    pub(crate) fn grpc_code(&self) -> grpc::Code {
+        match self {
+            RouterError::BadHost | RouterError::BadRequest(_) | RouterError::BadBody(_) => {
+                grpc::Code::Internal
+            }
+            RouterError::UnknownHost => grpc::Code::Unimplemented,
+            RouterError::BodyTooLarge | RouterError::QueueFull | RouterError::TooManyUploads => {
+                grpc::Code::ResourceExhausted
+            }
+            RouterError::BodyTimeout => grpc::Code::Cancelled,
+            RouterError::Timeout => grpc::Code::DeadlineExceeded,
+            RouterError::Paused
+            | RouterError::NoRevision
+            | RouterError::QueueTimeout
+            | RouterError::Connect(_)
+            | RouterError::Upstream(_)
+            | RouterError::ShuttingDown => grpc::Code::Unavailable,
         }
     }
 

@@ -137,6 +137,8 @@ pub(crate) struct Forwarded {
     new_request_id: bool,
     /// A new trace id, unless the client's is passed on.
     trace_id: Option<[u8; TRACE_ID_LEN]>,
+    /// The request is gRPC (its content type says so), learnt in the same pass.
+    pub grpc: bool,
 }
 
 impl Forwarded {
@@ -149,12 +151,15 @@ impl Forwarded {
         host: HeaderValue,
     ) -> Self {
         // One pass over the client's headers (a request has few) instead of a lookup,
-        // with its hashing, for each of the three names.
+        // with its hashing, for each of the four names.
         let mut xff: Vec<u8> = Vec::new();
         let mut ids = Seen::None;
         let mut traces = Seen::None;
+        let mut grpc = false;
         for (name, value) in headers {
-            if *name == X_FORWARDED_FOR {
+            if *name == header::CONTENT_TYPE {
+                grpc = value.as_bytes().starts_with(b"application/grpc");
+            } else if *name == X_FORWARDED_FOR {
                 let text = value.as_bytes().trim_ascii();
                 if !text.is_empty() {
                     xff.extend_from_slice(text);
@@ -190,6 +195,7 @@ impl Forwarded {
             request_id,
             new_request_id,
             trace_id,
+            grpc,
         }
     }
 

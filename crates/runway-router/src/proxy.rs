@@ -56,7 +56,7 @@ async fn proxy(
         Err(answer) => return *answer,
     };
     let mut outgoing = shape::shape(shared, conn, req, &admitted);
-    let mut peer = match Peer::new(&admitted) {
+    let mut peer = match Peer::new(&admitted, outgoing.info.grpc_timeout) {
         Ok(peer) => peer,
         Err(err) => return forward::no_revision(shared, &admitted, err, outgoing.info),
     };

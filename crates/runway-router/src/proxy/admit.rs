@@ -8,6 +8,7 @@ use super::finish::RequestInfo;
 use crate::acme::ACME_CHALLENGE_PREFIX;
 use crate::conn::ConnInfo;
 use crate::error::RouterError;
+use crate::grpc;
 use crate::headers;
 use crate::host;
 use crate::shared::Shared;
@@ -42,12 +43,20 @@ pub(super) fn admit(
     if let Some(answer) = answer::acme_challenge(shared, conn, req) {
         return Err(Box::new(answer));
     }
+    let unrouted = |err| {
+        Box::new(answer::unrouted(
+            shared,
+            err,
+            version,
+            grpc::is_grpc(req.headers()),
+        ))
+    };
     let (target, host) = match route(shared, conn, req) {
         Ok(routed) => routed,
-        Err(RouterError::UnknownHost) if let Some(page) = answer::notice(shared, req) => {
-            return Err(Box::new(page));
+        Err(RouterError::UnknownHost) if let Some(answer) = answer::notice(shared, req) => {
+            return Err(Box::new(answer));
         }
-        Err(err) => return Err(Box::new(answer::unrouted(shared, err, version))),
+        Err(err) => return Err(unrouted(err)),
     };
     // WebSockets over HTTP/2 become HTTP/1.1 upgrades to the instance. Any other CONNECT
     // is refused: the router is not a forward proxy.
@@ -58,12 +67,15 @@ pub(super) fn admit(
             .get::<hyper::ext::Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     if req.method() == Method::CONNECT && !h2_websocket {
-        let err = RouterError::BadRequest("CONNECT is not supported");
-        return Err(Box::new(answer::unrouted(shared, err, version)));
+        return Err(unrouted(RouterError::BadRequest(
+            "CONNECT is not supported",
+        )));
     }
     let service = &target.service;
     let refuse = |err| {
-        let info = RequestInfo::new(shared, conn, req, started, headers::new_request_id(), None);
+        let grpc = grpc::is_grpc(req.headers());
+        let id = headers::new_request_id();
+        let info = RequestInfo::new(shared, conn, req, started, id, None, grpc);
         Box::new(fail(shared, service, None, err, version, info))
     };
     if service.paused {

@@ -7,6 +7,7 @@ use crate::acme::ACME_CHALLENGE_PREFIX;
 use crate::balance::RevisionState;
 use crate::conn::ConnInfo;
 use crate::error::RouterError;
+use crate::grpc;
 use crate::headers::X_REQUEST_ID;
 use crate::host;
 use crate::shared::Shared;
@@ -25,21 +26,49 @@ fn page(status: StatusCode, message: &str) -> Bytes {
     ))
 }
 
-/// The response for an error the router answers itself.
+/// A response the router makes itself, saying `message`: a page with `status`, or for a
+/// gRPC request a trailers-only response (200, `application/grpc`, `code` in
+/// `grpc-status` and the message in `grpc-message`), which is how gRPC clients read
+/// errors.
+fn message_response(
+    status: StatusCode,
+    code: grpc::Code,
+    message: &str,
+    grpc: bool,
+) -> Response<RouterBody> {
+    let mut response = if grpc {
+        let mut response = Response::new(RouterBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        grpc::set_status(headers, code, message);
+        response
+    } else {
+        let mut response = Response::new(RouterBody::Full(Some(page(status, message))));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The response for an error the router answers itself (`grpc`: to a gRPC request).
 fn error_response(
     err: &RouterError,
     version: Version,
     request_id: Option<&HeaderValue>,
+    grpc: bool,
 ) -> Response<RouterBody> {
-    let status = err.status();
-    let mut response = Response::new(RouterBody::Full(Some(page(status, &err.to_string()))));
-    *response.status_mut() = status;
+    let mut response = message_response(err.status(), err.grpc_code(), &err.to_string(), grpc);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(seconds) = err.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
@@ -64,27 +93,30 @@ pub(super) fn fail(
     info: RequestInfo,
 ) -> Response<RouterBody> {
     tracing::debug!(service = %service.id, kind = err.label(), error = %err, "request answered by the router");
-    let response = error_response(&err, version, Some(&info.request_id));
+    let response = error_response(&err, version, Some(&info.request_id), info.grpc);
     failed(shared, service, revision, &err, info);
     response
 }
 
-/// Answers a request that leads to no service (counted by kind, not by service).
+/// Answers a request that leads to no service (counted by kind, not by service);
+/// `grpc`: it is a gRPC request.
 pub(super) fn unrouted(
     shared: &Shared,
     err: RouterError,
     version: Version,
+    grpc: bool,
 ) -> Response<RouterBody> {
     shared
         .metrics
         .unrouted
         .get_or_create(&crate::metrics::KindLabels { kind: err.label() })
         .inc();
-    error_response(&err, version, None)
+    error_response(&err, version, None, grpc)
 }
 
-/// The page for a host that is not routed yet but has a notice (a custom domain whose
-/// certificate is being validated, or that failed): 503, saying why.
+/// The answer for a host that is not routed yet but has a notice (a custom domain whose
+/// certificate is being validated, or that failed): 503 with a page saying why, or
+/// UNAVAILABLE with the notice as its message for a gRPC request.
 pub(super) fn notice(shared: &Shared, req: &Request<Incoming>) -> Option<Response<RouterBody>> {
     let notices = shared.notices.load();
     if notices.is_empty() {
@@ -92,16 +124,12 @@ pub(super) fn notice(shared: &Shared, req: &Request<Incoming>) -> Option<Respons
     }
     let host = host::request_host(req).ok()?;
     let message = notices.get(&*host)?;
+    let grpc = grpc::is_grpc(req.headers());
     let status = StatusCode::SERVICE_UNAVAILABLE;
-    let mut response = Response::new(RouterBody::Full(Some(page(status, message))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from(60));
+    let mut response = message_response(status, grpc::Code::Unavailable, message, grpc);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(60));
     Some(response)
 }
 

@@ -5,8 +5,10 @@
 use super::finish::Completion;
 use crate::body::BodyError;
 use crate::conn::Busy;
+use crate::grpc;
 use crate::upstream::UpstreamBody;
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -30,6 +32,10 @@ pub(crate) struct ProxiedBody {
     /// How long the exchange may move no byte either way, in milliseconds. (This and
     /// `moved` are small on purpose: the body is moved a few times per request.)
     idle: u32,
+    /// A gRPC response: it ends with `grpc-status` trailers whatever cuts it short.
+    grpc: bool,
+    /// Ended by the router (with gRPC trailers), not by the instance.
+    stopped: bool,
     /// When response bytes last moved, in milliseconds after the request's arrival;
     /// kept once the timer is armed.
     moved: u64,
@@ -38,12 +44,30 @@ pub(crate) struct ProxiedBody {
     bytes: u64,
 }
 
+/// Why a response that waits for the instance is cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No byte moved either way for the idle timeout.
+    Idle,
+    /// The gRPC client's `grpc-timeout` passed.
+    Deadline,
+}
+
 impl ProxiedBody {
-    pub(super) fn new(inner: UpstreamBody, completion: Completion, idle: Duration) -> Self {
+    /// The instance's response body `inner` for the request of `completion`, cut after
+    /// `idle` with no byte either way; `grpc`: a gRPC response.
+    pub(super) fn new(
+        inner: UpstreamBody,
+        completion: Completion,
+        idle: Duration,
+        grpc: bool,
+    ) -> Self {
         let mut body = ProxiedBody {
             inner,
             completion: Some(completion),
             idle: u32::try_from(idle.as_millis()).unwrap_or(u32::MAX),
+            grpc,
+            stopped: false,
             moved: 0,
             timer: None,
             bytes: 0,
@@ -78,33 +102,52 @@ impl ProxiedBody {
         }
     }
 
-    /// Whether the exchange has moved no byte either way for the idle timeout; if not,
-    /// the timer is set for when it would have (and polled, to be woken then).
-    fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Whether the exchange has moved no byte either way for the idle timeout, or the
+    /// gRPC call's deadline has passed; if neither, the timer is set for the first of
+    /// them (and polled, to be woken then).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<Expiry> {
         let idle = self.idle();
-        let Some(completion) = &self.completion else {
-            return false;
-        };
+        let completion = self.completion.as_ref()?;
         let started = completion.info.started;
-        let Some(timer) = self.timer.as_mut() else {
-            self.moved = started.elapsed().as_millis() as u64;
-            let timer = self.timer.insert(Box::pin(tokio::time::sleep(idle)));
-            return timer.as_mut().poll(cx).is_ready();
+        let deadline = completion.info.grpc_timeout.map(|t| started + t);
+        let timer = match self.timer.as_mut() {
+            Some(timer) => timer,
+            None => {
+                self.moved = started.elapsed().as_millis() as u64;
+                let first =
+                    deadline.map_or(Instant::now() + idle, |d| d.min(Instant::now() + idle));
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep_until(first.into())))
+            }
         };
         while timer.as_mut().poll(cx).is_ready() {
-            let moved = started + Duration::from_millis(self.moved);
-            let last = completion
-                .info
-                .flow
-                .as_ref()
-                .map_or(moved, |f| f.last_moved().max(moved));
-            let expiry = last + idle;
-            if Instant::now() >= expiry {
-                return true;
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Some(Expiry::Deadline);
             }
-            timer.as_mut().reset(expiry.into());
+            let moved = started + Duration::from_millis(self.moved);
+            let flow = completion.info.flow.as_ref();
+            let last = flow.map_or(moved, |f| f.last_moved().max(moved));
+            let expiry = last + idle;
+            if now >= expiry {
+                return Some(Expiry::Idle);
+            }
+            let next = deadline.map_or(expiry, |d| d.min(expiry));
+            timer.as_mut().reset(next.into());
         }
-        false
+        None
+    }
+
+    /// Ends a gRPC response cut short by the router with the status that says why.
+    fn grpc_end(
+        &mut self,
+        code: grpc::Code,
+        message: &str,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.stopped = true;
+        let mut trailers = HeaderMap::new();
+        grpc::set_status(&mut trailers, code, message);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 }
 
@@ -117,6 +160,9 @@ impl Body for ProxiedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if this.stopped {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -131,6 +177,10 @@ impl Body for ProxiedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(Outcome::Cut);
+                if this.grpc {
+                    let message = format!("the instance failed: {e}");
+                    return this.grpc_end(grpc::Code::Unavailable, &message);
+                }
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
@@ -138,19 +188,29 @@ impl Body for ProxiedBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.idle_too_long(cx) {
-                    let idle = this.idle();
-                    tracing::debug!(?idle, "response idle too long: cut");
-                    this.finish(Outcome::Cut);
-                    return Poll::Ready(Some(Err(BodyError::Idle(idle))));
+                let Some(expiry) = this.expired(cx) else {
+                    return Poll::Pending;
+                };
+                this.finish(Outcome::Cut);
+                let idle = this.idle();
+                tracing::debug!(?expiry, "response cut short");
+                match (expiry, this.grpc) {
+                    (Expiry::Deadline, _) => this.grpc_end(
+                        grpc::Code::DeadlineExceeded,
+                        "the call's grpc-timeout passed",
+                    ),
+                    (Expiry::Idle, true) => {
+                        let message = format!("nothing was sent either way for {idle:?}");
+                        this.grpc_end(grpc::Code::Unavailable, &message)
+                    }
+                    (Expiry::Idle, false) => Poll::Ready(Some(Err(BodyError::Idle(idle)))),
                 }
-                Poll::Pending
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.stopped || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -12,7 +12,7 @@ use crate::upstream::Checkin;
 use http::{HeaderValue, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What a request needs for its log line and measurements.
 #[derive(Debug)]
@@ -25,11 +25,15 @@ pub(crate) struct RequestInfo {
     pub client: SocketAddr,
     /// The request body's flow, if it has a body.
     pub flow: Option<Arc<Flow>>,
+    /// A gRPC request: the router's own answers are gRPC statuses.
+    pub grpc: bool,
+    /// The gRPC request's `grpc-timeout`, if it has one.
+    pub grpc_timeout: Option<Duration>,
 }
 
 impl RequestInfo {
     /// What to log of `req`, which arrived at `started` and is known as `request_id`;
-    /// `flow` counts its body, if it has one.
+    /// `flow` counts its body, if it has one. `grpc`: it is a gRPC request.
     pub(crate) fn new<B>(
         shared: &Shared,
         conn: &ConnInfo,
@@ -37,6 +41,7 @@ impl RequestInfo {
         started: Instant,
         request_id: HeaderValue,
         flow: Option<Arc<Flow>>,
+        grpc: bool,
     ) -> Self {
         RequestInfo {
             started,
@@ -49,6 +54,8 @@ impl RequestInfo {
             request_id,
             client: conn.client,
             flow,
+            grpc,
+            grpc_timeout: None,
         }
     }
 

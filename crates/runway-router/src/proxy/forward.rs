@@ -18,7 +18,7 @@ use crate::upstream::SendError;
 use http::{HeaderValue, Request, Response, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// How many instances one request may try when connections are refused.
@@ -39,14 +39,20 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    /// The admitted request's peer: its tagged revision or one chosen by percent.
-    pub(super) fn new(admitted: &Admitted) -> Result<Self, RouterError> {
+    /// The admitted request's peer: its tagged revision or one chosen by percent. Its
+    /// deadline is the service's request timeout, or a gRPC client's shorter timeout.
+    pub(super) fn new(
+        admitted: &Admitted,
+        grpc_timeout: Option<Duration>,
+    ) -> Result<Self, RouterError> {
         let service = admitted.target.service.clone();
         let revision = (admitted.target.tagged.clone())
             .or_else(|| service.pick())
             .ok_or(RouterError::NoRevision)?;
+        let timeout =
+            grpc_timeout.map_or(service.request_timeout, |t| t.min(service.request_timeout));
         Ok(Peer {
-            deadline: admitted.started + service.request_timeout,
+            deadline: admitted.started + timeout,
             service,
             revision,
             exclude: Vec::new(),

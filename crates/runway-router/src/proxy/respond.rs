@@ -6,6 +6,7 @@ use super::body::{ProxiedBody, RouterBody};
 use super::finish::{Completion, RequestInfo};
 use crate::balance::Lease;
 use crate::conn::{Busy, ConnInfo};
+use crate::grpc;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::shared::Shared;
 use crate::upstream::UpstreamBody;
@@ -63,16 +64,15 @@ pub(super) fn respond(
     if let http::header::Entry::Vacant(entry) = parts.headers.entry(&X_REQUEST_ID) {
         entry.insert(info.request_id.clone());
     }
+    let grpc = info.grpc && grpc::is_grpc(&parts.headers);
     let completion = Completion {
         shared: shared.clone(),
         lease,
         status: status.as_u16(),
         info,
     };
-    Response::from_parts(
-        parts,
-        RouterBody::Proxied(ProxiedBody::new(body, completion, idle)),
-    )
+    let body = ProxiedBody::new(body, completion, idle, grpc);
+    Response::from_parts(parts, RouterBody::Proxied(body))
 }
 
 /// Joins the client's and the instance's upgraded connections and copies bytes both ways

@@ -67,14 +67,18 @@ pub(super) fn shape(
     } else {
         Some(Arc::new(Flow::new(admitted.started)))
     };
-    let info = RequestInfo::new(
+    let mut info = RequestInfo::new(
         shared,
         conn,
         &req,
         admitted.started,
         forwarded.request_id().clone(),
         flow.clone(),
+        forwarded.grpc,
     );
+    if forwarded.grpc {
+        info.grpc_timeout = grpc::timeout(req.headers());
+    }
     let (parts, body) = req.into_parts();
     let body = if h2_websocket {
         // The client's stream is the tunnel, handed over once the instance agrees.
@@ -84,7 +88,7 @@ pub(super) fn shape(
         let upload = flow.map(|flow| {
             // A gRPC client stream may pause as long as any stream; other bodies are
             // expected to keep coming while the instance waits for them.
-            let stall_after = if grpc::is_grpc(&parts.headers) {
+            let stall_after = if forwarded.grpc {
                 service.idle_timeout
             } else {
                 shared.config.body_read_timeout

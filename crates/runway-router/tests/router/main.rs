@@ -1,6 +1,7 @@
 //! The router over real sockets: clients and in-process backends on loopback.
 
 mod balancing;
+mod grpc;
 mod limits;
 mod protocols;
 mod py;

@@ -15,8 +15,13 @@ over frames that higher-level clients do not give.
                                                    connection within SECONDS
     h2_client.py get ADDR AUTHORITY PATH [NAME VALUE]...  one GET with these extra
                                                    headers; prints the status and body
+    h2_client.py grpc ADDR AUTHORITY PATH [NAME VALUE]...  one gRPC call (one message,
+                                                   "ping") with these extra headers;
+                                                   prints its headers, trailers, messages
+                                                   and seconds taken as JSON
 """
 
+import json
 import socket
 import sys
 import time
@@ -296,8 +301,49 @@ def get(addr, authority, path, *extra):
     print(r["body"].decode("utf-8", "replace"))
 
 
+def grpc_messages(data):
+    """How many whole gRPC messages `data` holds."""
+    n = 0
+    while len(data) >= 5:
+        size = int.from_bytes(data[1:5], "big")
+        if len(data) < 5 + size:
+            break
+        data = data[5 + size :]
+        n += 1
+    return n
+
+
+def grpc_call(addr, authority, path, *extra):
+    c = Client(addr, timeout=30)
+    c.wait_settings()
+    started = time.time()
+    headers = [("content-type", "application/grpc"), ("te", "trailers")]
+    headers.extend(zip(extra[::2], extra[1::2]))
+    stream_id = c.request("POST", authority, path, extra=headers, end_stream=False)
+    c.conn.send_data(stream_id, b"\x00\x00\x00\x00\x04ping", end_stream=True)
+    c.flush()
+    r = c.wait(stream_id)
+    print(
+        json.dumps(
+            {
+                "headers": r["headers"],
+                "trailers": r["trailers"],
+                "messages": grpc_messages(r["body"]),
+                "seconds": round(time.time() - started, 2),
+                "reset": r.get("reset"),
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
     scenario, args = sys.argv[1], sys.argv[2:]
-    {"body": body, "websocket": websocket, "stall": stall, "idle": idle, "get": get}[
-        scenario
-    ](*args)
+    scenarios = {
+        "body": body,
+        "websocket": websocket,
+        "stall": stall,
+        "idle": idle,
+        "get": get,
+        "grpc": grpc_call,
+    }
+    scenarios[scenario](*args)
