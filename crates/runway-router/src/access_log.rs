@@ -46,6 +46,8 @@ pub(crate) struct Entry {
     pub client: SocketAddr,
     /// The router's error kind, when it answered itself.
     pub error: Option<&'static str>,
+    /// This request's failure ejected its instance from balancing.
+    pub ejected: bool,
 }
 
 /// The sending side; cheap to share.
@@ -304,6 +306,9 @@ impl Writer {
         if let Some(error) = entry.error {
             line.extend_from_slice(b",\"error\":");
             push_str(line, error);
+        }
+        if entry.ejected {
+            line.extend_from_slice(b",\"ejected\":true");
         }
         line.extend_from_slice(b"}\n");
     }

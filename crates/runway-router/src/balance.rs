@@ -38,19 +38,39 @@ pub struct WaitingRevision {
     pub since: Instant,
 }
 
-/// One instance of a revision, kept across route table swaps so that its in-flight count
-/// and connection pool survive them.
+/// One instance of a revision, kept across route table swaps so that its in-flight count,
+/// health and connection pool survive them.
 #[derive(Debug)]
 pub(crate) struct EndpointState {
     pub instance_id: Arc<str>,
     pub addr: SocketAddr,
     pub protocol: Upstream,
     in_flight: AtomicU32,
-    /// Milliseconds since `epoch` until which the instance is avoided (it refused a
-    /// connection); 0 when healthy.
-    down_until: AtomicU64,
-    epoch: Instant,
+    health: Health,
     pub pool: Pool,
+}
+
+/// When to eject an instance that keeps failing (passive health checking, as Envoy's
+/// outlier detection): after `after` failures in a row, for `base`, doubled each time
+/// it fails again on its return, up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EjectionPolicy {
+    pub after: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// An instance's passive health: failures of requests sent to it (connections refused,
+/// reset, or no response in time) and whether it is ejected.
+#[derive(Debug)]
+struct Health {
+    epoch: Instant,
+    /// Failures since its last success.
+    failures: AtomicU32,
+    /// Milliseconds after `epoch` until which it is ejected; 0 if it never was.
+    ejected_until: AtomicU64,
+    /// Ejections since its last success; each doubles the next.
+    ejections: AtomicU32,
 }
 
 impl EndpointState {
@@ -60,8 +80,12 @@ impl EndpointState {
             addr,
             protocol,
             in_flight: AtomicU32::new(0),
-            down_until: AtomicU64::new(0),
-            epoch: Instant::now(),
+            health: Health {
+                epoch: Instant::now(),
+                failures: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+                ejections: AtomicU32::new(0),
+            },
             pool,
         }
     }
@@ -71,15 +95,68 @@ impl EndpointState {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Avoids this instance for `backoff` (it refused a connection).
-    pub(crate) fn mark_down(&self, backoff: Duration) {
-        let until = (self.epoch.elapsed() + backoff).as_millis() as u64;
-        self.down_until.store(until.max(1), Ordering::Release);
+    /// Whether the instance is ejected now, and until when.
+    pub(crate) fn ejected_until(&self) -> Option<Instant> {
+        let health = &self.health;
+        // Costs no clock read for an instance never ejected.
+        let until = health.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let until = health.epoch + Duration::from_millis(until);
+        (Instant::now() < until).then_some(until)
     }
 
-    fn is_down(&self) -> bool {
-        let until = self.down_until.load(Ordering::Acquire);
-        until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
+    fn is_ejected(&self) -> bool {
+        self.ejected_until().is_some()
+    }
+
+    /// Ejections since its last success.
+    pub(crate) fn ejections(&self) -> u32 {
+        self.health.ejections.load(Ordering::Acquire)
+    }
+
+    /// The instance answered a request: its failures are forgiven.
+    pub(crate) fn succeeded(&self) {
+        let health = &self.health;
+        if health.failures.load(Ordering::Relaxed) != 0 {
+            health.failures.store(0, Ordering::Relaxed);
+        }
+        if health.ejections.load(Ordering::Relaxed) != 0 {
+            health.ejections.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to the instance failed (its connection was refused or reset, or it gave
+    /// no response in time). Returns how long the instance is now ejected for, if this
+    /// failure ejected it: after `policy.after` failures in a row, or at once when it
+    /// fails again after an ejection (until it succeeds).
+    pub(crate) fn failed(&self, policy: &EjectionPolicy) -> Option<Duration> {
+        let health = &self.health;
+        let failures = health.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let ejections = health.ejections.load(Ordering::Acquire);
+        let threshold = if ejections > 0 {
+            1
+        } else {
+            policy.after.max(1)
+        };
+        if failures < threshold || self.is_ejected() {
+            return None;
+        }
+        // One of the requests failing together ejects it.
+        if health
+            .failures
+            .compare_exchange(failures, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let ejections = health.ejections.fetch_add(1, Ordering::AcqRel) + 1;
+        let factor = 1u32 << (ejections - 1).min(16);
+        let duration = policy.base.saturating_mul(factor).min(policy.max);
+        let until = (health.epoch.elapsed() + duration).as_millis() as u64;
+        health.ejected_until.store(until.max(1), Ordering::Release);
+        Some(duration)
     }
 }
 
@@ -255,8 +332,7 @@ impl RevisionState {
     }
 
     /// A lease on the least-loaded instance below the limit, avoiding instances in
-    /// `exclude` and, while others have room, instances that recently refused
-    /// connections.
+    /// `exclude` and ejected ones (unless every instance left is ejected).
     pub(crate) fn try_lease(self: &Arc<Self>, exclude: &[SocketAddr]) -> Option<Lease> {
         self.try_lease_at(exclude, Instant::now())
     }
@@ -273,30 +349,37 @@ impl RevisionState {
         for _ in 0..64 {
             let start = if n > 1 { rand::below(n) } else { 0 };
             let mut best: Option<(&Arc<EndpointState>, u32, bool)> = None;
+            // Whether a healthy instance (full or not) is there: ejected instances get
+            // requests only when none is (a wrong ejection cannot stop a revision).
+            let mut healthy = false;
             for i in 0..n {
                 let endpoint = &endpoints[(start + i) % n];
                 if exclude.contains(&endpoint.addr) {
                     continue;
                 }
+                let ejected = endpoint.is_ejected();
+                healthy |= !ejected;
                 let load = endpoint.in_flight.load(Ordering::Acquire);
                 if load >= max {
                     continue;
                 }
-                let down = endpoint.is_down();
                 let better = match best {
                     None => true,
-                    Some((_, best_load, best_down)) => {
-                        (best_down && !down) || (best_down == down && load < best_load)
+                    Some((_, best_load, best_ejected)) => {
+                        (best_ejected && !ejected) || (best_ejected == ejected && load < best_load)
                     }
                 };
                 if better {
-                    best = Some((endpoint, load, down));
-                    if load == 0 && !down {
+                    best = Some((endpoint, load, ejected));
+                    if load == 0 && !ejected {
                         break;
                     }
                 }
             }
-            let (endpoint, load, _) = best?;
+            let (endpoint, load, ejected) = best?;
+            if ejected && healthy {
+                return None;
+            }
             if endpoint
                 .in_flight
                 .compare_exchange(load, load + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -432,6 +515,7 @@ impl RevisionState {
             service_id: self.service_id.to_string(),
             revision_id: self.id.to_string(),
             endpoints: self.endpoints().len(),
+            ejected: self.endpoints().iter().filter(|e| e.is_ejected()).count(),
             in_flight: self.in_flight(),
             queued: self.queued(),
             average_concurrency: average,

@@ -37,9 +37,15 @@ pub struct RouterConfig {
     pub upstream_idle_timeout: Duration,
     /// Idle pooled connections kept per instance.
     pub max_idle_per_endpoint: usize,
-    /// How long an instance that refused a connection is avoided (unless no other has
-    /// capacity).
+    /// Failures in a row (connections refused or reset, no response within the
+    /// request timeout) after which an instance is ejected from balancing (passive
+    /// health checking).
+    pub eject_after_failures: u32,
+    /// How long an ejected instance gets no requests (unless its revision has no other);
+    /// doubled each time it fails again on its return, until it answers a request.
     pub endpoint_backoff: Duration,
+    /// The longest ejection.
+    pub max_ejection: Duration,
     /// How long graceful shutdown waits for requests in flight before closing them.
     pub shutdown_grace: Duration,
     /// The per-service JSON access log; none if `None`.
@@ -60,7 +66,9 @@ impl Default for RouterConfig {
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(30),
             max_idle_per_endpoint: 256,
-            endpoint_backoff: Duration::from_secs(2),
+            eject_after_failures: 5,
+            endpoint_backoff: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
             access_log: None,
         }

@@ -156,6 +156,21 @@ pub struct InstanceLoad {
     /// Requests on it now (upgraded connections count as one each), also after it left
     /// the route table.
     pub in_flight: u32,
+    /// Ejected from balancing now (see [`Router::ejected_instances`]).
+    pub ejected: bool,
+}
+
+/// An instance ejected from balancing because requests to it failed in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EjectedInstance {
+    pub service_id: String,
+    pub revision_id: String,
+    pub instance_id: String,
+    /// Times ejected since it last answered a request (each ejection twice as long).
+    pub ejections: u32,
+    /// When its ejection ends (it gets requests again, and is ejected again at its
+    /// first failure).
+    pub until: std::time::Instant,
 }
 
 /// The request router: cheap to clone, shared by every listener and the controller.
@@ -202,6 +217,11 @@ impl Router {
             max_idle: config.max_idle_per_endpoint,
             h2_keepalive: config.h2_keepalive,
         };
+        let ejection = balance::EjectionPolicy {
+            after: config.eject_after_failures,
+            base: config.endpoint_backoff,
+            max: config.max_ejection,
+        };
         let (demand, _) = watch::channel(Demand::default());
         Ok(Router {
             inner: Arc::new(Shared {
@@ -215,6 +235,7 @@ impl Router {
                 notices: ArcSwap::from_pointee(Default::default()),
                 access_log,
                 upstream,
+                ejection,
                 h1,
                 h2,
             }),
@@ -282,6 +303,7 @@ impl Router {
         let mut count = |endpoint: &balance::EndpointState| {
             if *endpoint.instance_id == *instance_id {
                 load.in_flight += endpoint.in_flight();
+                load.ejected |= endpoint.ejected_until().is_some();
                 true
             } else {
                 false
@@ -301,6 +323,42 @@ impl Router {
             count(&endpoint);
         }
         load
+    }
+
+    /// Instances ejected from balancing now (passive health checking): requests to them
+    /// failed [`RouterConfig::eject_after_failures`] times in a row, their connections
+    /// refused or reset or no response within the request timeout. A hung app whose
+    /// TCP health check still passes ends up here. The router sends an ejected instance
+    /// no request while its revision has another, sends it requests again when its
+    /// ejection ends, and ejects it again, for twice as long, at its next failure.
+    ///
+    /// For the controller: an instance listed here should be replaced (a new one
+    /// started, this one drained with [`Router::instance_load`] and stopped); its
+    /// ejection only protects traffic in the meantime.
+    pub fn ejected_instances(&self) -> Vec<EjectedInstance> {
+        let live = self.inner.live.lock();
+        let mut ejected = Vec::new();
+        for revision in live.revisions.values() {
+            for endpoint in revision.endpoints().iter() {
+                if let Some(until) = endpoint.ejected_until() {
+                    ejected.push(EjectedInstance {
+                        service_id: revision.service_id.to_string(),
+                        revision_id: revision.id.to_string(),
+                        instance_id: endpoint.instance_id.to_string(),
+                        ejections: endpoint.ejections(),
+                        until,
+                    });
+                }
+            }
+        }
+        ejected.sort_by(|a, b| {
+            (&a.service_id, &a.revision_id, &a.instance_id).cmp(&(
+                &b.service_id,
+                &b.revision_id,
+                &b.instance_id,
+            ))
+        });
+        ejected
     }
 
     /// Revisions with requests waiting for capacity, updated when one starts or stops

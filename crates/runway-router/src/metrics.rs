@@ -30,6 +30,11 @@ pub const ERRORS: &str = "runway_router_errors";
 /// `runway_router_retries_total{service, revision}`: requests sent to another instance
 /// after one refused the connection.
 pub const RETRIES: &str = "runway_router_retries";
+/// `runway_router_ejections_total{service, revision}`: instances ejected from balancing
+/// after failures in a row (passive health checking).
+pub const EJECTIONS: &str = "runway_router_ejections";
+/// `runway_router_ejected_instances{service, revision}`: instances ejected now.
+pub const EJECTED: &str = "runway_router_ejected_instances";
 /// `runway_router_unrouted_requests_total{kind}`: requests that matched no service
 /// (`unknown_host`, `bad_host`).
 pub const UNROUTED: &str = "runway_router_unrouted_requests";
@@ -68,6 +73,8 @@ pub struct RevisionStats {
     pub revision_id: String,
     /// Healthy instances in the route table.
     pub endpoints: usize,
+    /// Of those, instances ejected from balancing now (passive health checking).
+    pub ejected: usize,
     /// Requests in flight now (upgraded connections count as one each).
     pub in_flight: u32,
     /// Requests waiting for capacity now.
@@ -129,6 +136,7 @@ pub(crate) struct RouterMetrics {
     response_bytes: Family<RevisionLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     retries: Family<RevisionLabels, Counter>,
+    ejections: Family<RevisionLabels, Counter>,
     pub unrouted: Family<KindLabels, Counter>,
     pub connections: Family<ProtocolLabels, Counter>,
     pub open_connections: Gauge,
@@ -149,6 +157,7 @@ impl RouterMetrics {
             response_bytes: Family::default(),
             errors: Family::default(),
             retries: Family::default(),
+            ejections: Family::default(),
             unrouted: Family::default(),
             connections: Family::default(),
             open_connections: Gauge::default(),
@@ -183,6 +192,11 @@ impl RouterMetrics {
             RETRIES,
             "Requests sent to another instance after a refused connection",
             metrics.retries.clone(),
+        );
+        registry.register(
+            EJECTIONS,
+            "Instances ejected from balancing after failures in a row",
+            metrics.ejections.clone(),
         );
         registry.register(
             UNROUTED,
@@ -229,6 +243,7 @@ impl RouterMetrics {
             request_bytes: self.request_bytes.get_or_create(&labels).clone(),
             response_bytes: self.response_bytes.get_or_create(&labels).clone(),
             retries: self.retries.get_or_create(&labels).clone(),
+            ejections: self.ejections.get_or_create(&labels).clone(),
             errors: self.errors.clone(),
             labels,
         }
@@ -248,6 +263,7 @@ impl RouterMetrics {
         self.request_bytes.remove(labels);
         self.response_bytes.remove(labels);
         self.retries.remove(labels);
+        self.ejections.remove(labels);
     }
 
     /// Counts an error answered for a service before a revision was chosen.
@@ -271,6 +287,7 @@ pub(crate) struct RevisionMetrics {
     pub request_bytes: Counter,
     pub response_bytes: Counter,
     pub retries: Counter,
+    pub ejections: Counter,
     errors: Family<ErrorLabels, Counter>,
 }
 
@@ -316,7 +333,7 @@ impl Collector for LiveCollector {
             revision: s.revision_id.clone(),
         };
         type Value = fn(&RevisionStats) -> f64;
-        let gauges: [(&str, &str, Value); 5] = [
+        let gauges: [(&str, &str, Value); 6] = [
             (IN_FLIGHT, "Requests in flight now", |s| {
                 f64::from(s.in_flight)
             }),
@@ -325,6 +342,9 @@ impl Collector for LiveCollector {
             }),
             (ENDPOINTS, "Healthy instances in the route table", |s| {
                 s.endpoints as f64
+            }),
+            (EJECTED, "Instances ejected from balancing now", |s| {
+                s.ejected as f64
             }),
             (
                 CONCURRENCY_AVERAGE,

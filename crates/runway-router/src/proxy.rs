@@ -95,6 +95,7 @@ async fn proxy(
         );
         let failure = match sent.await {
             Ok(Ok(response)) => {
+                peer.answered(&lease);
                 if let Some(flow) = &outgoing.info.flow {
                     flow.responding();
                 }

@@ -4,7 +4,7 @@
 
 use crate::access_log::AccessLog;
 use crate::acme::AcmeResponder;
-use crate::balance::Demand;
+use crate::balance::{Demand, EjectionPolicy};
 use crate::config::RouterConfig;
 use crate::metrics::{LiveRevisions, RevisionStats, RouterMetrics};
 use crate::table::{Live, Table};
@@ -29,6 +29,7 @@ pub(crate) struct Shared {
     pub notices: ArcSwap<std::collections::HashMap<String, String>>,
     pub access_log: Option<AccessLog>,
     pub upstream: UpstreamSettings,
+    pub ejection: EjectionPolicy,
     pub h1: hyper::server::conn::http1::Builder,
     pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }

@@ -15,6 +15,7 @@ fn entry(service: &str, path: &str) -> Entry {
         request_id: http::HeaderValue::from_static("abc"),
         client: "127.0.0.1:5000".parse().unwrap(),
         error: Some("queue_full"),
+        ejected: false,
     }
 }
 

@@ -61,14 +61,60 @@ fn excluded_and_down_instances_are_avoided() {
     let lease = rev.try_lease(&[eps[0].addr]).unwrap();
     assert_eq!(lease.endpoint.addr, eps[1].addr);
     drop(lease);
-    eps[1].mark_down(Duration::from_secs(60));
+    let policy = EjectionPolicy {
+        after: 1,
+        base: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+    };
+    assert!(eps[1].failed(&policy).is_some());
     for _ in 0..10 {
         let lease = rev.try_lease(&[]).unwrap();
         assert_eq!(lease.endpoint.addr, eps[0].addr);
     }
-    // When only a down instance is left, it is still used.
+    // When only an ejected instance is left, it is still used.
     let lease = rev.try_lease(&[eps[0].addr]).unwrap();
     assert_eq!(lease.endpoint.addr, eps[1].addr);
+    drop(lease);
+    // A full healthy instance is waited for rather than an ejected one used.
+    let full: Vec<Lease> = (0..10).map(|_| rev.try_lease(&[]).unwrap()).collect();
+    assert!(full.iter().all(|l| l.endpoint.addr == eps[0].addr));
+    assert!(rev.try_lease(&[]).is_none());
+}
+
+#[test]
+fn instances_are_ejected_after_failures_in_a_row_for_longer_each_time() {
+    let (rev, _) = revision(1, 10);
+    let ep = rev.endpoints()[0].clone();
+    // Ejections are ended below by setting their end 1 ms after the endpoint appeared.
+    std::thread::sleep(Duration::from_millis(5));
+    let policy = EjectionPolicy {
+        after: 3,
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(35),
+    };
+    assert_eq!(ep.failed(&policy), None);
+    assert_eq!(ep.failed(&policy), None);
+    // A success in between starts the count again.
+    ep.succeeded();
+    assert_eq!(ep.failed(&policy), None);
+    assert_eq!(ep.failed(&policy), None);
+    assert_eq!(ep.failed(&policy), Some(Duration::from_secs(10)));
+    assert!(ep.ejected_until().is_some());
+    assert_eq!(ep.ejections(), 1);
+    // Failures while ejected (requests already on their way) change nothing.
+    assert_eq!(ep.failed(&policy), None);
+    // Back from an ejection, one failure ejects it again, for twice as long, up to the
+    // longest ejection.
+    ep.health.ejected_until.store(1, Ordering::Release);
+    assert!(ep.ejected_until().is_none());
+    assert_eq!(ep.failed(&policy), Some(Duration::from_secs(20)));
+    ep.health.ejected_until.store(1, Ordering::Release);
+    assert_eq!(ep.failed(&policy), Some(Duration::from_secs(35)));
+    // An answer forgives it all.
+    ep.health.ejected_until.store(1, Ordering::Release);
+    ep.succeeded();
+    assert_eq!(ep.ejections(), 0);
+    assert_eq!(ep.failed(&policy), None);
 }
 
 #[tokio::test]

@@ -76,7 +76,7 @@ pub(super) fn admit(
         let grpc = grpc::is_grpc(req.headers());
         let id = headers::new_request_id();
         let info = RequestInfo::new(shared, conn, req, started, id, None, grpc);
-        Box::new(fail(shared, service, None, err, version, info))
+        Box::new(fail(shared, service, None, None, err, version, info))
     };
     if service.paused {
         return Err(refuse(RouterError::Paused));

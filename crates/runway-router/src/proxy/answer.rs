@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use std::sync::Arc;
 
 /// A page the router answers with.
 fn page(status: StatusCode, message: &str) -> Bytes {
@@ -83,18 +84,20 @@ fn error_response(
 }
 
 /// Answers a request for a service with `err`, recorded for the service (and revision,
-/// if one was chosen).
+/// if one was chosen; and the instance last tried, with whether this request's failure
+/// ejected it).
 pub(super) fn fail(
     shared: &Shared,
     service: &ServiceEntry,
     revision: Option<&RevisionState>,
+    tried: Option<(Arc<str>, bool)>,
     err: RouterError,
     version: Version,
     info: RequestInfo,
 ) -> Response<RouterBody> {
     tracing::debug!(service = %service.id, kind = err.label(), error = %err, "request answered by the router");
     let response = error_response(&err, version, Some(&info.request_id), info.grpc);
-    failed(shared, service, revision, &err, info);
+    failed(shared, service, revision, tried, &err, info);
     response
 }
 

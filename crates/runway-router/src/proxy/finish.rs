@@ -64,11 +64,13 @@ impl RequestInfo {
     }
 }
 
-/// Records an error the router answered for a service (and revision, if one was chosen).
+/// Records an error the router answered for a service (and revision, if one was chosen;
+/// and the instance last tried, with whether this request's failure ejected it).
 pub(super) fn failed(
     shared: &Shared,
     service: &ServiceEntry,
     revision: Option<&RevisionState>,
+    tried: Option<(Arc<str>, bool)>,
     err: &RouterError,
     info: RequestInfo,
 ) {
@@ -89,7 +91,8 @@ pub(super) fn failed(
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             service: service.id.clone(),
             revision: revision.map(|r| r.id.clone()),
-            instance: None,
+            ejected: tried.as_ref().is_some_and(|(_, ejected)| *ejected),
+            instance: tried.map(|(id, _)| id),
             bytes_in: info.bytes_in(),
             method: info.method,
             path: info.path,
@@ -145,6 +148,7 @@ impl Completion {
                 service: lease.revision.service_id.clone(),
                 revision: Some(lease.revision.id.clone()),
                 instance: Some(lease.endpoint.instance_id.clone()),
+                ejected: false,
                 method: info.method,
                 path: info.path,
                 status,

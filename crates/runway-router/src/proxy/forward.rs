@@ -36,6 +36,10 @@ pub(super) struct Peer {
     pub deadline: Instant,
     /// About now: the request's arrival for the first attempt, then read again.
     pub now: Instant,
+    /// The deadline is the service's request timeout, not a gRPC client's shorter one.
+    service_deadline: bool,
+    /// The last instance tried, and whether its failure with this request ejected it.
+    tried: Option<(Arc<str>, bool)>,
 }
 
 impl Peer {
@@ -52,6 +56,8 @@ impl Peer {
         let timeout =
             grpc_timeout.map_or(service.request_timeout, |t| t.min(service.request_timeout));
         Ok(Peer {
+            service_deadline: timeout == service.request_timeout,
+            tried: None,
             deadline: admitted.started + timeout,
             service,
             revision,
@@ -121,9 +127,17 @@ impl Peer {
         }
     }
 
+    /// The instance `lease` holds answered (its response head came): its failures are
+    /// forgiven.
+    pub(super) fn answered(&mut self, lease: &Lease) {
+        lease.endpoint.succeeded();
+    }
+
     /// After the instance `lease` holds gave no response (`failure`, or `None` when the
     /// deadline passed first) to a request whose body is `flow`: the request back, to
-    /// send to another instance, or the error to answer with.
+    /// send to another instance, or the error to answer with. A connection refused or
+    /// reset, or no answer within the service's request timeout, counts against the
+    /// instance (and may eject it); the client's own failures do not.
     pub(super) fn retry(
         &mut self,
         shared: &Shared,
@@ -131,28 +145,59 @@ impl Peer {
         failure: Option<SendError>,
         flow: Option<&Flow>,
     ) -> Result<Box<Request<ProxyRequestBody>>, RouterError> {
-        match failure {
+        let endpoint = &lease.endpoint;
+        self.tried = Some((endpoint.instance_id.clone(), false));
+        let err = match failure {
             Some(SendError::NotSent { reason, request }) => {
-                let endpoint = &lease.endpoint;
-                endpoint.mark_down(shared.config.endpoint_backoff);
                 tracing::debug!(service = %self.service.id, instance = %endpoint.instance_id, error = %reason, attempt = self.exclude.len() + 1, "instance refused the connection");
-                if self.exclude.len() + 1 >= MAX_ATTEMPTS {
-                    return Err(RouterError::Connect(reason));
+                self.instance_failed(shared, lease, "connect");
+                if self.exclude.len() + 1 < MAX_ATTEMPTS {
+                    self.revision.metrics.retries.inc();
+                    self.exclude.push(endpoint.addr);
+                    self.now = Instant::now();
+                    return Ok(request);
                 }
-                self.revision.metrics.retries.inc();
-                self.exclude.push(endpoint.addr);
-                self.now = Instant::now();
-                Ok(request)
+                RouterError::Connect(reason)
             }
             // The client's doing: the instance is not to blame, nor the request retried.
-            Some(SendError::Client(failure, reason)) => Err(client_error(failure, reason)),
+            Some(SendError::Client(failure, reason)) => client_error(failure, reason),
             // The instance's side may only see a reset stream where the body failed.
             Some(SendError::Failed(reason)) => match flow.and_then(|f| f.failure()) {
-                Some(failure) => Err(client_error(failure, reason)),
-                None => Err(RouterError::Upstream(reason)),
+                Some(failure) => client_error(failure, reason),
+                None => {
+                    self.instance_failed(shared, lease, "reset");
+                    RouterError::Upstream(reason)
+                }
             },
-            None => Err(RouterError::Timeout),
-        }
+            None => {
+                // A gRPC client's own shorter deadline says nothing of the instance.
+                if self.service_deadline {
+                    self.instance_failed(shared, lease, "timeout");
+                }
+                RouterError::Timeout
+            }
+        };
+        Err(err)
+    }
+
+    /// Counts a failure (`kind`) against the instance `lease` holds, and ejects it if that
+    /// was one too many.
+    fn instance_failed(&mut self, shared: &Shared, lease: &Lease, kind: &'static str) {
+        let endpoint = &lease.endpoint;
+        let Some(duration) = endpoint.failed(&shared.ejection) else {
+            return;
+        };
+        self.tried = Some((endpoint.instance_id.clone(), true));
+        self.revision.metrics.ejections.inc();
+        tracing::warn!(
+            service = %self.service.id,
+            revision = %self.revision.id,
+            instance = %endpoint.instance_id,
+            failure = kind,
+            ejections = endpoint.ejections(),
+            ?duration,
+            "instance ejected from balancing"
+        );
     }
 
     /// Answers the client with `err`, counted against the revision if `counted` (else
@@ -166,7 +211,11 @@ impl Peer {
         info: RequestInfo,
     ) -> Response<RouterBody> {
         let revision = counted.then_some(&*self.revision);
-        fail(shared, &self.service, revision, err, version, info)
+        let tried = self
+            .tried
+            .as_ref()
+            .map(|(id, ejected)| (id.clone(), *ejected));
+        fail(shared, &self.service, revision, tried, err, version, info)
     }
 }
 
@@ -187,5 +236,5 @@ pub(super) fn no_revision(
     info: RequestInfo,
 ) -> Response<RouterBody> {
     let service = &admitted.target.service;
-    fail(shared, service, None, err, admitted.version, info)
+    fail(shared, service, None, None, err, admitted.version, info)
 }

@@ -319,3 +319,139 @@ async fn an_instance_out_of_the_table_reports_requests_it_still_serves() {
     assert_eq!(held.await.unwrap().status, StatusCode::OK);
     eventually(|| router.router.instance_load("b").in_flight == 0).await;
 }
+
+/// Sends `signal` (STOP, CONT) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_instance_whose_port_still_accepts_is_ejected_until_it_answers_again() {
+    let app = crate::py::Server::start("http_server.py", &[]).await;
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = RouterConfig {
+        eject_after_failures: 3,
+        endpoint_backoff: Duration::from_secs(2),
+        access_log: Some(runway_router::AccessLogConfig::new(dir.path())),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(config).await;
+    let mut svc = service("svc", HOST, "rev", vec![app.endpoint("py"), a.endpoint()]);
+    svc.request_timeout = Duration::from_secs(1);
+    router.set_services(vec![svc]);
+    let mut answered_by_py = 0;
+    for _ in 0..20 {
+        let reply = get(router.addr, HOST, "/").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        answered_by_py += usize::from(reply.body == "hello from py");
+    }
+    assert!(answered_by_py > 0, "both instances serve");
+
+    // The app hangs. Its port still accepts connections, so a TCP health check passes.
+    signal(app.running.pid(), "STOP");
+    assert!(tokio::net::TcpStream::connect(app.addr).await.is_ok());
+    // Requests sent to it time out; after three in a row it gets no more.
+    let mut timed_out = 0;
+    for _ in 0..60 {
+        if !router.router.ejected_instances().is_empty() {
+            break;
+        }
+        let reply = get(router.addr, HOST, "/").await;
+        match reply.status {
+            StatusCode::OK => assert_eq!(reply.body, "hello from a"),
+            StatusCode::GATEWAY_TIMEOUT => timed_out += 1,
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    assert_eq!(timed_out, 3);
+    let ejected = router.router.ejected_instances();
+    assert_eq!(ejected.len(), 1, "{ejected:?}");
+    assert_eq!(
+        (ejected[0].instance_id.as_str(), ejected[0].ejections),
+        ("py", 1)
+    );
+    assert!(router.router.instance_load("py").ejected);
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(router.addr, HOST, "/").await.body, "hello from a");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = router.metrics_text();
+    for series in [
+        r#"runway_router_ejections_total{service="svc",revision="rev"} 1"#,
+        r#"runway_router_ejected_instances{service="svc",revision="rev"} 1"#,
+        r#"runway_router_errors_total{service="svc",revision="rev",kind="timeout"} 3"#,
+    ] {
+        assert!(text.contains(series), "{series}: {text}");
+    }
+    // The access log names the instance and the request that ejected it.
+    let path = dir.path().join("svc.log");
+    let ejecting = || {
+        std::fs::read_to_string(&path).ok().and_then(|text| {
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|l| l["ejected"] == true)
+        })
+    };
+    eventually(|| ejecting().is_some()).await;
+    let line = ejecting().unwrap();
+    assert_eq!(line["instance"], "py", "{line}");
+    assert_eq!(line["error"], "timeout", "{line}");
+    assert_eq!(line["status"], 504, "{line}");
+
+    // The app resumes: once its ejection ends it gets requests again, answers, and is
+    // forgiven.
+    signal(app.running.pid(), "CONT");
+    let mut back = false;
+    for _ in 0..100 {
+        if get(router.addr, HOST, "/").await.body == "hello from py" {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the instance got requests again");
+    assert!(router.router.ejected_instances().is_empty());
+    assert!(!router.router.instance_load("py").ejected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_refuses_connections_is_ejected_and_its_requests_retried() {
+    let a = Backend::start("a").await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = RouterConfig {
+        eject_after_failures: 2,
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(config).await;
+    let dead = Endpoint {
+        instance_id: "dead".into(),
+        addr: dead,
+    };
+    router.set_services(vec![service("svc", HOST, "rev", vec![dead, a.endpoint()])]);
+    // Every request is answered (a refused one goes to the other instance), and the dead
+    // one is soon left alone.
+    for _ in 0..20 {
+        assert_eq!(get(router.addr, HOST, "/").await.body, "hello from a");
+    }
+    let ejected = router.router.ejected_instances();
+    assert_eq!(ejected.len(), 1, "{ejected:?}");
+    assert_eq!(ejected[0].instance_id, "dead");
+    let text = router.metrics_text();
+    assert!(
+        text.contains(r#"runway_router_retries_total{service="svc",revision="rev"} 2"#),
+        "{text}"
+    );
+}

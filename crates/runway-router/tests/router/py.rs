@@ -46,8 +46,7 @@ pub async fn run(name: &str, args: &[&str]) -> Run {
 
 /// A script running in the background, read line by line; killed when dropped.
 pub struct Running {
-    /// Held to be killed on drop.
-    _child: Child,
+    child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
@@ -63,9 +62,14 @@ impl Running {
             .expect("python3");
         let stdout = child.stdout.take().expect("stdout");
         Running {
-            _child: child,
+            child,
             lines: BufReader::new(stdout).lines(),
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     /// The next line it prints (30 s at most), or None at its end.
@@ -79,8 +83,7 @@ impl Running {
 
 /// A server script that prints `port N` once it listens on 127.0.0.1.
 pub struct Server {
-    /// Held to be killed on drop.
-    _running: Running,
+    pub running: Running,
     pub addr: SocketAddr,
 }
 
@@ -93,7 +96,7 @@ impl Server {
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("expected `port N`, got {line:?}"));
         Server {
-            _running: running,
+            running,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     }
