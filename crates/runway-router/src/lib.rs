@@ -4,9 +4,11 @@
 //! request to the instance with the fewest requests in flight, never more than the
 //! service's MaxConcurrency per instance. When every instance is full, or a revision
 //! has none yet (scale from zero), requests wait in a bounded FIFO queue per revision and
-//! the router publishes the demand. Bodies stream both ways, upgrades (WebSockets) and
-//! gRPC (h2c to instances) pass through, and every revision's concurrency, requests,
-//! latency and bytes are measured.
+//! the router publishes the demand. Bodies stream both ways, upgrades (WebSockets, also
+//! over HTTP/2) and gRPC (h2c to instances) pass through; the request timeout ends where
+//! the response begins, and streams live while bytes move (the idle timeout). Instances
+//! whose requests keep failing are ejected from balancing (passive health checking).
+//! Every revision's concurrency, requests, latency, bytes and ejections are measured.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
@@ -92,9 +94,10 @@ pub mod fuzzing {
         crate::headers::strip_hop_by_hop(&mut headers, upgrade);
         let client = crate::headers::client_value([127, 0, 0, 1].into());
         let host = HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static(""));
-        let forwarded = crate::headers::Forwarded::new(&headers, &client, "https", host);
+        let forwarded = crate::headers::Forwarded::new(&headers, &client, "https", host.clone());
         // Written straight into a request head, the headers parse back.
         let mut written = Vec::new();
+        forwarded.write_host(&mut written);
         forwarded.write(&mut written);
         written.extend_from_slice(b"\r\n");
         let mut parsed = [httparse::EMPTY_HEADER; 8];
@@ -121,6 +124,56 @@ pub mod fuzzing {
         }
         crate::headers::strip_hop_by_hop(&mut response, false);
         assert!(!response.contains_key(http::header::CONNECTION));
+        // The instance sees the host the request was routed by, no client Forwarded, and
+        // the client's own address as X-Real-IP.
+        assert_eq!(headers.get(http::header::HOST), Some(&host));
+        assert!(!headers.contains_key(http::header::FORWARDED));
+        assert_eq!(headers.get("x-real-ip"), Some(&client));
+    }
+
+    /// Parses `data` as a chunk-size line of a chunked response, checking that what is
+    /// accepted is a CRLF-ended line of hex digits (then, optionally, blanks and
+    /// extensions) whose value is the size returned.
+    pub fn chunk_line(data: &[u8]) {
+        let Ok(Some((len, size))) = crate::upstream::http1::parse_chunk_line(data) else {
+            return;
+        };
+        assert!(len >= 3 && len <= data.len());
+        assert_eq!(&data[len - 2..len], b"\r\n");
+        let line = &data[..len - 2];
+        assert!(!line.contains(&b'\n') && !line.contains(&b'\r'));
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        assert!((1..=16).contains(&digits));
+        let text = std::str::from_utf8(&line[..digits]).unwrap();
+        assert_eq!(u64::from_str_radix(text, 16), Ok(size));
+        let rest = line[digits..].trim_ascii_start();
+        assert!(rest.is_empty() || rest[0] == b';');
+    }
+
+    /// Parses `data` as a `grpc-timeout` value, and percent-encodes it as a
+    /// `grpc-message`: accepted timeouts are 1 to 8 digits and a unit, and a message
+    /// decodes back to itself.
+    pub fn grpc(data: &[u8]) {
+        if let Some(timeout) = crate::grpc::parse_timeout(data) {
+            assert!((2..=9).contains(&data.len()));
+            assert!(b"HMSmun".contains(&data[data.len() - 1]));
+            assert!(timeout <= std::time::Duration::from_secs(99_999_999 * 3600));
+        }
+        let message = String::from_utf8_lossy(data);
+        let encoded = crate::grpc::encode_message(&message);
+        let mut decoded = Vec::new();
+        let mut bytes = encoded.as_bytes().iter();
+        while let Some(&b) = bytes.next() {
+            if b == b'%' {
+                let hex = [*bytes.next().unwrap(), *bytes.next().unwrap()];
+                let hex = std::str::from_utf8(&hex).unwrap();
+                decoded.push(u8::from_str_radix(hex, 16).unwrap());
+            } else {
+                assert!((0x20..0x7f).contains(&b));
+                decoded.push(b);
+            }
+        }
+        assert_eq!(decoded, message.as_bytes());
     }
 }
 

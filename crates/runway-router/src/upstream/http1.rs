@@ -682,7 +682,7 @@ fn parse_head(conn: &mut ConnState, head_request: bool) -> Result<Option<Head>, 
 
 /// A chunk-size line at the start of `buf`: the line's length (CRLF included) and the
 /// size, or None if the line is not complete yet.
-fn parse_chunk_line(buf: &[u8]) -> Result<Option<(usize, u64)>, Error> {
+pub(crate) fn parse_chunk_line(buf: &[u8]) -> Result<Option<(usize, u64)>, Error> {
     let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() > MAX_CHUNK_LINE {
             Err(Error::Malformed("chunk size line too long"))
