@@ -194,4 +194,18 @@ async fn the_routers_own_errors_are_grpc_statuses_for_grpc_clients() {
     // A host no service has.
     let out = calls(&router, "nothing.runway.localhost", &["unary"]).await;
     expect(&out[0], "UNIMPLEMENTED", "no service at this address");
+    // A host with a notice (a custom domain waiting for its certificate).
+    router.router.set_host_notices(
+        [(
+            "api.example.org".to_string(),
+            "api.example.org is waiting for its certificate".to_string(),
+        )]
+        .into(),
+    );
+    let out = calls(&router, "api.example.org", &["unary"]).await;
+    expect(
+        &out[0],
+        "UNAVAILABLE",
+        "api.example.org is waiting for its certificate",
+    );
 }
