@@ -6,6 +6,7 @@ pub(crate) mod autoscaling;
 pub(crate) mod connections;
 pub(crate) mod custom_domains;
 pub(crate) mod extensions;
+pub(crate) mod http;
 pub(crate) mod observability;
 mod revisions;
 pub(crate) mod services;

@@ -70,6 +70,7 @@ const MUTATING: &[&str] = &[
     "UpdateTraffic",
     "AssociateCustomDomain",
     "DisassociateCustomDomain",
+    "UpdateServiceHttpConfiguration",
 ];
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
@@ -85,6 +86,8 @@ const EXTENSIONS: &[&str] = &[
     "ListRuntimes",
     "UpdateRuntime",
     "CheckRuntime",
+    "UpdateServiceHttpConfiguration",
+    "DescribeServiceHttpConfiguration",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -301,7 +304,7 @@ async fn authenticate(
 
 async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
     use ops::{
-        autoscaling, connections, custom_domains, extensions, observability, services, tags,
+        autoscaling, connections, custom_domains, extensions, http, observability, services, tags,
     };
     match operation {
         "CreateService" => run(api, body, services::create).await,
@@ -357,6 +360,8 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "ListRuntimes" => encode(&crate::runtimes::list(api).await?),
         "UpdateRuntime" => encode(&crate::runtimes::update(api, parse(&body)?).await?),
         "CheckRuntime" => encode(&crate::runtimes::check(api, parse(&body)?).await?),
+        "UpdateServiceHttpConfiguration" => run(api, body, http::update).await,
+        "DescribeServiceHttpConfiguration" => run(api, body, http::describe).await,
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }

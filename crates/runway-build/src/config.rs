@@ -18,8 +18,15 @@
 //!   env: [{name: N, value: V}]
 //!   secrets: [{name: N, value-from: arn:...}]
 //! ```
+//!
+//! runway also reads its HTTP settings (`runway_model::http`) under `run.network`, where
+//! App Runner ignores them: `protocol` (`http1` or `h2c`), `request-timeout` and
+//! `idle-timeout` (seconds, or `90s`, `5m`, `2h`) and `max-request-body` (bytes, or
+//! `64KiB`, `32MiB`, `1GiB`, `unlimited`).
 
 use crate::runtimes::{self, Runtime};
+use runway_model::http::{self, InstanceProtocol};
+use runway_model::shapes::HttpConfiguration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -50,7 +57,7 @@ pub struct SecretRef {
 }
 
 /// A parsed, checked `apprunner.yaml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppRunnerConfig {
     pub runtime: Runtime,
     pub pre_build: Vec<String>,
@@ -65,6 +72,8 @@ pub struct AppRunnerConfig {
     pub port_env: Option<String>,
     pub run_env: Vec<(String, String)>,
     pub secrets: Vec<SecretRef>,
+    /// runway's HTTP settings from `run.network` (members not given are `None`).
+    pub http: HttpConfiguration,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +131,14 @@ struct Network {
     port: Option<Port>,
     #[serde(default)]
     env: Option<EnvName>,
+    #[serde(default)]
+    protocol: Option<Protocol>,
+    #[serde(default, rename = "request-timeout")]
+    request_timeout: Option<RequestTimeout>,
+    #[serde(default, rename = "idle-timeout")]
+    idle_timeout: Option<IdleTimeout>,
+    #[serde(default, rename = "max-request-body")]
+    max_request_body: Option<MaxRequestBody>,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +175,7 @@ impl Expected for Run {
 }
 
 impl Expected for Network {
-    const EXPECTED: &'static str = "run.network to be a mapping with port and env";
+    const EXPECTED: &'static str = "run.network to be a mapping with port and env (and runway's protocol, request-timeout, idle-timeout and max-request-body)";
 }
 
 /// A section that must be a mapping; anything else is refused with [`Expected`]'s words
@@ -286,6 +303,26 @@ checked_scalar!(NonEmpty, String, |s| {
     }
 });
 
+checked_scalar!(Protocol, String, |s| {
+    InstanceProtocol::parse(s)
+        .map(|p| p.as_str().to_string())
+        .ok_or_else(|| format!("expected protocol http1 or h2c, found {s:?}"))
+});
+
+checked_scalar!(RequestTimeout, i64, |s| {
+    let secs = http::parse_duration(s)?;
+    http::check_request_timeout(secs).map_err(|e| format!("request-timeout {e}"))?;
+    Ok(secs)
+});
+
+checked_scalar!(IdleTimeout, i64, |s| {
+    let secs = http::parse_duration(s)?;
+    http::check_idle_timeout(secs).map_err(|e| format!("idle-timeout {e}"))?;
+    Ok(secs)
+});
+
+checked_scalar!(MaxRequestBody, i64, http::parse_size);
+
 /// A command: a non-empty string.
 struct Command(String);
 
@@ -367,6 +404,10 @@ pub fn parse(text: &str) -> Result<AppRunnerConfig, ConfigFileError> {
     let network = run.network.map(|n| n.0).unwrap_or(Network {
         port: None,
         env: None,
+        protocol: None,
+        request_timeout: None,
+        idle_timeout: None,
+        max_request_body: None,
     });
     Ok(AppRunnerConfig {
         runtime: file.runtime.0,
@@ -379,6 +420,12 @@ pub fn parse(text: &str) -> Result<AppRunnerConfig, ConfigFileError> {
         command: run.command.map(|c| c.0),
         port: network.port.map(|p| p.0),
         port_env: network.env.map(|e| e.0),
+        http: HttpConfiguration {
+            instance_protocol: network.protocol.map(|p| p.0),
+            request_timeout_seconds: network.request_timeout.map(|t| t.0),
+            idle_timeout_seconds: network.idle_timeout.map(|t| t.0),
+            max_request_body_bytes: network.max_request_body.map(|b| b.0),
+        },
         run_env: env(run.env),
         secrets: run
             .secrets

@@ -8,6 +8,7 @@ use crate::detect;
 use crate::runtimes::Runtime;
 use crate::source::{self, SourceError};
 use runway_model::shapes::CodeConfiguration;
+use runway_model::shapes::HttpConfiguration;
 use serde::Serialize;
 use std::path::Path;
 
@@ -27,7 +28,7 @@ pub enum PlanOrigin {
 }
 
 /// Everything a build needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildPlan {
     pub runtime: Runtime,
     /// `run.runtime-version`, if given.
@@ -47,6 +48,8 @@ pub struct BuildPlan {
     pub run_env: Vec<(String, String)>,
     /// Secrets for the application: resolved at deploy time, never put in the image.
     pub secrets: Vec<SecretRef>,
+    /// runway's HTTP settings from `apprunner.yaml` (none from the API or detection).
+    pub http: HttpConfiguration,
     pub origin: PlanOrigin,
     /// What the plan filled in that the user did not say (a detected start command), for
     /// the build log and the service's events.
@@ -195,6 +198,7 @@ fn from_file(dir: &Path, file: AppRunnerConfig) -> Result<BuildPlan, PlanError> 
         port_env: file.port_env,
         run_env: merge_env(detect::run_env(family, port), &file.run_env),
         secrets: file.secrets,
+        http: file.http,
         origin: PlanOrigin::ConfigFile,
         notes,
     })
@@ -276,6 +280,7 @@ fn from_api(
         port_env: None,
         run_env: merge_env(detect::run_env(family, port), &user_env),
         secrets,
+        http: HttpConfiguration::default(),
         origin: PlanOrigin::Api,
         notes,
     })
@@ -309,6 +314,7 @@ fn detected(dir: &Path) -> Result<BuildPlan, PlanError> {
         port_env: None,
         run_env: detect::run_env(family, DEFAULT_PORT),
         secrets: Vec::new(),
+        http: HttpConfiguration::default(),
         origin: PlanOrigin::Detected,
         notes,
     })

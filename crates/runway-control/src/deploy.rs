@@ -7,7 +7,9 @@ use crate::autoscaler::Bounds;
 use crate::snapshot::Snapshot;
 use crate::{ControlError, Controller, lock};
 use runway_model::records::*;
-use runway_model::shapes::{CodeRepository, ImageConfiguration, ImageRepository};
+use runway_model::shapes::{
+    CodeRepository, HttpConfiguration, ImageConfiguration, ImageRepository,
+};
 use runway_model::{Timestamp, ids};
 use runway_runtime::{InstanceState, InstanceStatus, LogQuery};
 use runway_store::{Query, Txn, Typed};
@@ -22,6 +24,16 @@ struct Outcome {
     revisions: Vec<RevisionRecord>,
     /// Revisions to forget.
     forget: Vec<String>,
+    events: Vec<String>,
+}
+
+/// What a new revision is made of.
+struct NewRevision {
+    spec: ServiceSpec,
+    image: ResolvedImage,
+    /// The HTTP settings of the source's `apprunner.yaml`.
+    source_http: Option<HttpConfiguration>,
+    /// For the event log, before the revision's own.
     events: Vec<String>,
 }
 
@@ -482,10 +494,40 @@ impl Controller {
                 ..Default::default()
             };
         }
-        let spec = op.spec.clone().unwrap_or_else(|| service.spec.clone());
-        let image = match op.redeploy.clone() {
-            Some(id) => match snap.revisions.get(&id).and_then(|r| r.image.clone()) {
-                Some(image) => image,
+        let mut spec = op.spec.clone().unwrap_or_else(|| service.spec.clone());
+        let (mut source_http, mut events) = (None, Vec::new());
+        let again = if op.settings_only {
+            state.primary_revision().map(str::to_string)
+        } else {
+            op.redeploy.clone()
+        };
+        if op.settings_only && again.is_none() {
+            return fail(
+                op,
+                service,
+                now,
+                "the service has no serving revision to apply its HTTP configuration to".into(),
+            );
+        }
+        let image = match again {
+            Some(id) => match snap
+                .revisions
+                .get(&id)
+                .and_then(|r| Some((r, r.image.clone()?)))
+            {
+                Some((r, image)) => {
+                    if op.settings_only {
+                        // What the serving revision runs, with the new settings.
+                        let http = spec.http_configuration.take();
+                        spec = r.spec.clone();
+                        spec.http_configuration = http;
+                        events.push(format!(
+                            "Deploying the image of revision {id} with the new HTTP configuration"
+                        ));
+                    }
+                    source_http = r.source_http_configuration.clone();
+                    image
+                }
                 None => {
                     return fail(
                         op,
@@ -545,7 +587,13 @@ impl Controller {
                 }
             },
         };
-        self.start_revision(bounds, service, op, state, spec, image, Vec::new(), now)
+        let revision = NewRevision {
+            spec,
+            image,
+            source_http,
+            events,
+        };
+        self.start_revision(bounds, service, op, state, revision, now)
     }
 
     /// Builds the operation's source; then starts a revision of what was built.
@@ -594,22 +642,31 @@ impl Controller {
         });
         let mut events = vec![format!("Build succeeded: {}", built.summary)];
         events.extend(built.notes.iter().cloned());
-        self.start_revision(bounds, service, op, state, spec, built.image, events, now)
+        let revision = NewRevision {
+            spec,
+            image: built.image,
+            source_http: (built.http != HttpConfiguration::default()).then_some(built.http),
+            events,
+        };
+        self.start_revision(bounds, service, op, state, revision, now)
     }
 
-    /// Records a new revision of `spec` running `image` and starts its instances.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a new revision and starts its instances.
     fn start_revision(
         &self,
         bounds: Bounds,
         mut service: ServiceRecord,
         mut op: OperationRecord,
         mut state: ServiceState,
-        spec: ServiceSpec,
-        image: ResolvedImage,
-        mut events: Vec<String>,
+        new: NewRevision,
         now: Timestamp,
     ) -> Outcome {
+        let NewRevision {
+            spec,
+            image,
+            source_http,
+            mut events,
+        } = new;
         let deadline = later(now, self.inner.config.deploy_timeout);
         let number = state.next_revision.max(1);
         state.next_revision = number + 1;
@@ -622,6 +679,7 @@ impl Controller {
             image: Some(image.clone()),
             status: RevisionStatus::Deploying,
             message: None,
+            source_http_configuration: source_http,
         };
         // As many instances as the serving revision has now, within the new bounds.
         let current: u32 = state

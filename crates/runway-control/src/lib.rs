@@ -24,7 +24,7 @@ mod spec;
 
 use autoscaler::ScalerConfig;
 use runway_model::records::{ResolvedImage, ServiceRecord};
-use runway_model::shapes::CodeRepository;
+use runway_model::shapes::{CodeRepository, HttpConfiguration};
 use runway_router::Router;
 use runway_runtime::Runtime;
 use runway_store::{Store, StoreError, Txn};
@@ -89,6 +89,8 @@ pub struct BuiltImage {
     pub port: u16,
     pub env: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,
+    /// The HTTP settings `apprunner.yaml` sets (`run.network`); the API's win over them.
+    pub http: HttpConfiguration,
     /// One line for the event log: runtime, commit, time taken.
     pub summary: String,
     /// More lines for the event log (a retired runtime built with its successor).

@@ -1,8 +1,11 @@
 //! Translations from stored records to what the runtime and the router take.
 
 use crate::snapshot::Snapshot;
+use runway_model::http::{HttpSettings, InstanceProtocol};
 use runway_model::records::{RevisionRecord, ServiceRecord};
-use runway_router::{Endpoint, RevisionRoute, RouteTable, ServiceRoute};
+use runway_router::{
+    Endpoint, RevisionRoute, RouteTable, ServiceRoute, UNLIMITED_REQUEST_BODY, Upstream,
+};
 use runway_runtime::{HealthCheck, ImageRef, InstanceSpec, InstanceState, InstanceStatus, Probe};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -63,6 +66,19 @@ pub(crate) fn instance_spec(
     })
 }
 
+/// Sets a route's HTTP settings. The router applies one set per service: its primary
+/// revision's (the one with the most traffic), so a deployment's settings take effect
+/// when its traffic switches.
+fn apply_http(route: &mut ServiceRoute, http: &HttpSettings) {
+    route.upstream = match http.protocol {
+        InstanceProtocol::Http1 => Upstream::Http1,
+        InstanceProtocol::H2c => Upstream::H2c,
+    };
+    route.request_timeout = http.request_timeout;
+    route.idle_timeout = http.idle_timeout;
+    route.max_request_body = http.max_request_body.unwrap_or(UNLIMITED_REQUEST_BODY);
+}
+
 /// The route table: every service with traffic, its revisions by percent and tag, and
 /// their healthy instances that are not being drained.
 pub(crate) fn routes(
@@ -80,6 +96,12 @@ pub(crate) fn routes(
         let mut route = ServiceRoute::new(service.id.clone(), service.url.clone());
         if let Some(domains) = snap.domains.get(&service.arn) {
             route.hosts.extend(domains.iter().cloned());
+        }
+        if let Some(primary) = state
+            .primary_revision()
+            .and_then(|id| snap.revisions.get(id))
+        {
+            apply_http(&mut route, &primary.http_settings());
         }
         route.paused = state.paused;
         route.https_redirect = https_redirect;
@@ -109,3 +131,6 @@ pub(crate) fn routes(
     }
     RouteTable { services }
 }
+
+#[cfg(test)]
+mod tests;

@@ -170,6 +170,12 @@ impl ImageResolver for FakeImages {
                 port: 8000,
                 env: vec![("GREETING".into(), "built".into())],
                 secrets: Vec::new(),
+                // As `run.network` in an apprunner.yaml would.
+                http: HttpConfiguration {
+                    instance_protocol: Some("H2C".into()),
+                    request_timeout_seconds: Some(60),
+                    ..Default::default()
+                },
                 summary: "python3, commit c0ffee".into(),
                 notes: Vec::new(),
             })
@@ -207,6 +213,7 @@ fn spec(image: &str) -> ServiceSpec {
         auto_scaling_configuration_arn: ASC.into(),
         network_configuration: NetworkConfiguration::default(),
         observability_configuration: None,
+        http_configuration: None,
     }
 }
 
@@ -255,6 +262,35 @@ fn world(image: &str, min_size: i64) -> World {
 
 impl World {
     fn record(&self, kind: OperationType, spec: Option<ServiceSpec>) -> String {
+        self.record_op(kind, spec, false)
+    }
+
+    /// Records what `Runway.UpdateServiceHttpConfiguration` records for `http`.
+    fn record_http(&self, http: HttpConfiguration) -> String {
+        let mut service = self.service();
+        service.spec.http_configuration = Some(http);
+        let spec = service.spec.clone();
+        let mut tx = self.store.begin().unwrap();
+        tx.save(&service).unwrap();
+        tx.commit().unwrap();
+        self.record_op(OperationType::UpdateService, Some(spec), true)
+    }
+
+    fn revision(&self, id: &str) -> RevisionRecord {
+        self.store
+            .begin()
+            .unwrap()
+            .load::<RevisionRecord>(id)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn record_op(
+        &self,
+        kind: OperationType,
+        spec: Option<ServiceSpec>,
+        settings_only: bool,
+    ) -> String {
         let now = Timestamp::now();
         let op = OperationRecord {
             id: ids::new_operation_id(),
@@ -268,6 +304,7 @@ impl World {
             message: None,
             redeploy: None,
             progress: None,
+            settings_only,
         };
         let mut tx = self.store.begin().unwrap();
         tx.create(&op).unwrap();
@@ -356,6 +393,12 @@ impl World {
             .find(|s| s.revision_id == revision)
             .map_or(0, |s| s.endpoints)
     }
+}
+
+/// Runs the controller's loops until the handle is aborted.
+fn running(c: &Controller) -> tokio::task::JoinHandle<()> {
+    let c = c.clone();
+    tokio::spawn(async move { c.run(std::future::pending()).await })
 }
 
 fn first_op(w: &World) -> String {
@@ -485,11 +528,7 @@ fn code_spec(url: &str) -> ServiceSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_repository_is_built_and_a_failing_build_leaves_the_service_serving() {
     let w = world("good:v1", 1);
-    let c = w.controller();
-    let run = tokio::spawn({
-        let c = c.clone();
-        async move { c.run(std::future::pending()).await }
-    });
+    let run = running(&w.controller());
     assert_eq!(
         w.settle(&first_op(&w)).await.status,
         OperationStatus::Succeeded
@@ -555,11 +594,7 @@ async fn a_code_repository_is_built_and_a_failing_build_leaves_the_service_servi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_never_gets_healthy_fails() {
     let w = world("bad:v1", 1);
-    let c = w.controller();
-    let run = tokio::spawn({
-        let c = c.clone();
-        async move { c.run(std::future::pending()).await }
-    });
+    let run = running(&w.controller());
     let op = w.settle(&first_op(&w)).await;
     assert_eq!(op.status, OperationStatus::Failed);
     assert_eq!(w.service().status, ServiceStatus::CreateFailed);
@@ -579,11 +614,7 @@ async fn a_create_that_never_gets_healthy_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_cannot_be_had_fails_the_create_naming_it() {
     let w = world("missing:v1", 1);
-    let c = w.controller();
-    let run = tokio::spawn({
-        let c = c.clone();
-        async move { c.run(std::future::pending()).await }
-    });
+    let run = running(&w.controller());
     let op = w.settle(&first_op(&w)).await;
     assert_eq!(op.status, OperationStatus::Failed);
     assert!(op.message.unwrap().contains("registry.example"));
@@ -595,10 +626,7 @@ async fn an_image_that_cannot_be_had_fails_the_create_naming_it() {
 async fn a_new_controller_finishes_what_an_old_one_started() {
     let w = world("good:v1", 1);
     let old = w.controller();
-    let run = tokio::spawn({
-        let c = old.clone();
-        async move { c.run(std::future::pending()).await }
-    });
+    let run = running(&old);
     let create = w.settle(&first_op(&w)).await;
     assert_eq!(create.status, OperationStatus::Succeeded);
     let update = w.record(OperationType::UpdateService, Some(spec("good:v2")));
@@ -622,13 +650,97 @@ async fn a_new_controller_finishes_what_an_old_one_started() {
         1,
         "routes come back at once"
     );
-    let run = tokio::spawn({
-        let c = new.clone();
-        async move { c.run(std::future::pending()).await }
-    });
+    let run = running(&new);
     assert_eq!(w.settle(&update).await.status, OperationStatus::Succeeded);
     let rev2 = w.state().traffic[0].revision.clone();
     assert_eq!(w.runtime.count(&rev2), 1, "no duplicate instances");
     assert_eq!(w.runtime.instances.lock().unwrap().len(), 1);
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_settings_deploy_the_serving_build_again_and_a_rollback_restores_them() {
+    let w = world("good:v1", 1);
+    let run = running(&w.controller());
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+    let build = w.record(
+        OperationType::UpdateService,
+        Some(code_spec("https://git.example/app")),
+    );
+    assert_eq!(w.settle(&build).await.status, OperationStatus::Succeeded);
+    let built = w.revision(&w.state().traffic[0].revision);
+    let settings = built.http_settings();
+    assert_eq!(settings.protocol, runway_model::http::InstanceProtocol::H2c);
+    assert_eq!(settings.request_timeout, Duration::from_secs(60));
+
+    // The API's settings: the same image, no build, apprunner.yaml's protocol kept.
+    let op = w.record_http(HttpConfiguration {
+        request_timeout_seconds: Some(600),
+        max_request_body_bytes: Some(0),
+        ..Default::default()
+    });
+    assert_eq!(
+        w.settle(&op).await.status,
+        OperationStatus::Succeeded,
+        "{:#?}",
+        w.events()
+    );
+    let again = w.revision(&w.state().traffic[0].revision);
+    assert_ne!(again.id, built.id);
+    assert_eq!(again.image, built.image, "nothing was built or pulled");
+    assert_eq!(
+        again.spec.source_configuration.image_repository,
+        built.spec.source_configuration.image_repository
+    );
+    let settings = again.http_settings();
+    assert_eq!(settings.protocol, runway_model::http::InstanceProtocol::H2c);
+    assert_eq!(settings.request_timeout, Duration::from_secs(600));
+    assert_eq!(settings.max_request_body, None);
+    let builds = w
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("Build succeeded"))
+        .count();
+    assert_eq!(builds, 1, "{:#?}", w.events());
+
+    // A rollback to the built revision serves its settings again.
+    let mut rollback = w.op(&op);
+    rollback.id = ids::new_operation_id();
+    rollback.status = OperationStatus::Pending;
+    rollback.settings_only = false;
+    rollback.redeploy = Some(built.id.clone());
+    rollback.spec = Some(built.spec.clone());
+    rollback.progress = None;
+    rollback.ended_at = None;
+    let mut tx = w.store.begin().unwrap();
+    tx.create(&rollback).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(
+        w.settle(&rollback.id).await.status,
+        OperationStatus::Succeeded
+    );
+    let restored = w.revision(&w.state().traffic[0].revision);
+    assert_eq!(restored.http_settings(), built.http_settings());
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_settings_on_a_service_that_serves_nothing_fail_the_operation() {
+    let w = world("bad:v1", 1);
+    let run = running(&w.controller());
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Failed
+    );
+    let op = w.record_http(HttpConfiguration {
+        instance_protocol: Some("H2C".into()),
+        ..Default::default()
+    });
+    let op = w.settle(&op).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    assert!(op.message.unwrap().contains("no serving revision"));
     run.abort();
 }

@@ -10,6 +10,7 @@
 pub mod arn;
 pub mod domains;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod records;
 pub mod reference;

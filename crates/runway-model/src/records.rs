@@ -2,9 +2,11 @@
 //! them unchanged; everything derived (Latest, IsDefault, HasAssociatedService, summaries)
 //! is computed when answering, never stored twice.
 
+use crate::http::HttpSettings;
 use crate::shapes::{
-    EncryptionConfiguration, HealthCheckConfiguration, InstanceConfiguration, NetworkConfiguration,
-    ServiceObservabilityConfiguration, SourceConfiguration, Tag, TraceConfiguration,
+    EncryptionConfiguration, HealthCheckConfiguration, HttpConfiguration, InstanceConfiguration,
+    NetworkConfiguration, ServiceObservabilityConfiguration, SourceConfiguration, Tag,
+    TraceConfiguration,
 };
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -115,6 +117,9 @@ pub struct ServiceSpec {
     pub network_configuration: NetworkConfiguration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observability_configuration: Option<ServiceObservabilityConfiguration>,
+    /// runway's HTTP settings as the API set them (`Runway.UpdateServiceHttpConfiguration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_configuration: Option<HttpConfiguration>,
 }
 
 /// A service: its identity, status and desired configuration.
@@ -156,6 +161,11 @@ pub struct OperationRecord {
     /// How far the controller got; it resumes from here after a restart.
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// A deployment of settings the image does not hold (the HTTP configuration): it
+    /// deploys the serving revision's image and build output again with `spec`'s HTTP
+    /// configuration; nothing is built or pulled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settings_only: bool,
 }
 
 /// The controller's position in an operation, recorded before each step is acted on.
@@ -258,6 +268,21 @@ pub struct RevisionRecord {
     /// Why the revision failed.
     #[serde(default)]
     pub message: Option<String>,
+    /// The HTTP settings the source's `apprunner.yaml` set (revisions built from source,
+    /// and those that redeploy what a build made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_http_configuration: Option<HttpConfiguration>,
+}
+
+impl RevisionRecord {
+    /// The HTTP settings the revision is served with: the API's, then `apprunner.yaml`'s,
+    /// then the defaults.
+    pub fn http_settings(&self) -> HttpSettings {
+        HttpSettings::resolve(
+            self.spec.http_configuration.as_ref(),
+            self.source_http_configuration.as_ref(),
+        )
+    }
 }
 
 /// Where a service's traffic goes: revisions with a share and an optional tag, which
@@ -284,6 +309,22 @@ pub struct ServiceState {
     pub paused: bool,
 }
 
+impl ServiceState {
+    /// The revision with the largest share of traffic (the first listed among equal
+    /// shares: a deployment lists its new revision first), whose settings the service's
+    /// route applies.
+    pub fn primary_revision(&self) -> Option<&str> {
+        self.traffic
+            .iter()
+            .filter(|t| t.percent > 0)
+            .fold(None::<&TrafficTarget>, |best, t| match best {
+                Some(b) if b.percent >= t.percent => Some(b),
+                _ => Some(t),
+            })
+            .map(|t| t.revision.as_str())
+    }
+}
+
 /// A line of a service's event log ("Provisioning instances", ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
@@ -294,3 +335,6 @@ pub struct EventRecord {
     pub operation_id: Option<String>,
     pub message: String,
 }
+
+#[cfg(test)]
+mod tests;

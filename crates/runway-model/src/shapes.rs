@@ -485,6 +485,8 @@ shape! {
         tag: String,
         message: String,
         desired_instances: i64,
+        /// Every HTTP setting the revision is served with.
+        http_configuration: HttpConfiguration,
     }
 }
 
@@ -523,6 +525,45 @@ shape! {
         token: String,
         ssh_private_key: String,
         webhook_secret: String,
+    }
+}
+
+shape! {
+    /// A service's HTTP settings (see [`crate::http`]); a member left out is not set.
+    pub struct HttpConfiguration {
+        /// `HTTP1` or `H2C`.
+        instance_protocol: String,
+        request_timeout_seconds: i64,
+        idle_timeout_seconds: i64,
+        /// 0: unlimited.
+        max_request_body_bytes: i64,
+    }
+}
+
+shape! {
+    pub struct UpdateServiceHttpConfigurationRequest {
+        service_arn: String,
+        http_configuration: HttpConfiguration,
+    }
+}
+
+shape! {
+    pub struct UpdateServiceHttpConfigurationResponse {
+        service_arn: String,
+        http_configuration: HttpConfiguration,
+        operation_id: String,
+    }
+}
+
+shape! {
+    pub struct DescribeServiceHttpConfigurationResponse {
+        service_arn: String,
+        /// What the API set (members left out follow apprunner.yaml or the default).
+        http_configuration: HttpConfiguration,
+        /// The revision with the most traffic, whose settings the router applies.
+        serving_revision_id: String,
+        /// Every setting as that revision is served with it.
+        serving_http_configuration: HttpConfiguration,
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::arn::{Arn, ResourceKind};
 use crate::error::ApiError;
+use crate::http;
 use crate::reference::ImageReference;
 use crate::shapes::*;
 
@@ -702,6 +703,31 @@ pub fn auto_scaling(req: &CreateAutoScalingConfigurationRequest) -> Result<(i64,
         )));
     }
     Ok((max_concurrency, min_size, max_size))
+}
+
+/// Validates runway's HttpConfiguration (see [`crate::http`]): every member is
+/// optional; those given must be within their bounds.
+pub fn http_configuration(field: &str, cfg: &HttpConfiguration) -> Result<HttpConfiguration> {
+    let check = |member: &str, checked: std::result::Result<(), String>| {
+        checked.map_err(|m| ApiError::invalid(format!("{field}.{member} {m}")))
+    };
+    if let Some(p) = &cfg.instance_protocol {
+        one_of(
+            &format!("{field}.InstanceProtocol"),
+            p,
+            http::InstanceProtocol::NAMES,
+        )?;
+    }
+    if let Some(s) = cfg.request_timeout_seconds {
+        check("RequestTimeoutSeconds", http::check_request_timeout(s))?;
+    }
+    if let Some(s) = cfg.idle_timeout_seconds {
+        check("IdleTimeoutSeconds", http::check_idle_timeout(s))?;
+    }
+    if let Some(b) = cfg.max_request_body_bytes {
+        check("MaxRequestBodyBytes", http::check_max_request_body(b))?;
+    }
+    Ok(cfg.clone())
 }
 
 /// Overlays the members an UpdateService gives onto the current SourceConfiguration.

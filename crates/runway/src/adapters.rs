@@ -279,6 +279,7 @@ impl ImageResolver for RegistryResolver {
                     .map(|s| (s.name.clone(), s.value_from.clone()))
                     .collect(),
                 notes: built.notes.clone(),
+                http: plan.http.clone(),
                 summary: format!(
                     "{} {} at {} in {:.1} s",
                     plan.runtime.name(),

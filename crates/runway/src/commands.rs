@@ -1,5 +1,7 @@
 //! The client commands: `services`, `deploy` and `operations`, as tables or JSON.
 
+mod http;
+
 use crate::ClientArgs;
 use crate::client::Client;
 use anyhow::{Context, Result, anyhow, bail};
@@ -21,6 +23,16 @@ pub enum ServicesCommand {
     Ls,
     /// Show a service's configuration and status.
     Describe { name: String },
+    /// Change a service's HTTP settings; its serving revision is deployed again with
+    /// them (nothing is rebuilt).
+    Update {
+        name: String,
+        #[command(flatten)]
+        http: http::HttpArgs,
+        /// Return once the deployment is recorded instead of waiting for it to finish.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete a service.
     Delete { name: String },
 }
@@ -54,6 +66,8 @@ pub struct DeployArgs {
     /// Return once the deployment is recorded instead of waiting for it to finish.
     #[arg(long)]
     no_wait: bool,
+    #[command(flatten)]
+    http: http::HttpArgs,
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -267,9 +281,13 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                 let out = client
                     .call("DescribeService", &json!({ "ServiceArn": arn }))
                     .await?;
-                let s = &out["Service"];
+                let mut s = out["Service"].clone();
+                let (settings, http_rows) = http::describe_rows(&client, &arn).await?;
                 if args.output == Output::Json {
-                    return print_json(s);
+                    for key in ["HttpConfiguration", "ServingHttpConfiguration"] {
+                        s[key] = settings[key].clone();
+                    }
+                    return print_json(&s);
                 }
                 let image = &s["SourceConfiguration"]["ImageRepository"];
                 let code = &s["SourceConfiguration"]["CodeRepository"];
@@ -308,14 +326,25 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                             text(&health["Interval"])
                         ),
                     ),
-                    ("Created", when(&s["CreatedAt"])),
-                    ("Updated", when(&s["UpdatedAt"])),
                 ];
+                let rows = rows
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .chain(http_rows)
+                    .chain([
+                        ("Created".to_string(), when(&s["CreatedAt"])),
+                        ("Updated".to_string(), when(&s["UpdatedAt"])),
+                    ]);
                 for (k, v) in rows {
-                    println!("{:<14}{v}", format!("{k}:"));
+                    println!("{:<17}{v}", format!("{k}:"));
                 }
                 Ok(())
             }
+            ServicesCommand::Update {
+                name,
+                http,
+                no_wait,
+            } => http::update_service(&client, args, &name, &http, no_wait).await,
             ServicesCommand::Delete { name } => {
                 let arn = service_arn(&client, &name).await?;
                 let out = client
@@ -469,7 +498,7 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                     client.call("CreateService", &input).await?
                 }
             };
-            return finish_deploy(&client, client_args, &out, args.no_wait).await;
+            return finish_deploy(&client, client_args, &out, &args).await;
         }
         let image = args.image.clone().unwrap_or_default();
         let out = match existing {
@@ -518,53 +547,68 @@ pub fn deploy(args: DeployArgs, client_args: &ClientArgs) -> Result<()> {
                 client.call("CreateService", &input).await?
             }
         };
-        finish_deploy(&client, client_args, &out, args.no_wait).await
+        finish_deploy(&client, client_args, &out, &args).await
     })
 }
 
-/// After CreateService or UpdateService answered `out`: waits for the deployment (unless
-/// `no_wait`), showing its events and build log, and prints where the app is.
+/// After CreateService or UpdateService answered `out`: sets the HTTP settings given (a
+/// second deployment, of what the first deployed, queued behind it), waits for the
+/// deployments (unless `no_wait`), showing their events and build log, and prints where
+/// the app is.
 async fn finish_deploy(
     client: &Client,
     client_args: &ClientArgs,
     out: &Value,
-    no_wait: bool,
+    args: &DeployArgs,
 ) -> Result<()> {
-    {
-        if client_args.output == Output::Json && no_wait {
-            return print_json(out);
+    let s = &out["Service"];
+    let (arn, op) = (text(&s["ServiceArn"]), text(&out["OperationId"]));
+    let http_op = match args.http.given() {
+        true => http::update(client, &arn, &args.http).await?,
+        false => None,
+    };
+    let table = client_args.output == Output::Table;
+    if args.no_wait {
+        if !table {
+            let mut out = out.clone();
+            out["HttpOperationId"] = json!(http_op);
+            return print_json(&out);
         }
-        let s = &out["Service"];
-        let (arn, op) = (text(&s["ServiceArn"]), text(&out["OperationId"]));
-        if no_wait {
-            println!(
-                "Service {}: operation {op} recorded.",
-                text(&s["ServiceName"])
-            );
-            println!("  Status: {}", text(&s["Status"]));
-            println!("  URL:    {}", client.app_url(&text(&s["ServiceUrl"])));
-            return Ok(());
+        println!(
+            "Service {}: operation {op} recorded.",
+            text(&s["ServiceName"])
+        );
+        if let Some(http_op) = &http_op {
+            println!("  HTTP settings: operation {http_op} recorded.");
         }
-        let status =
-            follow_operation(client, &arn, &op, client_args.output == Output::Table).await?;
-        if client_args.output == Output::Json {
-            return print_json(
-                &json!({ "OperationId": op, "Status": status, "ServiceUrl": s["ServiceUrl"] }),
-            );
-        }
-        if status == "SUCCEEDED" {
-            println!(
-                "Service {} is running at {}",
-                text(&s["ServiceName"]),
-                client.app_url(&text(&s["ServiceUrl"]))
-            );
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "the deployment ended {status}; see `runway events {}`",
-                text(&s["ServiceName"])
-            ))
-        }
+        println!("  Status: {}", text(&s["Status"]));
+        println!("  URL:    {}", client.app_url(&text(&s["ServiceUrl"])));
+        return Ok(());
+    }
+    let mut status = follow_operation(client, &arn, &op, table).await?;
+    if let Some(http_op) = http_op.as_deref().filter(|_| status == "SUCCEEDED") {
+        status = follow_operation(client, &arn, http_op, table).await?;
+    }
+    if !table {
+        return print_json(&json!({
+            "OperationId": op,
+            "HttpOperationId": http_op,
+            "Status": status,
+            "ServiceUrl": s["ServiceUrl"],
+        }));
+    }
+    if status == "SUCCEEDED" {
+        println!(
+            "Service {} is running at {}",
+            text(&s["ServiceName"]),
+            client.app_url(&text(&s["ServiceUrl"]))
+        );
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "the deployment ended {status}; see `runway events {}`",
+            text(&s["ServiceName"])
+        ))
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn list_revisions(
             let target = traffic.iter().find(|t| t.revision == r.id);
             let desired = st.desired.get(&r.id).copied().unwrap_or(0);
             RevisionSummary {
+                http_configuration: Some(r.http_settings().to_wire()),
                 image_identifier: r
                     .spec
                     .source_configuration

@@ -156,6 +156,7 @@ pub(crate) fn create(
             auto_scaling_configuration_arn: asc.arn,
             network_configuration: network,
             observability_configuration: observability,
+            http_configuration: None,
         },
     };
     let op = new_operation(

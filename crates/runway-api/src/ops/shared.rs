@@ -78,6 +78,7 @@ pub(crate) fn new_operation(
         message: None,
         redeploy: None,
         progress: None,
+        settings_only: false,
     }
 }
 

@@ -221,3 +221,55 @@ fn shape_errors_say_what_was_expected_in_the_files_terms() {
         "{e}"
     );
 }
+
+#[test]
+fn runways_http_settings_are_read_under_run_network() {
+    let c = parse(
+        "version: 1.0\nruntime: python3\nrun:\n  command: python3 server.py\n  network:\n    port: 50051\n    protocol: h2c\n    request-timeout: 5m\n    idle-timeout: 3600\n    max-request-body: unlimited\n",
+    )
+    .unwrap();
+    assert_eq!(c.port, Some(50051));
+    assert_eq!(
+        c.http,
+        HttpConfiguration {
+            instance_protocol: Some("H2C".into()),
+            request_timeout_seconds: Some(300),
+            idle_timeout_seconds: Some(3600),
+            max_request_body_bytes: Some(0),
+        }
+    );
+    let c =
+        parse("version: 1.0\nruntime: python3\nrun:\n  network:\n    max-request-body: 64MiB\n")
+            .unwrap();
+    assert_eq!(c.http.max_request_body_bytes, Some(64 << 20));
+    assert_eq!(
+        c.http.instance_protocol, None,
+        "what is not given stays unset"
+    );
+    assert_eq!(parse(FULL).unwrap().http, HttpConfiguration::default());
+}
+
+#[test]
+fn bad_http_settings_are_errors_at_the_value() {
+    let network = |line: &str| {
+        err(&format!(
+            "version: 1.0\nruntime: python3\nrun:\n  network:\n    {line}\n"
+        ))
+    };
+    let e = network("protocol: http3");
+    assert_eq!((e.line, e.column), (5, 15), "{e}");
+    assert!(e.message.contains("expected protocol http1 or h2c"), "{e}");
+    let e = network("request-timeout: 2h");
+    assert_eq!(e.line, 5, "{e}");
+    assert!(
+        e.message
+            .contains("request-timeout must be from 1 second to 1h"),
+        "{e}"
+    );
+    let e = network("idle-timeout: 2 days");
+    assert!(e.message.contains("expected a duration"), "{e}");
+    let e = network("idle-timeout: 25h");
+    assert!(e.message.contains("idle-timeout must be"), "{e}");
+    let e = network("max-request-body: lots");
+    assert!(e.message.contains("expected a size"), "{e}");
+}

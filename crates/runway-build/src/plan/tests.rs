@@ -20,7 +20,7 @@ fn api(values: CodeConfigurationValues) -> CodeConfiguration {
 fn from_apprunner_yaml() {
     let d = dir_with(&[(
         "apprunner.yaml",
-        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    pre-build: [echo a]\n    build: [pip install -r requirements.txt]\n    post-build: [echo c]\n  env:\n    - name: PIP_BREAK_SYSTEM_PACKAGES\n      value: \"0\"\nrun:\n  runtime-version: 3.11.4\n  pre-run: [echo pre]\n  command: python3 app.py\n  network:\n    port: 8000\n    env: APP_PORT\n  env:\n    - name: PYTHONUNBUFFERED\n      value: \"0\"\n    - name: PORT\n      value: \"1\"\n  secrets:\n    - name: TOKEN\n      value-from: arn:aws:ssm:us-east-1:000000000000:parameter/t\n",
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    pre-build: [echo a]\n    build: [pip install -r requirements.txt]\n    post-build: [echo c]\n  env:\n    - name: PIP_BREAK_SYSTEM_PACKAGES\n      value: \"0\"\nrun:\n  runtime-version: 3.11.4\n  pre-run: [echo pre]\n  command: python3 app.py\n  network:\n    port: 8000\n    env: APP_PORT\n    protocol: h2c\n  env:\n    - name: PYTHONUNBUFFERED\n      value: \"0\"\n    - name: PORT\n      value: \"1\"\n  secrets:\n    - name: TOKEN\n      value-from: arn:aws:ssm:us-east-1:000000000000:parameter/t\n",
     )]);
     let p = plan(d.path(), None).unwrap();
     assert_eq!(p.origin, PlanOrigin::ConfigFile);
@@ -45,6 +45,7 @@ fn from_apprunner_yaml() {
     assert_eq!(p.port, 8000);
     assert_eq!(p.runtime_version.as_deref(), Some("3.11.4"));
     assert_eq!(p.secrets.len(), 1);
+    assert_eq!(p.http.instance_protocol.as_deref(), Some("H2C"));
     let env = p.image_env();
     assert!(
         env.contains(&("PORT".to_string(), "8000".to_string())),

@@ -332,3 +332,49 @@ fn hosts_are_dns_labels() {
         "my-app-8fe1e103.runway.localhost"
     );
 }
+
+#[test]
+fn http_configurations_name_the_member_and_the_bounds() {
+    let f = "HttpConfiguration";
+    let ok = HttpConfiguration {
+        instance_protocol: Some("H2C".into()),
+        request_timeout_seconds: Some(3600),
+        idle_timeout_seconds: Some(86400),
+        max_request_body_bytes: Some(0),
+    };
+    assert_eq!(http_configuration(f, &ok).unwrap(), ok);
+    assert_eq!(
+        http_configuration(f, &HttpConfiguration::default()).unwrap(),
+        HttpConfiguration::default()
+    );
+    let bad = |c: HttpConfiguration| message(http_configuration(f, &c));
+    let m = bad(HttpConfiguration {
+        instance_protocol: Some("h2c".into()),
+        ..Default::default()
+    });
+    assert!(
+        m.contains("HttpConfiguration.InstanceProtocol must be one of HTTP1, H2C"),
+        "{m}"
+    );
+    let m = bad(HttpConfiguration {
+        request_timeout_seconds: Some(3601),
+        ..Default::default()
+    });
+    assert!(
+        m.starts_with("HttpConfiguration.RequestTimeoutSeconds must be from 1"),
+        "{m}"
+    );
+    let m = bad(HttpConfiguration {
+        idle_timeout_seconds: Some(0),
+        ..Default::default()
+    });
+    assert!(m.starts_with("HttpConfiguration.IdleTimeoutSeconds"), "{m}");
+    let m = bad(HttpConfiguration {
+        max_request_body_bytes: Some(-1),
+        ..Default::default()
+    });
+    assert!(
+        m.starts_with("HttpConfiguration.MaxRequestBodyBytes"),
+        "{m}"
+    );
+}
