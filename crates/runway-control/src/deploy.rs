@@ -129,6 +129,12 @@ impl Controller {
     /// One step of `op`; whether anything changed.
     async fn step(&self, op: OperationRecord) -> crate::Result<bool> {
         let snap = self.snapshot().await?;
+        // The pass that chose `op` read it before the last step of it committed: act on
+        // it as it is now, or not at all if it has ended (else a step would repeat, or a
+        // finished operation be failed for its service being gone).
+        let Some(op) = snap.unfinished.iter().find(|o| o.id == op.id).cloned() else {
+            return Ok(false);
+        };
         let now = Timestamp::now();
         let Some(service) = snap.service(&op.service_arn).cloned() else {
             // The service is gone (deleted by an earlier operation): nothing to do.
