@@ -4,7 +4,9 @@
 //! `UNHEALTHY=1`), the environment as JSON (`/env`), slow requests (`/sleep?ms=N`), a crash
 //! (`/crash`, exit code 3), memory pressure (`/alloc?mb=N`), outbound connections
 //! (`/connect?to=IP:PORT`), log lines (`/log?stream=stderr&text=...`), its own process
-//! status (`/status`: uid, groups, capabilities, seccomp) and a WebSocket echo (`/ws`).
+//! status (`/status`: uid, groups, capabilities, seccomp), a WebSocket echo (`/ws`),
+//! server-sent events (`/sse?count=N&interval_ms=M`) and an upload sink that counts a
+//! body of any size as it streams by (`/upload`, Content-Length or chunked).
 //!
 //! It depends on nothing beyond std, so it links statically and runs in an image that
 //! holds only this binary; it must never grow a dependency.
@@ -82,6 +84,10 @@ fn serve(stream: TcpStream) -> io::Result<()> {
             .header("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
+        if req.path == "/upload" {
+            upload(&req, &mut reader, &mut out)?;
+            continue;
+        }
         if length > MAX_BODY {
             respond(&mut out, 413, "text/plain", b"body too large\n", true)?;
             return Ok(());
@@ -261,9 +267,83 @@ fn route(req: &Request, body: &[u8], out: &mut TcpStream, close: bool) -> io::Re
             respond(out, 200, text, status.as_bytes(), close)?;
         }
         (_, "/echo") => respond(out, 200, "application/octet-stream", body, close)?,
+        (_, "/sse") => {
+            let count = req
+                .param("count")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10);
+            let interval = req
+                .param("interval_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            sse(out, count, Duration::from_millis(interval))?;
+        }
         _ => respond(out, 404, text, b"not found\n", close)?,
     }
     Ok(true)
+}
+
+/// Sends `count` server-sent events `interval` apart (the first at once) as a chunked
+/// stream, each event a chunk written as soon as it is due.
+fn sse(out: &mut TcpStream, count: u64, interval: Duration) -> io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    out.flush()?;
+    for n in 0..count {
+        if n > 0 {
+            std::thread::sleep(interval);
+        }
+        let event = format!("id: {n}\ndata: event {n}\n\n");
+        write!(out, "{:x}\r\n{event}\r\n", event.len())?;
+        out.flush()?;
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
+/// Reads a request body of any size without keeping it (Content-Length or chunked) and
+/// answers with the number of bytes read.
+fn upload(req: &Request, reader: &mut BufReader<TcpStream>, out: &mut TcpStream) -> io::Result<()> {
+    let chunked = req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let received = if chunked {
+        let mut total = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let size = line.trim().split(';').next().unwrap_or("");
+            let size = u64::from_str_radix(size, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break total;
+            }
+            total += io::copy(&mut reader.by_ref().take(size), &mut io::sink())?;
+            reader.read_line(&mut line)?;
+        }
+    } else {
+        let length = req
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        io::copy(&mut reader.by_ref().take(length), &mut io::sink())?
+    };
+    let text = format!("received {received} bytes\n");
+    respond(
+        out,
+        200,
+        "text/plain; charset=utf-8",
+        text.as_bytes(),
+        false,
+    )
 }
 
 /// Allocates `mb` MiB and touches every page, keeping it for the life of the process so

@@ -16,9 +16,15 @@ pub fn serve(
     mut reader: BufReader<TcpStream>,
     mut out: TcpStream,
 ) -> io::Result<()> {
+    // RFC 6455 4.2.1: an opening handshake names the upgrade in both Upgrade and
+    // Connection, as standard servers (Python's websockets, ...) insist.
     let upgrade = headers
         .get("upgrade")
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && headers.get("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        });
     let Some(key) = headers.get("sec-websocket-key").filter(|_| upgrade) else {
         out.write_all(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 20\r\nConnection: close\r\n\r\nnot a websocket ask\n",
