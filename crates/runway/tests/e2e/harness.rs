@@ -149,6 +149,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (its router serves in it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("the server runs")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
     }

@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod domains;
 mod durability;
+mod http_settings;
 mod packages;
 mod registry;
 mod runtimes;
