@@ -132,6 +132,11 @@ pub(crate) fn rollback(
         .into());
     }
     service.spec = target.spec.clone();
+    if service.spec.source_configuration.code_repository.is_some() {
+        // The image a build made is the revision's, not the service's: the service keeps
+        // building its repository on later deployments, and describes as it was created.
+        service.spec.source_configuration.image_repository = None;
+    }
     let mut op = new_operation(
         ctx,
         &service,
@@ -223,6 +228,11 @@ pub(crate) fn update_traffic(
             ApiError::invalid(format!("Traffic percents must add up to 100, got {total}")).into(),
         );
     }
+    let chosen: Vec<&RevisionRecord> = traffic
+        .iter()
+        .filter_map(|t| known.iter().find(|r| r.id == t.revision))
+        .collect();
+    one_protocol(&chosen)?;
     let mut st = state(&*tx, &service.arn)?;
     st.traffic = traffic.clone();
     tx.save(&st)?;
@@ -249,6 +259,28 @@ pub(crate) fn update_traffic(
                 .collect(),
         ),
     })
+}
+
+/// Refuses traffic for revisions whose instances speak different protocols: the router
+/// serves a service with one HTTP configuration (its primary revision's), so the others
+/// would get requests in a protocol they do not speak.
+fn one_protocol(revisions: &[&RevisionRecord]) -> OpResult<()> {
+    let mut protocols = revisions.iter().map(|r| (r, r.http_settings().protocol));
+    let Some((first, protocol)) = protocols.next() else {
+        return Ok(());
+    };
+    match protocols.find(|(_, p)| *p != protocol) {
+        Some((other, p)) => Err(ApiError::invalid(format!(
+            "Traffic: revision {} speaks {} and revision {} speaks {}; a service's revisions \
+             get traffic in one protocol (see HttpConfiguration.InstanceProtocol)",
+            first.id,
+            protocol.as_str(),
+            other.id,
+            p.as_str()
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Appends a line to a service's event log.
@@ -343,3 +375,6 @@ pub(crate) fn get_build_log(
         operation_status: Some(op.status.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -547,6 +547,30 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
     );
     assert_eq!(deadline["expired"], "DEADLINE_EXCEEDED", "{deadline}");
 
+    // A rollback to the built revision restores its settings (and apprunner.yaml's
+    // protocol, which no API call set), and the service stays one built from source.
+    let out = runway_out(
+        &server,
+        &["services", "update", "grpc-echo", "--request-timeout", "30"],
+    );
+    assert!(out.contains("serves with the new HTTP settings"), "{out}");
+    let out = runway_out(&server, &["rollback", "grpc-echo", "-o", "json"]);
+    let op = serde_json::from_str::<Value>(&out).unwrap()["OperationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
+    assert_eq!(
+        describe_http(&server, &arn)["ServingHttpConfiguration"]["RequestTimeoutSeconds"],
+        120
+    );
+    assert_eq!(grpc(&["calls"]), calls);
+    let source = &server
+        .aws(&["describe-service", "--service-arn", &arn])
+        .ok()["Service"]["SourceConfiguration"];
+    assert!(source["CodeRepository"].is_object(), "{source}");
+    assert!(source["ImageRepository"].is_null(), "{source}");
+
     // The router's own answers are gRPC statuses: its request timeout...
     let out = runway_out(
         &server,
