@@ -304,6 +304,14 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
         assert!(described.contains(line), "{line:?} in:\n{described}");
     }
     assert_eq!(sleep(4000).0, 200);
+    let json = runway_out(&server, &["services", "describe", "timeouts", "-o", "json"]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["ServiceName"], "timeouts", "App Runner's shape");
+    assert_eq!(
+        json["ServingHttpConfiguration"]["RequestTimeoutSeconds"],
+        600
+    );
+    assert_eq!(json["HttpConfiguration"]["MaxRequestBodyBytes"], 0);
 
     // 1 GiB streamed through, the server's memory flat.
     let (status, body, grown) = upload(&server, &host, "/upload", 1 << 30, &[]);
