@@ -502,19 +502,17 @@ impl Controller {
         }
         let mut spec = op.spec.clone().unwrap_or_else(|| service.spec.clone());
         let (mut source_http, mut events) = (None, Vec::new());
-        let again = if op.settings_only {
-            state.primary_revision().map(str::to_string)
-        } else {
-            op.redeploy.clone()
+        // A revision whose image runs again: a rollback's target, or for new HTTP
+        // settings the serving revision.
+        let again = match (op.settings_only, state.primary_revision()) {
+            (false, _) => op.redeploy.clone(),
+            (true, Some(serving)) => Some(serving.to_string()),
+            (true, None) => {
+                let reason =
+                    "the service has no serving revision to apply its HTTP configuration to";
+                return fail(op, service, now, reason.into());
+            }
         };
-        if op.settings_only && again.is_none() {
-            return fail(
-                op,
-                service,
-                now,
-                "the service has no serving revision to apply its HTTP configuration to".into(),
-            );
-        }
         let image = match again {
             Some(id) => match snap
                 .revisions

@@ -39,7 +39,7 @@ fn traffic_goes_to_revisions_of_one_protocol() {
     assert!(one_protocol(&[&yaml_h2c, &api_h2c]).is_ok());
     assert!(one_protocol(&[&http1, &api_http1]).is_ok());
     assert!(one_protocol(&[]).is_ok());
-    let Err(super::super::OpError::Api(e)) = one_protocol(&[&http1, &api_http1, &yaml_h2c]) else {
+    let Err(crate::OpError::Api(e)) = one_protocol(&[&http1, &api_http1, &yaml_h2c]) else {
         panic!("a split between HTTP1 and H2C was allowed");
     };
     assert!(
