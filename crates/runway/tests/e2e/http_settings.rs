@@ -562,6 +562,15 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
         &["services", "update", "grpc-echo", "--request-timeout", "30"],
     );
     assert!(out.contains("serves with the new HTTP settings"), "{out}");
+    let serving = &describe_http(&server, &arn)["ServingHttpConfiguration"];
+    assert_eq!(
+        (
+            &serving["InstanceProtocol"],
+            &serving["RequestTimeoutSeconds"]
+        ),
+        (&json!("H2C"), &json!(30)),
+        "the API's timeout beside apprunner.yaml's protocol"
+    );
     let out = runway_out(&server, &["rollback", "grpc-echo", "-o", "json"]);
     let op = serde_json::from_str::<Value>(&out).unwrap()["OperationId"]
         .as_str()
