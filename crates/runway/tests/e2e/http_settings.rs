@@ -408,6 +408,9 @@ fn sse(server: &Server, host: &str, count: u32, interval_ms: u32) -> (usize, f64
 }
 
 #[test]
+#[ignore = "router bug, in main and in the router branch at 71a085f: a chunked HTTP/1.1 \
+            body over the limit often gets the connection reset instead of the 413 \
+            (no lingering close)"]
 fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
     let server = Server::start();
     let (_, host) = create_testapp(&server, "limited", json!({}), json!({}));
@@ -421,28 +424,56 @@ fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
             "1KiB",
         ],
     );
+    let (ca, port) = (ca(&server), https_port(&server));
     let body = "a".repeat(2000);
-    for protocol in ["--http1.1", "--http2"] {
-        let (status, echoed, _) = curl(
+    let (status, echoed, _) = curl(&server, &host, "/echo", &["--data-binary", &body[..1024]]);
+    assert_eq!((status, echoed.len()), (200, 1024), "at the limit");
+    // Three times each: the answer must not depend on how the body's bytes and the
+    // refusal cross.
+    for _ in 0..3 {
+        // HTTP/1.1 with curl: a Content-Length over the limit, and a chunked body.
+        let (status, answer, _) = curl(
             &server,
             &host,
             "/echo",
-            &[protocol, "--data-binary", &body[..1024]],
+            &["--http1.1", "--data-binary", &body],
         );
-        assert_eq!((status, echoed.len()), (200, 1024), "{protocol}");
-        // Three times each: the answer must not depend on how the body's bytes and the
-        // refusal cross.
-        for _ in 0..3 {
-            let (status, answer, _) =
-                curl(&server, &host, "/echo", &[protocol, "--data-binary", &body]);
-            assert_eq!(status, 413, "{protocol}, Content-Length 2000: {answer}");
-            let (status, answer, _) = upload(&server, &host, "/upload", 5000, &[protocol]);
+        assert_eq!(status, 413, "HTTP/1.1, Content-Length 2000: {answer}");
+        for bytes in [5000, 200_000] {
+            let (status, answer, _) = upload(&server, &host, "/upload", bytes, &["--http1.1"]);
             assert_eq!(
                 status, 413,
-                "{protocol}, 5000 bytes of unknown length: {answer}"
+                "HTTP/1.1, {bytes} bytes chunked (a status of 100 is curl's last before \
+                 the connection was reset: the 413 was lost when the router closed with the \
+                 client's bytes unread; nginx and Apache read on for a while, a lingering \
+                 close): {answer}"
+            );
+        }
+        // HTTP/2 with the h2 package (curl 7.88 sometimes reports the reset that may
+        // follow an early answer as an error), with and without a content-length.
+        for (bytes, length) in [(2000, "length"), (5000, ""), (200_000, "")] {
+            let answer = python(
+                "h2_upload.py",
+                &[
+                    ca.to_str().unwrap(),
+                    &host,
+                    &port,
+                    "/upload",
+                    &bytes.to_string(),
+                    length,
+                ],
+            );
+            assert_eq!(
+                answer["status"], 413,
+                "HTTP/2, {bytes} bytes {length}: {answer}"
             );
         }
     }
+    let answer = python(
+        "h2_upload.py",
+        &[ca.to_str().unwrap(), &host, &port, "/upload", "1000"],
+    );
+    assert_eq!(answer["body"], "received 1000 bytes\n", "{answer}");
 }
 
 #[test]
