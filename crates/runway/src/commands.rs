@@ -564,7 +564,7 @@ async fn finish_deploy(
     let s = &out["Service"];
     let (arn, op) = (text(&s["ServiceArn"]), text(&out["OperationId"]));
     let http_op = match args.http.given() {
-        true => http::update(client, &arn, &args.http).await?,
+        true => http::update(client, &arn, &args.http, true).await?,
         false => None,
     };
     let table = client_args.output == Output::Table;

@@ -85,9 +85,15 @@ impl HttpArgs {
     }
 }
 
-/// Sets the HTTP settings of service `arn` from `args` over what the API holds now;
-/// the operation's id, or `None` when nothing changes.
-pub async fn update(client: &Client, arn: &str, args: &HttpArgs) -> Result<Option<String>> {
+/// Sets the HTTP settings of service `arn` from `args` over what the API holds now; the
+/// operation's id. With `skip_unchanged`, nothing is sent (`None`) when the API holds
+/// those settings already: a deployment that carries them is on its way.
+pub async fn update(
+    client: &Client,
+    arn: &str,
+    args: &HttpArgs,
+    skip_unchanged: bool,
+) -> Result<Option<String>> {
     let current = client
         .call_extension(
             "DescribeServiceHttpConfiguration",
@@ -95,7 +101,7 @@ pub async fn update(client: &Client, arn: &str, args: &HttpArgs) -> Result<Optio
         )
         .await?;
     let wanted = args.apply(&current["HttpConfiguration"])?;
-    if wanted == current["HttpConfiguration"] {
+    if skip_unchanged && wanted == current["HttpConfiguration"] {
         return Ok(None);
     }
     let out = client
@@ -122,10 +128,9 @@ pub async fn update_service(
         );
     }
     let arn = super::service_arn(client, name).await?;
-    let Some(op) = update(client, &arn, args).await? else {
-        println!("{name} already has these HTTP settings.");
-        return Ok(());
-    };
+    // Sent even when unchanged: the serving revision may not have them (its deployment
+    // was rolled back), and the command's promise is that it will.
+    let op = update(client, &arn, args, false).await?.unwrap_or_default();
     let table = client_args.output == Output::Table;
     if no_wait {
         return match table {
