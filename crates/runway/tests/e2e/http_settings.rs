@@ -408,9 +408,6 @@ fn sse(server: &Server, host: &str, count: u32, interval_ms: u32) -> (usize, f64
 }
 
 #[test]
-#[ignore = "router bug, in main and in the router branch at 4189b25: a chunked HTTP/1.1 \
-            body over the limit often gets the connection reset instead of the 413 \
-            (no lingering close)"]
 fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
     let server = Server::start();
     let (_, host) = create_testapp(&server, "limited", json!({}), json!({}));
@@ -477,7 +474,6 @@ fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
 }
 
 #[test]
-#[ignore = "needs router branch (the idle timeout, RFC 8441 to HTTP/1.1 instances): passes on it at 4189b25"]
 fn websockets_and_event_streams_outlive_the_request_timeout_and_idle_ones_are_closed() {
     let server = Server::start();
     let (arn, host) = create_testapp(&server, "streams", json!({}), json!({}));
@@ -529,8 +525,6 @@ fn websockets_and_event_streams_outlive_the_request_timeout_and_idle_ones_are_cl
 }
 
 #[test]
-#[ignore = "needs router branch (the router's own answers as gRPC statuses): passes on it at 4189b25; \
-            on main only its last part fails (a request timeout answered 504, not DEADLINE_EXCEEDED)"]
 fn grpc_from_source_with_apprunner_yaml_through_the_router() {
     let server = Server::start_with(&["--runtime-image", "python3=runtimes/python3:latest"]);
     import_base(&server, "python3");
