@@ -6,7 +6,9 @@
 //! has none yet (scale from zero), requests wait in a bounded FIFO queue per revision and
 //! the router publishes the demand. Bodies stream both ways, upgrades (WebSockets) and
 //! gRPC (h2c to instances) pass through, and every revision's concurrency, requests,
-//! latency and bytes are measured.
+//! latency and bytes are measured. Its connection handling (limits, timeouts, graceful
+//! shutdown) also serves runway's API and registry listeners ([`AppServer`]), with a cap
+//! on connections in all and per client address.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+pub mod app;
 mod balance;
 mod body;
 mod config;
@@ -108,6 +111,7 @@ pub mod fuzzing {
     }
 }
 
+pub use app::{AppServer, ConnectionCaps, ListenerMetrics};
 pub use balance::{Demand, WaitingRevision};
 pub use config::{AccessLogConfig, RouterConfig};
 pub use error::{Origin, RouterError};
@@ -121,15 +125,12 @@ pub use routes::{
 pub use server::Workers;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use runway_telemetry::Registry;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
-
-/// The number of request headers hyper's HTTP/1.1 server accepts when no limit is set.
-const HYPER_MAX_HEADERS: usize = 100;
 
 /// One revision's load, as the autoscaler reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -263,25 +264,7 @@ impl Router {
             )?),
             None => None,
         };
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        // The header read timeout is the connection's (`server::IdleClock`): hyper's
-        // costs a timer allocated, registered and dropped for every request.
-        h1.header_read_timeout(None)
-            .max_header_size(config.max_header_bytes.max(8192))
-            .keep_alive(true);
-        // hyper parses into a fixed array of its default size, but into a vector filled
-        // element by element (about 4 % of the router's instructions per request) when
-        // any limit is set, even the same one.
-        if config.max_headers != HYPER_MAX_HEADERS {
-            h1.max_headers(config.max_headers);
-        }
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(config.h2_max_concurrent_streams)
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(config.h2_keepalive)
-            .keep_alive_timeout(config.h2_keepalive)
-            .enable_connect_protocol();
+        let (h1, h2) = server::http_builders(&config);
         let upstream = upstream::UpstreamSettings {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,
