@@ -53,6 +53,8 @@ struct Inner {
     runtimes: Option<Arc<dyn RuntimeCatalog>>,
     /// Called after a call that changed something commits.
     on_change: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Limits failed sign-ins per client address (shared with the registry).
+    throttle: Option<Arc<runway_secrets::AuthThrottle>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -91,6 +93,7 @@ impl Api {
                 instances,
                 runtimes: None,
                 on_change: None,
+                throttle: None,
             }),
         })
     }
@@ -145,6 +148,15 @@ impl Api {
     pub fn on_change(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.on_change = Some(Arc::new(f));
+        }
+        self
+    }
+
+    /// Limits failed sign-ins per client address with `throttle` (the client's address
+    /// comes from axum's `ConnectInfo<SocketAddr>`). Only before the API serves.
+    pub fn with_auth_throttle(mut self, throttle: Arc<runway_secrets::AuthThrottle>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.throttle = Some(throttle);
         }
         self
     }

@@ -4,7 +4,7 @@
 use crate::ops::{self, Ctx, OpError, OpResult};
 use crate::{Api, sigv4};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use runway_model::Timestamp;
 use runway_store::Txn;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The content type of requests and answers.
@@ -97,6 +98,8 @@ struct Fault {
     status: StatusCode,
     type_name: &'static str,
     message: String,
+    /// Seconds to wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl Fault {
@@ -105,6 +108,23 @@ impl Fault {
             status,
             type_name,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many failed sign-ins from the client's address: try again after `wait`.
+    fn throttled(wait: Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Fault {
+            retry_after: Some(seconds.max(1)),
+            ..Fault::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                format!(
+                    "Rate exceeded: too many requests with invalid credentials from this address; retry in {} s",
+                    seconds.max(1)
+                ),
+            )
         }
     }
 
@@ -147,10 +167,20 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut operation = "unknown";
     let result = async {
+        let signer = Signer::of(&api, &parts);
+        if let Some(signer) = &signer {
+            signer.admit()?;
+        }
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
         })?;
-        let access_key = authenticate(&api, &parts, body.clone()).await?;
+        let access_key = authenticate(&api, &parts, body.clone())
+            .await
+            .inspect_err(|fault| {
+                if let Some(signer) = &signer {
+                    signer.failed(fault);
+                }
+            })?;
         if parts.method != Method::POST || parts.uri.path() != "/" {
             return Err(Fault::new(
                 StatusCode::NOT_FOUND,
@@ -206,7 +236,12 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         ),
         Err(fault) => {
             let body = serde_json::json!({ "__type": fault.type_name, "Message": fault.message });
-            let response = answer(fault.status, &request_id, body.to_string().into_bytes());
+            let mut response = answer(fault.status, &request_id, body.to_string().into_bytes());
+            if let Some(seconds) = fault.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             (fault.status, fault.type_name, response)
         }
     };
@@ -232,6 +267,58 @@ fn answer(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
         headers.insert("x-amzn-requestid", id);
     }
     response
+}
+
+/// A request that carries a signature, from a known client address, when failed
+/// sign-ins are limited: the throttle is asked before the signature is checked and told
+/// when it fails.
+struct Signer<'a> {
+    throttle: &'a runway_secrets::AuthThrottle,
+    client: SocketAddr,
+    key_id: Option<&'a str>,
+}
+
+impl<'a> Signer<'a> {
+    fn of(api: &'a Api, parts: &'a axum::http::request::Parts) -> Option<Self> {
+        let throttle = api.inner.throttle.as_deref()?;
+        let ConnectInfo(client) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+        // A request without credentials fails as anonymous, not as a wrong guess.
+        let signed = parts.headers.contains_key(header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("X-Amz-Credential"));
+        signed.then(|| Signer {
+            throttle,
+            client: *client,
+            key_id: sigv4::claimed_key_id(&parts.headers),
+        })
+    }
+
+    fn failure<'r>(&self, reason: &'r str) -> runway_secrets::AuthFailure<'r>
+    where
+        'a: 'r,
+    {
+        runway_secrets::AuthFailure {
+            listener: "api",
+            client: self.client,
+            key_id: self.key_id,
+            reason,
+        }
+    }
+
+    fn admit(&self) -> Result<(), Fault> {
+        self.throttle
+            .admit(&self.failure("throttled"))
+            .map_err(Fault::throttled)
+    }
+
+    /// Counts `fault` if it says the credentials are wrong (not a failure on our side).
+    fn failed(&self, fault: &Fault) {
+        if fault.status == StatusCode::FORBIDDEN {
+            self.throttle.failed(&self.failure(fault.type_name));
+        }
+    }
 }
 
 /// Verifies the request's SigV4 signature against the stored access keys; returns the

@@ -49,7 +49,8 @@ pub struct RegistryConfig {
     /// The largest manifest accepted (the spec asks for at least 4 MiB).
     pub max_manifest_size: usize,
     /// The registry's public base URL (`https://registry.example.com`), used in the
-    /// token realm of `WWW-Authenticate`. `None`: `http://` + the request's `Host`.
+    /// token realm of `WWW-Authenticate`. `None`: `http://` (`https://` with `tls`) + the
+    /// request's `Host`.
     pub public_url: Option<String>,
     /// How long a token from the token endpoint is valid.
     pub token_ttl: Duration,
@@ -62,6 +63,12 @@ pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     /// The platform picked from a multi-platform image on import.
     pub platform: Platform,
+    /// Whether clients reach the registry over HTTPS (the token realm's scheme when no
+    /// `public_url` is set).
+    pub tls: bool,
+    /// Limits failed sign-ins per client address (shared with the API); the client's
+    /// address comes from axum's `ConnectInfo<SocketAddr>`.
+    pub auth_throttle: Option<Arc<runway_secrets::AuthThrottle>>,
 }
 
 impl RegistryConfig {
@@ -77,6 +84,8 @@ impl RegistryConfig {
             upload_expiry: Duration::from_secs(3600),
             insecure_registries: Vec::new(),
             platform: host_platform(),
+            tls: false,
+            auth_throttle: None,
         }
     }
 }
