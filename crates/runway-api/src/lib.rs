@@ -37,6 +37,21 @@ pub struct ApiConfig {
     pub build_logs: Option<std::path::PathBuf>,
 }
 
+/// Where clients reach this server's parts, as `Runway.DescribeEndpoints` answers (what
+/// `runway login` saves in a profile).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicEndpoints {
+    /// The API's URL.
+    pub api: String,
+    /// The image registry's URL.
+    pub registry: String,
+    /// The router's HTTPS URL (apps).
+    pub https: String,
+    /// The router's plain HTTP URL.
+    pub http: String,
+}
+
 /// The API: cheap to clone, shared by every connection.
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -55,6 +70,8 @@ struct Inner {
     on_change: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Limits failed sign-ins per client address (shared with the registry).
     throttle: Option<Arc<runway_secrets::AuthThrottle>>,
+    /// What `Runway.DescribeEndpoints` answers.
+    endpoints: Option<PublicEndpoints>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -94,6 +111,7 @@ impl Api {
                 runtimes: None,
                 on_change: None,
                 throttle: None,
+                endpoints: None,
             }),
         })
     }
@@ -157,6 +175,15 @@ impl Api {
     pub fn with_auth_throttle(mut self, throttle: Arc<runway_secrets::AuthThrottle>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.throttle = Some(throttle);
+        }
+        self
+    }
+
+    /// Tells clients where this server's parts are (`Runway.DescribeEndpoints`). Only
+    /// before the API serves.
+    pub fn with_endpoints(mut self, endpoints: PublicEndpoints) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.endpoints = Some(endpoints);
         }
         self
     }

@@ -86,6 +86,7 @@ const EXTENSIONS: &[&str] = &[
     "ListRuntimes",
     "UpdateRuntime",
     "CheckRuntime",
+    "DescribeEndpoints",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -444,6 +445,18 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "ListRuntimes" => encode(&crate::runtimes::list(api).await?),
         "UpdateRuntime" => encode(&crate::runtimes::update(api, parse(&body)?).await?),
         "CheckRuntime" => encode(&crate::runtimes::check(api, parse(&body)?).await?),
+        "DescribeEndpoints" => {
+            let inner = &api.inner;
+            let mut output = serde_json::to_value(&inner.endpoints)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))?;
+            if let Some(object) = output.as_object_mut() {
+                object.insert("Region".into(), inner.config.region.clone().into());
+            } else {
+                output = serde_json::json!({ "Region": inner.config.region });
+            }
+            serde_json::to_vec(&output)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
+        }
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }

@@ -202,6 +202,8 @@ impl std::fmt::Debug for Registry {
 }
 
 const TOKEN_KEY_ID: &str = "registry-token-key";
+/// The most hosts [`Registry::remember_hosts`] keeps.
+pub const REMEMBERED_HOSTS: usize = 64;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -350,6 +352,43 @@ impl Registry {
                 return Err(RegistryError::NotFound(format!("repository {name}")));
             }
             Ok(meta::tags(&*tx, &name)?)
+        })
+        .await
+    }
+
+    /// Records that clients reach the registry as `hosts` now (`registry.example.com`,
+    /// `10.0.0.5:5000`, `127.0.0.1:5000`, ...) and returns every host it is known by:
+    /// `hosts` first, then those it was served under before (most recent first, at most
+    /// [`REMEMBERED_HOSTS`] in all), so that image references naming an old address
+    /// stay the registry's own.
+    pub async fn remember_hosts(&self, hosts: &[String]) -> Result<Vec<String>, RegistryError> {
+        let hosts = hosts.to_vec();
+        self.blocking(move |inner| {
+            let mut tx = inner.store.begin()?;
+            let now = now_ms();
+            for host in &hosts {
+                tx.save(&meta::HostRecord {
+                    host: host.clone(),
+                    last_served_ms: now,
+                })?;
+            }
+            let mut known: Vec<meta::HostRecord> = tx
+                .load_all::<meta::HostRecord>(&runway_store::Query::default())?
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| !hosts.contains(&r.host))
+                .collect();
+            known.sort_by_key(|r| std::cmp::Reverse(r.last_served_ms));
+            let keep = REMEMBERED_HOSTS.saturating_sub(hosts.len());
+            for old in known.iter().skip(keep) {
+                tx.remove::<meta::HostRecord>(&old.host)?;
+            }
+            tx.commit()?;
+            Ok(hosts
+                .iter()
+                .cloned()
+                .chain(known.into_iter().take(keep).map(|r| r.host))
+                .collect())
         })
         .await
     }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/runway";
+/// The log of failed sign-ins on the API and the registry, in the data directory.
+pub const AUTH_LOG: &str = "logs/auth.log";
 /// The profile the credentials file holds the admin key under.
 pub const PROFILE: &str = "runway";
 
@@ -113,6 +115,37 @@ pub struct ServerArgs {
     /// send no push webhooks; 0: do not poll [default: 60].
     #[arg(long)]
     source_poll_interval: Option<u64>,
+    /// Serve the API and the registry over HTTPS: with --tls-cert and --tls-key if given,
+    /// else with a certificate from runway's local CA (DATA_DIR/certs/ca.pem) for the
+    /// --api-host and --registry-host names and the addresses they listen on. Needed to
+    /// listen on an address other than loopback (unless --allow-insecure-http).
+    #[arg(long)]
+    #[serde(default)]
+    tls: bool,
+    /// The API and registry's certificate chain in PEM, leaf first (implies --tls); read
+    /// again when the file changes, so a renewed certificate is served without a restart.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert in PEM.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A name or address clients on other machines reach the API by
+    /// (`runway.example.com`, `203.0.113.7`, with `:PORT` if it differs from the listening
+    /// port): in the local CA's certificate and the API's URL. Repeat for more.
+    #[arg(long = "api-host", value_name = "HOST[:PORT]")]
+    #[serde(default)]
+    api_host: Vec<String>,
+    /// A name or address clients reach the registry by, like --api-host; image references
+    /// naming it (or loopback, or an address the registry had before) are runway's own.
+    #[arg(long = "registry-host", value_name = "HOST[:PORT]")]
+    #[serde(default)]
+    registry_host: Vec<String>,
+    /// Serve the API and the registry over plain HTTP even on an address other than
+    /// loopback (behind a proxy that terminates TLS): access keys, secrets and images then
+    /// cross the network in clear text up to that proxy.
+    #[arg(long)]
+    #[serde(default)]
+    allow_insecure_http: bool,
     /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
     /// For a standby control plane, and for tests of the API alone.
     #[arg(long)]
@@ -210,6 +243,84 @@ pub struct Config {
     pub source_poll_interval: std::time::Duration,
     /// Custom domains, certificates and DNS.
     pub domains: crate::domains::DomainsConfig,
+    /// How the API and the registry are served over TLS; plain HTTP if `None`.
+    pub tls: Option<TlsSource>,
+    /// Names and addresses clients reach the API by.
+    pub api_hosts: Vec<PublicHost>,
+    /// Names and addresses clients reach the registry by.
+    pub registry_hosts: Vec<PublicHost>,
+    /// Plain HTTP on a non-loopback address is allowed.
+    pub allow_insecure_http: bool,
+}
+
+/// Where the API and registry's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Issued by the local CA for the endpoints' names and addresses.
+    LocalCa,
+    /// Files the operator provides, read again when they change.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// A name or address clients reach a listener by, with the port they use if it is not the
+/// listening port (a proxy or NAT in front).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicHost {
+    /// A lowercase DNS name, an IPv4 address or an IPv6 address (without brackets).
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl PublicHost {
+    /// Parses `HOST`, `HOST:PORT`, an IP address, `[IPv6]:PORT`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(PublicHost {
+                host: addr.ip().to_string(),
+                port: Some(addr.port()),
+            });
+        }
+        let bare = text.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(PublicHost {
+                host: ip.to_string(),
+                port: None,
+            });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    format!("{text:?}: the port must be a number from 1 to 65535")
+                })?;
+                (host, Some(port))
+            }
+            None => (text, None),
+        };
+        if !runway_certs::valid_domain(host) || host.starts_with("*.") {
+            return Err(format!(
+                "{text:?} is not a host name or an IP address (use lowercase letters, digits, '-' and '.')"
+            ));
+        }
+        Ok(PublicHost {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The host as URLs write it (IPv6 in brackets).
+    fn in_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// `host:port` as clients write it, with `listening` as the port unless another was
+    /// given.
+    pub fn authority(&self, listening: u16) -> String {
+        format!("{}:{}", self.in_url(), self.port.unwrap_or(listening))
+    }
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -229,7 +340,15 @@ impl ServerArgs {
             }
             None => ServerArgs::default(),
         };
+        let tls = tls_source(&self, &file)?;
+        let api_hosts = public_hosts("api-host", &self.api_host, &file.api_host)?;
+        let registry_hosts =
+            public_hosts("registry-host", &self.registry_host, &file.registry_host)?;
         let config = Config {
+            tls,
+            api_hosts,
+            registry_hosts,
+            allow_insecure_http: self.allow_insecure_http || file.allow_insecure_http,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -368,6 +487,29 @@ impl ServerArgs {
     }
 }
 
+/// `--tls`, `--tls-cert` and `--tls-key` from the flags, else the file.
+fn tls_source(flags: &ServerArgs, file: &ServerArgs) -> Result<Option<TlsSource>> {
+    let (cert, key) = match (&flags.tls_cert, &flags.tls_key) {
+        (None, None) => (file.tls_cert.clone(), file.tls_key.clone()),
+        (cert, key) => (cert.clone(), key.clone()),
+    };
+    Ok(match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsSource::Files { cert, key }),
+        (None, None) if flags.tls || file.tls => Some(TlsSource::LocalCa),
+        (None, None) => None,
+        _ => bail!("tls-cert and tls-key go together: give both, or neither"),
+    })
+}
+
+/// `--api-host` (or `--registry-host`) values from the flags, else the file.
+fn public_hosts(what: &str, flags: &[String], file: &[String]) -> Result<Vec<PublicHost>> {
+    let values = if flags.is_empty() { file } else { flags };
+    values
+        .iter()
+        .map(|v| PublicHost::parse(v).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .collect()
+}
+
 impl Config {
     fn check(&self) -> Result<()> {
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -399,7 +541,25 @@ impl Config {
                 self.base_domain
             );
         }
+        if self.tls.is_none() && !self.allow_insecure_http {
+            for (what, flag, addr) in [
+                ("API", "api-listen", self.api_listen),
+                ("registry", "registry-listen", self.registry_listen),
+            ] {
+                if !addr.ip().is_loopback() {
+                    bail!(
+                        "refusing to serve the {what} over plain HTTP on {addr} ({flag}), which is not a loopback address: access keys, secrets and images would cross the network in clear text. Add --tls (a certificate from runway's local CA; clients trust {}/certs/ca.pem), or --tls-cert and --tls-key; behind a proxy that terminates TLS, --allow-insecure-http",
+                        self.data_dir.display()
+                    );
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `https` with TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -430,8 +590,15 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let config = args.resolve()?;
     // One TLS crypto provider for the whole process (DESIGN.md).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    runway_telemetry::init_logging(config.log_format, &config.log_filter)
-        .map_err(anyhow::Error::msg)?;
+    runway_telemetry::init_logging_with(
+        config.log_format,
+        &config.log_filter,
+        Some(runway_telemetry::TargetLog {
+            target: runway_secrets::AUTH_LOG_TARGET,
+            path: config.data_dir.join(AUTH_LOG),
+        }),
+    )
+    .map_err(anyhow::Error::msg)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -526,8 +693,15 @@ async fn serve(config: Config) -> Result<()> {
     let new_credentials = ensure_admin_key(&*store, &master, dir)?;
 
     let mut metrics = runway_telemetry::Registry::default();
+    // One allowance of failed sign-ins per address for the API and the registry alike:
+    // they take the same keys.
+    let throttle = Arc::new(runway_secrets::AuthThrottle::default());
     let registry = Registry::open(
-        RegistryConfig::new(dir.join("registry")),
+        RegistryConfig {
+            tls: config.tls.is_some(),
+            auth_throttle: Some(throttle.clone()),
+            ..RegistryConfig::new(dir.join("registry"))
+        },
         store.clone(),
         master.clone(),
         &mut metrics,
@@ -562,14 +736,44 @@ async fn serve(config: Config) -> Result<()> {
     .context("cannot start the router")?;
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
+    let endpoint_cert = match &config.tls {
+        None => None,
+        Some(source) => {
+            let (source, certs, names) = (
+                source.clone(),
+                certs.clone(),
+                endpoint_names(&config, &[api_addr, registry_addr]),
+            );
+            let cert = tokio::task::spawn_blocking(move || match source {
+                TlsSource::Files { cert, key } => {
+                    runway_certs::EndpointCert::from_files(&cert, &key)
+                        .with_context(|| format!("cannot use the certificate {}", cert.display()))
+                }
+                TlsSource::LocalCa => certs
+                    .endpoint_certificate(&names)
+                    .context("cannot issue the API and registry certificate"),
+            })
+            .await??;
+            Some(Arc::new(cert))
+        }
+    };
+    let endpoint_tls = endpoint_cert
+        .as_ref()
+        .map(|cert| cert.server_config())
+        .transpose()
+        .context("cannot build the API and registry TLS configuration")?;
     let (http_listener, http_addr) = bind("router (HTTP)", config.http_listen).await?;
     let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
     router.set_https_port(https_addr.port());
+    let registry_hosts = registry
+        .remember_hosts(&registry_hosts(&config, registry_addr))
+        .await
+        .context("cannot record the registry's addresses")?;
     let builder = {
         let mut build = BuilderConfig::new(dir.join("build"), dir.join("build-cache"));
         build.runtime_images = config.runtime_images.clone();
-        build.own_registry_hosts = registry_hosts(registry_addr);
+        build.own_registry_hosts = registry_hosts.clone();
         build.build_timeout = config.build_timeout;
         build.trust = runway_build::BuildTrust::from_host(
             config.build_ca_bundle.clone(),
@@ -590,7 +794,7 @@ async fn serve(config: Config) -> Result<()> {
         router.clone(),
         Arc::new(crate::adapters::RegistryResolver {
             registry: registry.clone(),
-            hosts: registry_hosts(registry_addr),
+            hosts: registry_hosts.clone(),
             builder: builder.clone(),
             data_dir: dir.clone(),
             store: store.clone(),
@@ -598,18 +802,6 @@ async fn serve(config: Config) -> Result<()> {
         }),
         config.control.clone(),
     );
-    let api = Api::new(
-        store.clone(),
-        master.clone(),
-        ApiConfig {
-            region: config.region.clone(),
-            account_id: config.account_id.clone(),
-            base_domain: config.base_domain.clone(),
-            build_logs: Some(dir.join("builds")),
-        },
-        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
-        &mut metrics,
-    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -630,6 +822,42 @@ async fn serve(config: Config) -> Result<()> {
         stopped.clone(),
     )
     .await?;
+    let scheme = config.scheme();
+    let endpoints = Endpoints {
+        api: format!(
+            "{scheme}://{}",
+            public_authority(&config.api_hosts, api_addr)
+        ),
+        registry: format!(
+            "{scheme}://{}",
+            public_authority(&config.registry_hosts, registry_addr)
+        ),
+        http: format!("http://{http_addr}"),
+        https: format!("https://{https_addr}"),
+        ca: certs.ca_path(),
+        metrics: format!("http://{metrics_addr}/metrics"),
+        region: config.region.clone(),
+        dns: domains.dns_addr().map(|a| a.to_string()),
+    };
+    let api = Api::new(
+        store.clone(),
+        master.clone(),
+        ApiConfig {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            base_domain: config.base_domain.clone(),
+            build_logs: Some(dir.join("builds")),
+        },
+        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
+        &mut metrics,
+    )?
+    .with_auth_throttle(throttle)
+    .with_endpoints(runway_api::PublicEndpoints {
+        api: endpoints.api.clone(),
+        registry: endpoints.registry.clone(),
+        https: endpoints.https.clone(),
+        http: endpoints.http.clone(),
+    });
     let api = api.on_change({
         let (controller, domains) = (controller.clone(), domains.clone());
         move || {
@@ -647,7 +875,7 @@ async fn serve(config: Config) -> Result<()> {
         let catalog = crate::runtime_catalog::Catalog {
             builder: builder.clone(),
             registry: registry.clone(),
-            hosts: registry_hosts(registry_addr),
+            hosts: registry_hosts.clone(),
             configured,
             set: Default::default(),
         };
@@ -659,23 +887,22 @@ async fn serve(config: Config) -> Result<()> {
         }
         api.with_runtimes(Arc::new(catalog))
     };
+    let (api_server, registry_server) = {
+        let listeners = runway_router::ListenerMetrics::register(&mut metrics);
+        let caps = connection_caps(raise_file_limit());
+        let limits = runway_router::RouterConfig::default();
+        (
+            runway_router::AppServer::new("api", limits.clone(), caps, listeners.clone()),
+            runway_router::AppServer::new("registry", limits, caps, listeners),
+        )
+    };
     let metrics = Arc::new(metrics);
-    deploy_on_push(&registry, &api, registry_addr);
+    deploy_on_push(&registry, &api, registry_hosts);
     // Serve the last known routes at once, before the controller's loops run.
     controller
         .publish_routes()
         .await
         .context("cannot read the routes")?;
-    let endpoints = Endpoints {
-        api: format!("http://{api_addr}"),
-        registry: format!("http://{registry_addr}"),
-        http: format!("http://{http_addr}"),
-        https: format!("https://{https_addr}"),
-        ca: certs.ca_path(),
-        metrics: format!("http://{metrics_addr}/metrics"),
-        region: config.region.clone(),
-        dns: domains.dns_addr().map(|a| a.to_string()),
-    };
     runway_store::fs::write_atomic(
         &dir.join("endpoints.json"),
         serde_json::to_string_pretty(&endpoints)?.as_bytes(),
@@ -705,8 +932,12 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
     println!("Use it with the AWS CLI:");
+    let ca_bundle = match &config.tls {
+        Some(TlsSource::LocalCa) => format!("AWS_CA_BUNDLE={} ", endpoints.ca.display()),
+        _ => String::new(),
+    };
     println!(
-        "  AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={PROFILE} aws apprunner list-services --endpoint-url {} --region {}",
+        "  {ca_bundle}AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={PROFILE} aws apprunner list-services --endpoint-url {} --region {}",
         credentials.display(),
         endpoints.api,
         config.region
@@ -727,23 +958,38 @@ async fn serve(config: Config) -> Result<()> {
         ))
     });
     let api_task = tokio::spawn({
-        let router = crate::sources::webhook_router(sources).merge(api.router());
-        let stopped = stopped();
+        let app = crate::sources::webhook_router(sources).merge(api.router());
+        let (server, tls, stopped) = (api_server, endpoint_tls.clone(), stopped());
         async move {
-            axum::serve(api_listener, router)
-                .with_graceful_shutdown(stopped)
+            server
+                .serve(
+                    api_listener,
+                    tls,
+                    move |client| with_client(&app, client),
+                    stopped,
+                )
                 .await
         }
     });
     let registry_task = tokio::spawn({
-        let router = registry.router();
-        let stopped = stopped();
+        let app = registry.router();
+        let (server, tls, stopped) = (registry_server, endpoint_tls, stopped());
         async move {
-            axum::serve(registry_listener, router)
-                .with_graceful_shutdown(stopped)
+            server
+                .serve(
+                    registry_listener,
+                    tls,
+                    move |client| with_client(&app, client),
+                    stopped,
+                )
                 .await
         }
     });
+    let refresh_task = tokio::spawn(refresh_certificates(
+        certs.clone(),
+        endpoint_cert,
+        stopped(),
+    ));
     let gc_task = registry.spawn_gc(REGISTRY_GC_INTERVAL, stopped());
     let http_task = tokio::spawn({
         let (router, stopped) = (router.clone(), stopped());
@@ -784,6 +1030,7 @@ async fn serve(config: Config) -> Result<()> {
     metrics_task.await??;
     gc_task.await?;
     domains.stopped().await;
+    refresh_task.await?;
     if let Some(task) = poll_task {
         task.await?;
     }
@@ -794,21 +1041,188 @@ async fn serve(config: Config) -> Result<()> {
 /// How often the registry removes blobs that no image needs.
 const REGISTRY_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// The names clients reach the registry by: its address, and loopback names for its port.
-fn registry_hosts(addr: SocketAddr) -> Vec<String> {
+/// The names clients reach the registry by now: its public names (`--registry-host`,
+/// also without the port when it is 443), its address (or this machine's addresses when
+/// it listens on all), and loopback names, with its port.
+fn registry_hosts(config: &Config, addr: SocketAddr) -> Vec<String> {
     let port = addr.port();
-    let mut hosts = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")];
-    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+    let mut hosts = Vec::new();
+    for host in &config.registry_hosts {
+        hosts.push(host.authority(port));
+        // Image references leave out the default port.
+        if host.port.unwrap_or(port) == 443 {
+            hosts.push(host.in_url());
+        }
+    }
+    let ip = addr.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
         hosts.push(addr.to_string());
     }
-    hosts
+    hosts.extend([
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ]);
+    if ip.is_unspecified() {
+        hosts.extend(
+            local_addresses()
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port).to_string()),
+        );
+    }
+    dedup(hosts)
+}
+
+/// The names and addresses in the local CA's certificate for the API and the registry:
+/// their public names, the addresses they listen on (this machine's addresses for a
+/// listener on all), and loopback.
+fn endpoint_names(config: &Config, listening: &[SocketAddr]) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .api_hosts
+        .iter()
+        .chain(&config.registry_hosts)
+        .map(|h| h.host.clone())
+        .collect();
+    for addr in listening {
+        if addr.ip().is_unspecified() {
+            names.extend(local_addresses().iter().map(ToString::to_string));
+        } else {
+            names.push(addr.ip().to_string());
+        }
+    }
+    names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);
+    dedup(names)
+}
+
+/// The host and port to put in a listener's URL: its first public name, else the
+/// address it listens on (loopback's for a listener on all addresses).
+fn public_authority(public: &[PublicHost], addr: SocketAddr) -> String {
+    if let Some(host) = public.first() {
+        return host.authority(addr.port());
+    }
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
+        _ => addr.to_string(),
+    }
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|i| !i.is_empty() && seen.insert(i.clone()))
+        .collect()
+}
+
+/// This machine's addresses (`ip -j addr`), link-local IPv6 ones left out: a listener on
+/// all addresses is reached by any of them.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let output = match std::process::Command::new("ip")
+        .args(["-j", "addr", "show"])
+        .output()
+    {
+        Ok(out) if out.status.success() => out.stdout,
+        _ => {
+            tracing::warn!("cannot list this machine's addresses (ip -j addr show)");
+            return Vec::new();
+        }
+    };
+    let links: Vec<serde_json::Value> = serde_json::from_slice(&output).unwrap_or_default();
+    links
+        .iter()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|info| info["local"].as_str()?.parse::<std::net::IpAddr>().ok())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            std::net::IpAddr::V4(_) => true,
+        })
+        .collect()
+}
+
+/// Raises the soft limit on open files to the hard limit (servers hold a descriptor per
+/// connection; the default soft limit is often 1024) and returns the limit in force.
+fn raise_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut raised = limit;
+    raised.current = limit.maximum;
+    if raised.current != limit.current
+        && let Err(e) = setrlimit(Resource::Nofile, raised)
+    {
+        tracing::warn!(error = %e, "cannot raise the limit on open files");
+        return limit.current.unwrap_or(u64::MAX);
+    }
+    raised.current.unwrap_or(u64::MAX)
+}
+
+/// The API's and the registry's connection caps for a process allowed `files` open files:
+/// each takes at most an eighth, so that they can never take the descriptors the router,
+/// the instances' logs and the store need.
+fn connection_caps(files: u64) -> runway_router::ConnectionCaps {
+    let default = runway_router::ConnectionCaps::default();
+    let total = usize::try_from(files / 8)
+        .unwrap_or(usize::MAX)
+        .clamp(16, default.total);
+    let caps = runway_router::ConnectionCaps {
+        total,
+        per_address: default.per_address.min(total),
+    };
+    tracing::debug!(
+        files,
+        total = caps.total,
+        per_address = caps.per_address,
+        "API and registry connection caps"
+    );
+    caps
+}
+
+/// The hyper service for one connection of an axum application, which sees the client's
+/// address as axum's `ConnectInfo` (failed sign-ins are counted by it).
+fn with_client(
+    app: &axum::Router,
+    client: SocketAddr,
+) -> hyper_util::service::TowerToHyperService<axum::Router> {
+    let app = app
+        .clone()
+        .layer(axum::Extension(axum::extract::ConnectInfo(client)));
+    hyper_util::service::TowerToHyperService::new(app)
+}
+
+/// Once a day: reissues the router's wildcard and the API and registry certificate from
+/// the local CA when they have less than 30 days left, and reads changed certificate
+/// files.
+async fn refresh_certificates(
+    certs: CertStore,
+    endpoint: Option<Arc<runway_certs::EndpointCert>>,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let mut stopped = std::pin::pin!(stopped);
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    daily.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = daily.tick() => {}
+        }
+        let (certs, endpoint) = (certs.clone(), endpoint.clone());
+        let refreshed = tokio::task::spawn_blocking(move || {
+            certs.refresh()?;
+            endpoint.map_or(Ok(()), |e| e.refresh())
+        })
+        .await;
+        match refreshed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot renew a certificate"),
+            Err(e) => tracing::error!(error = %e, "certificate renewal failed to run"),
+        }
+    }
 }
 
 /// A push to a tag that a service deploys with AutoDeploymentsEnabled records a
 /// deployment of that service.
-fn deploy_on_push(registry: &Registry, api: &Api, registry_addr: SocketAddr) {
+fn deploy_on_push(registry: &Registry, api: &Api, hosts: Vec<String>) {
     let api = api.clone();
-    let hosts = registry_hosts(registry_addr);
     registry.on_push(move |event| {
         let Some(tag) = event.tag.clone() else {
             return;
@@ -869,6 +1283,134 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(config.runtime_images["python3"], "runtimes/python3:latest");
         assert_eq!(config.runtime_images["go1"], "runtimes/go:2");
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_refused_unless_insisted_on() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x"];
+            all.extend_from_slice(args);
+            Wrapper::parse_from(all).args.resolve()
+        };
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.tls, None);
+        assert_eq!(config.scheme(), "http");
+        for listen in ["--api-listen", "--registry-listen"] {
+            let err = parse(&[listen, "0.0.0.0:8090"]).unwrap_err().to_string();
+            assert!(err.contains("plain HTTP") && err.contains("--tls"), "{err}");
+        }
+        let err = parse(&["--api-listen", "192.0.2.7:8090"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("192.0.2.7:8090"), "{err}");
+        assert!(parse(&["--api-listen", "[::1]:8090"]).is_ok());
+        let insisted = parse(&["--api-listen", "0.0.0.0:8090", "--allow-insecure-http"]).unwrap();
+        assert_eq!(insisted.tls, None);
+        let tls = parse(&["--api-listen", "0.0.0.0:8090", "--tls"]).unwrap();
+        assert_eq!(tls.tls, Some(TlsSource::LocalCa));
+        assert_eq!(tls.scheme(), "https");
+        let files = parse(&[
+            "--registry-listen",
+            "0.0.0.0:5000",
+            "--tls-cert",
+            "/etc/runway/tls.crt",
+            "--tls-key",
+            "/etc/runway/tls.key",
+        ])
+        .unwrap();
+        assert_eq!(
+            files.tls,
+            Some(TlsSource::Files {
+                cert: "/etc/runway/tls.crt".into(),
+                key: "/etc/runway/tls.key".into()
+            })
+        );
+    }
+
+    #[test]
+    fn public_hosts_are_names_or_addresses_with_an_optional_port() {
+        let host = |s: &str| PublicHost::parse(s);
+        assert_eq!(
+            host("runway.example.com").unwrap().authority(8090),
+            "runway.example.com:8090"
+        );
+        assert_eq!(
+            host("runway.example.com:443").unwrap().authority(8090),
+            "runway.example.com:443"
+        );
+        assert_eq!(
+            host("203.0.113.7").unwrap().authority(5000),
+            "203.0.113.7:5000"
+        );
+        assert_eq!(
+            host("2001:db8::7").unwrap().authority(5000),
+            "[2001:db8::7]:5000"
+        );
+        assert_eq!(
+            host("[2001:db8::7]:8443").unwrap().authority(5000),
+            "[2001:db8::7]:8443"
+        );
+        for bad in [
+            "Runway.example.com",
+            "a b",
+            "host:0",
+            "host:http",
+            "*.example.com",
+            "",
+        ] {
+            assert!(host(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runway.toml");
+        fs::write(&file, "tls = true\napi-host = [\"runway.example.com\", \"203.0.113.7\"]\nregistry-host = [\"registry.example.com:443\"]\n").unwrap();
+        let config = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(config.tls, Some(TlsSource::LocalCa));
+        assert_eq!(config.api_hosts.len(), 2);
+        let registry = "127.0.0.1:443".parse().unwrap();
+        let hosts = registry_hosts(&config, registry);
+        assert_eq!(
+            &hosts[..2],
+            ["registry.example.com:443", "registry.example.com"]
+        );
+        assert!(hosts.contains(&"localhost:443".to_string()));
+        let names = endpoint_names(&config, &["127.0.0.1:8090".parse().unwrap(), registry]);
+        assert_eq!(
+            names,
+            [
+                "runway.example.com",
+                "203.0.113.7",
+                "registry.example.com",
+                "127.0.0.1",
+                "localhost",
+                "::1"
+            ]
+        );
+        assert_eq!(
+            public_authority(&config.api_hosts, "0.0.0.0:8090".parse().unwrap()),
+            "runway.example.com:8090"
+        );
+        assert_eq!(
+            public_authority(&[], "0.0.0.0:8090".parse().unwrap()),
+            "127.0.0.1:8090"
+        );
+        let err = Wrapper::parse_from(["x", "--api-host", "Bad"])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("api-host"), "{err}");
+    }
+
+    #[test]
+    fn connection_caps_take_at_most_an_eighth_of_the_file_limit() {
+        assert_eq!(connection_caps(1024).total, 128);
+        assert_eq!(connection_caps(1024).per_address, 128);
+        assert_eq!(
+            connection_caps(1 << 20),
+            runway_router::ConnectionCaps::default()
+        );
     }
 
     #[test]
