@@ -2,9 +2,10 @@
 //! on the registry listener ([`Registry::router`]), a content-addressed blob store on
 //! disk (`<root>/blobs/<algorithm>/<xx>/<hex>`, digests verified while streaming, every
 //! write temp file + fsync + rename), repository metadata in the state store, access-key
-//! authentication (HTTP Basic and the Docker token flow), garbage collection
-//! ([`Registry::gc`]) and pull-through imports from upstream registries
-//! ([`Registry::import`]).
+//! authentication (HTTP Basic and the Docker token flow, failed sign-ins limited per
+//! client address), garbage collection ([`Registry::gc`]), pull-through imports from
+//! upstream registries ([`Registry::import`]), and the hosts it is known by, past ones
+//! included ([`Registry::remember_hosts`]), so references to it are recognised.
 //!
 //! This crate must never expose a blob that is not complete and verified, never delete
 //! a blob that a stored manifest references, never store or log a secret, and never
