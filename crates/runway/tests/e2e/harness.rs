@@ -113,6 +113,9 @@ impl Server {
         let api_listen = std::net::SocketAddr::new(self.listen, 0).to_string();
         let endpoints = self.data_dir().join("endpoints.json");
         let _ = std::fs::remove_file(&endpoints);
+        // The log says where this launch listens just after endpoints.json is written.
+        let starts = |log: &str| log.matches("runway started").count();
+        let started_before = starts(&self.log());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,7 +154,9 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(raw) = std::fs::read(&endpoints) {
+            if let Ok(raw) = std::fs::read(&endpoints)
+                && starts(&self.log()) > started_before
+            {
                 let v: Value = serde_json::from_slice(&raw).expect("endpoints.json is JSON");
                 let field = |k: &str| {
                     v[k].as_str()
