@@ -168,13 +168,15 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut operation = "unknown";
     let result = async {
+        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
+        })?;
+        // After the body is read: an answer before it would close the connection, which
+        // clients with pooled connections see as a failure of their next request.
         let signer = Signer::of(&api, &parts);
         if let Some(signer) = &signer {
             signer.admit()?;
         }
-        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-            Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
-        })?;
         let access_key = authenticate(&api, &parts, body.clone())
             .await
             .inspect_err(|fault| {

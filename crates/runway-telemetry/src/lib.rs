@@ -191,7 +191,15 @@ pub async fn serve_metrics(
     registry: Arc<Registry>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new().route(
+    axum::serve(listener, metrics_app(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The application that answers `GET /metrics` from `registry`, for a listener of the
+/// caller's.
+pub fn metrics_app(registry: Arc<Registry>) -> Router {
+    Router::new().route(
         "/metrics",
         get(move || {
             let registry = registry.clone();
@@ -206,10 +214,7 @@ pub async fn serve_metrics(
                 }
             }
         }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    )
 }
 
 #[cfg(test)]

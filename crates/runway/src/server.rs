@@ -887,14 +887,14 @@ async fn serve(config: Config) -> Result<()> {
         }
         api.with_runtimes(Arc::new(catalog))
     };
-    let (api_server, registry_server) = {
+    // The router's limits on every other listener, so that none can starve another.
+    let (api_server, registry_server, metrics_server) = {
         let listeners = runway_router::ListenerMetrics::register(&mut metrics);
         let caps = connection_caps(raise_file_limit());
         let limits = runway_router::RouterConfig::default();
-        (
-            runway_router::AppServer::new("api", limits.clone(), caps, listeners.clone()),
-            runway_router::AppServer::new("registry", limits, caps, listeners),
-        )
+        let server =
+            |name| runway_router::AppServer::new(name, limits.clone(), caps, listeners.clone());
+        (server("api"), server("registry"), server("metrics"))
     };
     let metrics = Arc::new(metrics);
     deploy_on_push(&registry, &api, registry_hosts);
@@ -1013,11 +1013,20 @@ async fn serve(config: Config) -> Result<()> {
             }
         }
     });
-    let metrics_task = tokio::spawn(runway_telemetry::serve_metrics(
-        metrics_listener,
-        metrics,
-        stopped(),
-    ));
+    let metrics_task = tokio::spawn({
+        let app = runway_telemetry::metrics_app(metrics);
+        let (server, stopped) = (metrics_server, stopped());
+        async move {
+            server
+                .serve(
+                    metrics_listener,
+                    None,
+                    move |client| with_client(&app, client),
+                    stopped,
+                )
+                .await
+        }
+    });
 
     shutdown_signal().await?;
     tracing::info!("shutting down: finishing requests in flight");

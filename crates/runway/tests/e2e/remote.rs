@@ -496,6 +496,11 @@ fn failed_sign_ins_and_half_open_connections_from_one_machine_do_not_shut_out_an
         "{opened} {closed}"
     );
     assert_eq!(get(&server, &host, "/healthz").0, 200);
+    let (_, metrics) = crate::harness::get(&server.metrics);
+    assert!(
+        metrics.contains("runway_listener_refused_total{listener=\"api\",reason=\"address\"}"),
+        "{metrics}"
+    );
 }
 
 /// Makes a CA and a certificate for `runway.test` and 127.0.0.1 signed by it, with
