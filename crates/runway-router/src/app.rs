@@ -10,7 +10,7 @@
 
 use crate::RouterConfig;
 use crate::server::{
-    Busy, ConnInfo, IdleClock, Negotiated, Stop, Tracker, drive, finish, negotiate,
+    Busy, ConnInfo, IdleClock, Negotiated, Stop, Tracker, finish, negotiate, serve_connection,
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -348,22 +348,13 @@ async fn serve_io<T, S, B>(
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let stop = conn.stop.clone();
     let service = Tracked {
         inner: service,
         conn: conn.clone(),
     };
-    if h2 {
-        drive(shared.h2.serve_connection(io, service), stop, None).await;
-    } else {
-        let idle = Some((&conn.idle, shared.config.header_read_timeout));
-        drive(
-            shared.h1.serve_connection(io, service).with_upgrades(),
-            stop,
-            idle,
-        )
-        .await;
-    }
+    let builders = (&shared.h1, &shared.h2);
+    let timeout = shared.config.header_read_timeout;
+    serve_connection(builders, io, h2, &conn, service, timeout).await;
 }
 
 /// The application's service, marking the connection busy from a request's arrival to

@@ -179,7 +179,7 @@ pub(crate) struct ConnInfo {
 }
 
 /// A connection hyper serves that can be asked to finish gracefully.
-pub(crate) trait Graceful: Future {
+trait Graceful: Future {
     fn graceful(self: Pin<&mut Self>);
 }
 
@@ -213,11 +213,8 @@ where
 /// Drives a connection to its end, finishing gracefully when the listener stops and
 /// dropping it when the grace period is over. With `idle`, an HTTP/1.1 connection is
 /// also dropped once it has been idle (or slow to send a request's headers) that long.
-pub(crate) async fn drive<C>(
-    conn: C,
-    mut stop: watch::Receiver<Stop>,
-    idle: Option<(&IdleClock, Duration)>,
-) where
+async fn drive<C>(conn: C, mut stop: watch::Receiver<Stop>, idle: Option<(&IdleClock, Duration)>)
+where
     C: Graceful,
     C::Output: Into<Result<(), hyper::Error>>,
 {
@@ -532,22 +529,45 @@ async fn serve_io<T>(inner: Arc<Inner>, io: TokioIo<T>, h2: bool, conn: Arc<Conn
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stop = conn.stop.clone();
     let service = {
         let (inner, conn) = (inner.clone(), conn.clone());
         service_fn(move |req| proxy::handle(inner.clone(), conn.clone(), req))
     };
+    count(&inner, if h2 { "h2" } else { "http1" });
+    let builders = (&inner.h1, &inner.h2);
+    let timeout = inner.config.header_read_timeout;
+    serve_connection(builders, io, h2, &conn, service, timeout).await;
+}
+
+/// Serves `service` on `io` with HTTP/2 (`h2`) or HTTP/1.1 (upgrades allowed, idle or
+/// slow-to-send connections closed after `header_timeout`) until the connection ends or
+/// the listener stops.
+pub(crate) async fn serve_connection<T, S, B>(
+    (h1, h2b): (
+        &hyper::server::conn::http1::Builder,
+        &hyper::server::conn::http2::Builder<TokioExecutor>,
+    ),
+    io: TokioIo<T>,
+    h2: bool,
+    conn: &ConnInfo,
+    service: S,
+    header_timeout: Duration,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stop = conn.stop.clone();
     if h2 {
-        count(&inner, "h2");
-        drive(inner.h2.serve_connection(io, service), stop, None).await;
+        drive(h2b.serve_connection(io, service), stop, None).await;
     } else {
-        count(&inner, "http1");
-        let idle = Some((&conn.idle, inner.config.header_read_timeout));
-        drive(
-            inner.h1.serve_connection(io, service).with_upgrades(),
-            stop,
-            idle,
-        )
-        .await;
+        let idle = Some((&conn.idle, header_timeout));
+        drive(h1.serve_connection(io, service).with_upgrades(), stop, idle).await;
     }
 }
