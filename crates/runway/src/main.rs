@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod runtime_catalog;
 mod domains;
+mod listeners;
 mod profile;
 mod server;
 mod sources;
