@@ -157,6 +157,24 @@ impl Settings {
     }
 }
 
+/// Why the runway `what` at `url` could not be reached: the whole chain of causes (a
+/// certificate that is not trusted is deep in it), and what to check.
+fn unreachable(what: &str, url: &str, e: &reqwest::Error) -> anyhow::Error {
+    let mut causes = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push_str(": ");
+        causes.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let hint = if causes.contains("certificate") || causes.contains("UnknownIssuer") {
+        "the server's certificate is not trusted: pass --ca-file with the server's CA certificate (DATA_DIR/certs/ca.pem for runway's local CA)"
+    } else {
+        "is `runway server` running?"
+    };
+    anyhow!("cannot reach the runway {what} at {url}: {causes} ({hint})")
+}
+
 /// An HTTP client that trusts what `trust` says.
 fn http_client(trust: &Trust) -> Result<reqwest::Client> {
     let certificates = |path: &Path| -> Result<Vec<reqwest::Certificate>> {
@@ -243,12 +261,11 @@ impl Client {
         let (instructions, _) = sign(signable, &params)?.into_parts();
         instructions.apply_to_request_http1x(&mut request);
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))?;
-        let response = self.http.execute(request).await.map_err(|e| {
-            anyhow!(
-                "cannot reach the runway API at {}: {e} (is `runway server` running?)",
-                self.endpoint
-            )
-        })?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| unreachable("API", &self.endpoint, &e))?;
         let status = response.status();
         let value: Value = response.json().await.with_context(|| {
             format!(
@@ -312,12 +329,7 @@ impl Client {
             )
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the runway registry at {}: {e} (is `runway server` running?)",
-                    self.registry.as_deref().unwrap_or("?")
-                )
-            })?;
+            .map_err(|e| unreachable("registry", self.registry.as_deref().unwrap_or("?"), &e))?;
         if response.status().is_success() {
             return Ok(response);
         }
