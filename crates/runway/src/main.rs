@@ -11,10 +11,10 @@
 mod adapters;
 mod client;
 mod commands;
-mod runtime_catalog;
 mod domains;
 mod listeners;
 mod profile;
+mod runtime_catalog;
 mod server;
 mod sources;
 

@@ -12,6 +12,6 @@ mod durability;
 mod netns;
 mod packages;
 mod registry;
-mod runtimes;
 mod remote;
+mod runtimes;
 mod source;
