@@ -2,7 +2,10 @@
 //! which clients on other machines reach by a name or an address: either files the
 //! operator provides (`--tls-cert`, `--tls-key`), read again whenever they change on disk,
 //! or a certificate the local CA issues for the endpoints' names and addresses, stored
-//! sealed like the wildcard and reissued before it expires.
+//! sealed like the wildcard and reissued before it expires. Names one label under the
+//! base domain can be served the base domain's wildcard instead, which comes from the
+//! ACME CA when the base domain's certificate does (`--acme-base-domain`), so that
+//! clients need no CA of runway's.
 
 use crate::{
     CertStore, CertsError, RENEW_BEFORE, Result, StoredCert, open_key, parse_pem, read_json,
@@ -18,11 +21,21 @@ use std::sync::{Arc, Mutex};
 const ENDPOINTS_STATE: &str = "endpoints.json";
 
 /// The certificate served on the API and registry listeners; it resolves every
-/// handshake (with or without SNI) to the one certificate.
+/// handshake (with or without SNI) to the one certificate, except names it shares with
+/// the base domain ([`EndpointCert::share_base_domain`]).
 #[derive(Debug)]
 pub struct EndpointCert {
     source: Source,
     current: ArcSwap<CertifiedKey>,
+    /// Names served with the base domain's wildcard certificate instead.
+    base_domain: Option<BaseDomainNames>,
+}
+
+/// Endpoint names the base domain's wildcard covers, and where that certificate is.
+#[derive(Debug)]
+struct BaseDomainNames {
+    store: CertStore,
+    names: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -73,7 +86,37 @@ impl EndpointCert {
                 seen: Mutex::new(seen),
             },
             current: ArcSwap::from_pointee(certified),
+            base_domain: None,
         })
+    }
+
+    /// Serves those of `names` that are one label under the base domain (which its
+    /// wildcard covers) with the base domain's certificate as the router serves it now:
+    /// the local CA's, or the ACME CA's once issued and after every renewal. Returns the
+    /// names it applies to.
+    pub fn share_base_domain(&mut self, store: &CertStore, names: &[String]) -> Vec<String> {
+        let base = &store.inner.base_domain;
+        let covered: Vec<String> = names
+            .iter()
+            .filter(|n| n.split_once('.').is_some_and(|(_, parent)| parent == base))
+            .cloned()
+            .collect();
+        self.base_domain = (!covered.is_empty()).then(|| BaseDomainNames {
+            store: store.clone(),
+            names: covered.clone(),
+        });
+        covered
+    }
+
+    /// The certificate for a handshake naming `server_name`.
+    fn for_name(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        if let (Some(name), Some(shared)) = (server_name, &self.base_domain)
+            && shared.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            && let Some(key) = shared.store.inner.resolver.lookup(Some(name))
+        {
+            return key;
+        }
+        self.current()
     }
 
     /// The files' certificate, read again first if they changed since they were last
@@ -134,8 +177,8 @@ impl EndpointCert {
 }
 
 impl ResolvesServerCert for EndpointCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.for_name(hello.server_name()))
     }
 }
 
@@ -180,6 +223,7 @@ impl CertStore {
                 names: names.to_vec(),
             },
             current: ArcSwap::from_pointee(certified),
+            base_domain: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! registry's own hosts), the router's connection handling with caps that leave the
 //! process enough descriptors, and the daily renewal of certificates.
 
-use crate::server::Config;
+use crate::server::{Config, TlsSource};
 use runway_certs::CertStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -215,6 +215,49 @@ pub fn with_client(
         .clone()
         .layer(axum::Extension(axum::extract::ConnectInfo(client)));
     hyper_util::service::TowerToHyperService::new(app)
+}
+
+/// The API and registry's certificate as `config` says (none without TLS): the
+/// operator's files, or the local CA's for the names and addresses they are reached by
+/// (`listening`: where they listen). With the base domain's certificate from the ACME CA
+/// (`--acme-base-domain`), public names one label under the base domain are served that
+/// certificate instead, so that clients need no CA of runway's for them.
+pub async fn endpoint_certificate(
+    config: &Config,
+    certs: &CertStore,
+    listening: &[SocketAddr],
+) -> anyhow::Result<Option<Arc<runway_certs::EndpointCert>>> {
+    use anyhow::Context;
+    let Some(source) = config.tls.clone() else {
+        return Ok(None);
+    };
+    let names = endpoint_names(config, listening);
+    let public: Vec<String> = config
+        .api_hosts
+        .iter()
+        .chain(&config.registry_hosts)
+        .map(|h| h.host.clone())
+        .collect();
+    let acme_base_domain = config.domains.acme.base_domain;
+    let certs = certs.clone();
+    let cert = tokio::task::spawn_blocking(move || match source {
+        TlsSource::Files { cert, key } => runway_certs::EndpointCert::from_files(&cert, &key)
+            .with_context(|| format!("cannot use the certificate {}", cert.display())),
+        TlsSource::LocalCa => {
+            let mut cert = certs
+                .endpoint_certificate(&names)
+                .context("cannot issue the API and registry certificate")?;
+            if acme_base_domain {
+                let shared = cert.share_base_domain(&certs, &public);
+                if !shared.is_empty() {
+                    tracing::info!(names = ?shared, "the API and registry serve the base domain's certificate for these names");
+                }
+            }
+            Ok(cert)
+        }
+    })
+    .await??;
+    Ok(Some(Arc::new(cert)))
 }
 
 /// Once a day: reissues the router's wildcard and the API and registry certificate from

@@ -118,8 +118,10 @@ pub struct ServerArgs {
     source_poll_interval: Option<u64>,
     /// Serve the API and the registry over HTTPS: with --tls-cert and --tls-key if given,
     /// else with a certificate from runway's local CA (DATA_DIR/certs/ca.pem) for the
-    /// --api-host and --registry-host names and the addresses they listen on. Needed to
-    /// listen on an address other than loopback (unless --allow-insecure-http).
+    /// --api-host and --registry-host names and the addresses they listen on (with
+    /// --acme-base-domain, names one label under the base domain get its wildcard from the
+    /// ACME CA). Needed to listen on an address other than loopback (unless
+    /// --allow-insecure-http).
     #[arg(long)]
     #[serde(default)]
     tls: bool,
@@ -678,27 +680,8 @@ async fn serve(config: Config, files: u64) -> Result<()> {
     .context("cannot start the router")?;
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
-    let endpoint_cert = match &config.tls {
-        None => None,
-        Some(source) => {
-            let (source, certs, names) = (
-                source.clone(),
-                certs.clone(),
-                listeners::endpoint_names(&config, &[api_addr, registry_addr]),
-            );
-            let cert = tokio::task::spawn_blocking(move || match source {
-                TlsSource::Files { cert, key } => {
-                    runway_certs::EndpointCert::from_files(&cert, &key)
-                        .with_context(|| format!("cannot use the certificate {}", cert.display()))
-                }
-                TlsSource::LocalCa => certs
-                    .endpoint_certificate(&names)
-                    .context("cannot issue the API and registry certificate"),
-            })
-            .await??;
-            Some(Arc::new(cert))
-        }
-    };
+    let endpoint_cert =
+        listeners::endpoint_certificate(&config, &certs, &[api_addr, registry_addr]).await?;
     let endpoint_tls = endpoint_cert
         .as_ref()
         .map(|cert| cert.server_config())

@@ -84,3 +84,50 @@ fn files_replaced_on_disk_are_served_from_the_next_handshake_and_bad_ones_are_no
     assert!(EndpointCert::from_files(&cert_path, &key_path).is_err());
     assert!(EndpointCert::from_files(&data.path().join("missing"), &key_path).is_err());
 }
+
+#[test]
+fn names_under_the_base_domain_get_its_certificate_as_it_is_replaced() {
+    let data = tempfile::tempdir().unwrap();
+    let store =
+        CertStore::open(&data.path().join("certs"), master(data.path()), "apps.test").unwrap();
+    let wanted = names(&[
+        "api.apps.test",
+        "a.b.apps.test",
+        "runway.example.test",
+        "127.0.0.1",
+    ]);
+    let mut cert = store.endpoint_certificate(&wanted).unwrap();
+    assert_eq!(
+        cert.share_base_domain(&store, &wanted),
+        names(&["api.apps.test"])
+    );
+    let config = Arc::new(cert).server_config().unwrap();
+    // The local CA's wildcard until another is saved.
+    for name in ["api.apps.test", "a.b.apps.test", "runway.example.test"] {
+        assert!(
+            handshake(config.clone(), store.ca_pem(), name).is_ok(),
+            "{name}"
+        );
+    }
+
+    // The base domain's certificate from another CA (as the ACME issuer saves it): the
+    // shared name is served with it from the next handshake, the others keep runway's.
+    let public = {
+        let dir = data.path().join("public");
+        std::fs::create_dir(&dir).unwrap();
+        CertStore::open(&dir, master(&dir), "x.test").unwrap()
+    };
+    let wildcard = names(&["*.apps.test", "apps.test"]);
+    let issued = public.inner.ca.issue(&wildcard).unwrap();
+    store
+        .save_certificate(&wildcard, &issued.chain_pem, &issued.key_pem)
+        .unwrap();
+    assert!(handshake(config.clone(), public.ca_pem(), "api.apps.test").is_ok());
+    assert!(handshake(config.clone(), store.ca_pem(), "api.apps.test").is_err());
+    for name in ["a.b.apps.test", "runway.example.test"] {
+        assert!(
+            handshake(config.clone(), store.ca_pem(), name).is_ok(),
+            "{name}"
+        );
+    }
+}

@@ -360,6 +360,113 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
     assert_eq!(redeployed["Status"], "SUCCEEDED", "{redeployed}");
 }
 
+#[test]
+fn api_and_registry_names_under_the_base_domain_are_served_its_certificate_from_the_acme_ca() {
+    use crate::domains::{BASE, Pebble, Unbound, free_port};
+    let link = Link::new();
+    // pebble validates the base domain's DNS-01 challenge through a resolver that is
+    // delegated the base domain, as the internet would be.
+    let dns_port = free_port();
+    let resolver = Unbound::start(Some(dns_port));
+    let prepared = Pebble::prepare();
+    let directory = format!("https://127.0.0.1:{}/dir", prepared.2);
+    let (dns, checks) = (
+        format!("127.0.0.1:{dns_port}"),
+        format!("127.0.0.1:{}", resolver.port),
+    );
+    let (api_name, registry_name) = (format!("api.{BASE}"), format!("registry.{BASE}"));
+    let server = Server::start_opts(Options {
+        listen: link.host_ip.into(),
+        flags: &[
+            "--no-controller",
+            "--base-domain",
+            BASE,
+            "--dns-listen",
+            &dns,
+            "--public-address",
+            "127.0.0.1",
+            "--acme-directory",
+            &directory,
+            "--acme-ca-root",
+            prepared.1.to_str().unwrap(),
+            "--acme-check-interval",
+            "1",
+            "--dns-resolver",
+            &checks,
+            "--acme-base-domain",
+            "--tls",
+            "--api-host",
+            &api_name,
+            "--registry-host",
+            &registry_name,
+        ],
+        nofile: None,
+    });
+    let port = |url: &str| url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let pebble = Pebble::start(
+        prepared,
+        resolver.port,
+        port(&server.http),
+        port(&server.https),
+        None,
+    );
+    link.hosts(&[(link.host_ip, &api_name), (link.host_ip, &registry_name)]);
+    assert!(
+        server.api.starts_with(&format!("https://{api_name}:")),
+        "{}",
+        server.api
+    );
+
+    // The other machine trusts the ACME CA's root (as it would trust a public CA), not
+    // runway's CA.
+    let scratch = Scratch::new();
+    let home = scratch.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let root = home.join("acme-root.pem");
+    std::fs::copy(pebble.root(), &root).unwrap();
+    let credentials = home.join("credentials");
+    std::fs::copy(server.credentials(), &credentials).unwrap();
+    let machine = Machine {
+        link: &link,
+        home: &home,
+    };
+    // The AWS CLI reaches the API once the base domain's certificate is issued.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let listed = machine.aws(&server.api, &credentials, Some(&root), &["list-services"]);
+        if listed.0.status.success() {
+            assert_eq!(listed.ok()["ServiceSummaryList"], json!([]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API is not served the ACME CA's certificate: {}\nserver log:\n{}\npebble log:\n{}",
+            String::from_utf8_lossy(&listed.0.stderr),
+            server.log(),
+            pebble.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The registry too (unsigned: 401 once TLS is through).
+    let registry = format!("https://{}/v2/", server.registry_host());
+    let out = machine
+        .command("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&root)
+        .arg(&registry)
+        .output()
+        .unwrap();
+    assert_eq!(success("curl", &out), "401", "{registry}");
+    // Other names keep the local CA's certificate: the API by its address.
+    let by_address = machine.aws(
+        &server.api_url(),
+        &credentials,
+        Some(&server.ca()),
+        &["list-services"],
+    );
+    assert_eq!(by_address.ok()["ServiceSummaryList"], json!([]));
+}
+
 /// Runs `signin.py` on `link`: `count` calls with `secret`; each answer's (status, error
 /// code, Retry-After).
 fn sign_in(link: &Link, server: &Server, secret: &str, count: usize) -> Vec<(u16, String, String)> {
