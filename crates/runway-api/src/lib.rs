@@ -1,6 +1,7 @@
 //! The App Runner API: the AWS JSON 1.0 protocol over HTTP (`POST /` with
-//! `X-Amz-Target: AppRunner.<Operation>`), SigV4 authentication of every request, and the
-//! logic of every operation, so that the AWS CLI, boto3 and the SDKs work unchanged.
+//! `X-Amz-Target: AppRunner.<Operation>`), SigV4 authentication of every request (failed
+//! sign-ins limited per client address), and the logic of every operation, so that the
+//! AWS CLI, boto3 and the SDKs work unchanged.
 //!
 //! This crate records what users ask for; it must never start, stop or route anything
 //! itself (the controller does, from what is recorded here), never answer a status that
@@ -37,6 +38,21 @@ pub struct ApiConfig {
     pub build_logs: Option<std::path::PathBuf>,
 }
 
+/// Where clients reach this server's parts, as `Runway.DescribeEndpoints` answers (what
+/// `runway login` saves in a profile).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicEndpoints {
+    /// The API's URL.
+    pub api: String,
+    /// The image registry's URL.
+    pub registry: String,
+    /// The router's HTTPS URL (apps).
+    pub https: String,
+    /// The router's plain HTTP URL.
+    pub http: String,
+}
+
 /// The API: cheap to clone, shared by every connection.
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -53,6 +69,10 @@ struct Inner {
     runtimes: Option<Arc<dyn RuntimeCatalog>>,
     /// Called after a call that changed something commits.
     on_change: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Limits failed sign-ins per client address (shared with the registry).
+    throttle: Option<Arc<runway_secrets::AuthThrottle>>,
+    /// What `Runway.DescribeEndpoints` answers.
+    endpoints: Option<PublicEndpoints>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -91,6 +111,8 @@ impl Api {
                 instances,
                 runtimes: None,
                 on_change: None,
+                throttle: None,
+                endpoints: None,
             }),
         })
     }
@@ -145,6 +167,24 @@ impl Api {
     pub fn on_change(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.on_change = Some(Arc::new(f));
+        }
+        self
+    }
+
+    /// Limits failed sign-ins per client address with `throttle` (the client's address
+    /// comes from axum's `ConnectInfo<SocketAddr>`). Only before the API serves.
+    pub fn with_auth_throttle(mut self, throttle: Arc<runway_secrets::AuthThrottle>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.throttle = Some(throttle);
+        }
+        self
+    }
+
+    /// Tells clients where this server's parts are (`Runway.DescribeEndpoints`). Only
+    /// before the API serves.
+    pub fn with_endpoints(mut self, endpoints: PublicEndpoints) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.endpoints = Some(endpoints);
         }
         self
     }

@@ -4,7 +4,7 @@
 use crate::ops::{self, Ctx, OpError, OpResult};
 use crate::{Api, sigv4};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use runway_model::Timestamp;
 use runway_store::Txn;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The content type of requests and answers.
@@ -88,6 +89,7 @@ const EXTENSIONS: &[&str] = &[
     "CheckRuntime",
     "UpdateServiceHttpConfiguration",
     "DescribeServiceHttpConfiguration",
+    "DescribeEndpoints",
 ];
 
 pub(crate) fn router(api: Api) -> Router {
@@ -100,6 +102,8 @@ struct Fault {
     status: StatusCode,
     type_name: &'static str,
     message: String,
+    /// Seconds to wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl Fault {
@@ -108,6 +112,23 @@ impl Fault {
             status,
             type_name,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many failed sign-ins from the client's address: try again after `wait`.
+    fn throttled(wait: Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Fault {
+            retry_after: Some(seconds.max(1)),
+            ..Fault::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                format!(
+                    "Rate exceeded: too many requests with invalid credentials from this address; retry in {} s",
+                    seconds.max(1)
+                ),
+            )
         }
     }
 
@@ -153,7 +174,19 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
         })?;
-        let access_key = authenticate(&api, &parts, body.clone()).await?;
+        // After the body is read: an answer before it would close the connection, which
+        // clients with pooled connections see as a failure of their next request.
+        let signer = Signer::of(&api, &parts);
+        if let Some(signer) = &signer {
+            signer.admit()?;
+        }
+        let access_key = authenticate(&api, &parts, body.clone())
+            .await
+            .inspect_err(|fault| {
+                if let Some(signer) = &signer {
+                    signer.failed(fault);
+                }
+            })?;
         if parts.method != Method::POST || parts.uri.path() != "/" {
             return Err(Fault::new(
                 StatusCode::NOT_FOUND,
@@ -209,7 +242,12 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         ),
         Err(fault) => {
             let body = serde_json::json!({ "__type": fault.type_name, "Message": fault.message });
-            let response = answer(fault.status, &request_id, body.to_string().into_bytes());
+            let mut response = answer(fault.status, &request_id, body.to_string().into_bytes());
+            if let Some(seconds) = fault.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             (fault.status, fault.type_name, response)
         }
     };
@@ -235,6 +273,58 @@ fn answer(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
         headers.insert("x-amzn-requestid", id);
     }
     response
+}
+
+/// A request that carries a signature, from a known client address, when failed
+/// sign-ins are limited: the throttle is asked before the signature is checked and told
+/// when it fails.
+struct Signer<'a> {
+    throttle: &'a runway_secrets::AuthThrottle,
+    client: SocketAddr,
+    key_id: Option<&'a str>,
+}
+
+impl<'a> Signer<'a> {
+    fn of(api: &'a Api, parts: &'a axum::http::request::Parts) -> Option<Self> {
+        let throttle = api.inner.throttle.as_deref()?;
+        let ConnectInfo(client) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+        // A request without credentials fails as anonymous, not as a wrong guess.
+        let signed = parts.headers.contains_key(header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("X-Amz-Credential"));
+        signed.then(|| Signer {
+            throttle,
+            client: *client,
+            key_id: sigv4::claimed_key_id(&parts.headers),
+        })
+    }
+
+    fn failure<'r>(&self, reason: &'r str) -> runway_secrets::AuthFailure<'r>
+    where
+        'a: 'r,
+    {
+        runway_secrets::AuthFailure {
+            listener: "api",
+            client: self.client,
+            key_id: self.key_id,
+            reason,
+        }
+    }
+
+    fn admit(&self) -> Result<(), Fault> {
+        self.throttle
+            .admit(&self.failure("throttled"))
+            .map_err(Fault::throttled)
+    }
+
+    /// Counts `fault` if it says the credentials are wrong (not a failure on our side).
+    fn failed(&self, fault: &Fault) {
+        if fault.status == StatusCode::FORBIDDEN {
+            self.throttle.failed(&self.failure(fault.type_name));
+        }
+    }
 }
 
 /// Verifies the request's SigV4 signature against the stored access keys; returns the
@@ -362,6 +452,18 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "CheckRuntime" => encode(&crate::runtimes::check(api, parse(&body)?).await?),
         "UpdateServiceHttpConfiguration" => run(api, body, http::update).await,
         "DescribeServiceHttpConfiguration" => run(api, body, http::describe).await,
+        "DescribeEndpoints" => {
+            let inner = &api.inner;
+            let mut output = serde_json::to_value(&inner.endpoints)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))?;
+            if let Some(object) = output.as_object_mut() {
+                object.insert("Region".into(), inner.config.region.clone().into());
+            } else {
+                output = serde_json::json!({ "Region": inner.config.region });
+            }
+            serde_json::to_vec(&output)
+                .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
+        }
         other => Err(Fault::internal(format!("operation {other} has no handler"))),
     }
 }

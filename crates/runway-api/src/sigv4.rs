@@ -776,6 +776,14 @@ fn check_content_sha256(headers: &HeaderMap, payload_hash: &str) -> Result<(), A
 
 /// Access key ids are upper-case letters and digits at AWS and at runway; anything else
 /// cannot name a key, so it is not worth a lookup.
+/// The access key id a request's `Authorization` header names, if it names a plausible
+/// one (for logs of failed requests: never a secret, never arbitrary text).
+pub fn claimed_key_id(headers: &HeaderMap) -> Option<&str> {
+    let header = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = parse_authorization(header).ok()?;
+    is_plausible_key_id(auth.access_key_id).then_some(auth.access_key_id)
+}
+
 fn is_plausible_key_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }

@@ -1,10 +1,12 @@
 //! runway's certificates (its ACM): a local certificate authority created on first start,
 //! a wildcard certificate for the base domain signed by it, certificates for custom
 //! domains, and the SNI resolver and rustls server configuration the router serves them
-//! with; and the ACME issuer ([`Issuer`], instant-acme) that takes custom domains (and,
+//! with; the ACME issuer ([`Issuer`], instant-acme) that takes custom domains (and,
 //! when asked, the base domain) from association to a served and renewed certificate
 //! from a public CA, answering DNS-01, HTTP-01 and TLS-ALPN-01 challenges
-//! ([`Challenges`]), each domain a resumable state machine in the store.
+//! ([`Challenges`]), each domain a resumable state machine in the store; and the
+//! certificate of runway's own API and registry endpoints ([`EndpointCert`]: files the
+//! operator provides, read again when they change, or one from the local CA).
 //!
 //! Everything lives under one directory the caller gives (`DATA_DIR/certs`): the CA
 //! certificate at a stable path ([`CA_FILE`]) that users can add to their trust store,
@@ -21,6 +23,7 @@
 mod acme;
 mod ca;
 mod challenges;
+mod endpoint;
 mod issuer;
 mod lookup;
 mod metrics;
@@ -28,6 +31,7 @@ mod resolver;
 
 pub use acme::AcmeConfig;
 pub use challenges::{ACME_TLS_ALPN, Challenges, TxtPublisher, dns_value};
+pub use endpoint::EndpointCert;
 pub use issuer::Issuer;
 pub use resolver::SniResolver;
 

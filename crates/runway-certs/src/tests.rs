@@ -2,13 +2,13 @@ use super::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
-fn master(dir: &Path) -> Arc<MasterKey> {
+pub(crate) fn master(dir: &Path) -> Arc<MasterKey> {
     Arc::new(MasterKey::load_or_create(&dir.join("master.key")).unwrap())
 }
 
 /// Runs a TLS handshake in memory between `server` and a client that trusts only
 /// `ca_pem`, for `name`; the error if the client refuses.
-fn handshake(
+pub(crate) fn handshake(
     server: Arc<rustls::ServerConfig>,
     ca_pem: &str,
     name: &str,

@@ -36,6 +36,7 @@ pub(crate) enum Code {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    TooManyRequests,
     Unauthorized,
     Unsupported,
     /// Server-side failures (5xx bodies are not constrained by the spec).
@@ -55,6 +56,7 @@ impl Code {
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
             Code::SizeInvalid => "SIZE_INVALID",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::Unauthorized => "UNAUTHORIZED",
             Code::Unsupported => "UNSUPPORTED",
             Code::Unknown => "UNKNOWN",
@@ -73,6 +75,7 @@ impl Code {
             | Code::ManifestInvalid
             | Code::NameInvalid
             | Code::SizeInvalid => StatusCode::BAD_REQUEST,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
@@ -374,7 +377,7 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
             _ => Err(unsupported(&method)),
         };
     }
-    let principal = access::authenticate(registry, &parts.headers).await?;
+    let principal = access::authenticate(registry, &parts).await?;
     let need = match (&route, &method) {
         (Route::Base, _) => Need::Any,
         (Route::Catalog, _) => Need::Catalog,

@@ -2,9 +2,10 @@
 //! on the registry listener ([`Registry::router`]), a content-addressed blob store on
 //! disk (`<root>/blobs/<algorithm>/<xx>/<hex>`, digests verified while streaming, every
 //! write temp file + fsync + rename), repository metadata in the state store, access-key
-//! authentication (HTTP Basic and the Docker token flow), garbage collection
-//! ([`Registry::gc`]) and pull-through imports from upstream registries
-//! ([`Registry::import`]).
+//! authentication (HTTP Basic and the Docker token flow, failed sign-ins limited per
+//! client address), garbage collection ([`Registry::gc`]), pull-through imports from
+//! upstream registries ([`Registry::import`]), and the hosts it is known by, past ones
+//! included ([`Registry::remember_hosts`]), so references to it are recognised.
 //!
 //! This crate must never expose a blob that is not complete and verified, never delete
 //! a blob that a stored manifest references, never store or log a secret, and never
@@ -49,7 +50,8 @@ pub struct RegistryConfig {
     /// The largest manifest accepted (the spec asks for at least 4 MiB).
     pub max_manifest_size: usize,
     /// The registry's public base URL (`https://registry.example.com`), used in the
-    /// token realm of `WWW-Authenticate`. `None`: `http://` + the request's `Host`.
+    /// token realm of `WWW-Authenticate`. `None`: `http://` (`https://` with `tls`) + the
+    /// request's `Host`.
     pub public_url: Option<String>,
     /// How long a token from the token endpoint is valid.
     pub token_ttl: Duration,
@@ -62,6 +64,12 @@ pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     /// The platform picked from a multi-platform image on import.
     pub platform: Platform,
+    /// Whether clients reach the registry over HTTPS (the token realm's scheme when no
+    /// `public_url` is set).
+    pub tls: bool,
+    /// Limits failed sign-ins per client address (shared with the API); the client's
+    /// address comes from axum's `ConnectInfo<SocketAddr>`.
+    pub auth_throttle: Option<Arc<runway_secrets::AuthThrottle>>,
 }
 
 impl RegistryConfig {
@@ -77,6 +85,8 @@ impl RegistryConfig {
             upload_expiry: Duration::from_secs(3600),
             insecure_registries: Vec::new(),
             platform: host_platform(),
+            tls: false,
+            auth_throttle: None,
         }
     }
 }
@@ -193,6 +203,8 @@ impl std::fmt::Debug for Registry {
 }
 
 const TOKEN_KEY_ID: &str = "registry-token-key";
+/// The most hosts [`Registry::remember_hosts`] keeps.
+pub const REMEMBERED_HOSTS: usize = 64;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -341,6 +353,43 @@ impl Registry {
                 return Err(RegistryError::NotFound(format!("repository {name}")));
             }
             Ok(meta::tags(&*tx, &name)?)
+        })
+        .await
+    }
+
+    /// Records that clients reach the registry as `hosts` now (`registry.example.com`,
+    /// `10.0.0.5:5000`, `127.0.0.1:5000`, ...) and returns every host it is known by:
+    /// `hosts` first, then those it was served under before (most recent first, at most
+    /// [`REMEMBERED_HOSTS`] in all), so that image references naming an old address
+    /// stay the registry's own.
+    pub async fn remember_hosts(&self, hosts: &[String]) -> Result<Vec<String>, RegistryError> {
+        let hosts = hosts.to_vec();
+        self.blocking(move |inner| {
+            let mut tx = inner.store.begin()?;
+            let now = now_ms();
+            for host in &hosts {
+                tx.save(&meta::HostRecord {
+                    host: host.clone(),
+                    last_served_ms: now,
+                })?;
+            }
+            let mut known: Vec<meta::HostRecord> = tx
+                .load_all::<meta::HostRecord>(&runway_store::Query::default())?
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| !hosts.contains(&r.host))
+                .collect();
+            known.sort_by_key(|r| std::cmp::Reverse(r.last_served_ms));
+            let keep = REMEMBERED_HOSTS.saturating_sub(hosts.len());
+            for old in known.iter().skip(keep) {
+                tx.remove::<meta::HostRecord>(&old.host)?;
+            }
+            tx.commit()?;
+            Ok(hosts
+                .iter()
+                .cloned()
+                .chain(known.into_iter().take(keep).map(|r| r.host))
+                .collect())
         })
         .await
     }

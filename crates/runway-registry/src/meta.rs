@@ -151,6 +151,21 @@ impl Record for TokenKeyRecord {
     }
 }
 
+/// A `host[:port]` the registry was served under: image references naming it are the
+/// registry's own, also after it moved to another address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HostRecord {
+    pub host: String,
+    pub last_served_ms: i64,
+}
+
+impl Record for HostRecord {
+    const KIND: &'static str = "registry_host";
+    fn key(&self) -> &str {
+        &self.host
+    }
+}
+
 pub(crate) fn link_id(repository: &str, digest: &str) -> String {
     format!("{repository}@{digest}")
 }

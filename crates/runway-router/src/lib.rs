@@ -9,6 +9,9 @@
 //! the response begins, and streams live while bytes move (the idle timeout). Instances
 //! whose requests keep failing are ejected from balancing (passive health checking).
 //! Every revision's concurrency, requests, latency, bytes and ejections are measured.
+//! Its connection handling (limits, timeouts, graceful shutdown) also serves runway's API
+//! and registry listeners ([`AppServer`]), with a cap on connections in all and per
+//! client address.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
@@ -46,6 +49,7 @@ mod shared;
 mod proxy;
 
 // Listeners (and `lib` itself, with the public API).
+pub mod app;
 mod server;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
@@ -178,6 +182,7 @@ pub mod fuzzing {
 }
 
 pub use acme::{ACME_CHALLENGE_PREFIX, AcmeResponder};
+pub use app::{AppServer, ConnectionCaps, ListenerMetrics};
 pub use balance::{Demand, WaitingRevision};
 pub use config::{AccessLogConfig, RouterConfig};
 pub use error::{Origin, RouterError};
@@ -191,15 +196,12 @@ pub use routes::{
 pub use server::Workers;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use runway_telemetry::Registry;
 use shared::{LiveState, Shared};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use tokio::sync::watch;
-
-/// The number of request headers hyper's HTTP/1.1 server accepts when no limit is set.
-const HYPER_MAX_HEADERS: usize = 100;
 
 /// Where an instance stands in the router, for draining it before it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -245,25 +247,7 @@ impl Router {
             )?),
             None => None,
         };
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        // The header read timeout is the connection's (`server::IdleClock`): hyper's
-        // costs a timer allocated, registered and dropped for every request.
-        h1.header_read_timeout(None)
-            .max_header_size(config.max_header_bytes.max(8192))
-            .keep_alive(true);
-        // hyper parses into a fixed array of its default size, but into a vector filled
-        // element by element (about 4 % of the router's instructions per request) when
-        // any limit is set, even the same one.
-        if config.max_headers != HYPER_MAX_HEADERS {
-            h1.max_headers(config.max_headers);
-        }
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(config.h2_max_concurrent_streams)
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(config.h2_keepalive)
-            .keep_alive_timeout(config.h2_keepalive)
-            .enable_connect_protocol();
+        let (h1, h2) = server::http_builders(&config);
         let upstream = upstream::UpstreamSettings {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,

@@ -10,8 +10,8 @@ use crate::metrics::ProtocolLabels;
 use crate::proxy;
 use crate::shared::Shared;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use preface::read_preface;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use preface::{Rewind, read_preface};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol of ACME's TLS-ALPN-01 validations.
 const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+/// The number of request headers hyper's HTTP/1.1 server accepts when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
 /// A deadline that never comes (a year).
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -65,7 +67,7 @@ impl Drop for Open {
 }
 
 /// A connection hyper serves that can be asked to finish gracefully.
-trait Graceful: Future {
+pub(crate) trait Graceful: Future {
     fn graceful(self: Pin<&mut Self>);
 }
 
@@ -98,7 +100,7 @@ where
 
 /// How an idle connection is closed.
 #[derive(Debug, Clone, Copy)]
-enum IdleClose {
+pub(crate) enum IdleClose {
     /// Dropped (an HTTP/1.1 connection with no request, or one slow to send its
     /// headers).
     Drop,
@@ -113,7 +115,7 @@ const IDLE_LINGER: Duration = Duration::from_secs(1);
 /// dropping it when the grace period is over. With `idle`, the connection is also closed
 /// once it has had no request in flight (or been slow to send a request's headers) for
 /// that long, whatever else it sends (HTTP/2 PINGs, say).
-async fn drive<C>(
+pub(crate) async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<Stop>,
     idle: Option<(&IdleClock, Duration, IdleClose)>,
@@ -277,14 +279,19 @@ impl Router {
             }
         }
         drop(listener);
-        let _ = stop_tx.send(Stop::Graceful);
-        let grace = self.inner.config.shutdown_grace;
-        if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
-            tracing::warn!("grace period over: closing connections still open");
-            let _ = stop_tx.send(Stop::Hard);
-            let _ = tokio::time::timeout(Duration::from_secs(1), tracker.idle()).await;
-        }
+        finish(&stop_tx, &tracker, self.inner.config.shutdown_grace).await;
         Ok(())
+    }
+}
+
+/// After a listener stopped accepting: asks its connections to finish gracefully, waits
+/// for them up to `grace`, then closes what is left.
+pub(crate) async fn finish(stop_tx: &watch::Sender<Stop>, tracker: &Tracker, grace: Duration) {
+    let _ = stop_tx.send(Stop::Graceful);
+    if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
+        tracing::warn!("grace period over: closing connections still open");
+        let _ = stop_tx.send(Stop::Hard);
+        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.idle()).await;
     }
 }
 
@@ -294,50 +301,114 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     conn: Arc<ConnInfo>,
 ) {
+    let config = &inner.config;
+    let negotiated = negotiate(
+        stream,
+        tls,
+        &conn,
+        config.tls_handshake_timeout,
+        config.header_read_timeout,
+    )
+    .await;
+    match negotiated {
+        // A TLS-ALPN-01 validation (RFC 8737) ends with its handshake: the CA has seen the
+        // challenge certificate and sends no request.
+        Ok(Negotiated::Tls(stream, _))
+            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) =>
+        {
+            count(&inner, "acme_tls_alpn")
+        }
+        Ok(Negotiated::Tls(stream, h2)) => serve_io(inner, TokioIo::new(stream), h2, conn).await,
+        Ok(Negotiated::Plain(stream, h2)) => serve_io(inner, TokioIo::new(stream), h2, conn).await,
+        Err(NegotiationFailed::Tls) => count(&inner, "tls_failed"),
+        Err(NegotiationFailed::Other) => {}
+    }
+}
+
+/// A connection ready for HTTP: over TLS or not, and whether it speaks HTTP/2.
+pub(crate) enum Negotiated {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, bool),
+    Plain(Rewind<TcpStream>, bool),
+}
+
+/// Why a connection never got to HTTP.
+pub(crate) enum NegotiationFailed {
+    /// The TLS handshake failed or took too long.
+    Tls,
+    /// The client sent too little in time, left, or the listener is stopping.
+    Other,
+}
+
+/// Takes a new connection to where HTTP starts: the TLS handshake (at most
+/// `handshake_timeout`) and ALPN with `tls`, or else a look for the HTTP/2 preface (h2c
+/// with prior knowledge, at most `header_timeout`).
+pub(crate) async fn negotiate(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    conn: &ConnInfo,
+    handshake_timeout: Duration,
+    header_timeout: Duration,
+) -> Result<Negotiated, NegotiationFailed> {
     let _ = stream.set_nodelay(true);
     let mut stop = conn.stop.clone();
     match tls {
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(inner.config.tls_handshake_timeout, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
             let stream = tokio::select! {
                 result = handshake => match result {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         tracing::debug!(client = %conn.client, error = %e, "TLS handshake failed");
-                        count(&inner, "tls_failed");
-                        return;
+                        return Err(NegotiationFailed::Tls);
                     }
-                    Err(_) => {
-                        count(&inner, "tls_failed");
-                        return;
-                    }
+                    Err(_) => return Err(NegotiationFailed::Tls),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => return,
+                _ = stop.wait_for(|s| *s != Stop::Running) => return Err(NegotiationFailed::Other),
             };
-            // A TLS-ALPN-01 validation (RFC 8737) ends with its handshake: the CA has
-            // seen the challenge certificate and sends no request.
-            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
-                count(&inner, "acme_tls_alpn");
-                return;
-            }
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve_io(inner, TokioIo::new(stream), h2, conn).await;
+            Ok(Negotiated::Tls(Box::new(stream), h2))
         }
         None => {
-            let detect =
-                tokio::time::timeout(inner.config.header_read_timeout, read_preface(stream));
-            let (h2, io) = tokio::select! {
+            let detect = tokio::time::timeout(header_timeout, read_preface(stream));
+            tokio::select! {
                 result = detect => match result {
-                    Ok(Ok(read)) => read,
+                    Ok(Ok((h2, io))) => Ok(Negotiated::Plain(io, h2)),
                     // The client left, or sent too little in time.
-                    _ => return,
+                    _ => Err(NegotiationFailed::Other),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => return,
-            };
-            serve_io(inner, TokioIo::new(io), h2, conn).await;
+                _ = stop.wait_for(|s| *s != Stop::Running) => Err(NegotiationFailed::Other),
+            }
         }
     }
+}
+
+/// hyper's HTTP/1.1 and HTTP/2 connection settings for `config`'s limits.
+pub(crate) fn http_builders(
+    config: &crate::RouterConfig,
+) -> (
+    hyper::server::conn::http1::Builder,
+    hyper::server::conn::http2::Builder<TokioExecutor>,
+) {
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    // The header read timeout is the connection's (`IdleClock`): hyper's costs a timer
+    // allocated, registered and dropped for every request.
+    h1.header_read_timeout(None)
+        .max_header_size(config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    // hyper parses into a fixed array of its default size, but into a vector filled
+    // element by element (about 4 % of the router's instructions per request) when any
+    // limit is set, even the same one.
+    if config.max_headers != HYPER_MAX_HEADERS {
+        h1.max_headers(config.max_headers);
+    }
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(config.h2_keepalive)
+        .keep_alive_timeout(config.h2_keepalive)
+        .enable_connect_protocol();
+    (h1, h2)
 }
 
 fn count(inner: &Shared, protocol: &'static str) {
@@ -352,26 +423,47 @@ async fn serve_io<T>(inner: Arc<Shared>, io: TokioIo<T>, h2: bool, conn: Arc<Con
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stop = conn.stop.clone();
     let service = {
         let (inner, conn) = (inner.clone(), conn.clone());
         service_fn(move |req| proxy::handle(inner.clone(), conn.clone(), req))
     };
-    // The header read timeout is also how long a connection may stay open with no
-    // request (keep-alive).
+    count(&inner, if h2 { "h2" } else { "http1" });
+    let builders = (&inner.h1, &inner.h2);
     let timeout = inner.config.header_read_timeout;
+    serve_connection(builders, io, h2, &conn, service, timeout).await;
+}
+
+/// Serves `service` on `io` with HTTP/2 (`h2`) or HTTP/1.1 (upgrades allowed) until the
+/// connection ends or the listener stops. `header_timeout` is also how long a connection
+/// may stay open with no request (keep-alive): an HTTP/1.1 connection is then dropped,
+/// an HTTP/2 one told so (GOAWAY) first.
+pub(crate) async fn serve_connection<T, S, B>(
+    (h1, h2b): (
+        &hyper::server::conn::http1::Builder,
+        &hyper::server::conn::http2::Builder<TokioExecutor>,
+    ),
+    io: TokioIo<T>,
+    h2: bool,
+    conn: &ConnInfo,
+    service: S,
+    header_timeout: Duration,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stop = conn.stop.clone();
     if h2 {
-        count(&inner, "h2");
-        let idle = Some((&conn.idle, timeout, IdleClose::Graceful));
-        drive(inner.h2.serve_connection(io, service), stop, idle).await;
+        let idle = Some((&conn.idle, header_timeout, IdleClose::Graceful));
+        drive(h2b.serve_connection(io, service), stop, idle).await;
     } else {
-        count(&inner, "http1");
-        let idle = Some((&conn.idle, timeout, IdleClose::Drop));
-        drive(
-            inner.h1.serve_connection(io, service).with_upgrades(),
-            stop,
-            idle,
-        )
-        .await;
+        let idle = Some((&conn.idle, header_timeout, IdleClose::Drop));
+        drive(h1.serve_connection(io, service).with_upgrades(), stop, idle).await;
     }
 }

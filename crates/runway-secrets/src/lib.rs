@@ -1,11 +1,16 @@
 //! Access keys and envelope encryption (runway's IAM and KMS). A master key in the data
 //! directory (mode 0600) seals every secret runway keeps in its store with AES-256-GCM,
-//! so a copy of the database alone reveals nothing.
+//! so a copy of the database alone reveals nothing. Failed sign-ins are limited per
+//! client address ([`AuthThrottle`]).
 //!
 //! This crate must never log, print or return a secret except to the caller that asked
 //! for that secret, and never store one unsealed.
 
 #![forbid(unsafe_code)]
+
+mod throttle;
+
+pub use throttle::{AUTH_LOG_TARGET, AuthFailure, AuthThrottle, ThrottleConfig};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine as _;

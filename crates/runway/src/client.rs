@@ -2,13 +2,14 @@
 //! endpoint and the admin key from the server's data directory.
 
 use crate::ClientArgs;
+use crate::profile;
 use crate::server::{Endpoints, PROFILE};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 #[derive(Debug)]
@@ -32,7 +33,7 @@ pub struct ApiFault {
 
 /// Reads `aws_access_key_id` and `aws_secret_access_key` of `profile` from a shared
 /// credentials file.
-fn read_credentials(path: &Path, profile: &str) -> Result<Credentials> {
+pub fn read_credentials(path: &Path, profile: &str) -> Result<Credentials> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!("cannot read the access key in {} (is this the server's data directory, and are you root?)", path.display())
     })?;
@@ -54,31 +55,160 @@ fn read_credentials(path: &Path, profile: &str) -> Result<Credentials> {
     }
 }
 
-impl Client {
-    pub fn new(args: &ClientArgs) -> Result<Self> {
-        let endpoints_path = args.data_dir.join("endpoints.json");
+/// Which certificates the client trusts for the API and the registry.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The system's.
+    System,
+    /// The system's and this CA's (a server's data directory: its local CA).
+    Also(PathBuf),
+    /// Only this CA's (`--ca-file`, a profile's CA).
+    Only(PathBuf),
+}
+
+/// Where the server is and how to sign in, from a profile or a data directory.
+#[derive(Debug)]
+pub struct Settings {
+    pub endpoint: String,
+    pub registry: Option<String>,
+    pub https: Option<String>,
+    pub region: String,
+    pub credentials: Credentials,
+    pub trust: Trust,
+}
+
+impl Settings {
+    /// The settings `args` point at: `--profile`, else `--data-dir`, else the default
+    /// profile if `runway login` saved one, else the default data directory; then
+    /// `--endpoint-url` and `--ca-file` over them.
+    pub fn resolve(args: &ClientArgs) -> Result<Self> {
+        let mut settings = match (&args.profile, &args.data_dir) {
+            (Some(name), _) => Self::from_profile(&profile::config_dir()?, name)?.ok_or_else(|| {
+                anyhow!("there is no profile {name:?}: run `runway login --profile {name} --endpoint https://...`")
+            })?,
+            (None, Some(dir)) => Self::from_data_dir(dir, args.endpoint_url.is_some())?,
+            (None, None) => {
+                let saved = match profile::config_dir() {
+                    Ok(dir) => Self::from_profile(&dir, profile::DEFAULT_PROFILE)?,
+                    Err(_) => None,
+                };
+                match saved {
+                    Some(settings) => settings,
+                    None => Self::from_data_dir(
+                        Path::new(crate::server::DEFAULT_DATA_DIR),
+                        args.endpoint_url.is_some(),
+                    )?,
+                }
+            }
+        };
+        if let Some(url) = &args.endpoint_url {
+            settings.endpoint = url.trim_end_matches('/').to_string();
+        }
+        if let Some(ca) = &args.ca_file {
+            settings.trust = Trust::Only(ca.clone());
+        }
+        Ok(settings)
+    }
+
+    /// A server's data directory, on the server's machine: `endpoints.json` and the admin
+    /// key in `credentials`.
+    fn from_data_dir(dir: &Path, endpoint_given: bool) -> Result<Self> {
+        let endpoints_path = dir.join("endpoints.json");
         let endpoints: Option<Endpoints> = std::fs::read(&endpoints_path)
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok());
-        let endpoint = match (&args.endpoint_url, &endpoints) {
-            (Some(url), _) => url.trim_end_matches('/').to_string(),
-            (None, Some(e)) => e.api.clone(),
-            (None, None) => bail!(
-                "cannot find the runway API: {} is missing (start `runway server`, or pass --endpoint-url)",
+        let endpoint = match (&endpoints, endpoint_given) {
+            (Some(e), _) => e.api.clone(),
+            (None, true) => String::new(),
+            (None, false) => bail!(
+                "cannot find the runway API: {} is missing (start `runway server`, pass --endpoint-url, or `runway login` to a server on another machine)",
                 endpoints_path.display()
             ),
         };
-        let registry = endpoints.as_ref().map(|e| e.registry.clone());
-        let https = endpoints.as_ref().map(|e| e.https.clone());
-        let region = endpoints.map_or_else(|| "us-east-1".to_string(), |e| e.region);
-        let credentials = read_credentials(&args.data_dir.join("credentials"), PROFILE)?;
-        Ok(Client {
-            http: reqwest::Client::new(),
+        let trust = match &endpoints {
+            Some(e) if e.ca.is_file() => Trust::Also(e.ca.clone()),
+            _ => Trust::System,
+        };
+        Ok(Settings {
             endpoint,
-            registry,
-            https,
-            region,
-            credentials,
+            registry: endpoints.as_ref().map(|e| e.registry.clone()),
+            https: endpoints.as_ref().map(|e| e.https.clone()),
+            region: endpoints
+                .as_ref()
+                .map_or_else(|| "us-east-1".to_string(), |e| e.region.clone()),
+            credentials: read_credentials(&dir.join("credentials"), PROFILE)?,
+            trust,
+        })
+    }
+
+    /// Profile `name` of the config directory `dir`, if there is one.
+    fn from_profile(dir: &Path, name: &str) -> Result<Option<Self>> {
+        let Some(saved) = profile::load(dir, name)? else {
+            return Ok(None);
+        };
+        Ok(Some(Settings {
+            endpoint: saved.endpoint,
+            registry: saved.registry,
+            https: saved.https,
+            region: saved.region,
+            credentials: read_credentials(&profile::credentials_path(dir), name)?,
+            trust: saved.ca_file.map_or(Trust::System, Trust::Only),
+        }))
+    }
+}
+
+/// Why the runway `what` at `url` could not be reached: the whole chain of causes (a
+/// certificate that is not trusted is deep in it), and what to check.
+fn unreachable(what: &str, url: &str, e: &reqwest::Error) -> anyhow::Error {
+    let mut causes = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push_str(": ");
+        causes.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let hint = if causes.contains("certificate") || causes.contains("UnknownIssuer") {
+        "the server's certificate is not trusted: pass --ca-file with the server's CA certificate (DATA_DIR/certs/ca.pem for runway's local CA)"
+    } else {
+        "is `runway server` running?"
+    };
+    anyhow!("cannot reach the runway {what} at {url}: {causes} ({hint})")
+}
+
+/// An HTTP client that trusts what `trust` says.
+fn http_client(trust: &Trust) -> Result<reqwest::Client> {
+    let certificates = |path: &Path| -> Result<Vec<reqwest::Certificate>> {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no certificate", path.display());
+        }
+        Ok(certs)
+    };
+    let builder = reqwest::Client::builder();
+    let builder = match trust {
+        Trust::System => builder,
+        Trust::Also(path) => builder.tls_certs_merge(certificates(path)?),
+        Trust::Only(path) => builder.tls_certs_only(certificates(path)?),
+    };
+    builder.build().context("cannot set up the HTTP client")
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Self> {
+        Self::with(Settings::resolve(args)?)
+    }
+
+    pub fn with(settings: Settings) -> Result<Self> {
+        Ok(Client {
+            http: http_client(&settings.trust)?,
+            endpoint: settings.endpoint,
+            registry: settings.registry,
+            https: settings.https,
+            region: settings.region,
+            credentials: settings.credentials,
         })
     }
 
@@ -131,12 +261,11 @@ impl Client {
         let (instructions, _) = sign(signable, &params)?.into_parts();
         instructions.apply_to_request_http1x(&mut request);
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))?;
-        let response = self.http.execute(request).await.map_err(|e| {
-            anyhow!(
-                "cannot reach the runway API at {}: {e} (is `runway server` running?)",
-                self.endpoint
-            )
-        })?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| unreachable("API", &self.endpoint, &e))?;
         let status = response.status();
         let value: Value = response.json().await.with_context(|| {
             format!(
@@ -162,9 +291,10 @@ impl Client {
                 .to_string(),
         };
         if status == reqwest::StatusCode::FORBIDDEN {
-            return Err(anyhow!(fault).context(
-                "the API refused the access key in the data directory's credentials file",
-            ));
+            return Err(anyhow!(fault).context(format!(
+                "the API refused the access key {}",
+                self.credentials.access_key_id()
+            )));
         }
         Err(fault.into())
     }
@@ -199,12 +329,7 @@ impl Client {
             )
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the runway registry at {}: {e} (is `runway server` running?)",
-                    self.registry.as_deref().unwrap_or("?")
-                )
-            })?;
+            .map_err(|e| unreachable("registry", self.registry.as_deref().unwrap_or("?"), &e))?;
         if response.status().is_success() {
             return Ok(response);
         }

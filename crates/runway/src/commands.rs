@@ -1260,3 +1260,196 @@ pub fn traffic(name: String, targets: Vec<String>, args: &ClientArgs) -> Result<
         Ok(())
     })
 }
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// The API's URL, e.g. https://runway.example.com:8090.
+    #[arg(long)]
+    endpoint: String,
+    /// The CA certificate (PEM) to check the server's certificate against: for runway's
+    /// local CA, a copy of the server's DATA_DIR/certs/ca.pem [default: the system's CAs].
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// The region the server signs for (its --region).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// The name to save the profile under.
+    #[arg(long, env = "RUNWAY_PROFILE", default_value = crate::profile::DEFAULT_PROFILE)]
+    profile: String,
+    /// The registry's URL [default: what the server says, with the endpoint's host when
+    /// the server names only a loopback address].
+    #[arg(long)]
+    registry: Option<String>,
+    /// The access key id [default: AWS_ACCESS_KEY_ID, else asked].
+    #[arg(long)]
+    access_key_id: Option<String>,
+    /// A file holding the secret access key, `-` for standard input [default:
+    /// AWS_SECRET_ACCESS_KEY, else asked].
+    #[arg(long)]
+    secret_access_key_file: Option<std::path::PathBuf>,
+}
+
+/// Asks for a secret on the terminal without echoing it, or reads a line from standard
+/// input when it is not a terminal.
+fn ask_secret(prompt: &str) -> Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let saved = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        tcsetattr(&stdin, OptionalActions::Now, &quiet)
+            .context("cannot turn the terminal's echo off")?;
+        Some(saved)
+    } else {
+        None
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+        eprintln!();
+    }
+    read.context("cannot read standard input")?;
+    Ok(line.trim().to_string())
+}
+
+fn read_line(prompt: &str) -> Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read standard input")?;
+    Ok(line.trim().to_string())
+}
+
+/// The registry URL to save: `stated` by the server, with `endpoint`'s host if the
+/// server named a loopback or unspecified address (it was not told its public name).
+fn registry_url(stated: &str, endpoint: &reqwest::Url) -> String {
+    let Ok(mut url) = reqwest::Url::parse(stated) else {
+        return stated.to_string();
+    };
+    let host = url.host_str().unwrap_or("");
+    let local = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if local && let Some(host) = endpoint.host_str() {
+        let _ = url.set_host(Some(host));
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// `runway login`: checks the key against the server (`Runway.DescribeEndpoints`) and saves
+/// the profile.
+pub fn login(args: LoginArgs) -> Result<()> {
+    use crate::client::{Settings, Trust};
+    use crate::profile;
+    let endpoint_url = reqwest::Url::parse(&args.endpoint)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        .ok_or_else(|| {
+            anyhow!(
+                "--endpoint must be the API's URL, e.g. https://runway.example.com:8090, got {:?}",
+                args.endpoint
+            )
+        })?;
+    if endpoint_url.scheme() == "http" {
+        eprintln!(
+            "warning: {} is plain HTTP: the key's signatures and every answer cross the network unencrypted",
+            args.endpoint
+        );
+    }
+    let dir = profile::config_dir()?;
+    let key_id = match args.access_key_id.clone() {
+        Some(id) => id,
+        None => match std::env::var("AWS_ACCESS_KEY_ID") {
+            Ok(id) if !id.is_empty() => id,
+            _ => read_line("Access key id: ")?,
+        },
+    };
+    let secret = match &args.secret_access_key_file {
+        Some(path) => read_secret(path)?.trim().to_string(),
+        None => match std::env::var("AWS_SECRET_ACCESS_KEY") {
+            Ok(secret) if !secret.is_empty() => secret,
+            _ => ask_secret("Secret access key: ")?,
+        },
+    };
+    if key_id.is_empty() || secret.is_empty() {
+        bail!("an access key id and its secret are needed to log in");
+    }
+    let endpoint = endpoint_url.as_str().trim_end_matches('/').to_string();
+    let client = Client::with(Settings {
+        endpoint: endpoint.clone(),
+        registry: None,
+        https: None,
+        region: args.region.clone(),
+        credentials: aws_credential_types::Credentials::new(&key_id, &secret, None, None, "runway"),
+        trust: args.ca_file.clone().map_or(Trust::System, Trust::Only),
+    })?;
+    let described = block_on(client.call_extension("DescribeEndpoints", &json!({})))
+        .with_context(|| format!("cannot log in to {endpoint}"))?;
+    let registry = match &args.registry {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => registry_url(&text(&described["Registry"]), &endpoint_url),
+    };
+    // The profile keeps its own copy of the CA, so it does not depend on where the file
+    // was when logging in.
+    let ca_file = match &args.ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let copy = dir.join(format!("{}-ca.pem", args.profile));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            runway_store::fs::write_atomic(&copy, &pem, 0o644)?;
+            Some(copy)
+        }
+        None => None,
+    };
+    let saved = profile::Profile {
+        endpoint: endpoint.clone(),
+        registry: Some(registry.clone()).filter(|r| !r.is_empty()),
+        https: described["Https"].as_str().map(str::to_string),
+        region: args.region.clone(),
+        ca_file: ca_file.clone(),
+    };
+    profile::save(&dir, &args.profile, &saved, &key_id, &secret)?;
+    println!(
+        "Logged in to {endpoint} as {key_id}; saved as profile {} in {}.",
+        args.profile,
+        dir.display()
+    );
+    if !registry.is_empty() {
+        println!("Registry: {registry}");
+        if let (Some(ca), Ok(url)) = (&ca_file, reqwest::Url::parse(&registry)) {
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or("")),
+                None => url.host_str().unwrap_or("").to_string(),
+            };
+            println!(
+                "  podman, skopeo, docker: trust the CA with  mkdir -p /etc/containers/certs.d/{host} && cp {} /etc/containers/certs.d/{host}/ca.crt",
+                ca.display()
+            );
+        }
+    }
+    println!(
+        "AWS CLI: {}AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={} aws apprunner list-services --endpoint-url {endpoint} --region {}",
+        ca_file
+            .as_ref()
+            .map(|ca| format!("AWS_CA_BUNDLE={} ", ca.display()))
+            .unwrap_or_default(),
+        profile::credentials_path(&dir).display(),
+        args.profile,
+        args.region
+    );
+    Ok(())
+}

@@ -12,6 +12,8 @@ mod adapters;
 mod client;
 mod commands;
 mod domains;
+mod listeners;
+mod profile;
 mod runtime_catalog;
 mod server;
 mod sources;
@@ -134,6 +136,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Sign in to a runway server on another machine and save it as a profile, so that
+    /// later commands need no flags.
+    Login(commands::LoginArgs),
     /// Show a service's operations.
     Operations {
         #[command(subcommand)]
@@ -143,15 +148,25 @@ enum Command {
     },
 }
 
-/// How the client finds and signs in to the server.
+/// How the client finds and signs in to the server: a profile `runway login` saved (on
+/// another machine), or the server's data directory (on the server's machine).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// The server's data directory, where `endpoints.json` and `credentials` are.
-    #[arg(long, global = true, env = "RUNWAY_DATA_DIR", default_value = server::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// The API's URL (default: from DATA_DIR/endpoints.json).
+    /// The profile to use [default: `default` if `runway login` saved one, else the data
+    /// directory].
+    #[arg(long, global = true, env = "RUNWAY_PROFILE")]
+    profile: Option<String>,
+    /// The server's data directory, where `endpoints.json` and `credentials` are
+    /// [default: /var/lib/runway].
+    #[arg(long, global = true, env = "RUNWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The API's URL (default: the profile's, or DATA_DIR/endpoints.json's).
     #[arg(long, global = true, env = "RUNWAY_ENDPOINT_URL")]
     endpoint_url: Option<String>,
+    /// The only CA certificate (PEM) to trust for the API and the registry (default: the
+    /// profile's, or the system's and the data directory's local CA).
+    #[arg(long, global = true, env = "RUNWAY_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Output format: table or json.
     #[arg(long, short, global = true, default_value = "table")]
     output: commands::Output,
@@ -163,6 +178,7 @@ fn main() -> ExitCode {
         Command::Shim { args } => return runway_runtime::shim::main(args.into_iter()),
         Command::Logs { args, client } => commands::logs(args, &client),
         Command::Server(args) => server::run(*args),
+        Command::Login(args) => commands::login(args),
         Command::Purge(args) => server::purge(*args),
         Command::Services { command, client } => commands::services(command, &client),
         Command::Deploy { args, client } => commands::deploy(args, &client),

@@ -1,6 +1,7 @@
 //! `runway server`: configuration (flags over a TOML file over defaults), the data
 //! directory, the admin key, the listeners, and graceful shutdown.
 
+use crate::listeners::{self, PublicHost};
 use anyhow::{Context, Result, bail};
 use runway_api::{Api, ApiConfig};
 use runway_build::{BuildJobs, Builder, BuilderConfig};
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/runway";
+/// The log of failed sign-ins on the API and the registry, in the data directory.
+pub const AUTH_LOG: &str = "logs/auth.log";
 /// The profile the credentials file holds the admin key under.
 pub const PROFILE: &str = "runway";
 
@@ -113,6 +116,39 @@ pub struct ServerArgs {
     /// send no push webhooks; 0: do not poll [default: 60].
     #[arg(long)]
     source_poll_interval: Option<u64>,
+    /// Serve the API and the registry over HTTPS: with --tls-cert and --tls-key if given,
+    /// else with a certificate from runway's local CA (DATA_DIR/certs/ca.pem) for the
+    /// --api-host and --registry-host names and the addresses they listen on (with
+    /// --acme-base-domain, names one label under the base domain get its wildcard from the
+    /// ACME CA). Needed to listen on an address other than loopback (unless
+    /// --allow-insecure-http).
+    #[arg(long)]
+    #[serde(default)]
+    tls: bool,
+    /// The API and registry's certificate chain in PEM, leaf first (implies --tls); read
+    /// again when the file changes, so a renewed certificate is served without a restart.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert in PEM.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A name or address clients on other machines reach the API by
+    /// (`runway.example.com`, `203.0.113.7`, with `:PORT` if it differs from the listening
+    /// port): in the local CA's certificate and the API's URL. Repeat for more.
+    #[arg(long = "api-host", value_name = "HOST[:PORT]")]
+    #[serde(default)]
+    api_host: Vec<String>,
+    /// A name or address clients reach the registry by, like --api-host; image references
+    /// naming it (or loopback, or an address the registry had before) are runway's own.
+    #[arg(long = "registry-host", value_name = "HOST[:PORT]")]
+    #[serde(default)]
+    registry_host: Vec<String>,
+    /// Serve the API and the registry over plain HTTP even on an address other than
+    /// loopback (behind a proxy that terminates TLS): access keys, secrets and images then
+    /// cross the network in clear text up to that proxy.
+    #[arg(long)]
+    #[serde(default)]
+    allow_insecure_http: bool,
     /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
     /// For a standby control plane, and for tests of the API alone.
     #[arg(long)]
@@ -210,6 +246,23 @@ pub struct Config {
     pub source_poll_interval: std::time::Duration,
     /// Custom domains, certificates and DNS.
     pub domains: crate::domains::DomainsConfig,
+    /// How the API and the registry are served over TLS; plain HTTP if `None`.
+    pub tls: Option<TlsSource>,
+    /// Names and addresses clients reach the API by.
+    pub api_hosts: Vec<PublicHost>,
+    /// Names and addresses clients reach the registry by.
+    pub registry_hosts: Vec<PublicHost>,
+    /// Plain HTTP on a non-loopback address is allowed.
+    pub allow_insecure_http: bool,
+}
+
+/// Where the API and registry's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Issued by the local CA for the endpoints' names and addresses.
+    LocalCa,
+    /// Files the operator provides, read again when they change.
+    Files { cert: PathBuf, key: PathBuf },
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -229,7 +282,15 @@ impl ServerArgs {
             }
             None => ServerArgs::default(),
         };
+        let tls = tls_source(&self, &file)?;
+        let api_hosts = public_hosts("api-host", &self.api_host, &file.api_host)?;
+        let registry_hosts =
+            public_hosts("registry-host", &self.registry_host, &file.registry_host)?;
         let config = Config {
+            tls,
+            api_hosts,
+            registry_hosts,
+            allow_insecure_http: self.allow_insecure_http || file.allow_insecure_http,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -368,6 +429,29 @@ impl ServerArgs {
     }
 }
 
+/// `--tls`, `--tls-cert` and `--tls-key` from the flags, else the file.
+fn tls_source(flags: &ServerArgs, file: &ServerArgs) -> Result<Option<TlsSource>> {
+    let (cert, key) = match (&flags.tls_cert, &flags.tls_key) {
+        (None, None) => (file.tls_cert.clone(), file.tls_key.clone()),
+        (cert, key) => (cert.clone(), key.clone()),
+    };
+    Ok(match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsSource::Files { cert, key }),
+        (None, None) if flags.tls || file.tls => Some(TlsSource::LocalCa),
+        (None, None) => None,
+        _ => bail!("tls-cert and tls-key go together: give both, or neither"),
+    })
+}
+
+/// `--api-host` (or `--registry-host`) values from the flags, else the file.
+fn public_hosts(what: &str, flags: &[String], file: &[String]) -> Result<Vec<PublicHost>> {
+    let values = if flags.is_empty() { file } else { flags };
+    values
+        .iter()
+        .map(|v| PublicHost::parse(v).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .collect()
+}
+
 impl Config {
     fn check(&self) -> Result<()> {
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -399,7 +483,25 @@ impl Config {
                 self.base_domain
             );
         }
+        if self.tls.is_none() && !self.allow_insecure_http {
+            for (what, flag, addr) in [
+                ("API", "api-listen", self.api_listen),
+                ("registry", "registry-listen", self.registry_listen),
+            ] {
+                if !addr.ip().is_loopback() {
+                    bail!(
+                        "refusing to serve the {what} over plain HTTP on {addr} ({flag}), which is not a loopback address: access keys, secrets and images would cross the network in clear text. Add --tls (a certificate from runway's local CA; clients trust {}/certs/ca.pem), or --tls-cert and --tls-key; behind a proxy that terminates TLS, --allow-insecure-http",
+                        self.data_dir.display()
+                    );
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `https` with TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -430,13 +532,21 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let config = args.resolve()?;
     // One TLS crypto provider for the whole process (DESIGN.md).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    runway_telemetry::init_logging(config.log_format, &config.log_filter)
-        .map_err(anyhow::Error::msg)?;
+    runway_telemetry::init_logging_with(
+        config.log_format,
+        &config.log_filter,
+        Some(runway_telemetry::TargetLog {
+            target: runway_secrets::AUTH_LOG_TARGET,
+            path: config.data_dir.join(AUTH_LOG),
+        }),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let files = listeners::raise_file_limit();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(config))
+        .block_on(serve(config, files))
 }
 
 /// `runway purge`: stops every instance of the data directory and removes runway's
@@ -515,7 +625,8 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
-async fn serve(config: Config) -> Result<()> {
+/// Runs the server until SIGTERM or SIGINT; the process may hold `files` open files.
+async fn serve(config: Config, files: u64) -> Result<()> {
     let dir = &config.data_dir;
     let _lock = lock_data_dir(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -526,8 +637,15 @@ async fn serve(config: Config) -> Result<()> {
     let new_credentials = ensure_admin_key(&*store, &master, dir)?;
 
     let mut metrics = runway_telemetry::Registry::default();
+    // One allowance of failed sign-ins per address for the API and the registry alike:
+    // they take the same keys.
+    let throttle = Arc::new(runway_secrets::AuthThrottle::default());
     let registry = Registry::open(
-        RegistryConfig::new(dir.join("registry")),
+        RegistryConfig {
+            tls: config.tls.is_some(),
+            auth_throttle: Some(throttle.clone()),
+            ..RegistryConfig::new(dir.join("registry"))
+        },
         store.clone(),
         master.clone(),
         &mut metrics,
@@ -562,14 +680,25 @@ async fn serve(config: Config) -> Result<()> {
     .context("cannot start the router")?;
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
+    let endpoint_cert =
+        listeners::endpoint_certificate(&config, &certs, &[api_addr, registry_addr]).await?;
+    let endpoint_tls = endpoint_cert
+        .as_ref()
+        .map(|cert| cert.server_config())
+        .transpose()
+        .context("cannot build the API and registry TLS configuration")?;
     let (http_listener, http_addr) = bind("router (HTTP)", config.http_listen).await?;
     let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
     router.set_https_port(https_addr.port());
+    let registry_hosts = registry
+        .remember_hosts(&listeners::registry_hosts(&config, registry_addr))
+        .await
+        .context("cannot record the registry's addresses")?;
     let builder = {
         let mut build = BuilderConfig::new(dir.join("build"), dir.join("build-cache"));
         build.runtime_images = config.runtime_images.clone();
-        build.own_registry_hosts = registry_hosts(registry_addr);
+        build.own_registry_hosts = registry_hosts.clone();
         build.build_timeout = config.build_timeout;
         build.trust = runway_build::BuildTrust::from_host(
             config.build_ca_bundle.clone(),
@@ -590,7 +719,7 @@ async fn serve(config: Config) -> Result<()> {
         router.clone(),
         Arc::new(crate::adapters::RegistryResolver {
             registry: registry.clone(),
-            hosts: registry_hosts(registry_addr),
+            hosts: registry_hosts.clone(),
             builder: builder.clone(),
             data_dir: dir.clone(),
             store: store.clone(),
@@ -598,18 +727,6 @@ async fn serve(config: Config) -> Result<()> {
         }),
         config.control.clone(),
     );
-    let api = Api::new(
-        store.clone(),
-        master.clone(),
-        ApiConfig {
-            region: config.region.clone(),
-            account_id: config.account_id.clone(),
-            base_domain: config.base_domain.clone(),
-            build_logs: Some(dir.join("builds")),
-        },
-        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
-        &mut metrics,
-    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -630,6 +747,42 @@ async fn serve(config: Config) -> Result<()> {
         stopped.clone(),
     )
     .await?;
+    let scheme = config.scheme();
+    let endpoints = Endpoints {
+        api: format!(
+            "{scheme}://{}",
+            listeners::public_authority(&config.api_hosts, api_addr)
+        ),
+        registry: format!(
+            "{scheme}://{}",
+            listeners::public_authority(&config.registry_hosts, registry_addr)
+        ),
+        http: format!("http://{http_addr}"),
+        https: format!("https://{https_addr}"),
+        ca: certs.ca_path(),
+        metrics: format!("http://{metrics_addr}/metrics"),
+        region: config.region.clone(),
+        dns: domains.dns_addr().map(|a| a.to_string()),
+    };
+    let api = Api::new(
+        store.clone(),
+        master.clone(),
+        ApiConfig {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            base_domain: config.base_domain.clone(),
+            build_logs: Some(dir.join("builds")),
+        },
+        Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
+        &mut metrics,
+    )?
+    .with_auth_throttle(throttle)
+    .with_endpoints(runway_api::PublicEndpoints {
+        api: endpoints.api.clone(),
+        registry: endpoints.registry.clone(),
+        https: endpoints.https.clone(),
+        http: endpoints.http.clone(),
+    });
     let api = api.on_change({
         let (controller, domains) = (controller.clone(), domains.clone());
         move || {
@@ -647,7 +800,7 @@ async fn serve(config: Config) -> Result<()> {
         let catalog = crate::runtime_catalog::Catalog {
             builder: builder.clone(),
             registry: registry.clone(),
-            hosts: registry_hosts(registry_addr),
+            hosts: registry_hosts.clone(),
             configured,
             set: Default::default(),
         };
@@ -659,23 +812,22 @@ async fn serve(config: Config) -> Result<()> {
         }
         api.with_runtimes(Arc::new(catalog))
     };
+    // The router's limits on every other listener, so that none can starve another.
+    let (api_server, registry_server, metrics_server) = {
+        let listeners = runway_router::ListenerMetrics::register(&mut metrics);
+        let caps = listeners::connection_caps(files);
+        let limits = runway_router::RouterConfig::default();
+        let server =
+            |name| runway_router::AppServer::new(name, limits.clone(), caps, listeners.clone());
+        (server("api"), server("registry"), server("metrics"))
+    };
     let metrics = Arc::new(metrics);
-    deploy_on_push(&registry, &api, registry_addr);
+    deploy_on_push(&registry, &api, registry_hosts);
     // Serve the last known routes at once, before the controller's loops run.
     controller
         .publish_routes()
         .await
         .context("cannot read the routes")?;
-    let endpoints = Endpoints {
-        api: format!("http://{api_addr}"),
-        registry: format!("http://{registry_addr}"),
-        http: format!("http://{http_addr}"),
-        https: format!("https://{https_addr}"),
-        ca: certs.ca_path(),
-        metrics: format!("http://{metrics_addr}/metrics"),
-        region: config.region.clone(),
-        dns: domains.dns_addr().map(|a| a.to_string()),
-    };
     runway_store::fs::write_atomic(
         &dir.join("endpoints.json"),
         serde_json::to_string_pretty(&endpoints)?.as_bytes(),
@@ -705,8 +857,12 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
     println!("Use it with the AWS CLI:");
+    let ca_bundle = match &config.tls {
+        Some(TlsSource::LocalCa) => format!("AWS_CA_BUNDLE={} ", endpoints.ca.display()),
+        _ => String::new(),
+    };
     println!(
-        "  AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={PROFILE} aws apprunner list-services --endpoint-url {} --region {}",
+        "  {ca_bundle}AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE={PROFILE} aws apprunner list-services --endpoint-url {} --region {}",
         credentials.display(),
         endpoints.api,
         config.region
@@ -727,23 +883,38 @@ async fn serve(config: Config) -> Result<()> {
         ))
     });
     let api_task = tokio::spawn({
-        let router = crate::sources::webhook_router(sources).merge(api.router());
-        let stopped = stopped();
+        let app = crate::sources::webhook_router(sources).merge(api.router());
+        let (server, tls, stopped) = (api_server, endpoint_tls.clone(), stopped());
         async move {
-            axum::serve(api_listener, router)
-                .with_graceful_shutdown(stopped)
+            server
+                .serve(
+                    api_listener,
+                    tls,
+                    move |client| listeners::with_client(&app, client),
+                    stopped,
+                )
                 .await
         }
     });
     let registry_task = tokio::spawn({
-        let router = registry.router();
-        let stopped = stopped();
+        let app = registry.router();
+        let (server, tls, stopped) = (registry_server, endpoint_tls, stopped());
         async move {
-            axum::serve(registry_listener, router)
-                .with_graceful_shutdown(stopped)
+            server
+                .serve(
+                    registry_listener,
+                    tls,
+                    move |client| listeners::with_client(&app, client),
+                    stopped,
+                )
                 .await
         }
     });
+    let refresh_task = tokio::spawn(listeners::refresh_certificates(
+        certs.clone(),
+        endpoint_cert,
+        stopped(),
+    ));
     let gc_task = registry.spawn_gc(REGISTRY_GC_INTERVAL, stopped());
     let http_task = tokio::spawn({
         let (router, stopped) = (router.clone(), stopped());
@@ -767,11 +938,20 @@ async fn serve(config: Config) -> Result<()> {
             }
         }
     });
-    let metrics_task = tokio::spawn(runway_telemetry::serve_metrics(
-        metrics_listener,
-        metrics,
-        stopped(),
-    ));
+    let metrics_task = tokio::spawn({
+        let app = runway_telemetry::metrics_app(metrics);
+        let (server, stopped) = (metrics_server, stopped());
+        async move {
+            server
+                .serve(
+                    metrics_listener,
+                    None,
+                    move |client| listeners::with_client(&app, client),
+                    stopped,
+                )
+                .await
+        }
+    });
 
     shutdown_signal().await?;
     tracing::info!("shutting down: finishing requests in flight");
@@ -784,6 +964,7 @@ async fn serve(config: Config) -> Result<()> {
     metrics_task.await??;
     gc_task.await?;
     domains.stopped().await;
+    refresh_task.await?;
     if let Some(task) = poll_task {
         task.await?;
     }
@@ -794,21 +975,10 @@ async fn serve(config: Config) -> Result<()> {
 /// How often the registry removes blobs that no image needs.
 const REGISTRY_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// The names clients reach the registry by: its address, and loopback names for its port.
-fn registry_hosts(addr: SocketAddr) -> Vec<String> {
-    let port = addr.port();
-    let mut hosts = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")];
-    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
-        hosts.push(addr.to_string());
-    }
-    hosts
-}
-
 /// A push to a tag that a service deploys with AutoDeploymentsEnabled records a
 /// deployment of that service.
-fn deploy_on_push(registry: &Registry, api: &Api, registry_addr: SocketAddr) {
+fn deploy_on_push(registry: &Registry, api: &Api, hosts: Vec<String>) {
     let api = api.clone();
-    let hosts = registry_hosts(registry_addr);
     registry.on_push(move |event| {
         let Some(tag) = event.tag.clone() else {
             return;
@@ -838,6 +1008,7 @@ async fn shutdown_signal() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listeners::{endpoint_names, public_authority, registry_hosts};
     use clap::Parser;
 
     #[derive(Parser)]
@@ -869,6 +1040,124 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(config.runtime_images["python3"], "runtimes/python3:latest");
         assert_eq!(config.runtime_images["go1"], "runtimes/go:2");
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_refused_unless_insisted_on() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x"];
+            all.extend_from_slice(args);
+            Wrapper::parse_from(all).args.resolve()
+        };
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.tls, None);
+        assert_eq!(config.scheme(), "http");
+        for listen in ["--api-listen", "--registry-listen"] {
+            let err = parse(&[listen, "0.0.0.0:8090"]).unwrap_err().to_string();
+            assert!(err.contains("plain HTTP") && err.contains("--tls"), "{err}");
+        }
+        let err = parse(&["--api-listen", "192.0.2.7:8090"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("192.0.2.7:8090"), "{err}");
+        assert!(parse(&["--api-listen", "[::1]:8090"]).is_ok());
+        let insisted = parse(&["--api-listen", "0.0.0.0:8090", "--allow-insecure-http"]).unwrap();
+        assert_eq!(insisted.tls, None);
+        let tls = parse(&["--api-listen", "0.0.0.0:8090", "--tls"]).unwrap();
+        assert_eq!(tls.tls, Some(TlsSource::LocalCa));
+        assert_eq!(tls.scheme(), "https");
+        let files = parse(&[
+            "--registry-listen",
+            "0.0.0.0:5000",
+            "--tls-cert",
+            "/etc/runway/tls.crt",
+            "--tls-key",
+            "/etc/runway/tls.key",
+        ])
+        .unwrap();
+        assert_eq!(
+            files.tls,
+            Some(TlsSource::Files {
+                cert: "/etc/runway/tls.crt".into(),
+                key: "/etc/runway/tls.key".into()
+            })
+        );
+    }
+
+    #[test]
+    fn public_hosts_are_names_or_addresses_with_an_optional_port() {
+        let host = |s: &str| PublicHost::parse(s);
+        assert_eq!(
+            host("runway.example.com").unwrap().authority(8090),
+            "runway.example.com:8090"
+        );
+        assert_eq!(
+            host("runway.example.com:443").unwrap().authority(8090),
+            "runway.example.com:443"
+        );
+        assert_eq!(
+            host("203.0.113.7").unwrap().authority(5000),
+            "203.0.113.7:5000"
+        );
+        assert_eq!(
+            host("2001:db8::7").unwrap().authority(5000),
+            "[2001:db8::7]:5000"
+        );
+        assert_eq!(
+            host("[2001:db8::7]:8443").unwrap().authority(5000),
+            "[2001:db8::7]:8443"
+        );
+        for bad in [
+            "Runway.example.com",
+            "a b",
+            "host:0",
+            "host:http",
+            "*.example.com",
+            "",
+        ] {
+            assert!(host(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runway.toml");
+        fs::write(&file, "tls = true\napi-host = [\"runway.example.com\", \"203.0.113.7\"]\nregistry-host = [\"registry.example.com:443\"]\n").unwrap();
+        let config = Wrapper::parse_from(["x", "--config", file.to_str().unwrap()])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(config.tls, Some(TlsSource::LocalCa));
+        assert_eq!(config.api_hosts.len(), 2);
+        let registry = "127.0.0.1:443".parse().unwrap();
+        let hosts = registry_hosts(&config, registry);
+        assert_eq!(
+            &hosts[..2],
+            ["registry.example.com:443", "registry.example.com"]
+        );
+        assert!(hosts.contains(&"localhost:443".to_string()));
+        let names = endpoint_names(&config, &["127.0.0.1:8090".parse().unwrap(), registry]);
+        assert_eq!(
+            names,
+            [
+                "runway.example.com",
+                "203.0.113.7",
+                "registry.example.com",
+                "127.0.0.1",
+                "localhost",
+                "::1"
+            ]
+        );
+        assert_eq!(
+            public_authority(&config.api_hosts, "0.0.0.0:8090".parse().unwrap()),
+            "runway.example.com:8090"
+        );
+        assert_eq!(
+            public_authority(&[], "0.0.0.0:8090".parse().unwrap()),
+            "127.0.0.1:8090"
+        );
+        let err = Wrapper::parse_from(["x", "--api-host", "Bad"])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("api-host"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use super::{Answer, Code, Fault, header, query};
 use crate::Registry;
 use crate::auth::{self, Access, Claims, Credentials};
+use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use http::HeaderMap;
-use http::header::{CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
 
 /// Who is asking.
 #[derive(Debug)]
@@ -72,7 +73,95 @@ pub(crate) fn realm(registry: &Registry, headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}/v2/token")
+    let scheme = if registry.inner.config.tls {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}/v2/token")
+}
+
+/// A request that carries credentials, from a known client address, when failed
+/// sign-ins are limited: the throttle is asked before the credentials are checked and
+/// told when they fail.
+struct Signer<'a> {
+    throttle: &'a runway_secrets::AuthThrottle,
+    client: std::net::SocketAddr,
+    key_id: Option<String>,
+}
+
+impl<'a> Signer<'a> {
+    fn of(
+        registry: &'a Registry,
+        parts: &http::request::Parts,
+        credentials: &Credentials,
+    ) -> Option<Self> {
+        let throttle = registry.inner.config.auth_throttle.as_deref()?;
+        let ConnectInfo(client) = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()?;
+        let key_id = match credentials {
+            // No credentials: anonymous, not a wrong guess.
+            Credentials::None => return None,
+            Credentials::Basic { key_id, .. } => Some(key_id.clone()),
+            Credentials::Bearer(_) | Credentials::Malformed => None,
+        };
+        let key_id = key_id.filter(|id| {
+            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        Some(Signer {
+            throttle,
+            client: *client,
+            key_id,
+        })
+    }
+
+    fn failure<'r>(&'r self, reason: &'r str) -> runway_secrets::AuthFailure<'r> {
+        runway_secrets::AuthFailure {
+            listener: "registry",
+            client: self.client,
+            key_id: self.key_id.as_deref(),
+            reason,
+        }
+    }
+
+    fn admit(&self) -> Result<(), Fault> {
+        self.throttle
+            .admit(&self.failure("throttled"))
+            .map_err(|wait| {
+                let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+                Fault::new(
+                    Code::TooManyRequests,
+                    format!("too many requests with invalid credentials from this address; retry in {seconds} s"),
+                )
+                .header(RETRY_AFTER, &seconds.to_string())
+            })
+    }
+
+    fn failed(&self, reason: &str) {
+        self.throttle.failed(&self.failure(reason));
+    }
+}
+
+/// Asks the throttle, if any, before credentials are checked; the signer to tell of a
+/// failure.
+fn admit<'a>(
+    registry: &'a Registry,
+    parts: &http::request::Parts,
+    credentials: &Credentials,
+) -> Result<Option<Signer<'a>>, Fault> {
+    let signer = Signer::of(registry, parts, credentials);
+    if let Some(signer) = &signer {
+        signer.admit()?;
+    }
+    Ok(signer)
+}
+
+/// Tells the throttle, if any, that credentials failed for `reason`.
+fn failed(signer: &Option<Signer<'_>>, reason: &str) {
+    if let Some(signer) = signer {
+        signer.failed(reason);
+    }
 }
 
 fn unauthorized(
@@ -100,40 +189,32 @@ async fn check_basic(registry: &Registry, key_id: String, secret: String) -> Res
 /// Who sent the request; 401 with a challenge for credentials that do not check out.
 pub(crate) async fn authenticate(
     registry: &Registry,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
 ) -> Result<Principal, Fault> {
-    match auth::credentials(headers) {
+    let headers = &parts.headers;
+    let credentials = auth::credentials(headers);
+    let signer = admit(registry, parts, &credentials)?;
+    let refuse = |error: Option<&str>, message: &str| {
+        failed(&signer, message);
+        Err(unauthorized(registry, headers, None, error, message))
+    };
+    match credentials {
         Credentials::None => Ok(Principal::Anonymous),
         Credentials::Basic { key_id, secret } => {
             if check_basic(registry, key_id.clone(), secret).await? {
                 Ok(Principal::Key(key_id))
             } else {
-                Err(unauthorized(
-                    registry,
-                    headers,
-                    None,
-                    None,
-                    "invalid access key id or secret",
-                ))
+                refuse(None, "invalid access key id or secret")
             }
         }
         Credentials::Bearer(token) => match registry.inner.signer.verify(&token, now_secs()) {
             Some(claims) => Ok(Principal::Token(claims)),
-            None => Err(unauthorized(
-                registry,
-                headers,
-                None,
-                Some("invalid_token"),
-                "the token is invalid or has expired",
-            )),
+            None => refuse(Some("invalid_token"), "the token is invalid or has expired"),
         },
-        Credentials::Malformed => Err(unauthorized(
-            registry,
-            headers,
-            None,
+        Credentials::Malformed => refuse(
             None,
             "the Authorization header must be Basic (access key id and secret) or Bearer",
-        )),
+        ),
     }
 }
 
@@ -193,9 +274,12 @@ pub(crate) async fn token(registry: &Registry, parts: &http::request::Parts) -> 
             &format!("Basic realm=\"{}\"", auth::SERVICE),
         )
     };
-    let (sub, granted) = match auth::credentials(&parts.headers) {
+    let credentials = auth::credentials(&parts.headers);
+    let signer = admit(registry, parts, &credentials)?;
+    let (sub, granted) = match credentials {
         Credentials::Basic { key_id, secret } => {
             if !check_basic(registry, key_id.clone(), secret).await? {
+                failed(&signer, "invalid access key id or secret");
                 return Err(basic_fault());
             }
             (key_id, requested)
@@ -211,7 +295,10 @@ pub(crate) async fn token(registry: &Registry, parts: &http::request::Parts) -> 
             }
             (String::new(), granted)
         }
-        Credentials::Bearer(_) | Credentials::Malformed => return Err(basic_fault()),
+        Credentials::Bearer(_) | Credentials::Malformed => {
+            failed(&signer, "the token endpoint takes Basic credentials");
+            return Err(basic_fault());
+        }
     };
     let now = now_secs();
     let ttl = registry.inner.config.token_ttl.as_secs().max(60) as i64;

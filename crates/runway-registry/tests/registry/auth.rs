@@ -383,3 +383,86 @@ async fn anonymous_pull_is_per_repository() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_from_one_address_are_throttled_and_other_addresses_are_not() {
+    use runway_secrets::{AuthThrottle, ThrottleConfig};
+    use std::sync::Arc;
+    let throttle = Arc::new(AuthThrottle::new(ThrottleConfig {
+        burst: 3,
+        refill: std::time::Duration::from_secs(60),
+        max_addresses: 100,
+    }));
+    let s = Server::start_with(|c| c.auth_throttle = Some(throttle.clone()), |r| r).await;
+    let from = |ip: [u8; 4], secret: &str| Http {
+        client: reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap(),
+        auth: Some((s.key_id.clone(), secret.to_string())),
+        ..s.http()
+    };
+    let (wrong, right) = (
+        from([127, 0, 0, 2], "wrong"),
+        from([127, 0, 0, 2], &s.secret),
+    );
+    for _ in 0..3 {
+        let r = wrong.req(Method::GET, "/v2/").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // The address has used its failures: refused unchecked, the right secret too, and the
+    // token endpoint alike.
+    let r = wrong.req(Method::GET, "/v2/").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
+    let r = right.req(Method::GET, "/v2/").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let r = right
+        .req(Method::GET, "/v2/token?service=runway")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // Without credentials it is anonymous, not a guess: answered as before.
+    let r = right
+        .anonymous()
+        .req(Method::GET, "/v2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Another address is not affected, for right and wrong secrets alike.
+    let r = from([127, 0, 0, 3], &s.secret)
+        .req(Method::GET, "/v2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = from([127, 0, 0, 3], "wrong")
+        .req(Method::GET, "/v2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_realm_is_https_when_clients_come_over_tls() {
+    let s = Server::start_with(|c| c.tls = true, |r| r).await;
+    let r = s
+        .http()
+        .anonymous()
+        .req(Method::GET, "/v2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        format!(
+            "Bearer realm=\"https://{}/v2/token\",service=\"runway\"",
+            s.host()
+        )
+    );
+}

@@ -55,6 +55,7 @@ pub async fn serve(
     let (stop, stopped) = oneshot::channel::<()>();
     let app = wrap(registry.router());
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;

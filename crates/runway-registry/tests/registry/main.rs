@@ -5,6 +5,7 @@ mod auth;
 mod crash;
 mod gc;
 mod harness;
+mod hosts;
 mod import;
 mod podman;
 mod protocol;

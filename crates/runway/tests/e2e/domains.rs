@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BASE: &str = "runway.test";
+pub(crate) const BASE: &str = "runway.test";
 
 /// A port free for both UDP and TCP on loopback.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -53,15 +53,15 @@ fn dig(port: u16, args: &[&str]) -> Vec<String> {
 /// An unbound resolver: authoritative data for the user's zone `example.test` (the
 /// records a user adds at their DNS provider) and `runway.test` delegated to runway's
 /// DNS server, recursion for everything else it knows.
-struct Unbound {
+pub(crate) struct Unbound {
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
     child: Child,
     serial: std::cell::Cell<u32>,
 }
 
 impl Unbound {
-    fn start(runway_dns: Option<u16>) -> Unbound {
+    pub(crate) fn start(runway_dns: Option<u16>) -> Unbound {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let stub = runway_dns
@@ -167,7 +167,7 @@ fn pebble_tls(dir: &Path) -> PathBuf {
 
 /// Debian's pebble, validating through `resolver` and reaching runway's router on
 /// `http_port` (HTTP-01) and `tls_port` (TLS-ALPN-01).
-struct Pebble {
+pub(crate) struct Pebble {
     dir: tempfile::TempDir,
     port: u16,
     management: u16,
@@ -176,13 +176,13 @@ struct Pebble {
 
 impl Pebble {
     /// Pebble's listener's CA, for `--acme-ca-root`, and its free port, before it starts.
-    fn prepare() -> (tempfile::TempDir, PathBuf, u16) {
+    pub(crate) fn prepare() -> (tempfile::TempDir, PathBuf, u16) {
         let dir = tempfile::tempdir().unwrap();
         let ca = pebble_tls(dir.path());
         (dir, ca, free_port())
     }
 
-    fn start(
+    pub(crate) fn start(
         (dir, _, port): (tempfile::TempDir, PathBuf, u16),
         resolver: u16,
         http_port: u16,
@@ -233,7 +233,7 @@ impl Pebble {
         pebble
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
@@ -243,7 +243,7 @@ impl Pebble {
     }
 
     /// Pebble's issuing root (made at its start), for clients to trust.
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         let path = self.dir.path().join("root.pem");
         let out = Command::new("curl")
             .args(["-sSf", "--cacert"])

@@ -17,6 +17,12 @@ pub struct Server {
     pub bridge: String,
     pub subnet: String,
     flags: Vec<String>,
+    /// The address the API and the registry listen on (loopback by default).
+    listen: std::net::IpAddr,
+    /// The server's limit on open files, if the test sets one.
+    nofile: Option<u64>,
+    /// The next launch puts the registry on a new port.
+    move_registry: bool,
     child: Option<Child>,
     pub api: String,
     pub registry: String,
@@ -43,6 +49,14 @@ impl Server {
 
     /// A whole server with extra flags.
     pub fn start_with(flags: &[&str]) -> Server {
+        Self::start_opts(Options {
+            flags,
+            ..Options::default()
+        })
+    }
+
+    /// A whole server as `options` say.
+    pub fn start_opts(options: Options<'_>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("runway-e2e-")
             .tempdir()
@@ -52,7 +66,10 @@ impl Server {
             dir,
             bridge: format!("rwe{:04x}", n & 0xffff),
             subnet: format!("10.{}.{}.0/24", 202 + (n >> 8) % 40, n & 0xff),
-            flags: flags.iter().map(|f| f.to_string()).collect(),
+            flags: options.flags.iter().map(|f| f.to_string()).collect(),
+            listen: options.listen,
+            nofile: options.nofile,
+            move_registry: false,
             child: None,
             api: String::new(),
             registry: String::new(),
@@ -72,34 +89,52 @@ impl Server {
         self.data_dir().join("credentials")
     }
 
-    /// The `runway` command, pointed at this server's data directory.
+    /// The `runway` command, pointed at this server's data directory (and at the API by
+    /// its address).
     pub fn runway(&self) -> Command {
         let mut cmd = Command::new(binary());
         cmd.env("RUNWAY_DATA_DIR", self.data_dir())
-            .env_remove("RUNWAY_ENDPOINT_URL");
+            .env("RUNWAY_ENDPOINT_URL", self.api_url())
+            .env_remove("RUNWAY_PROFILE")
+            .env_remove("RUNWAY_CA_FILE");
         cmd
     }
 
     fn launch(&mut self) {
         // A relaunched server keeps its registry's address, as a configured one does:
         // image references of its services name it.
-        let registry_listen = match self.registry_host() {
-            "" => "127.0.0.1:0".to_string(),
-            previous => previous.to_string(),
+        let previous = self
+            .registry_addr()
+            .filter(|_| !std::mem::take(&mut self.move_registry));
+        let registry_listen = match previous {
+            Some(previous) => previous.to_string(),
+            None => std::net::SocketAddr::new(self.listen, 0).to_string(),
         };
+        let api_listen = std::net::SocketAddr::new(self.listen, 0).to_string();
         let endpoints = self.data_dir().join("endpoints.json");
         let _ = std::fs::remove_file(&endpoints);
+        // The log says where this launch listens just after endpoints.json is written.
+        let starts = |log: &str| log.matches("runway started").count();
+        let started_before = starts(&self.log());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.data_dir().join("server.log"))
             .expect("log file");
-        let child = Command::new(binary())
+        let mut command = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .args(["server", "--data-dir"])
             .arg(self.data_dir())
             .args([
                 "--api-listen",
-                "127.0.0.1:0",
+                &api_listen,
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])
@@ -119,7 +154,9 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(raw) = std::fs::read(&endpoints) {
+            if let Ok(raw) = std::fs::read(&endpoints)
+                && starts(&self.log()) > started_before
+            {
                 let v: Value = serde_json::from_slice(&raw).expect("endpoints.json is JSON");
                 let field = |k: &str| {
                     v[k].as_str()
@@ -177,6 +214,13 @@ impl Server {
         self.launch();
     }
 
+    /// Stops the server with SIGTERM and starts it again with its registry on another
+    /// port, as when an operator changes `--registry-listen`.
+    pub fn restart_moving_the_registry(&mut self) {
+        self.move_registry = true;
+        self.restart();
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same data directory.
     pub fn crash_and_restart(&mut self) {
         self.kill();
@@ -195,7 +239,47 @@ impl Server {
 
     /// The registry's `host:port`, as image references name it.
     pub fn registry_host(&self) -> &str {
-        self.registry.trim_start_matches("http://")
+        self.registry
+            .split_once("://")
+            .map_or(self.registry.as_str(), |(_, rest)| rest)
+    }
+
+    /// The address `part` (`api`, `registry`) listens on, once the server has started:
+    /// endpoints.json may name it by a public name, the log has the address.
+    fn listening(&self, part: &str) -> Option<std::net::SocketAddr> {
+        let log = self.log();
+        let started = log.lines().rev().find(|l| l.contains("runway started"))?;
+        let value = started
+            .split(&format!(" {part}="))
+            .nth(1)?
+            .split_whitespace()
+            .next()?;
+        value.parse().ok()
+    }
+
+    fn registry_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listening("registry")
+    }
+
+    /// The API's URL by its address (the certificate names it too), for clients on this
+    /// machine, which may not resolve the public name `api` has.
+    pub fn api_url(&self) -> String {
+        let scheme = self.api.split_once("://").map_or("http", |(s, _)| s);
+        match self.listening("api") {
+            Some(addr) => format!("{scheme}://{addr}"),
+            None => self.api.clone(),
+        }
+    }
+
+    /// The local CA's certificate, which signs the router's certificates (and the API's
+    /// and registry's with `--tls`).
+    pub fn ca(&self) -> PathBuf {
+        self.data_dir().join("certs/ca.pem")
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The admin access key as `KEYID:SECRET`, for skopeo's `--creds`.
@@ -216,7 +300,7 @@ impl Server {
             .args(args)
             .args([
                 "--endpoint-url",
-                &self.api,
+                &self.api_url(),
                 "--region",
                 REGION,
                 "--output",
@@ -227,6 +311,7 @@ impl Server {
             .env("AWS_CONFIG_FILE", "/nonexistent")
             .env("AWS_PAGER", "")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CA_BUNDLE", self.ca())
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_SESSION_TOKEN")
@@ -244,7 +329,8 @@ impl Server {
             .join(script);
         let out = Command::new("python3")
             .arg(&path)
-            .env("RUNWAY_ENDPOINT", &self.api)
+            .env("RUNWAY_ENDPOINT", self.api_url())
+            .env("AWS_CA_BUNDLE", self.ca())
             .env("AWS_SHARED_CREDENTIALS_FILE", self.credentials())
             .env("AWS_PROFILE", "runway")
             .env("AWS_DEFAULT_REGION", REGION)
@@ -267,7 +353,26 @@ impl Server {
     /// Sends `body` to the API signed for `operation`, letting `tweak` change the request
     /// before (`sign_time`) and after signing; returns the status and JSON body.
     pub fn raw(&self, request: RawRequest<'_>) -> (u16, Value) {
-        raw_call(&self.api, &self.credentials(), request)
+        raw_call(&self.api_url(), &self.credentials(), &self.ca(), request)
+    }
+}
+
+/// How a test server is started.
+pub struct Options<'a> {
+    /// The address the API and the registry listen on.
+    pub listen: std::net::IpAddr,
+    pub flags: &'a [&'a str],
+    /// A limit on the server's open files (soft and hard).
+    pub nofile: Option<u64>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            listen: [127, 0, 0, 1].into(),
+            flags: &[],
+            nofile: None,
+        }
     }
 }
 
@@ -412,7 +517,7 @@ fn read_key(credentials: &Path) -> (String, String) {
     (get("aws_access_key_id"), get("aws_secret_access_key"))
 }
 
-fn raw_call(api: &str, credentials: &Path, r: RawRequest<'_>) -> (u16, Value) {
+fn raw_call(api: &str, credentials: &Path, ca: &Path, r: RawRequest<'_>) -> (u16, Value) {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4::SigningParams;
 
@@ -473,7 +578,14 @@ fn raw_call(api: &str, credentials: &Path, r: RawRequest<'_>) -> (u16, Value) {
     runtime.block_on(async {
         let request =
             reqwest::Request::try_from(request.map(reqwest::Body::from)).expect("reqwest request");
-        let response = reqwest::Client::new().execute(request).await.expect("send");
+        let client = match std::fs::read(ca) {
+            Ok(pem) if api.starts_with("https") => reqwest::Client::builder()
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM"))
+                .build()
+                .expect("client"),
+            _ => reqwest::Client::new(),
+        };
+        let response = client.execute(request).await.expect("send");
         let status = response.status().as_u16();
         let body = response.bytes().await.expect("body");
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
