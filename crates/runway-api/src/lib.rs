@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aws;
 mod logs;
 mod metrics;
 mod ops;
