@@ -236,5 +236,27 @@ fn kms<'a>(ctx: &'a Ctx<'_>) -> runway_secrets::kms::Kms<'a> {
     }
 }
 
+/// Checks that a service's `EncryptionConfiguration.KmsKey` names a key of this server's
+/// KMS that can be used now (App Runner's InvalidRequestException otherwise).
+pub(crate) fn check_service_key(
+    tx: &mut dyn runway_store::Txn,
+    ctx: &Ctx<'_>,
+    key: &str,
+) -> Result<(), crate::OpError> {
+    use runway_model::ApiError;
+    use runway_secrets::{SecretsError, kms::KmsError};
+    match kms(ctx).usable(tx, key) {
+        Ok(_) => Ok(()),
+        Err(KmsError::Secrets(SecretsError::Store(e))) => Err(e.into()),
+        Err(KmsError::Secrets(e)) => {
+            Err(ApiError::internal(format!("the KMS key's material cannot be opened: {e}")).into())
+        }
+        Err(e) => Err(ApiError::invalid(format!(
+            "EncryptionConfiguration.KmsKey cannot be used: {e}"
+        ))
+        .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -526,8 +526,9 @@ impl Kms<'_> {
         }
     }
 
-    /// A key that may encrypt or decrypt now.
-    fn usable(&self, tx: &mut dyn Txn, key_ref: &str) -> Result<KeyRecord> {
+    /// The key `key_ref` names (id, ARN or alias), if it may encrypt and decrypt now:
+    /// Disabled and KMSInvalidState otherwise.
+    pub fn usable(&self, tx: &mut dyn Txn, key_ref: &str) -> Result<KeyRecord> {
         let key = self.find_key(tx, key_ref, true)?;
         match key.state {
             KeyState::Enabled => Ok(key),

@@ -597,7 +597,13 @@ async fn serve(config: Config) -> Result<()> {
             master: master.clone(),
         }),
         config.control.clone(),
-    );
+    )
+    .with_secrets(Arc::new(crate::adapters::StoreSecrets {
+        store: store.clone(),
+        master: master.clone(),
+        region: config.region.clone(),
+        account: config.account_id.clone(),
+    }));
     let api = Api::new(
         store.clone(),
         master.clone(),
