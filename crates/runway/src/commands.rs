@@ -314,6 +314,19 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                 for (k, v) in rows {
                     println!("{:<14}{v}", format!("{k}:"));
                 }
+                // References only: the values stay in the secret stores.
+                let secrets = image["ImageConfiguration"]["RuntimeEnvironmentSecrets"]
+                    .as_object()
+                    .or(code["CodeConfiguration"]["CodeConfigurationValues"]
+                        ["RuntimeEnvironmentSecrets"]
+                        .as_object())
+                    .filter(|m| !m.is_empty());
+                if let Some(secrets) = secrets {
+                    println!("Secrets:");
+                    for (name, reference) in secrets {
+                        println!("  {name} from {}", text(reference));
+                    }
+                }
                 Ok(())
             }
             ServicesCommand::Delete { name } => {

@@ -2,12 +2,13 @@
 //! AWS CLI v2 and boto3; secrets resolved into a deployed app's environment; and where a
 //! secret value may and may not be found afterwards.
 
+use crate::deploy::{get, push_testapp, runway_out, wait_op, wait_status};
 use crate::harness::{RawRequest, Server, raw_call};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Files under `dir` (recursively, not following links) whose bytes contain `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
@@ -455,4 +456,245 @@ fn a_put_secret_value_killed_midway_leaves_one_version_current() {
         );
         assert_eq!(status, 200, "round {round}: {previous}");
     }
+}
+
+/// The test app's environment, once it answers (it may be restarting).
+fn app_env(server: &Server, host: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get(server, host, "/env");
+        if status == 200 {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app does not answer: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The app's secret variables, as `NAME=value` lines (for one assertion per state).
+fn secret_vars(env: &Value) -> Vec<String> {
+    ["DB_PASSWORD", "DB_USER", "API_TOKEN", "MODE"]
+        .iter()
+        .map(|k| format!("{k}={}", env[*k].as_str().unwrap_or("<unset>")))
+        .collect()
+}
+
+#[test]
+fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
+    let mut server = Server::start();
+    push_testapp(&server, "vault:v1");
+    let (pw1, pw2, tok1, tok2) = (
+        "db-pass-one-51c0e2",
+        "db-pass-two-8d7a13",
+        "api-tok-one-c4e9f0",
+        "api-tok-two-2b6d85",
+    );
+    let secret = server
+        .aws_service(
+            "secretsmanager",
+            &[
+                "create-secret",
+                "--name",
+                "vault/db",
+                "--secret-string",
+                &json!({"user": "app", "password": pw1}).to_string(),
+            ],
+        )
+        .ok();
+    let secret_arn = secret["ARN"].as_str().unwrap().to_string();
+    let partial = secret_arn.rsplit_once('-').unwrap().0.to_string();
+    server
+        .aws_service(
+            "ssm",
+            &[
+                "put-parameter",
+                "--name",
+                "/vault/token",
+                "--value",
+                tok1,
+                "--type",
+                "SecureString",
+            ],
+        )
+        .ok();
+    server
+        .aws_service(
+            "ssm",
+            &[
+                "put-parameter",
+                "--name",
+                "/vault/mode",
+                "--value",
+                "blue",
+                "--type",
+                "String",
+            ],
+        )
+        .ok();
+    let references = json!({
+        "DB_PASSWORD": format!("{partial}:password::"),
+        "DB_USER": format!("{secret_arn}:user:AWSCURRENT:"),
+        "API_TOKEN": "/vault/token",
+        "MODE": "arn:aws:ssm:us-east-1:000000000000:parameter/vault/mode"
+    });
+    let identifier = format!("{}/vault:v1", server.registry_host());
+    let image = |references: &Value| {
+        json!({
+            "ImageIdentifier": identifier,
+            "ImageRepositoryType": "ECR",
+            "ImageConfiguration": {
+                "Port": "8080",
+                "RuntimeEnvironmentVariables": { "GREETING": "hi" },
+                "RuntimeEnvironmentSecrets": references
+            }
+        })
+    };
+    let input = json!({
+        "ServiceName": "vault",
+        "SourceConfiguration": { "ImageRepository": image(&references) },
+        "HealthCheckConfiguration": { "Protocol": "HTTP", "Path": "/healthz", "Interval": 1, "Timeout": 1 }
+    });
+    let created = server
+        .aws(&["create-service", "--cli-input-json", &input.to_string()])
+        .ok();
+    let arn = created["Service"]["ServiceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let service = wait_status(&server, &arn, "RUNNING");
+    let host = service["ServiceUrl"].as_str().unwrap().to_string();
+    let first = [
+        format!("DB_PASSWORD={pw1}"),
+        "DB_USER=app".to_string(),
+        format!("API_TOKEN={tok1}"),
+        "MODE=blue".to_string(),
+    ];
+    assert_eq!(secret_vars(&app_env(&server, &host)), first);
+
+    // The service shows references, never values.
+    let mut answers = vec![created, service.clone()];
+    assert_eq!(
+        service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]["RuntimeEnvironmentSecrets"],
+        references
+    );
+    let described = runway_out(&server, &["services", "describe", "vault"]);
+    assert!(described.contains("/vault/token"), "{described}");
+
+    // The instance's bundle is in memory; nothing of it is in the data directory.
+    let instances: Value = serde_json::from_str(&runway_out(
+        &server,
+        &["instances", "ls", "vault", "-o", "json"],
+    ))
+    .unwrap();
+    let instance = instances[0]["InstanceId"].as_str().unwrap().to_string();
+    let bundle = Path::new("/run/runway")
+        .join(&server.bridge)
+        .join(&instance);
+    assert!(bundle.join("config.json").exists(), "{instances}");
+    assert!(runway_runtime::volatile::in_memory(&bundle));
+
+    // A rotation reaches the app with the next deployment, not before.
+    server
+        .aws_service(
+            "secretsmanager",
+            &[
+                "put-secret-value",
+                "--secret-id",
+                "vault/db",
+                "--secret-string",
+                &json!({"user": "app", "password": pw2}).to_string(),
+            ],
+        )
+        .ok();
+    server
+        .aws_service(
+            "ssm",
+            &[
+                "put-parameter",
+                "--name",
+                "/vault/token",
+                "--value",
+                tok2,
+                "--overwrite",
+            ],
+        )
+        .ok();
+    assert_eq!(secret_vars(&app_env(&server, &host)), first);
+    let deployment = server
+        .aws(&["start-deployment", "--service-arn", &arn])
+        .ok();
+    let op = deployment["OperationId"].as_str().unwrap();
+    assert_eq!(wait_op(&server, &arn, op), "SUCCEEDED");
+    let second = [
+        format!("DB_PASSWORD={pw2}"),
+        "DB_USER=app".to_string(),
+        format!("API_TOKEN={tok2}"),
+        "MODE=blue".to_string(),
+    ];
+    assert_eq!(secret_vars(&app_env(&server, &host)), second);
+
+    // A crashed app is restarted with its secrets, also after runway itself was killed
+    // and adopted the instance.
+    let _ = get(&server, &host, "/crash");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(secret_vars(&app_env(&server, &host)), second);
+    server.kill();
+    server.relaunch();
+    assert_eq!(secret_vars(&app_env(&server, &host)), second);
+    let _ = get(&server, &host, "/crash");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(secret_vars(&app_env(&server, &host)), second);
+    let restarts: Value = serde_json::from_str(&runway_out(
+        &server,
+        &["instances", "ls", "vault", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(restarts.as_array().unwrap().len(), 1, "{restarts}");
+    assert_eq!(restarts[0]["Restarts"], 2, "{restarts}");
+
+    // A reference that does not resolve fails the deployment, naming it; the app keeps
+    // serving what it had.
+    let mut broken = references.clone();
+    broken["MISSING"] = json!(format!(
+        "{}vault/none",
+        &partial[..partial.len() - "vault/db".len()]
+    ));
+    let update = server
+        .aws(&[
+            "update-service",
+            "--service-arn",
+            &arn,
+            "--source-configuration",
+            &json!({ "ImageRepository": image(&broken) }).to_string(),
+        ])
+        .ok();
+    let op = update["OperationId"].as_str().unwrap();
+    assert_eq!(wait_op(&server, &arn, op), "FAILED");
+    let events = runway_out(&server, &["events", "vault"]);
+    assert!(
+        events.contains("secret MISSING does not resolve") && events.contains("vault/none"),
+        "{events}"
+    );
+    assert_eq!(secret_vars(&app_env(&server, &host)), second);
+    assert_eq!(wait_status(&server, &arn, "RUNNING")["Status"], "RUNNING");
+
+    // Where the values are not: the data directory, the server's log, the API's answers
+    // and the event log.
+    answers.push(
+        server
+            .aws(&["describe-service", "--service-arn", &arn])
+            .ok(),
+    );
+    answers.push(server.aws(&["list-operations", "--service-arn", &arn]).ok());
+    let answers = format!(
+        "{}{events}{described}",
+        serde_json::to_string(&answers).unwrap()
+    );
+    for value in [pw1, pw2, tok1, tok2] {
+        assert!(!answers.contains(value), "{value} in an answer: {answers}");
+    }
+    assert_nowhere_at_rest(&server, &[pw1, pw2, tok1, tok2]);
 }
