@@ -698,3 +698,181 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     }
     assert_nowhere_at_rest(&server, &[pw1, pw2, tok1, tok2]);
 }
+
+/// Runs `runway <args>` with `stdin`; (success, stdout, stderr).
+fn runway_with_input(server: &Server, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = server
+        .runway()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_runway_cli_keeps_secrets_and_parameters_and_shows_values_only_when_asked() {
+    let server = Server::api_only();
+    let run = |args: &[&str], stdin: &str| runway_with_input(&server, args, stdin);
+    let ok = |args: &[&str], stdin: &str| {
+        let (success, out, err) = run(args, stdin);
+        assert!(success, "runway {args:?}: {err}");
+        out
+    };
+    let (one, two) = ("cli-one-6a1f", "cli-two-93be");
+
+    assert!(
+        ok(&["secrets", "create", "db/pass"], &format!("{one}\n"))
+            .contains("Created arn:aws:secretsmanager:")
+    );
+    let described = ok(&["secrets", "get", "db/pass"], "");
+    assert!(
+        described.contains("AWSCURRENT") && !described.contains(one),
+        "{described}"
+    );
+    assert_eq!(
+        ok(&["secrets", "get", "db/pass", "--show-value"], ""),
+        format!("{one}\n")
+    );
+    ok(&["secrets", "put", "db/pass"], two);
+    assert_eq!(
+        ok(&["secrets", "get", "db/pass", "--show-value"], ""),
+        format!("{two}\n")
+    );
+    assert_eq!(
+        ok(
+            &[
+                "secrets",
+                "get",
+                "db/pass",
+                "--show-value",
+                "--version-stage",
+                "AWSPREVIOUS"
+            ],
+            ""
+        ),
+        format!("{one}\n")
+    );
+    let listed = ok(&["secrets", "ls"], "");
+    assert!(
+        listed.contains("db/pass") && !listed.contains(one) && !listed.contains(two),
+        "{listed}"
+    );
+    assert!(
+        ok(
+            &["secrets", "rm", "db/pass", "--recovery-window-in-days", "7"],
+            ""
+        )
+        .contains("will be deleted")
+    );
+    assert!(!ok(&["secrets", "ls"], "").contains("db/pass"));
+    assert!(
+        ok(&["secrets", "ls", "--include-planned-deletion"], "").contains("scheduled for deletion")
+    );
+    ok(&["secrets", "restore", "db/pass"], "");
+    ok(
+        &[
+            "secrets",
+            "rm",
+            "db/pass",
+            "--force-delete-without-recovery",
+        ],
+        "",
+    );
+    let (success, _, err) = run(&["secrets", "get", "db/pass"], "");
+    assert!(
+        !success && err.contains("ResourceNotFoundException"),
+        "{err}"
+    );
+
+    ok(
+        &["parameters", "put", "/app/url", "--value", "http://db:5432"],
+        "",
+    );
+    let (success, _, err) = run(
+        &[
+            "parameters",
+            "put",
+            "/app/pw",
+            "--type",
+            "SecureString",
+            "--value",
+            one,
+        ],
+        "",
+    );
+    assert!(!success && err.contains("--value-file"), "{err}");
+    ok(
+        &[
+            "parameters",
+            "put",
+            "/app/pw",
+            "--type",
+            "SecureString",
+            "--value-file",
+            "-",
+        ],
+        one,
+    );
+    let (success, _, err) = run(&["parameters", "get", "/app/pw"], "");
+    assert!(
+        !success && err.contains("--with-decryption") && !err.contains(one),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&["parameters", "get", "/app/pw", "--with-decryption"], ""),
+        format!("{one}\n")
+    );
+    assert_eq!(
+        ok(&["parameters", "get", "/app/url"], ""),
+        "http://db:5432\n"
+    );
+    ok(
+        &[
+            "parameters",
+            "put",
+            "/app/url",
+            "--value",
+            "http://db:6543",
+            "--overwrite",
+        ],
+        "",
+    );
+    assert_eq!(
+        ok(&["parameters", "get", "/app/url:1"], ""),
+        "http://db:5432\n"
+    );
+    for args in [
+        &["parameters", "ls"][..],
+        &["parameters", "ls", "--path", "/app"],
+        &["parameters", "ls", "-o", "json"],
+    ] {
+        let listed = ok(args, "");
+        assert!(
+            listed.contains("/app/pw") && listed.contains("/app/url"),
+            "{listed}"
+        );
+        assert!(
+            !listed.contains(one) && !listed.contains("http://db"),
+            "{listed}"
+        );
+    }
+    ok(&["parameters", "rm", "/app/pw"], "");
+    let (success, _, err) = run(&["parameters", "get", "/app/pw"], "");
+    assert!(!success && err.contains("ParameterNotFound"), "{err}");
+    assert_nowhere_at_rest(&server, &[one, two]);
+}
