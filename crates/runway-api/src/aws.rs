@@ -16,7 +16,7 @@ use crate::Api;
 use crate::ops::Ctx;
 use crate::protocol::{self, Fault, run};
 use axum::extract::Request;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
@@ -90,18 +90,7 @@ pub(crate) async fn handle(api: Api, service: Service, request: Request) -> Resp
             })?;
         let access_key =
             protocol::authenticate(&api, &parts, body.clone(), service.signing_name()).await?;
-        if parts.method != Method::POST || parts.uri.path() != "/" {
-            return Err(Fault::new(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "the API is served at POST /",
-            ));
-        }
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let target = protocol::target(&parts)?;
         operation = service
             .operations()
             .iter()
@@ -114,16 +103,7 @@ pub(crate) async fn handle(api: Api, service: Service, request: Request) -> Resp
                     format!("runway does not implement the operation {target:?}"),
                 )
             })?;
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if content_type.split(';').next().map(str::trim) != Some(JSON_1_1) {
-            return Err(serialization(format!(
-                "Content-Type must be {JSON_1_1}, got {content_type:?}"
-            )));
-        }
+        protocol::content_type(&parts, JSON_1_1)?;
         tracing::debug!(%request_id, operation, %access_key, "api request");
         let name = operation.split_once('.').map_or(operation, |(_, n)| n);
         match service {

@@ -158,18 +158,7 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
             Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
         })?;
         let access_key = authenticate(&api, &parts, body.clone(), "apprunner").await?;
-        if parts.method != Method::POST || parts.uri.path() != "/" {
-            return Err(Fault::new(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "the App Runner API is served at POST /",
-            ));
-        }
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let target = target(&parts)?;
         let known = match (
             target.strip_prefix(TARGET_PREFIX),
             target.strip_prefix(EXTENSION_PREFIX),
@@ -185,16 +174,7 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
                 format!("runway does not implement the operation {target:?}"),
             )
         })?;
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if content_type.split(';').next().map(str::trim) != Some(JSON_1_0) {
-            return Err(Fault::serialization(format!(
-                "Content-Type must be {JSON_1_0}, got {content_type:?}"
-            )));
-        }
+        content_type(&parts, JSON_1_0)?;
         tracing::debug!(%request_id, operation, %access_key, "api request");
         let output = dispatch(&api, operation, body).await?;
         if MUTATING.contains(&operation) {
@@ -205,6 +185,40 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
     .await;
 
     finish(&api, started, &request_id, operation, result, JSON_1_0)
+}
+
+/// The operation a request names (`X-Amz-Target`), once it is known to be a `POST /`.
+pub(crate) fn target(parts: &axum::http::request::Parts) -> Result<&str, Fault> {
+    if parts.method != Method::POST || parts.uri.path() != "/" {
+        return Err(Fault::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "the API is served at POST /",
+        ));
+    }
+    Ok(parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(""))
+}
+
+/// Checks that the request's body is of the `expected` content type.
+pub(crate) fn content_type(
+    parts: &axum::http::request::Parts,
+    expected: &str,
+) -> Result<(), Fault> {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some(expected) {
+        return Err(Fault::serialization(format!(
+            "Content-Type must be {expected}, got {content_type:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Answers a request with its output or its error (`{"__type", "Message"}`), counts it

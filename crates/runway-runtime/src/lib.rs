@@ -6,7 +6,8 @@
 //! reduced privilege set, containers run by runc (or crun, youki, runsc) under a shim
 //! that keeps their logs and exit status while runway is down, health checks, crash
 //! restarts with exponential backoff, and adoption of running containers when runway
-//! restarts. It also runs [jobs](job) (builds): one command to completion in a container
+//! restarts; the bundles of instances with secrets are kept in memory ([`volatile`]).
+//! It also runs [jobs](job) (builds): one command to completion in a container
 //! of the same kind, with what it changed written as an OCI layer. Networking is
 //! [`runway_net`]'s.
 //!

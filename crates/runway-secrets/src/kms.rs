@@ -354,6 +354,26 @@ fn check_alias_name(name: &str, creating: bool) -> Result<()> {
     Ok(())
 }
 
+/// KMSInvalidStateException for a key pending deletion.
+fn not_pending(key: &KeyRecord) -> Result<()> {
+    if key.state == KeyState::PendingDeletion {
+        return Err(KmsError::InvalidState(format!(
+            "{} is pending deletion.",
+            key.arn
+        )));
+    }
+    Ok(())
+}
+
+/// DisabledException or KMSInvalidStateException unless the key is enabled.
+fn enabled(key: &KeyRecord) -> Result<()> {
+    not_pending(key)?;
+    if key.state == KeyState::Disabled {
+        return Err(KmsError::Disabled(format!("{} is disabled.", key.arn)));
+    }
+    Ok(())
+}
+
 /// KMS as one caller sees it: the master key that seals key material, the region and
 /// account of ARNs, and the time of the call.
 pub struct Kms<'a> {
@@ -530,14 +550,8 @@ impl Kms<'_> {
     /// Disabled and KMSInvalidState otherwise.
     pub fn usable(&self, tx: &mut dyn Txn, key_ref: &str) -> Result<KeyRecord> {
         let key = self.find_key(tx, key_ref, true)?;
-        match key.state {
-            KeyState::Enabled => Ok(key),
-            KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", key.arn))),
-            KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                key.arn
-            ))),
-        }
+        enabled(&key)?;
+        Ok(key)
     }
 
     /// A customer managed key named by id or ARN, for the operations that manage keys.
@@ -637,12 +651,7 @@ impl Kms<'_> {
 
     fn alias_target(&self, tx: &mut dyn Txn, target: &str) -> Result<KeyRecord> {
         let key = self.managed(tx, target, "an alias")?;
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                key.arn
-            )));
-        }
+        not_pending(&key)?;
         Ok(key)
     }
 
@@ -754,12 +763,7 @@ impl Kms<'_> {
     pub fn set_enabled(&self, tx: &mut dyn Txn, key_ref: &str, enabled: bool) -> Result<()> {
         let what = if enabled { "EnableKey" } else { "DisableKey" };
         let mut key = self.managed(tx, key_ref, what)?;
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                key.arn
-            )));
-        }
+        not_pending(&key)?;
         key.state = if enabled {
             KeyState::Enabled
         } else {
@@ -772,18 +776,7 @@ impl Kms<'_> {
     /// Turns automatic rotation on (every `days`, 90 to 2560) or off.
     pub fn set_rotation(&self, tx: &mut dyn Txn, key_ref: &str, days: Option<u32>) -> Result<()> {
         let mut key = self.managed(tx, key_ref, "changing automatic rotation")?;
-        match key.state {
-            KeyState::Enabled => {}
-            KeyState::Disabled => {
-                return Err(KmsError::Disabled(format!("{} is disabled.", key.arn)));
-            }
-            KeyState::PendingDeletion => {
-                return Err(KmsError::InvalidState(format!(
-                    "{} is pending deletion.",
-                    key.arn
-                )));
-            }
-        }
+        enabled(&key)?;
         if let Some(d) = days
             && !(90..=2560).contains(&d)
         {
@@ -805,18 +798,7 @@ impl Kms<'_> {
     /// Rotates a customer managed key's material now; the old material keeps decrypting.
     pub fn rotate_now(&self, tx: &mut dyn Txn, key_ref: &str) -> Result<KeyRecord> {
         let mut key = self.managed(tx, key_ref, "RotateKeyOnDemand")?;
-        match key.state {
-            KeyState::Enabled => {}
-            KeyState::Disabled => {
-                return Err(KmsError::Disabled(format!("{} is disabled.", key.arn)));
-            }
-            KeyState::PendingDeletion => {
-                return Err(KmsError::InvalidState(format!(
-                    "{} is pending deletion.",
-                    key.arn
-                )));
-            }
-        }
+        enabled(&key)?;
         let on_demand = key
             .materials
             .iter()
@@ -847,12 +829,7 @@ impl Kms<'_> {
             )));
         }
         let mut key = self.managed(tx, key_ref, "ScheduleKeyDeletion")?;
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                key.arn
-            )));
-        }
+        not_pending(&key)?;
         key.state = KeyState::PendingDeletion;
         key.deletion_date = Some(later(self.now, days));
         key.pending_window_days = Some(days);

@@ -220,39 +220,26 @@ struct KeyMetadataResponse {
     key_metadata: KeyMetadata,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct Tag {
-    #[serde(default)]
     tag_key: Option<String>,
-    #[serde(default)]
     tag_value: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct CreateKeyRequest {
-    #[serde(default)]
     policy: Option<String>,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     key_usage: Option<String>,
-    #[serde(default)]
     customer_master_key_spec: Option<String>,
-    #[serde(default)]
     key_spec: Option<String>,
-    #[serde(default)]
     origin: Option<String>,
-    #[serde(default)]
     custom_key_store_id: Option<String>,
-    #[serde(default)]
     bypass_policy_lockout_safety_check: Option<bool>,
-    #[serde(default)]
     tags: Option<Vec<Tag>>,
-    #[serde(default)]
     multi_region: Option<bool>,
-    #[serde(default)]
     xks_key_id: Option<String>,
 }
 
@@ -327,12 +314,10 @@ fn create_key(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct KeyIdRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     grant_tokens: Option<Vec<String>>,
 }
 
@@ -349,16 +334,12 @@ fn describe_key(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct ListRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     limit: Option<i64>,
-    #[serde(default)]
     marker: Option<String>,
-    #[serde(default)]
     include_key_material: Option<String>,
 }
 
@@ -417,12 +398,10 @@ fn disable_key(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: KeyIdRequest) -> Result<Emp
     Ok(Empty {})
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct AliasRequest {
-    #[serde(default)]
     alias_name: Option<String>,
-    #[serde(default)]
     target_key_id: Option<String>,
 }
 
@@ -499,20 +478,14 @@ fn list_aliases(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct EncryptRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     plaintext: Option<String>,
-    #[serde(default)]
     encryption_context: Option<EncryptionContext>,
-    #[serde(default)]
     grant_tokens: Option<Vec<String>>,
-    #[serde(default)]
     encryption_algorithm: Option<String>,
-    #[serde(default)]
     dry_run: Option<bool>,
 }
 
@@ -539,22 +512,15 @@ fn encrypt(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: EncryptRequest) -> Result<Encry
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct DecryptRequest {
-    #[serde(default)]
     ciphertext_blob: Option<String>,
-    #[serde(default)]
     encryption_context: Option<EncryptionContext>,
-    #[serde(default)]
     grant_tokens: Option<Vec<String>>,
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     encryption_algorithm: Option<String>,
-    #[serde(default)]
     recipient: Option<serde_json::Value>,
-    #[serde(default)]
     dry_run: Option<bool>,
 }
 
@@ -587,26 +553,17 @@ fn decrypt(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: DecryptRequest) -> Result<Decry
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct ReEncryptRequest {
-    #[serde(default)]
     ciphertext_blob: Option<String>,
-    #[serde(default)]
     source_encryption_context: Option<EncryptionContext>,
-    #[serde(default)]
     source_key_id: Option<String>,
-    #[serde(default)]
     destination_key_id: Option<String>,
-    #[serde(default)]
     destination_encryption_context: Option<EncryptionContext>,
-    #[serde(default)]
     source_encryption_algorithm: Option<String>,
-    #[serde(default)]
     destination_encryption_algorithm: Option<String>,
-    #[serde(default)]
     grant_tokens: Option<Vec<String>>,
-    #[serde(default)]
     dry_run: Option<bool>,
 }
 
@@ -666,22 +623,15 @@ fn re_encrypt(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct GenerateDataKeyRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     encryption_context: Option<EncryptionContext>,
-    #[serde(default)]
     number_of_bytes: Option<i64>,
-    #[serde(default)]
     key_spec: Option<String>,
-    #[serde(default)]
     grant_tokens: Option<Vec<String>>,
-    #[serde(default)]
     recipient: Option<serde_json::Value>,
-    #[serde(default)]
     dry_run: Option<bool>,
 }
 
@@ -754,12 +704,10 @@ fn generate_data_key_without_plaintext(
     data_key(tx, ctx, req, false)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct RotationRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     rotation_period_in_days: Option<i64>,
 }
 
@@ -903,12 +851,10 @@ fn list_key_rotations(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct ScheduleKeyDeletionRequest {
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     pending_window_in_days: Option<i64>,
 }
 

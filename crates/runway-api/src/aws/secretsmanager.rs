@@ -72,11 +72,9 @@ fn store<'a>(ctx: &'a Ctx<'_>) -> Store<'a> {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 struct Tag {
-    #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
     value: Option<String>,
 }
 
@@ -127,28 +125,19 @@ fn stages_map(secret: &SecretRecord) -> Option<BTreeMap<String, Vec<String>>> {
     (!map.is_empty()).then_some(map)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct CreateSecretRequest {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     client_request_token: Option<String>,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     kms_key_id: Option<String>,
-    #[serde(default)]
     secret_binary: Option<String>,
-    #[serde(default)]
     secret_string: Option<String>,
-    #[serde(default)]
     tags: Option<Vec<Tag>>,
-    #[serde(default)]
     add_replica_regions: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
     force_overwrite_replica_secret: Option<bool>,
-    #[serde(default, rename = "Type")]
+    #[serde(rename = "Type")]
     kind: Option<String>,
 }
 
@@ -202,14 +191,11 @@ fn create_secret(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct GetSecretValueRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     version_id: Option<String>,
-    #[serde(default)]
     version_stage: Option<String>,
 }
 
@@ -259,12 +245,10 @@ fn get_secret_value(
     Ok(entry(read))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct Filter {
-    #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
     values: Option<Vec<String>>,
 }
 
@@ -349,16 +333,12 @@ fn passes(secret: &SecretRecord, filters: &[Filter]) -> bool {
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct BatchGetSecretValueRequest {
-    #[serde(default)]
     secret_id_list: Option<Vec<String>>,
-    #[serde(default)]
     filters: Option<Vec<Filter>>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
 }
 
@@ -452,20 +432,14 @@ fn batch_get_secret_value(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct PutSecretValueRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     client_request_token: Option<String>,
-    #[serde(default)]
     secret_binary: Option<String>,
-    #[serde(default)]
     secret_string: Option<String>,
-    #[serde(default)]
     version_stages: Option<Vec<String>>,
-    #[serde(default)]
     rotation_token: Option<String>,
 }
 
@@ -503,22 +477,16 @@ fn put_secret_value(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct UpdateSecretRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     client_request_token: Option<String>,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     kms_key_id: Option<String>,
-    #[serde(default)]
     secret_binary: Option<String>,
-    #[serde(default)]
     secret_string: Option<String>,
-    #[serde(default, rename = "Type")]
+    #[serde(rename = "Type")]
     kind: Option<String>,
 }
 
@@ -559,10 +527,9 @@ fn update_secret(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct SecretIdRequest {
-    #[serde(default)]
     secret_id: Option<String>,
 }
 
@@ -620,20 +587,14 @@ fn describe_secret(
     Ok(describe(&store(ctx).find(tx, id)?, false))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct ListSecretsRequest {
-    #[serde(default)]
     include_planned_deletion: Option<bool>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
-    #[serde(default)]
     filters: Option<Vec<Filter>>,
-    #[serde(default)]
     sort_order: Option<String>,
-    #[serde(default)]
     sort_by: Option<String>,
 }
 
@@ -694,16 +655,12 @@ fn list_secrets(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct ListSecretVersionIdsRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
-    #[serde(default)]
     include_deprecated: Option<bool>,
 }
 
@@ -768,14 +725,11 @@ fn list_secret_version_ids(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct DeleteSecretRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     recovery_window_in_days: Option<i64>,
-    #[serde(default)]
     force_delete_without_recovery: Option<bool>,
 }
 
@@ -828,16 +782,12 @@ fn restore_secret(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct UpdateSecretVersionStageRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     version_stage: Option<String>,
-    #[serde(default)]
     remove_from_version_id: Option<String>,
-    #[serde(default)]
     move_to_version_id: Option<String>,
 }
 
@@ -861,12 +811,10 @@ fn update_secret_version_stage(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct TagResourceRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     tags: Option<Vec<Tag>>,
 }
 
@@ -880,12 +828,10 @@ fn tag_resource(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: TagResourceRequest) -> Res
     Ok(Empty {})
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct UntagResourceRequest {
-    #[serde(default)]
     secret_id: Option<String>,
-    #[serde(default)]
     tag_keys: Option<Vec<String>>,
 }
 

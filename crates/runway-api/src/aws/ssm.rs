@@ -76,39 +76,27 @@ fn modified_by(ctx: &Ctx<'_>) -> String {
     format!("arn:aws:iam::{}:root", ctx.config.account_id)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct Tag {
-    #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
     value: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct PutParameterRequest {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     value: Option<String>,
-    #[serde(default, rename = "Type")]
+    #[serde(rename = "Type")]
     kind: Option<String>,
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     overwrite: Option<bool>,
-    #[serde(default)]
     allowed_pattern: Option<String>,
-    #[serde(default)]
     tags: Option<Vec<Tag>>,
-    #[serde(default)]
     tier: Option<String>,
-    #[serde(default)]
     policies: Option<String>,
-    #[serde(default)]
     data_type: Option<String>,
 }
 
@@ -199,12 +187,10 @@ impl From<Parameter> for WireParameter {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct GetParameterRequest {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     with_decryption: Option<bool>,
 }
 
@@ -226,12 +212,10 @@ fn get_parameter(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct NamesRequest {
-    #[serde(default)]
     names: Option<Vec<String>>,
-    #[serde(default)]
     with_decryption: Option<bool>,
 }
 
@@ -277,14 +261,11 @@ fn get_parameters(
     Ok(out)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct StringFilter {
-    #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
     option: Option<String>,
-    #[serde(default)]
     values: Option<Vec<String>>,
 }
 
@@ -301,20 +282,14 @@ fn filters(wire: Option<Vec<StringFilter>>) -> Result<Vec<Filter>, Fault> {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct GetParametersByPathRequest {
-    #[serde(default)]
     path: Option<String>,
-    #[serde(default)]
     recursive: Option<bool>,
-    #[serde(default)]
     parameter_filters: Option<Vec<StringFilter>>,
-    #[serde(default)]
     with_decryption: Option<bool>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
 }
 
@@ -352,10 +327,9 @@ fn get_parameters_by_path(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct NameRequest {
-    #[serde(default)]
     name: Option<String>,
 }
 
@@ -447,27 +421,20 @@ fn metadata(ctx: &Ctx<'_>, v: VersionRecord) -> Metadata {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct LegacyFilter {
-    #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
     values: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct DescribeParametersRequest {
-    #[serde(default)]
     filters: Option<Vec<LegacyFilter>>,
-    #[serde(default)]
     parameter_filters: Option<Vec<StringFilter>>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
-    #[serde(default)]
     shared: Option<bool>,
 }
 
@@ -530,16 +497,12 @@ fn describe_parameters(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct GetParameterHistoryRequest {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     with_decryption: Option<bool>,
-    #[serde(default)]
     max_results: Option<i64>,
-    #[serde(default)]
     next_token: Option<String>,
 }
 
@@ -573,14 +536,11 @@ fn get_parameter_history(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct LabelRequest {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     parameter_version: Option<i64>,
-    #[serde(default)]
     labels: Option<Vec<String>>,
 }
 

@@ -876,3 +876,71 @@ fn the_runway_cli_keeps_secrets_and_parameters_and_shows_values_only_when_asked(
     assert!(!success && err.contains("ParameterNotFound"), "{err}");
     assert_nowhere_at_rest(&server, &[one, two]);
 }
+
+/// What the secrets-check app reports for a value: a digest, not the value.
+fn digest(value: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(value.as_bytes()))[..16].to_string()
+}
+
+#[test]
+fn run_secrets_in_apprunner_yaml_reach_an_app_built_from_source() {
+    let server = Server::start_with(&["--runtime-image", "python3=runtimes/python3:latest"]);
+    crate::source::import_base(&server, "python3");
+    let (pw, tok) = ("src-pw-one-0e7d", "src-tok-77a0");
+    server
+        .aws_service(
+            "secretsmanager",
+            &[
+                "create-secret",
+                "--name",
+                "src/db",
+                "--secret-string",
+                &json!({ "password": pw }).to_string(),
+            ],
+        )
+        .ok();
+    server
+        .aws_service(
+            "ssm",
+            &[
+                "put-parameter",
+                "--name",
+                "/src/token",
+                "--value",
+                tok,
+                "--type",
+                "SecureString",
+            ],
+        )
+        .ok();
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps/secrets-check");
+    let deployed = runway_out(
+        &server,
+        &[
+            "deploy",
+            "--source",
+            app.to_str().unwrap(),
+            "--name",
+            "srcsecrets",
+        ],
+    );
+    assert!(deployed.contains("is running at"), "{deployed}");
+    let services = server.aws(&["list-services"]).ok();
+    let summary = &services["ServiceSummaryList"][0];
+    let host = summary["ServiceUrl"].as_str().unwrap().to_string();
+    let report = app_env(&server, &host);
+    assert_eq!(
+        report,
+        json!({ "DB_PASSWORD": digest(pw), "API_TOKEN": digest(tok) })
+    );
+
+    // (Rotation and StartDeployment are the same for services built from source: see
+    // a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else.)
+    let revisions = runway_out(&server, &["revisions", "ls", "srcsecrets", "-o", "json"]);
+    assert!(
+        revisions.contains("srcsecrets") && !revisions.contains(pw),
+        "{revisions}"
+    );
+    assert_nowhere_at_rest(&server, &[pw, tok]);
+}
