@@ -305,7 +305,50 @@ fn secrets_parameters_and_keys_answer_the_aws_cli_and_boto3() {
             .0,
         "KMSInvalidStateException"
     );
-    answers.extend([key, encrypted, keys, aliases, scheduled]);
+    answers.extend([key, encrypted, keys, aliases, scheduled.clone()]);
+
+    // A service's EncryptionConfiguration.KmsKey must be a usable key of this KMS.
+    let service = |key: &str| {
+        json!({
+            "ServiceName": "sealed",
+            "SourceConfiguration": { "ImageRepository": {
+                "ImageIdentifier": "ghcr.io/acme/app:1", "ImageRepositoryType": "ECR_PUBLIC" } },
+            "EncryptionConfiguration": { "KmsKey": key }
+        })
+        .to_string()
+    };
+    let unknown = "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000000";
+    let (kind, message) = server
+        .aws(&["create-service", "--cli-input-json", &service(unknown)])
+        .err();
+    assert_eq!(kind, "InvalidRequestException");
+    assert!(
+        message.contains("EncryptionConfiguration.KmsKey"),
+        "{message}"
+    );
+    let (kind, message) = server
+        .aws(&[
+            "create-service",
+            "--cli-input-json",
+            &service(scheduled["KeyId"].as_str().unwrap()),
+        ])
+        .err();
+    assert!(
+        kind == "InvalidRequestException" && message.contains("pending deletion"),
+        "{message}"
+    );
+    let usable = kms(&["create-key"]).ok();
+    let created = server
+        .aws(&[
+            "create-service",
+            "--cli-input-json",
+            &service(usable["KeyMetadata"]["Arn"].as_str().unwrap()),
+        ])
+        .ok();
+    assert_eq!(
+        created["Service"]["EncryptionConfiguration"]["KmsKey"],
+        usable["KeyMetadata"]["Arn"]
+    );
 
     // The CLI signs for each service's own name; a request scoped to another is refused.
     let (status, body) = server.raw(RawRequest {
@@ -680,6 +723,39 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     );
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
     assert_eq!(wait_status(&server, &arn, "RUNNING")["Status"], "RUNNING");
+
+    // A service sealed with a customer key deploys while the key is usable, not after it
+    // is disabled.
+    let key = server.aws_service("kms", &["create-key"]).ok();
+    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let sealed = json!({
+        "ServiceName": "sealed",
+        "SourceConfiguration": { "ImageRepository": image(&references) },
+        "EncryptionConfiguration": { "KmsKey": key_arn },
+        "HealthCheckConfiguration": { "Protocol": "HTTP", "Path": "/healthz", "Interval": 1, "Timeout": 1 }
+    });
+    let sealed = server
+        .aws(&["create-service", "--cli-input-json", &sealed.to_string()])
+        .ok();
+    let sealed_arn = sealed["Service"]["ServiceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&server, &sealed_arn, "RUNNING");
+    server
+        .aws_service("kms", &["disable-key", "--key-id", &key_arn])
+        .ok();
+    let deployment = server
+        .aws(&["start-deployment", "--service-arn", &sealed_arn])
+        .ok();
+    let op = deployment["OperationId"].as_str().unwrap();
+    assert_eq!(wait_op(&server, &sealed_arn, op), "FAILED");
+    let sealed_events = runway_out(&server, &["events", "sealed"]);
+    assert!(
+        sealed_events.contains("EncryptionConfiguration.KmsKey")
+            && sealed_events.contains("disabled"),
+        "{sealed_events}"
+    );
 
     // Where the values are not: the data directory, the server's log, the API's answers
     // and the event log.

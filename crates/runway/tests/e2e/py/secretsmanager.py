@@ -65,6 +65,11 @@ assert error(sm.get_secret_value, SecretId="app/keyed")[0] == "DecryptionFailure
 assert error(sm.put_secret_value, SecretId="app/keyed", SecretString="x")[0] == "EncryptionFailure"
 kms.enable_key(KeyId=key["KeyId"])
 assert sm.get_secret_value(SecretId="app/keyed")["SecretString"] == VALUE
+# The key's rotation keeps what it sealed before readable.
+kms.rotate_key_on_demand(KeyId=key["KeyId"])
+sm.put_secret_value(SecretId="app/keyed", SecretString=VALUE + "-rotated")
+assert sm.get_secret_value(SecretId="app/keyed")["SecretString"] == VALUE + "-rotated"
+assert sm.get_secret_value(SecretId="app/keyed", VersionStage="AWSPREVIOUS")["SecretString"] == VALUE
 assert error(sm.create_secret, Name="app/nokey", SecretString="x",
              KmsKeyId="alias/missing")[0] == "EncryptionFailure"
 
