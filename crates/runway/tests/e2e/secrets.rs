@@ -679,12 +679,25 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     ];
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
 
-    // A crashed app is restarted with its secrets, also after runway itself was killed
-    // and adopted the instance.
+    // A crashed app is restarted with its secrets: by the running runtime; and, when it
+    // crashes while runway is down, by the runtime that adopts it after a restart; and
+    // again after that.
     let _ = get(&server, &host, "/crash");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
+    let listed: Value = serde_json::from_str(&runway_out(
+        &server,
+        &["instances", "ls", "vault", "-o", "json"],
+    ))
+    .unwrap();
+    let address = listed[0]["Address"].as_str().unwrap().to_string();
     server.kill();
+    let crashed = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{address}/crash"))
+        .status()
+        .unwrap();
+    assert!(crashed.code().is_some());
     server.relaunch();
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
     let _ = get(&server, &host, "/crash");
@@ -696,7 +709,7 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     ))
     .unwrap();
     assert_eq!(restarts.as_array().unwrap().len(), 1, "{restarts}");
-    assert_eq!(restarts[0]["Restarts"], 2, "{restarts}");
+    assert_eq!(restarts[0]["Restarts"], 3, "{restarts}");
 
     // A reference that does not resolve fails the deployment, naming it; the app keeps
     // serving what it had.
