@@ -551,7 +551,8 @@ impl Store<'_> {
         if secret.version_with(AWSCURRENT).is_none() && !stages.iter().any(|s| s == AWSCURRENT) {
             stages.push(AWSCURRENT.to_string());
         }
-        stages.dedup();
+        let mut seen = std::collections::HashSet::new();
+        stages.retain(|s| seen.insert(s.clone()));
         let sealed = self
             .kms
             .seal(
