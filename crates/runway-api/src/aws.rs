@@ -83,7 +83,7 @@ pub(crate) async fn handle(api: Api, service: Service, request: Request) -> Resp
         let body = axum::body::to_bytes(body, protocol::MAX_BODY)
             .await
             .map_err(|_| {
-                serialization(format!(
+                Fault::serialization(format!(
                     "the request body is larger than {} bytes",
                     protocol::MAX_BODY
                 ))
@@ -123,10 +123,6 @@ pub(crate) async fn handle(api: Api, service: Service, request: Request) -> Resp
     protocol::finish(&api, started, &request_id, operation, result, JSON_1_1)
 }
 
-fn serialization(message: impl Into<String>) -> Fault {
-    Fault::serialization(message)
-}
-
 /// A client error of type `type_name`.
 fn client(type_name: &'static str, message: impl Into<String>) -> Fault {
     Fault::new(StatusCode::BAD_REQUEST, type_name, message)
@@ -142,7 +138,7 @@ fn internal(e: impl std::fmt::Display) -> Fault {
     )
 }
 
-/// A ValidationException naming `field`.
+/// A ValidationException (a member outside its shape's constraints).
 fn validation(message: impl Into<String>) -> Fault {
     client("ValidationException", message)
 }
@@ -151,7 +147,7 @@ fn validation(message: impl Into<String>) -> Fault {
 fn blob(field: &str, value: &str) -> Result<Vec<u8>, Fault> {
     BASE64
         .decode(value)
-        .map_err(|_| serialization(format!("{field} is not valid base64")))
+        .map_err(|_| Fault::serialization(format!("{field} is not valid base64")))
 }
 
 /// Encodes a blob member.
