@@ -180,6 +180,16 @@ impl KeyRecord {
     pub fn current_material(&self) -> Option<&str> {
         self.materials.last().map(|m| m.id.as_str())
     }
+
+    /// Days between automatic rotations and the next one, if they are on. While a key is
+    /// pending deletion they are off (as GetKeyRotationStatus reports at AWS); cancelling
+    /// the deletion turns them back on.
+    pub fn automatic_rotation(&self) -> Option<(u32, Option<Timestamp>)> {
+        if self.state == KeyState::PendingDeletion {
+            return None;
+        }
+        self.rotation_period_days.map(|d| (d, self.next_rotation))
+    }
 }
 
 /// An alias (`alias/<name>`) naming a key.

@@ -757,11 +757,12 @@ fn get_key_rotation_status(
     req: RotationRequest,
 ) -> Result<RotationStatus, Fault> {
     let key = kms(ctx).rotation_status(tx, required("keyId", &req.key_id)?)?;
+    let rotation = key.automatic_rotation();
     Ok(RotationStatus {
-        key_rotation_enabled: key.rotation_period_days.is_some(),
+        key_rotation_enabled: rotation.is_some(),
         key_id: key.arn,
-        rotation_period_in_days: key.rotation_period_days,
-        next_rotation_date: key.next_rotation,
+        rotation_period_in_days: rotation.map(|(days, _)| days),
+        next_rotation_date: rotation.and_then(|(_, next)| next),
     })
 }
 

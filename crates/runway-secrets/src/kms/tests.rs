@@ -291,3 +291,201 @@ fn data_keys_and_envelopes() {
     ));
     assert_eq!(format!("{sealed:?}"), "Sealed(..)");
 }
+
+/// What an operation's result is, by KMS's error type.
+fn outcome<T>(result: Result<T>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(KmsError::Disabled(_)) => "DisabledException",
+        Err(KmsError::InvalidState(_)) => "KMSInvalidStateException",
+        Err(KmsError::Unsupported(_)) => "UnsupportedOperationException",
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn each_operation_answers_each_key_state_as_kms_does() {
+    let env = Env::new();
+    let mut tx = env.begin();
+    let kms = env.kms(at(0));
+    let context = EncryptionContext::new();
+    type Op = fn(&Kms<'_>, &mut dyn Txn, &KeyRecord, &[u8]) -> &'static str;
+    // (operation, its outcome on an Enabled, a Disabled and a PendingDeletion key), as in
+    // AWS's key state table.
+    let ok = "ok";
+    let (disabled, invalid) = ("DisabledException", "KMSInvalidStateException");
+    let table: &[(&str, Op, [&str; 3])] = &[
+        (
+            "Encrypt",
+            |k, tx, key, _| outcome(k.encrypt(tx, &key.id, b"x", &EncryptionContext::new())),
+            [ok, disabled, invalid],
+        ),
+        (
+            "Decrypt",
+            |k, tx, _, blob| outcome(k.decrypt(tx, blob, &EncryptionContext::new(), None)),
+            [ok, disabled, invalid],
+        ),
+        (
+            "GenerateDataKey",
+            |k, tx, key, _| {
+                outcome(k.generate_data_key(tx, &key.arn, 32, &EncryptionContext::new()))
+            },
+            [ok, disabled, invalid],
+        ),
+        (
+            "EnableKeyRotation",
+            |k, tx, key, _| outcome(k.set_rotation(tx, &key.id, Some(180))),
+            [ok, disabled, invalid],
+        ),
+        (
+            "DisableKeyRotation",
+            |k, tx, key, _| outcome(k.set_rotation(tx, &key.id, None)),
+            [ok, disabled, invalid],
+        ),
+        (
+            "RotateKeyOnDemand",
+            |k, tx, key, _| outcome(k.rotate_now(tx, &key.id)),
+            [ok, disabled, invalid],
+        ),
+        (
+            "CreateAlias",
+            |k, tx, key, _| outcome(k.create_alias(tx, &format!("alias/{}", key.id), &key.id)),
+            [ok, ok, invalid],
+        ),
+        (
+            "UpdateAlias",
+            |k, tx, key, _| outcome(k.update_alias(tx, "alias/moving", &key.id)),
+            [ok, ok, invalid],
+        ),
+        (
+            "EnableKey",
+            |k, tx, key, _| outcome(k.set_enabled(tx, &key.id, true)),
+            [ok, ok, invalid],
+        ),
+        (
+            "DisableKey",
+            |k, tx, key, _| outcome(k.set_enabled(tx, &key.id, false)),
+            [ok, ok, invalid],
+        ),
+        (
+            "ScheduleKeyDeletion",
+            |k, tx, key, _| outcome(k.schedule_deletion(tx, &key.id, 7)),
+            [ok, ok, invalid],
+        ),
+        (
+            "CancelKeyDeletion",
+            |k, tx, key, _| outcome(k.cancel_deletion(tx, &key.id)),
+            [invalid, invalid, ok],
+        ),
+        (
+            "DescribeKey",
+            |k, tx, key, _| outcome(k.find_key(tx, &key.arn, true)),
+            [ok, ok, ok],
+        ),
+        (
+            "GetKeyRotationStatus",
+            |k, tx, key, _| outcome(k.rotation_status(tx, &key.id)),
+            [ok, ok, ok],
+        ),
+    ];
+    let spare = kms.create_key(&mut *tx, NewKey::default()).unwrap();
+    kms.create_alias(&mut *tx, "alias/moving", &spare.id)
+        .unwrap();
+    for (name, op, expected) in table {
+        for (state, want) in [
+            KeyState::Enabled,
+            KeyState::Disabled,
+            KeyState::PendingDeletion,
+        ]
+        .into_iter()
+        .zip(expected)
+        {
+            // A fresh key for each call, with rotation on and a ciphertext of its own.
+            let key = kms.create_key(&mut *tx, NewKey::default()).unwrap();
+            kms.set_rotation(&mut *tx, &key.id, Some(90)).unwrap();
+            let (blob, _) = kms.encrypt(&mut *tx, &key.id, b"x", &context).unwrap();
+            match state {
+                KeyState::Enabled => {}
+                KeyState::Disabled => kms.set_enabled(&mut *tx, &key.id, false).unwrap(),
+                KeyState::PendingDeletion => {
+                    kms.schedule_deletion(&mut *tx, &key.id, 7).unwrap();
+                }
+            }
+            assert_eq!(
+                op(&kms, &mut *tx, &key, &blob),
+                *want,
+                "{name} on a key that is {}",
+                state.as_str()
+            );
+        }
+    }
+
+    // Automatic rotation is reported off while a key is pending deletion and comes back
+    // when the deletion is cancelled; nothing rotates meanwhile.
+    let key = kms.create_key(&mut *tx, NewKey::default()).unwrap();
+    kms.set_rotation(&mut *tx, &key.id, Some(90)).unwrap();
+    let status = kms.rotation_status(&mut *tx, &key.id).unwrap();
+    assert_eq!(status.automatic_rotation(), Some((90, Some(at(90)))));
+    kms.schedule_deletion(&mut *tx, &key.id, 30).unwrap();
+    let pending = env.kms(at(20));
+    let status = pending.rotation_status(&mut *tx, &key.id).unwrap();
+    assert_eq!(status.automatic_rotation(), None);
+    let status = env.kms(at(95)).find_key(&mut *tx, &key.id, true);
+    assert!(
+        matches!(status, Err(KmsError::NotFound(_))),
+        "deleted at day 30"
+    );
+    let key = kms.create_key(&mut *tx, NewKey::default()).unwrap();
+    kms.set_rotation(&mut *tx, &key.id, Some(90)).unwrap();
+    kms.schedule_deletion(&mut *tx, &key.id, 30).unwrap();
+    let later = env.kms(at(100));
+    let restored = env.kms(at(10)).cancel_deletion(&mut *tx, &key.id).unwrap();
+    assert_eq!(restored.automatic_rotation(), Some((90, Some(at(90)))));
+    // Disabled after the cancel: it does not rotate until it is enabled again.
+    assert_eq!(
+        later
+            .rotation_status(&mut *tx, &key.id)
+            .unwrap()
+            .materials
+            .len(),
+        1
+    );
+    later.set_enabled(&mut *tx, &key.id, true).unwrap();
+    let (_, used) = later.encrypt(&mut *tx, &key.id, b"x", &context).unwrap();
+    assert_eq!(used.materials.len(), 2);
+
+    // An AWS managed key is used like any other but managed by no one.
+    let managed = kms.find_key(&mut *tx, "alias/aws/ssm", true).unwrap();
+    for (name, result) in [
+        (
+            "EnableKey",
+            outcome(kms.set_enabled(&mut *tx, &managed.id, true)),
+        ),
+        (
+            "DisableKey",
+            outcome(kms.set_enabled(&mut *tx, &managed.id, false)),
+        ),
+        (
+            "EnableKeyRotation",
+            outcome(kms.set_rotation(&mut *tx, &managed.id, Some(90))),
+        ),
+        (
+            "RotateKeyOnDemand",
+            outcome(kms.rotate_now(&mut *tx, &managed.id)),
+        ),
+        (
+            "CancelKeyDeletion",
+            outcome(kms.cancel_deletion(&mut *tx, &managed.id)),
+        ),
+        (
+            "CreateAlias",
+            outcome(kms.create_alias(&mut *tx, "alias/mine", &managed.id)),
+        ),
+    ] {
+        assert_eq!(result, "UnsupportedOperationException", "{name}");
+    }
+    assert_eq!(
+        outcome(kms.encrypt(&mut *tx, "alias/aws/ssm", b"x", &context)),
+        "ok"
+    );
+}

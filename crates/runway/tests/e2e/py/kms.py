@@ -63,14 +63,24 @@ assert not kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
 kms.disable_key(KeyId=key["KeyId"])
 assert kms.describe_key(KeyId="alias/app")["KeyMetadata"]["KeyState"] == "Disabled"
 assert error(kms.encrypt, KeyId="alias/app", Plaintext=b"x")[0] == "DisabledException"
+assert error(kms.generate_data_key, KeyId="alias/app", KeySpec="AES_256")[0] == "DisabledException"
+assert error(kms.enable_key_rotation, KeyId=key["KeyId"])[0] == "DisabledException"
+assert error(kms.rotate_key_on_demand, KeyId=key["KeyId"])[0] == "DisabledException"
 kms.enable_key(KeyId=key["KeyId"])
 assert error(kms.schedule_key_deletion, KeyId=other["KeyId"], PendingWindowInDays=3)[0] == "ValidationException"
+kms.enable_key_rotation(KeyId=other["KeyId"])
 scheduled = kms.schedule_key_deletion(KeyId=other["KeyId"], PendingWindowInDays=7)
 assert scheduled["KeyState"] == "PendingDeletion" and scheduled["PendingWindowInDays"] == 7, scheduled
 assert error(kms.decrypt, CiphertextBlob=moved["CiphertextBlob"],
              EncryptionContext={"to": "other"})[0] == "KMSInvalidStateException"
+assert not kms.get_key_rotation_status(KeyId=other["KeyId"])["KeyRotationEnabled"]
+for call in [kms.enable_key, kms.disable_key, kms.schedule_key_deletion]:
+    assert error(call, KeyId=other["KeyId"])[0] == "KMSInvalidStateException", call
+assert error(kms.create_alias, AliasName="alias/doomed", TargetKeyId=other["KeyId"])[0] == "KMSInvalidStateException"
 kms.cancel_key_deletion(KeyId=other["KeyId"])
 assert kms.describe_key(KeyId=other["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
+assert kms.get_key_rotation_status(KeyId=other["KeyId"])["KeyRotationEnabled"]
+assert error(kms.cancel_key_deletion, KeyId=other["KeyId"])[0] == "KMSInvalidStateException"
 
 # Aliases and listing with pages.
 for i in range(5):
