@@ -1,7 +1,9 @@
 //! The App Runner API: the AWS JSON 1.0 protocol over HTTP (`POST /` with
 //! `X-Amz-Target: AppRunner.<Operation>`), SigV4 authentication of every request (failed
 //! sign-ins limited per client address), and the logic of every operation, so that the
-//! AWS CLI, boto3 and the SDKs work unchanged.
+//! AWS CLI, boto3 and the SDKs work unchanged. Beside it, on the same listener and keys,
+//! the AWS services App Runner users script against (Secrets Manager, SSM Parameter
+//! Store, KMS: AWS JSON 1.1, the `aws` module).
 //!
 //! This crate records what users ask for; it must never start, stop or route anything
 //! itself (the controller does, from what is recorded here), never answer a status that
@@ -9,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aws;
 mod logs;
 mod metrics;
 mod ops;

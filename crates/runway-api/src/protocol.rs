@@ -1,7 +1,7 @@
 //! The AWS JSON 1.0 wire protocol: authentication, the target header, body parsing,
 //! dispatch to the operations, and answers (`{"__type": ..., "Message": ...}` for errors).
 
-use crate::ops::{self, Ctx, OpError, OpResult};
+use crate::ops::{self, Ctx, OpError};
 use crate::{Api, sigv4};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -24,7 +24,7 @@ const EXTENSION_PREFIX: &str = "Runway.";
 /// SigV4's allowed clock difference between client and server.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 /// The largest request body accepted; App Runner's largest inputs are far smaller.
-const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// Every operation this API implements; metrics use these names as labels.
 const OPERATIONS: &[&str] = &[
@@ -98,16 +98,20 @@ pub(crate) fn router(api: Api) -> Router {
 
 /// An error answer.
 #[derive(Debug)]
-struct Fault {
-    status: StatusCode,
-    type_name: &'static str,
-    message: String,
+pub(crate) struct Fault {
+    pub status: StatusCode,
+    pub type_name: &'static str,
+    pub message: String,
     /// Seconds to wait before trying again (`Retry-After`).
-    retry_after: Option<u64>,
+    pub retry_after: Option<u64>,
 }
 
 impl Fault {
-    fn new(status: StatusCode, type_name: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        type_name: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Fault {
             status,
             type_name,
@@ -140,7 +144,7 @@ impl Fault {
         )
     }
 
-    fn serialization(message: impl Into<String>) -> Self {
+    pub(crate) fn serialization(message: impl Into<String>) -> Self {
         Fault::new(StatusCode::BAD_REQUEST, "SerializationException", message)
     }
 }
@@ -166,6 +170,9 @@ impl From<OpError> for Fault {
 }
 
 async fn handle(State(api): State<Api>, request: Request) -> Response {
+    if let Some(service) = crate::aws::Service::of(request.headers()) {
+        return crate::aws::handle(api, service, request).await;
+    }
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
@@ -174,31 +181,8 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
         })?;
-        // After the body is read: an answer before it would close the connection, which
-        // clients with pooled connections see as a failure of their next request.
-        let signer = Signer::of(&api, &parts);
-        if let Some(signer) = &signer {
-            signer.admit()?;
-        }
-        let access_key = authenticate(&api, &parts, body.clone())
-            .await
-            .inspect_err(|fault| {
-                if let Some(signer) = &signer {
-                    signer.failed(fault);
-                }
-            })?;
-        if parts.method != Method::POST || parts.uri.path() != "/" {
-            return Err(Fault::new(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "the App Runner API is served at POST /",
-            ));
-        }
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let access_key = authenticate(&api, &parts, body.clone(), "apprunner").await?;
+        let target = target(&parts)?;
         let known = match (
             target.strip_prefix(TARGET_PREFIX),
             target.strip_prefix(EXTENSION_PREFIX),
@@ -214,16 +198,7 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
                 format!("runway does not implement the operation {target:?}"),
             )
         })?;
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if content_type.split(';').next().map(str::trim) != Some(JSON_1_0) {
-            return Err(Fault::serialization(format!(
-                "Content-Type must be {JSON_1_0}, got {content_type:?}"
-            )));
-        }
+        content_type(&parts, JSON_1_0)?;
         tracing::debug!(%request_id, operation, %access_key, "api request");
         let output = dispatch(&api, operation, body).await?;
         if MUTATING.contains(&operation) {
@@ -233,22 +208,59 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
     }
     .await;
 
+    finish(&api, started, &request_id, operation, result, JSON_1_0)
+}
+
+/// The operation a request names (`X-Amz-Target`), once it is known to be a `POST /`.
+pub(crate) fn target(parts: &axum::http::request::Parts) -> Result<&str, Fault> {
+    if parts.method != Method::POST || parts.uri.path() != "/" {
+        return Err(Fault::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "the API is served at POST /",
+        ));
+    }
+    Ok(parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(""))
+}
+
+/// Checks that the request's body is of the `expected` content type.
+pub(crate) fn content_type(
+    parts: &axum::http::request::Parts,
+    expected: &str,
+) -> Result<(), Fault> {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some(expected) {
+        return Err(Fault::serialization(format!(
+            "Content-Type must be {expected}, got {content_type:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Answers a request with its output or its error (`{"__type", "Message"}`), counts it
+/// and logs one line (never the body).
+pub(crate) fn finish(
+    api: &Api,
+    started: Instant,
+    request_id: &str,
+    operation: &'static str,
+    result: Result<Vec<u8>, Fault>,
+    content_type: &'static str,
+) -> Response {
     let elapsed = started.elapsed();
-    let (status, outcome, response) = match result {
-        Ok(body) => (
-            StatusCode::OK,
-            "ok",
-            answer(StatusCode::OK, &request_id, body),
-        ),
+    let (status, outcome, body, retry_after) = match result {
+        Ok(body) => (StatusCode::OK, "ok", body, None),
         Err(fault) => {
             let body = serde_json::json!({ "__type": fault.type_name, "Message": fault.message });
-            let mut response = answer(fault.status, &request_id, body.to_string().into_bytes());
-            if let Some(seconds) = fault.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            (fault.status, fault.type_name, response)
+            (fault.status, fault.type_name, body.to_string().into_bytes(), fault.retry_after)
         }
     };
     api.inner
@@ -262,15 +274,14 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         elapsed_ms = elapsed.as_millis() as u64,
         "api"
     );
-    response
-}
-
-fn answer(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_0));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -327,12 +338,32 @@ impl<'a> Signer<'a> {
     }
 }
 
-/// Verifies the request's SigV4 signature against the stored access keys; returns the
-/// access key id.
-async fn authenticate(
+/// Verifies the request's SigV4 signature, scoped to `service`, against the stored
+/// access keys, unless the client's address has failed too often lately (then
+/// `ThrottlingException`); returns the access key id.
+pub(crate) async fn authenticate(
     api: &Api,
     parts: &axum::http::request::Parts,
     body: Bytes,
+    service: &'static str,
+) -> Result<String, Fault> {
+    let signer = Signer::of(api, parts);
+    if let Some(signer) = &signer {
+        signer.admit()?;
+    }
+    verify(api, parts, body, service).await.inspect_err(|fault| {
+        if let Some(signer) = &signer {
+            signer.failed(fault);
+        }
+    })
+}
+
+/// Checks the request's signature against the stored access keys.
+async fn verify(
+    api: &Api,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    service: &'static str,
 ) -> Result<String, Fault> {
     let api = api.clone();
     let method = parts.method.clone();
@@ -349,7 +380,7 @@ async fn authenticate(
         };
         let policy = sigv4::Policy {
             region: &inner.config.region,
-            service: "apprunner",
+            service,
             now: SystemTime::now(),
             max_skew: MAX_SKEW,
         };
@@ -468,16 +499,18 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
     }
 }
 
-/// Parses the input, runs the operation in one transaction on a blocking thread, and
-/// encodes its output.
-async fn run<Req, Resp>(
+/// Parses the input, runs the operation in one transaction on a blocking thread (it
+/// commits only if the operation succeeds), and encodes its output.
+pub(crate) async fn run<Req, Resp, E>(
     api: &Api,
     body: Bytes,
-    op: fn(&mut dyn Txn, &Ctx<'_>, Req) -> OpResult<Resp>,
+    op: fn(&mut dyn Txn, &Ctx<'_>, Req) -> Result<Resp, E>,
 ) -> Result<Vec<u8>, Fault>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
+    E: 'static,
+    Fault: From<E>,
 {
     let input: Req = parse(&body)?;
     let api = api.clone();
@@ -504,8 +537,9 @@ fn encode<T: Serialize>(output: &T) -> Result<Vec<u8>, Fault> {
         .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
 }
 
-/// Parses a JSON object into `T`; a type mismatch names the member's path.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fault> {
+/// Parses a JSON object into `T`. A mismatch names the member's path and what was
+/// expected, never the value found: it may be a secret.
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fault> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Fault::serialization("the request body is not UTF-8"))?;
     let text = if text.trim().is_empty() { "{}" } else { text };
@@ -518,10 +552,27 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fault> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            Fault::serialization(format!("malformed JSON: {inner}"))
+        let what = if inner.is_data() {
+            // "invalid type: string \"<value>\", expected a boolean at line 1 column 9"
+            let message = inner.to_string();
+            match message.split_once(", expected ") {
+                Some((_, expected)) => format!(
+                    "expected {}",
+                    expected.split(" at line ").next().unwrap_or(expected)
+                ),
+                None => "the value does not fit the member's type".to_string(),
+            }
         } else {
-            Fault::serialization(format!("{path}: {inner}"))
+            format!(
+                "malformed JSON at line {} column {}",
+                inner.line(),
+                inner.column()
+            )
+        };
+        if path == "." || path.is_empty() {
+            Fault::serialization(what)
+        } else {
+            Fault::serialization(format!("{path}: {what}"))
         }
     })?;
     de.end()

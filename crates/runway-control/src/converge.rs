@@ -126,10 +126,26 @@ impl Controller {
             .or_default() += count as u32;
         for _ in 0..count {
             let this = self.clone();
-            let spec = spec.clone();
+            let mut spec = spec.clone();
+            let pins = rev.secrets.clone();
             let revision = revision.to_string();
             tokio::spawn(async move {
-                let result = this.inner.runtime.start(spec).await;
+                let result = async {
+                    if !pins.is_empty() {
+                        let resolver = this.inner.secrets.get().ok_or_else(|| {
+                            "its secrets cannot be read: this server has no secret store"
+                                .to_string()
+                        })?;
+                        let values = resolver.values(&pins).await?;
+                        spec.secrets = runway_runtime::SecretEnv(values);
+                    }
+                    this.inner
+                        .runtime
+                        .start(spec)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
                 if let Some(n) = lock(&this.inner.starting).get_mut(&revision) {
                     *n = n.saturating_sub(1);
                 }

@@ -598,6 +598,7 @@ impl Controller {
             events,
         };
         self.start_revision(bounds, service, op, state, revision, now)
+            .await
     }
 
     /// Builds the operation's source; then starts a revision of what was built.
@@ -653,10 +654,42 @@ impl Controller {
             events,
         };
         self.start_revision(bounds, service, op, state, revision, now)
+            .await
     }
 
-    /// Records a new revision and starts its instances.
-    fn start_revision(
+    /// Pins the secret references `spec` names (see [`crate::SecretResolver`]); the
+    /// error is why the deployment fails.
+    async fn pin_secrets(&self, spec: &ServiceSpec) -> Result<Vec<SecretPin>, String> {
+        let references: Vec<(String, String)> = spec
+            .source_configuration
+            .image_repository
+            .as_ref()
+            .and_then(|i| i.image_configuration.as_ref())
+            .and_then(|c| c.runtime_environment_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let kms_key = spec
+            .encryption_configuration
+            .as_ref()
+            .and_then(|e| e.kms_key.as_deref());
+        if references.is_empty() && kms_key.is_none() {
+            return Ok(Vec::new());
+        }
+        match self.inner.secrets.get() {
+            Some(resolver) => resolver.pin(&references, kms_key).await,
+            None if references.is_empty() => Ok(Vec::new()),
+            None => Err(format!(
+                "secret {} cannot be resolved: this server has no secret store",
+                references[0].0
+            )),
+        }
+    }
+
+    /// Records a new revision, with its secret references pinned, and starts its
+    /// instances. A reference that does not resolve fails the deployment (naming it), and
+    /// whatever runs keeps running.
+    async fn start_revision(
         &self,
         bounds: Bounds,
         mut service: ServiceRecord,
@@ -671,6 +704,10 @@ impl Controller {
             source_http,
             mut events,
         } = new;
+        let secrets = match self.pin_secrets(&spec).await {
+            Ok(pins) => pins,
+            Err(reason) => return fail(op, service, now, reason),
+        };
         let deadline = later(now, self.inner.config.deploy_timeout);
         let number = state.next_revision.max(1);
         state.next_revision = number + 1;
@@ -684,6 +721,7 @@ impl Controller {
             status: RevisionStatus::Deploying,
             message: None,
             source_http_configuration: source_http,
+            secrets,
         };
         // As many instances as the serving revision has now, within the new bounds.
         let current: u32 = state

@@ -23,7 +23,7 @@ mod snapshot;
 mod spec;
 
 use autoscaler::ScalerConfig;
-use runway_model::records::{ResolvedImage, ServiceRecord};
+use runway_model::records::{ResolvedImage, SecretPin, ServiceRecord};
 use runway_model::shapes::{CodeRepository, HttpConfiguration};
 use runway_router::Router;
 use runway_runtime::Runtime;
@@ -66,6 +66,28 @@ pub trait ImageResolver: Send + Sync + 'static {
         service: &'a ServiceRecord,
         images: Vec<(String, ResolvedImage)>,
     ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Where a revision's secret values come from (`RuntimeEnvironmentSecrets`,
+/// `run.secrets`). The binary implements it over runway's Secrets Manager and Parameter
+/// Store. Values pass through the controller to the runtime and are never stored.
+pub trait SecretResolver: Send + Sync + 'static {
+    /// Pins a revision's references (environment variable, reference) to the versions
+    /// they name now, after checking that `kms_key` (the service's
+    /// `EncryptionConfiguration.KmsKey`), if any, can be used. The error names what does
+    /// not resolve, and never holds a value.
+    fn pin<'a>(
+        &'a self,
+        references: &'a [(String, String)],
+        kms_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<SecretPin>, String>>;
+
+    /// The values of pinned references, as (environment variable, value), for an
+    /// instance's environment.
+    fn values<'a>(
+        &'a self,
+        pins: &'a [SecretPin],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, String>>;
 }
 
 /// A source build the controller asks for.
@@ -167,6 +189,8 @@ struct Inner {
     runtime: Arc<dyn Runtime>,
     router: Router,
     images: Arc<dyn ImageResolver>,
+    /// Set once, before the loops run ([`Controller::with_secrets`]).
+    secrets: std::sync::OnceLock<Arc<dyn SecretResolver>>,
     config: ControlConfig,
     wake: Notify,
     scaling: Mutex<scaling::Scaling>,
@@ -209,6 +233,7 @@ impl Controller {
                 runtime,
                 router,
                 images,
+                secrets: std::sync::OnceLock::new(),
                 config,
                 wake: Notify::new(),
                 starting: Mutex::new(HashMap::new()),
@@ -217,6 +242,13 @@ impl Controller {
                 failed_starts: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Resolves revisions' secret references with `resolver`. Without one, a deployment
+    /// that references a secret fails.
+    pub fn with_secrets(self, resolver: Arc<dyn SecretResolver>) -> Controller {
+        let _ = self.inner.secrets.set(resolver);
+        self
     }
 
     /// Asks the loops to run now (after the API records an operation, say).

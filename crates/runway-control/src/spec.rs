@@ -49,6 +49,8 @@ pub(crate) fn instance_spec(
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        // Resolved from the revision's pins when an instance starts.
+        secrets: Default::default(),
         port: config
             .port
             .as_deref()

@@ -3,7 +3,7 @@
 //! controller on the same store finishes what an old one started.
 
 use runway_control::{
-    BoxFuture, BuiltImage, ControlConfig, Controller, ImageResolver, SourceBuild,
+    BoxFuture, BuiltImage, ControlConfig, Controller, ImageResolver, SecretResolver, SourceBuild,
 };
 use runway_model::records::*;
 use runway_model::shapes::*;
@@ -24,7 +24,12 @@ struct FakeRuntime {
     instances: Mutex<Vec<InstanceStatus>>,
     events: Mutex<Option<tokio::sync::broadcast::Sender<InstanceEvent>>>,
     next_port: Mutex<u16>,
+    /// The secret environment each instance was started with, by revision.
+    secrets: Mutex<Vec<(String, Env)>>,
 }
+
+/// Environment variables.
+type Env = Vec<(String, String)>;
 
 impl FakeRuntime {
     fn sender(&self) -> tokio::sync::broadcast::Sender<InstanceEvent> {
@@ -54,6 +59,10 @@ impl Runtime for FakeRuntime {
                 *p += 1;
                 20000 + *p
             };
+            self.secrets
+                .lock()
+                .unwrap()
+                .push((spec.revision_id.clone(), spec.secrets.0.clone()));
             let state = if spec.image.digest.contains("bad") {
                 InstanceState::Unhealthy
             } else {
@@ -743,4 +752,169 @@ async fn http_settings_on_a_service_that_serves_nothing_fail_the_operation() {
     assert_eq!(op.status, OperationStatus::Failed);
     assert!(op.message.unwrap().contains("no serving revision"));
     run.abort();
+}
+
+/// References `ok:<name>` resolve to version `v<n>` of a value that changes when
+/// `version` does; anything else does not resolve.
+#[derive(Default)]
+struct FakeSecrets {
+    version: std::sync::atomic::AtomicU32,
+}
+
+impl SecretResolver for FakeSecrets {
+    fn pin<'a>(
+        &'a self,
+        references: &'a [(String, String)],
+        _kms_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<SecretPin>, String>> {
+        Box::pin(async move {
+            let v = self.version.load(std::sync::atomic::Ordering::SeqCst);
+            references
+                .iter()
+                .map(|(name, reference)| match reference.strip_prefix("ok:") {
+                    Some(_) => Ok(SecretPin {
+                        name: name.clone(),
+                        reference: reference.clone(),
+                        pinned: format!("v{v}"),
+                    }),
+                    None => Err(format!("secret {name} does not resolve: {reference}")),
+                })
+                .collect()
+        })
+    }
+
+    fn values<'a>(
+        &'a self,
+        pins: &'a [SecretPin],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, String>> {
+        Box::pin(async move {
+            Ok(pins
+                .iter()
+                .map(|p| (p.name.clone(), format!("{}@{}", p.reference, p.pinned)))
+                .collect())
+        })
+    }
+}
+
+fn with_secrets(image: &str, secrets: &[(&str, &str)]) -> ServiceSpec {
+    let mut s = spec(image);
+    let config = s
+        .source_configuration
+        .image_repository
+        .as_mut()
+        .unwrap()
+        .image_configuration
+        .as_mut()
+        .unwrap();
+    config.runtime_environment_secrets = Some(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_references_are_pinned_per_revision_and_one_that_does_not_resolve_fails_the_deployment()
+ {
+    let w = world("good:v1", 1);
+    let secrets = Arc::new(FakeSecrets::default());
+    let c = w.controller().with_secrets(secrets.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+
+    let update = w.record(
+        OperationType::UpdateService,
+        Some(with_secrets("good:v2", &[("DB", "ok:db")])),
+    );
+    assert_eq!(w.settle(&update).await.status, OperationStatus::Succeeded);
+    let rev2 = w.state().traffic[0].revision.clone();
+    let revision = w
+        .store
+        .begin()
+        .unwrap()
+        .load::<RevisionRecord>(&rev2)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        revision.secrets,
+        [SecretPin {
+            name: "DB".into(),
+            reference: "ok:db".into(),
+            pinned: "v0".into()
+        }]
+    );
+    let started = |rev: &str| -> Vec<Env> {
+        w.runtime
+            .secrets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == rev)
+            .map(|(_, s)| s.clone())
+            .collect()
+    };
+    assert_eq!(
+        started(&rev2),
+        [vec![("DB".to_string(), "ok:db@v0".to_string())]]
+    );
+
+    // A new value: the running revision keeps what it pinned; a deployment takes the new.
+    secrets
+        .version
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let deploy = w.record(OperationType::StartDeployment, None);
+    // (StartDeployment deploys the service's own spec, which has no secrets yet.)
+    assert_eq!(w.settle(&deploy).await.status, OperationStatus::Succeeded);
+    let update = w.record(
+        OperationType::UpdateService,
+        Some(with_secrets("good:v2", &[("DB", "ok:db")])),
+    );
+    assert_eq!(w.settle(&update).await.status, OperationStatus::Succeeded);
+    let rev4 = w.state().traffic[0].revision.clone();
+    assert_eq!(
+        started(&rev4),
+        [vec![("DB".to_string(), "ok:db@v1".to_string())]]
+    );
+
+    // A reference that does not resolve fails the deployment, naming it; the running
+    // revision keeps serving.
+    let bad = w.record(
+        OperationType::UpdateService,
+        Some(with_secrets(
+            "good:v2",
+            &[("DB", "ok:db"), ("API_KEY", "missing:key")],
+        )),
+    );
+    let bad = w.settle(&bad).await;
+    assert_eq!(bad.status, OperationStatus::Failed);
+    let message = bad.message.unwrap_or_default();
+    assert!(
+        message.contains("API_KEY") && message.contains("missing:key"),
+        "{message}"
+    );
+    assert!(
+        w.events().iter().any(|e| e.contains("missing:key")),
+        "{:#?}",
+        w.events()
+    );
+    assert_eq!(w.state().traffic[0].revision, rev4);
+    assert_eq!(w.runtime.count(&rev4), 1);
+    assert_eq!(w.service().status, ServiceStatus::Running);
+
+    let _ = stop.send(());
+    run.await.unwrap();
 }

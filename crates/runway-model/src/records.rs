@@ -252,6 +252,19 @@ pub struct ResolvedImage {
     pub digest: String,
 }
 
+/// A secret reference of a revision (`RuntimeEnvironmentSecrets`, `run.secrets`), pinned
+/// to the versions it named when the revision was made, so every instance of the revision
+/// gets the same values. It names versions, never holds a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretPin {
+    /// The environment variable.
+    pub name: String,
+    /// The reference as the user wrote it (an ARN or a parameter name).
+    pub reference: String,
+    /// The versions it resolved to, in the secret stores' own terms.
+    pub pinned: String,
+}
+
 /// An immutable revision of a service: the configuration and the exact image it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevisionRecord {
@@ -268,6 +281,9 @@ pub struct RevisionRecord {
     /// Why the revision failed.
     #[serde(default)]
     pub message: Option<String>,
+    /// Its secret references, pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretPin>,
     /// The HTTP settings the source's `apprunner.yaml` set (revisions built from source,
     /// and those that redeploy what a build made).
     #[serde(default, skip_serializing_if = "Option::is_none")]

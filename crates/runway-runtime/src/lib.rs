@@ -6,7 +6,8 @@
 //! reduced privilege set, containers run by runc (or crun, youki, runsc) under a shim
 //! that keeps their logs and exit status while runway is down, health checks, crash
 //! restarts with exponential backoff, and adoption of running containers when runway
-//! restarts. It also runs [jobs](job) (builds): one command to completion in a container
+//! restarts; the bundles of instances with secrets are kept in memory ([`volatile`]).
+//! It also runs [jobs](job) (builds): one command to completion in a container
 //! of the same kind, with what it changed written as an OCI layer. Networking is
 //! [`runway_net`]'s.
 //!
@@ -31,6 +32,7 @@ pub mod shim;
 pub mod spec;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+pub mod volatile;
 
 pub use health::{HealthCheck, Probe};
 pub use image::{Blob, ImageError, ImageRef, ImageStore, OciLayout};
@@ -98,12 +100,34 @@ pub struct InstanceSpec {
     pub start_command: Option<String>,
     /// Environment variables, after the image's; `PORT` is set by the runtime.
     pub env: Vec<(String, String)>,
+    /// Environment variables resolved from secrets, after `env`. They are never written
+    /// to a disk: the bundle of an instance that has any is kept in memory
+    /// ([`volatile`]).
+    pub secrets: SecretEnv,
     /// The port the application listens on (also its `PORT`).
     pub port: u16,
     /// CPU in App Runner's units: 1024 is one vCPU.
     pub cpu_units: u32,
     pub memory_mb: u32,
     pub health: HealthCheck,
+}
+
+/// Secret environment variables; the Debug form shows their names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretEnv(pub Vec<(String, String)>);
+
+impl SecretEnv {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| format!("{name}=..")))
+            .finish()
+    }
 }
 
 /// Where an instance is in its life.

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -151,6 +152,16 @@ impl RuntimeConfig {
     /// The OCI runtime's state root.
     pub fn oci_root(&self) -> PathBuf {
         self.root.join("runc")
+    }
+
+    /// The tmpfs that holds the bundles of instances with secrets ([`crate::volatile`]).
+    pub fn volatile_root(&self) -> PathBuf {
+        PathBuf::from("/run/runway").join(&self.net.bridge)
+    }
+
+    /// Where instance `id`'s bundle is kept in memory, if it has secrets.
+    pub fn volatile_dir(&self, id: &InstanceId) -> PathBuf {
+        self.volatile_root().join(id.as_str())
     }
 }
 
@@ -424,7 +435,7 @@ fn validate(spec: &InstanceSpec) -> Result<()> {
     if let Err(m) = crate::spec::check_limits(spec.cpu_units, spec.memory_mb) {
         return bad(m);
     }
-    for (k, v) in &spec.env {
+    for (k, v) in spec.env.iter().chain(&spec.secrets.0) {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return bad(format!("environment variable name {k:?} is not valid"));
         }
@@ -485,6 +496,7 @@ impl LocalRuntime {
                     },
                 )?;
                 Cgroups::detect()?;
+                crate::volatile::ensure(&config.volatile_root())?;
                 let net = Network::setup(config.net.clone(), store.clone())?;
                 let tx = store.begin()?;
                 let records: Vec<InstanceRecord> = tx
@@ -641,12 +653,14 @@ impl Inner {
         Ok((resolved, lowers))
     }
 
-    /// Writes the OCI runtime configuration of `bundle` and the shim's configuration for
-    /// container `id` into the bundle directory `dir` (both 0600: they hold the
-    /// environment, which may hold secrets).
+    /// Writes the OCI runtime configuration of `bundle` into `bundle_dir` (the instance
+    /// or job directory `dir`, or for an instance with secrets its directory in memory)
+    /// and the shim's configuration for container `id` into `dir` (both 0600: the first
+    /// holds the environment).
     fn write_bundle(
         &self,
         dir: &Path,
+        bundle_dir: &Path,
         id: &str,
         bundle: &spec::BundleSpec<'_>,
         lifeline: bool,
@@ -654,14 +668,24 @@ impl Inner {
         let config = spec::runtime_config(bundle)?;
         let encode =
             |v: serde_json::Result<Vec<u8>>| v.map_err(|e| RuntimeError::Internal(e.to_string()));
+        if bundle_dir != dir {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(bundle_dir)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(io(format!("cannot create {}", bundle_dir.display())))?;
+        }
         runway_store::fs::write_atomic(
-            &dir.join("config.json"),
+            &bundle_dir.join("config.json"),
             &encode(serde_json::to_vec_pretty(&config))?,
             0o600,
         )?;
         let shim_config = ShimConfig {
             id: id.to_string(),
-            bundle: dir.to_path_buf(),
+            bundle: bundle_dir.to_path_buf(),
             oci_runtime: self.config.oci_runtime.clone(),
             oci_root: self.config.oci_root(),
             log_max_bytes: self.config.log_max_bytes,
@@ -704,11 +728,12 @@ impl Inner {
         let has_shell = spec::has_shell(&rootfs);
         let (uid, gid, additional_gids) =
             spec::resolve_user(image.config.user.as_deref(), &rootfs)?;
+        let env: Vec<(String, String)> = spec.env.iter().chain(&spec.secrets.0).cloned().collect();
         let process = spec::ProcessSpec {
             args: spec::process_args(&image.config, spec.start_command.as_deref(), has_shell)?,
             env: spec::environment(
                 image.config.env.as_deref().unwrap_or_default(),
-                &spec.env,
+                &env,
                 host,
                 spec.port,
             ),
@@ -731,7 +756,13 @@ impl Inner {
             nofile: spec::nofile_limit(),
             mounts: &[],
         };
-        self.write_bundle(&dir, id.as_str(), &bundle, false)?;
+        // Secret values stay off the disk: their bundle is in memory.
+        let bundle_dir = if spec.secrets.is_empty() {
+            dir.clone()
+        } else {
+            self.config.volatile_dir(id)
+        };
+        self.write_bundle(&dir, &bundle_dir, id.as_str(), &bundle, false)?;
         let t_bundle = t.elapsed();
         let child = self.spawn_shim(&dir, false)?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -838,6 +869,12 @@ impl Inner {
         let dir = self.config.instance_dir(id);
         self.remove_container(&dir, id.as_str())?;
         remove_all_but_logs(&dir)?;
+        match std::fs::remove_dir_all(self.config.volatile_dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("cannot remove an instance's bundle in memory")(e));
+            }
+            _ => {}
+        }
         self.net.detach(id.as_str())?;
         if let Ok(cgroups) = Cgroups::detect() {
             cgroups.remove(&self.config.cgroup_path(id));

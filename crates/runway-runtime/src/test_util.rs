@@ -608,6 +608,7 @@ pub fn testapp_spec(service: &str, image: &ImageRef) -> InstanceSpec {
         image: image.clone(),
         start_command: None,
         env: Vec::new(),
+        secrets: Default::default(),
         port: 8080,
         cpu_units: 256,
         memory_mb: 128,

@@ -718,3 +718,95 @@ async fn a_stop_or_a_start_cut_short_by_a_crash_is_finished_when_the_runtime_ope
             .is_empty()
     );
 }
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file()
+                && std::fs::read(entry.path())
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_the_environment_and_stay_off_the_disk() {
+    let s = setup().await;
+    let secret = "rt-secret-3f9a0c5d";
+    let mut spec = testapp_spec("svc-secret", &s.image);
+    spec.env = vec![("GREETING".into(), "hi".into())];
+    spec.secrets = runway_runtime::SecretEnv(vec![("DB_PASSWORD".into(), secret.into())]);
+    assert!(!format!("{spec:?}").contains(secret));
+    let id = s.rt.start(spec).await.unwrap();
+    let status = healthy(&s.rt, &id).await;
+    let env = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
+    let seen = env(get(status.addr, "/env").await.1);
+    assert_eq!(
+        (seen["DB_PASSWORD"].as_str(), seen["GREETING"].as_str()),
+        (Some(secret), Some("hi"))
+    );
+
+    // The bundle is in memory; nothing under the runtime's directory holds the value.
+    let config = &s.env.config;
+    let bundle = config.volatile_dir(&id);
+    assert!(bundle.join("config.json").exists());
+    assert!(runway_runtime::volatile::in_memory(&bundle));
+    assert!(!config.instance_dir(&id).join("config.json").exists());
+    assert_eq!(
+        files_holding(&config.root, secret.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // A crash restarts the container with its secrets.
+    let mut events = s.rt.subscribe();
+    let _ = http_get(status.addr, "/crash", Duration::from_secs(5)).await;
+    next_event(&mut events, T, |e| {
+        e.id == id && matches!(e.kind, EventKind::Exited { .. })
+    })
+    .await;
+    let status = healthy(&s.rt, &id).await;
+    assert_eq!(status.restarts, 1);
+    assert_eq!(env(get(status.addr, "/env").await.1)["DB_PASSWORD"], secret);
+
+    // As after a reboot: runway is gone, the container ended and memory was lost. The
+    // instance cannot start again without its secrets, so it is given up (and the
+    // controller starts a new one).
+    let Setup {
+        rt,
+        env: test_env,
+        store,
+        layout,
+        _images,
+        ..
+    } = s;
+    drop(rt);
+    let oci = OciRuntime::new(Path::new("/usr/sbin/runc"), &test_env.config.oci_root());
+    oci.kill(id.as_str(), "KILL").unwrap();
+    wait_for("the shim to record the exit", T, || {
+        test_env
+            .config
+            .instance_dir(&id)
+            .join("exit.json")
+            .exists()
+            .then_some(())
+    })
+    .await;
+    std::fs::remove_dir_all(test_env.config.volatile_dir(&id)).unwrap();
+    let rt = test_env.open(&store, &layout).await;
+    assert!(rt.list().is_empty(), "{:?}", rt.list());
+    assert!(!test_env.config.volatile_dir(&id).exists());
+    rt.destroy().await.unwrap();
+    assert!(!test_env.config.volatile_root().exists());
+}

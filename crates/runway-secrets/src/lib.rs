@@ -1,13 +1,22 @@
-//! Access keys and envelope encryption (runway's IAM and KMS). A master key in the data
-//! directory (mode 0600) seals every secret runway keeps in its store with AES-256-GCM,
-//! so a copy of the database alone reveals nothing. Failed sign-ins are limited per
-//! client address ([`AuthThrottle`]).
+//! Access keys, envelope encryption and the secret stores (runway's IAM, KMS, Secrets
+//! Manager and SSM Parameter Store). A master key in the data directory (mode 0600) seals
+//! every secret runway keeps in its store with AES-256-GCM: access keys, connection
+//! credentials, and the material of [KMS keys](kms), which in turn wrap the data keys
+//! that seal each [secret](secretsmanager) version and SecureString
+//! [parameter](parameters). A copy of the database alone reveals nothing.
+//! [`references`] resolves App Runner's secret references for instances. Failed sign-ins
+//! are limited per client address ([`AuthThrottle`]).
 //!
 //! This crate must never log, print or return a secret except to the caller that asked
-//! for that secret, and never store one unsealed.
+//! for that secret, and never store one unsealed. The API's wire shapes are not its
+//! business (`runway-api` has them); the rules of the stores are.
 
 #![forbid(unsafe_code)]
 
+pub mod kms;
+pub mod parameters;
+pub mod references;
+pub mod secretsmanager;
 mod throttle;
 
 pub use throttle::{AUTH_LOG_TARGET, AuthFailure, AuthThrottle, ThrottleConfig};
@@ -382,5 +391,68 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+}
+
+/// What the crate's unit tests share: a master key and a store.
+#[cfg(test)]
+pub(crate) mod test_env {
+    use super::*;
+    use runway_store::{SqliteStore, Store};
+
+    pub const REGION: &str = "us-east-1";
+    pub const ACCOUNT: &str = "000000000000";
+
+    pub struct Env {
+        _dir: tempfile::TempDir,
+        pub master: MasterKey,
+        pub store: SqliteStore,
+    }
+
+    impl Env {
+        pub fn new() -> Env {
+            let dir = tempfile::tempdir().unwrap();
+            let master = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+            let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+            Env {
+                _dir: dir,
+                master,
+                store,
+            }
+        }
+
+        /// KMS as a call at `now` sees it.
+        pub fn kms(&self, now: runway_model::Timestamp) -> kms::Kms<'_> {
+            kms::Kms {
+                master: &self.master,
+                region: REGION,
+                account: ACCOUNT,
+                now,
+            }
+        }
+
+        pub fn begin(&self) -> Box<dyn Txn + '_> {
+            self.store.begin().unwrap()
+        }
+
+        /// Every stored document's body, for checks that nothing is in plaintext.
+        pub fn dump(&self) -> String {
+            let tx = self.begin();
+            let mut out = String::new();
+            for kind in [
+                "kms_key",
+                "kms_alias",
+                "sm_secret",
+                "sm_version",
+                "ssm_parameter",
+                "ssm_parameter_version",
+            ] {
+                for doc in tx.list(kind, &Default::default()).unwrap() {
+                    out.push_str(&doc.body);
+                    out.push('\n');
+                }
+            }
+            out
+        }
     }
 }

@@ -1,18 +1,21 @@
 //! The glue between parts that must not know each other: the API reads instances and
-//! logs from the runtime, and the controller resolves and builds images through the
-//! registry and the builder. (The runtime reads images from the registry through
-//! [`runway_build::RegistryImages`], which builds share.)
+//! logs from the runtime, the controller resolves and builds images through the
+//! registry and the builder and reads secrets from runway's secret stores. (The runtime
+//! reads images from the registry through [`runway_build::RegistryImages`], which builds
+//! share.)
 
 use runway_api::{InstanceEntry, InstanceReader, LogEntry};
 use runway_build::{BuildRequest, Builder, GitCredentials, Source};
-use runway_control::{BoxFuture, BuiltImage, ImageResolver, SourceBuild};
-use runway_model::records::{ResolvedImage, ServiceRecord};
+use runway_control::{BoxFuture, BuiltImage, ImageResolver, SecretResolver, SourceBuild};
+use runway_model::records::{ResolvedImage, SecretPin, ServiceRecord};
 use runway_model::reference::ImageReference;
 use runway_model::shapes::CodeRepository;
 use runway_registry::{Registry, UpstreamAuth};
 use runway_runtime::{LocalRuntime, LogQuery, Runtime, Stream};
+use runway_secrets::kms::Kms;
+use runway_secrets::references::{self, ReferenceError};
 use runway_secrets::{ConnectionCredentials, MasterKey};
-use runway_store::Store;
+use runway_store::{Store, Txn};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -289,5 +292,115 @@ impl ImageResolver for RegistryResolver {
                 ),
             })
         })
+    }
+}
+
+/// Secret references for the controller, from runway's Secrets Manager and Parameter
+/// Store (pins name versions; values go to the instance and nowhere else).
+pub struct StoreSecrets {
+    pub store: Arc<dyn Store>,
+    pub master: Arc<MasterKey>,
+    pub region: String,
+    pub account: String,
+}
+
+/// What a call to KMS needs, owned, for a blocking thread.
+struct KmsSource {
+    master: Arc<MasterKey>,
+    region: String,
+    account: String,
+}
+
+impl KmsSource {
+    /// KMS as of now.
+    fn kms(&self) -> Kms<'_> {
+        Kms {
+            master: &self.master,
+            region: &self.region,
+            account: &self.account,
+            now: runway_model::Timestamp::now(),
+        }
+    }
+}
+
+impl StoreSecrets {
+    /// Runs `f` in one store transaction on a blocking thread, committing what it wrote
+    /// (the AWS managed keys made on first use, the day a secret was last read).
+    async fn with_kms<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Txn, &KmsSource) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        let source = KmsSource {
+            master: self.master.clone(),
+            region: self.region.clone(),
+            account: self.account.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut tx = store.begin().map_err(|e| e.to_string())?;
+            let out = f(&mut *tx, &source)?;
+            tx.commit().map_err(|e| e.to_string())?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Why a reference cannot be used, for the event log: the variable and the reference.
+fn unresolved(name: &str, e: ReferenceError) -> String {
+    match e {
+        ReferenceError::Secrets(e) => format!("secret {name} cannot be read: {e}"),
+        e => format!("secret {name} does not resolve: {e}"),
+    }
+}
+
+impl SecretResolver for StoreSecrets {
+    fn pin<'a>(
+        &'a self,
+        references: &'a [(String, String)],
+        kms_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<SecretPin>, String>> {
+        let references = references.to_vec();
+        let kms_key = kms_key.map(str::to_string);
+        Box::pin(self.with_kms(move |tx, source| {
+            if let Some(key) = &kms_key {
+                source.kms().usable(tx, key).map_err(|e| {
+                    format!(
+                        "the service's EncryptionConfiguration.KmsKey {key} cannot be used: {e}"
+                    )
+                })?;
+            }
+            references
+                .into_iter()
+                .map(|(name, reference)| {
+                    let pin = references::pin(tx, source.kms(), &reference)
+                        .map_err(|e| unresolved(&name, e))?;
+                    Ok(SecretPin {
+                        name,
+                        reference,
+                        pinned: pin.encode(),
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    fn values<'a>(
+        &'a self,
+        pins: &'a [SecretPin],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, String>> {
+        let pins = pins.to_vec();
+        Box::pin(self.with_kms(move |tx, source| {
+            pins.into_iter()
+                .map(|p| {
+                    let pin =
+                        references::Pin::decode(&p.pinned).map_err(|e| unresolved(&p.name, e))?;
+                    let value = references::read(tx, source.kms(), &p.reference, &pin)
+                        .map_err(|e| unresolved(&p.name, e))?;
+                    Ok((p.name, value))
+                })
+                .collect()
+        }))
     }
 }

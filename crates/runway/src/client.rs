@@ -226,12 +226,36 @@ impl Client {
 
     /// Calls the operation `target` names (`AppRunner.X` or `Runway.X`).
     pub async fn call_target(&self, target: &str, input: &Value) -> Result<Value> {
+        self.send(target, "apprunner", "application/x-amz-json-1.0", input)
+            .await
+    }
+
+    /// Calls an operation of another AWS service runway serves (AWS JSON 1.1):
+    /// `target` is its `X-Amz-Target` (`secretsmanager.GetSecretValue`), `signing_name`
+    /// the service's SigV4 name (`secretsmanager`, `ssm`, `kms`).
+    pub async fn call_service(
+        &self,
+        target: &str,
+        signing_name: &str,
+        input: &Value,
+    ) -> Result<Value> {
+        self.send(target, signing_name, "application/x-amz-json-1.1", input)
+            .await
+    }
+
+    async fn send(
+        &self,
+        target: &str,
+        signing_name: &str,
+        content_type: &str,
+        input: &Value,
+    ) -> Result<Value> {
         let body = serde_json::to_vec(input)?;
         let url = format!("{}/", self.endpoint);
         let mut request = http::Request::builder()
             .method("POST")
             .uri(&url)
-            .header("content-type", "application/x-amz-json-1.0")
+            .header("content-type", content_type)
             .header("x-amz-target", target)
             .body(body.clone())?;
         let host = request
@@ -244,7 +268,7 @@ impl Client {
         let params = SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name("apprunner")
+            .name(signing_name)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()?

@@ -70,7 +70,7 @@ pub struct DeployArgs {
     http: http::HttpArgs,
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,7 +199,7 @@ async fn service_arn(client: &Client, name: &str) -> Result<String> {
         .to_string())
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -208,7 +208,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Epoch seconds as an RFC 3339 time.
-fn when(v: &Value) -> String {
+pub(crate) fn when(v: &Value) -> String {
     v.as_f64()
         .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs as i64).ok())
         .and_then(|t| {
@@ -227,7 +227,7 @@ fn units(instance: &Value) -> String {
     }
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -248,7 +248,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -337,6 +337,19 @@ pub fn services(command: ServicesCommand, args: &ClientArgs) -> Result<()> {
                     ]);
                 for (k, v) in rows {
                     println!("{:<17}{v}", format!("{k}:"));
+                }
+                // References only: the values stay in the secret stores.
+                let secrets = image["ImageConfiguration"]["RuntimeEnvironmentSecrets"]
+                    .as_object()
+                    .or(code["CodeConfiguration"]["CodeConfigurationValues"]
+                        ["RuntimeEnvironmentSecrets"]
+                        .as_object())
+                    .filter(|m| !m.is_empty());
+                if let Some(secrets) = secrets {
+                    println!("Secrets:");
+                    for (name, reference) in secrets {
+                        println!("  {name} from {}", text(reference));
+                    }
                 }
                 Ok(())
             }
@@ -790,7 +803,7 @@ pub fn runtimes(command: RuntimesCommand, args: &ClientArgs) -> Result<()> {
 }
 
 /// A secret from `path` ("-": standard input), without its trailing newline.
-fn read_secret(path: &std::path::Path) -> Result<String> {
+pub(crate) fn read_secret(path: &std::path::Path) -> Result<String> {
     let text = if path == std::path::Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
     } else {

@@ -15,6 +15,7 @@ mod domains;
 mod listeners;
 mod profile;
 mod runtime_catalog;
+mod secrets;
 mod server;
 mod sources;
 
@@ -78,6 +79,20 @@ enum Command {
     Domains {
         #[command(subcommand)]
         command: commands::DomainsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Secrets Manager: create, put, get (the value only with --show-value), ls, rm.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// SSM Parameter Store: put, get (a SecureString only with --with-decryption), ls, rm.
+    Parameters {
+        #[command(subcommand)]
+        command: secrets::ParametersCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -188,6 +203,8 @@ fn main() -> ExitCode {
         Command::Connections { command, client } => commands::connections(command, &client),
         Command::Runtimes { command, client } => commands::runtimes(command, &client),
         Command::Domains { command, client } => commands::domains(command, &client),
+        Command::Secrets { command, client } => secrets::secrets(command, &client),
+        Command::Parameters { command, client } => secrets::parameters(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

@@ -726,7 +726,13 @@ async fn serve(config: Config, files: u64) -> Result<()> {
             master: master.clone(),
         }),
         config.control.clone(),
-    );
+    )
+    .with_secrets(Arc::new(crate::adapters::StoreSecrets {
+        store: store.clone(),
+        master: master.clone(),
+        region: config.region.clone(),
+        account: config.account_id.clone(),
+    }));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

@@ -119,6 +119,9 @@ pub(crate) fn create(
         .as_ref()
         .map(validate::encryption_configuration)
         .transpose()?;
+    if let Some(key) = encryption.as_ref().and_then(|e| e.kms_key.as_deref()) {
+        crate::aws::check_service_key(tx, ctx, key)?;
+    }
     let tag_list = validate::tags(&req.tags)?;
     check_source_references(&*tx, &source)?;
     check_network(&network)?;

@@ -427,7 +427,7 @@ impl Inner {
             nofile: spec::nofile_limit(),
             mounts: &mounts,
         };
-        self.write_bundle(&dir, id.as_str(), &bundle, true)?;
+        self.write_bundle(&dir, &dir, id.as_str(), &bundle, true)?;
         let child = self.spawn_shim(&dir, true)?;
         tracing::debug!(
             job = %id,

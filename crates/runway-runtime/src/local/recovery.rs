@@ -39,6 +39,7 @@ pub fn purge(config: &RuntimeConfig) -> Result<()> {
         cgroups.remove(&parent);
     }
     runway_net::purge(&config.net.bridge)?;
+    crate::volatile::remove(&config.volatile_root())?;
     let mounted_inside = rootfs::mount_points()
         .iter()
         .any(|m| m.starts_with(&config.root));
@@ -53,6 +54,18 @@ pub fn purge(config: &RuntimeConfig) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(format!("cannot remove {}", config.root.display()))(e)),
     }
+}
+
+/// Whether the instance in `dir` kept its bundle in memory and it is gone (the host
+/// restarted), so its container cannot be started again.
+fn bundle_lost(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read(dir.join(shim::CONFIG_FILE)) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_slice::<ShimConfig>(&text) else {
+        return false;
+    };
+    config.bundle != dir && !config.bundle.join("config.json").exists()
 }
 
 impl Inner {
@@ -127,6 +140,11 @@ impl Inner {
                         self.watch_pid(inst.clone(), 0, pid);
                         self.start_health(inst, 0, health);
                         tracing::info!(instance = %id, shim = pid, "adopted a running instance");
+                    }
+                    None if bundle_lost(&inst.dir) => {
+                        // Its secrets' bundle was in memory, and the host restarted.
+                        tracing::warn!(instance = %id, "the instance's bundle with its secrets is gone (the host restarted); giving it up so that a new one is started");
+                        self.stop(&id, Duration::ZERO).await?;
                     }
                     None if state == InstanceState::Restarting => {
                         // Its exit was recorded; only the restart is still due.
@@ -206,6 +224,18 @@ impl Inner {
             } else {
                 std::fs::remove_dir_all(&dir)
                     .map_err(io(format!("cannot remove {}", dir.display())))?;
+                removed += 1;
+            }
+        }
+        let volatile = self.config.volatile_root();
+        for entry in std::fs::read_dir(&volatile)
+            .map_err(io(format!("cannot list {}", volatile.display())))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if InstanceId::parse(&name).is_none_or(|id| !live.contains(&id)) {
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(io(format!("cannot remove {}", entry.path().display())))?;
                 removed += 1;
             }
         }

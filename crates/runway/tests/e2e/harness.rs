@@ -295,8 +295,17 @@ impl Server {
 
     /// Like [`Server::aws`], with another credentials file.
     pub fn aws_with(&self, credentials: &Path, args: &[&str]) -> Aws {
+        self.aws_cli(credentials, "apprunner", args)
+    }
+
+    /// Runs `aws <service> <args>` (secretsmanager, ssm, kms) against this server.
+    pub fn aws_service(&self, service: &str, args: &[&str]) -> Aws {
+        self.aws_cli(&self.credentials(), service, args)
+    }
+
+    fn aws_cli(&self, credentials: &Path, service: &str, args: &[&str]) -> Aws {
         let out = Command::new(aws_binary())
-            .arg("apprunner")
+            .arg(service)
             .args(args)
             .args([
                 "--endpoint-url",
@@ -471,8 +480,10 @@ impl Aws {
 /// A hand-made API request.
 pub struct RawRequest<'a> {
     pub operation: &'a str,
-    /// The target prefix: `AppRunner` or runway's `Runway`.
+    /// The target prefix: `AppRunner` or runway's `Runway` (or `secretsmanager`, ...).
     pub prefix: &'a str,
+    /// The service name the request is signed for.
+    pub signing_name: &'a str,
     pub body: &'a str,
     pub content_type: &'a str,
     /// Sign as if at this time (default: now).
@@ -492,6 +503,7 @@ impl Default for RawRequest<'_> {
         RawRequest {
             operation: "ListServices",
             prefix: "AppRunner",
+            signing_name: "apprunner",
             body: "{}",
             content_type: "application/x-amz-json-1.0",
             sign_time: None,
@@ -517,7 +529,7 @@ fn read_key(credentials: &Path) -> (String, String) {
     (get("aws_access_key_id"), get("aws_secret_access_key"))
 }
 
-fn raw_call(api: &str, credentials: &Path, ca: &Path, r: RawRequest<'_>) -> (u16, Value) {
+pub fn raw_call(api: &str, credentials: &Path, ca: &Path, r: RawRequest<'_>) -> (u16, Value) {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4::SigningParams;
 
@@ -546,7 +558,7 @@ fn raw_call(api: &str, credentials: &Path, ca: &Path, r: RawRequest<'_>) -> (u16
         let params = SigningParams::builder()
             .identity(&identity)
             .region(REGION)
-            .name("apprunner")
+            .name(r.signing_name)
             .time(r.sign_time.unwrap_or_else(SystemTime::now))
             .settings(SigningSettings::default())
             .build()

@@ -15,4 +15,5 @@ mod packages;
 mod registry;
 mod remote;
 mod runtimes;
+mod secrets;
 mod source;

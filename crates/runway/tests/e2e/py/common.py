@@ -19,6 +19,32 @@ def client(validate=True):
     )
 
 
+def service_client(service, validate=True):
+    """A client of another AWS service runway serves on the same endpoint (secretsmanager,
+    ssm, kms)."""
+    return boto3.client(
+        service,
+        endpoint_url=os.environ["RUNWAY_ENDPOINT"],
+        config=Config(parameter_validation=validate, retries={"max_attempts": 1}),
+    )
+
+
+class Answers:
+    """Records the raw body of every answer a client gets, to check where a secret shows."""
+
+    def __init__(self, *clients):
+        self.seen = []
+        for c in clients:
+            c.meta.events.register("after-call", self._record)
+
+    def _record(self, http_response, model, **_):
+        self.seen.append((model.name, http_response.content.decode("utf-8", "replace")))
+
+    def holding(self, text):
+        """The operations whose answers contained `text`."""
+        return sorted({op for op, body in self.seen if text in body})
+
+
 def error(call, **params):
     """Calls and returns (error code, message); fails if the call succeeds."""
     try:
