@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use runway_model::Timestamp;
-use runway_store::Txn;
+use runway_store::{StoreError, Txn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant, SystemTime};
@@ -264,7 +264,7 @@ async fn authenticate(
         let verdict = sigv4::verify(&request, &policy, |id| {
             let found = inner
                 .store
-                .begin()
+                .read()
                 .map_err(|e| e.to_string())
                 .and_then(|tx| {
                     runway_secrets::secret_for(&*tx, &inner.master, id).map_err(|e| e.to_string())
@@ -369,21 +369,34 @@ async fn run<Req, Resp>(
     op: fn(&mut dyn Txn, &Ctx<'_>, Req) -> OpResult<Resp>,
 ) -> Result<Vec<u8>, Fault>
 where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     let input: Req = parse(&body)?;
     let api = api.clone();
     let joined = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Fault> {
         let inner = &api.inner;
-        let mut tx = inner.store.begin().map_err(OpError::from)?;
         let ctx = Ctx {
             config: &inner.config,
             master: &inner.master,
             now: Timestamp::now(),
         };
-        let output = op(&mut *tx, &ctx, input)?;
-        tx.commit().map_err(OpError::from)?;
+        // Read first: most calls only read, and a read neither waits for the writers
+        // nor holds them up. An operation that writes finds its read transaction
+        // refusing and runs again, from the start, in a writing one.
+        let read = {
+            let mut tx = inner.store.read().map_err(OpError::from)?;
+            op(&mut *tx, &ctx, input.clone())
+        };
+        let output = match read {
+            Err(OpError::Store(StoreError::ReadOnly)) => {
+                let mut tx = inner.store.begin().map_err(OpError::from)?;
+                let output = op(&mut *tx, &ctx, input)?;
+                tx.commit().map_err(OpError::from)?;
+                output
+            }
+            other => other?,
+        };
         serde_json::to_vec(&output)
             .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
     })

@@ -261,8 +261,19 @@ impl Controller {
         .map_err(|e| ControlError::Join(e.to_string()))?
     }
 
+    /// Runs a read-only store transaction on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Txn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store.read()?))
+            .await
+            .map_err(|e| ControlError::Join(e.to_string()))?
+    }
+
     async fn snapshot(&self) -> Result<snapshot::Snapshot> {
-        self.tx(|tx| snapshot::Snapshot::load(tx)).await
+        self.read(snapshot::Snapshot::load).await
     }
 
     async fn sleep_or_wake(&self, period: Duration) {

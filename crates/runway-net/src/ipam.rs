@@ -143,7 +143,7 @@ pub fn allocate(
 
 /// The address `instance` holds on `bridge`, if any.
 pub fn lookup(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option<AddressRecord>> {
-    let tx = store.begin()?;
+    let tx = store.read()?;
     Ok(tx
         .load_all::<AddressRecord>(&on_bridge(bridge, Some(instance)))?
         .into_iter()
@@ -153,7 +153,7 @@ pub fn lookup(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option<
 
 /// Every address held on `bridge`.
 pub fn all(store: &dyn Store, bridge: &str) -> Result<Vec<AddressRecord>> {
-    let tx = store.begin()?;
+    let tx = store.read()?;
     Ok(tx
         .load_all::<AddressRecord>(&on_bridge(bridge, None))?
         .into_iter()

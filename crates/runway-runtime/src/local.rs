@@ -486,7 +486,7 @@ impl LocalRuntime {
                 )?;
                 Cgroups::detect()?;
                 let net = Network::setup(config.net.clone(), store.clone())?;
-                let tx = store.begin()?;
+                let tx = store.read()?;
                 let records: Vec<InstanceRecord> = tx
                     .load_all::<InstanceRecord>(&Query {
                         parent: Some(config.net.bridge.clone()),
@@ -936,7 +936,7 @@ impl Inner {
             let inner = self.clone();
             let key = id.to_string();
             let known = blocking(move || {
-                let tx = inner.store.begin()?;
+                let tx = inner.store.read()?;
                 Ok(tx.load::<InstanceRecord>(&key)?)
             })
             .await?;
@@ -989,7 +989,7 @@ impl Inner {
     }
 
     fn sources(&self, service: &str, instance: Option<&InstanceId>) -> Result<Vec<Source>> {
-        let tx = self.store.begin()?;
+        let tx = self.store.read()?;
         let mut records: Vec<InstanceRecord> = tx
             .load_all::<InstanceRecord>(&Query {
                 name: Some(service.to_string()),

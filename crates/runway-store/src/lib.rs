@@ -72,6 +72,9 @@ pub enum StoreError {
         context: String,
         source: std::io::Error,
     },
+    /// A read transaction was asked to write.
+    #[error("a read-only transaction cannot write")]
+    ReadOnly,
     /// The database was written by a newer runway.
     #[error("the database schema is version {found}, newer than this runway understands ({known})")]
     TooNew { found: i64, known: i64 },
@@ -82,8 +85,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The state store. Every change happens inside a transaction; a transaction that is
 /// dropped without [`Txn::commit`] changes nothing.
 pub trait Store: Send + Sync + 'static {
-    /// Starts a transaction that may write. Transactions are serialised.
+    /// Starts a transaction that may write. Writing transactions are serialised: keep
+    /// them short, and read with [`Store::read`] what needs no write.
     fn begin(&self) -> Result<Box<dyn Txn + '_>>;
+
+    /// Starts a read-only transaction: every read in it sees the same committed state,
+    /// and it runs alongside a writing transaction without waiting for it. Its writes
+    /// fail with [`StoreError::ReadOnly`].
+    fn read(&self) -> Result<Box<dyn Txn + '_>>;
 }
 
 /// A transaction over the store.

@@ -71,7 +71,7 @@ async fn receive(
 ) -> Answer {
     let store = sources.store.clone();
     let lookup = tokio::task::spawn_blocking(move || {
-        let tx = store.begin().map_err(|e| e.to_string())?;
+        let tx = store.read().map_err(|e| e.to_string())?;
         let query = Query {
             name: Some(name),
             ..Default::default()
@@ -182,7 +182,7 @@ struct Watched {
 }
 
 fn watched(store: &Arc<dyn Store>) -> Result<Vec<Watched>, String> {
-    let tx = store.begin().map_err(|e| e.to_string())?;
+    let tx = store.read().map_err(|e| e.to_string())?;
     let all = Query::default();
     let services = tx
         .load_all::<ServiceRecord>(&all)

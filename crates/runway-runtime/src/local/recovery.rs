@@ -165,7 +165,7 @@ impl Inner {
             .cloned()
             .collect();
         let kept: HashSet<String> = {
-            let tx = self.store.begin()?;
+            let tx = self.store.read()?;
             tx.load_all::<InstanceRecord>(&Query {
                 parent: Some(self.config.net.bridge.clone()),
                 ..Query::default()
