@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The bridge a runtime uses unless configured otherwise.
 pub const DEFAULT_BRIDGE: &str = "runway0";
@@ -151,6 +151,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 pub struct Network {
     config: NetConfig,
     store: Arc<dyn Store>,
+    rules: Mutex<()>,
 }
 
 impl std::fmt::Debug for Network {
@@ -183,7 +184,11 @@ impl Network {
         }
         link::ensure_bridge(&config.bridge, config.subnet)?;
         enable_forwarding()?;
-        let network = Network { config, store };
+        let network = Network {
+            config,
+            store,
+            rules: Mutex::new(()),
+        };
         network.sync_rules()?;
         tracing::info!(
             bridge = %network.config.bridge,
@@ -219,6 +224,11 @@ impl Network {
 
     /// Rebuilds both nftables tables from the addresses in the store.
     pub fn sync_rules(&self) -> Result<()> {
+        let _rules = self.lock_rules();
+        self.sync_rules_locked()
+    }
+
+    fn sync_rules_locked(&self) -> Result<()> {
         let held = ipam::all(self.store.as_ref(), &self.config.bridge)?;
         let members: Vec<_> = held.iter().map(|a| self.member(a)).collect();
         let script = nft::ruleset(&self.config.bridge, self.config.subnet, &members);
@@ -233,6 +243,7 @@ impl Network {
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
+        let rules = self.lock_rules();
         let record = ipam::allocate(
             self.store.as_ref(),
             bridge,
@@ -245,17 +256,18 @@ impl Network {
         if attachment.netns.exists() && link::exists(&attachment.veth) {
             return Ok(attachment);
         }
-        let built = (|| {
+        // The rules know the instance before it can send a packet.
+        let added = program::run(
+            "nft",
+            &["-f", "-"],
+            Some(&nft::add_member(bridge, &self.member(&record))),
+        );
+        drop(rules);
+        let built = added.and_then(|_| {
             link::delete_namespace(&ns)?;
             link::delete(&attachment.veth)?;
-            // The rules know the instance before it can send a packet.
-            program::run(
-                "nft",
-                &["-f", "-"],
-                Some(&nft::add_member(bridge, &self.member(&record))),
-            )?;
             link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)
-        })();
+        });
         if let Err(e) = built {
             if let Err(undo) = self.detach(instance) {
                 tracing::warn!(instance, error = %undo, "cannot undo a failed attach");
@@ -275,11 +287,15 @@ impl Network {
     }
 
     /// Removes `instance`'s namespace, veth pair and rules, and releases its address.
-    /// Detaching a detached instance does nothing.
+    /// Detaching a detached instance does nothing. The address and rules go even when
+    /// removing a link fails (the error is returned after): a link a concurrent teardown
+    /// or the kernel (destroying a namespace removes its veth pair a moment later) took
+    /// away between checking and deleting must not leak them.
     pub fn detach(&self, instance: &str) -> Result<()> {
         let bridge = &self.config.bridge;
-        link::delete_namespace(&netns_name(bridge, instance))?;
-        link::delete(&veth_name(bridge, instance))?;
+        let links = link::delete_namespace(&netns_name(bridge, instance))
+            .and_then(|()| link::delete(&veth_name(bridge, instance)));
+        let _rules = self.lock_rules();
         if let Some(held) = ipam::lookup(self.store.as_ref(), bridge, instance)? {
             let last = !ipam::all(self.store.as_ref(), bridge)?
                 .iter()
@@ -290,11 +306,19 @@ impl Network {
                 // rebuild below repairs the sets from the store.
                 tracing::debug!(instance, error = %e, "cannot remove elements; rebuilding");
                 ipam::release(self.store.as_ref(), bridge, instance)?;
-                return self.sync_rules();
+                self.sync_rules_locked()?;
+                return links.map_err(Into::into);
             }
         }
         ipam::release(self.store.as_ref(), bridge, instance)?;
-        Ok(())
+        links.map_err(Into::into)
+    }
+
+    /// Serialises changes to the rules with the address changes they follow: whether
+    /// an instance is its service's last (and takes the service's chain with it) is
+    /// decided and applied while no other instance of the service comes or goes.
+    fn lock_rules(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes what belongs to no live instance: addresses, namespaces, veths, and rule
