@@ -397,6 +397,9 @@ fn a_push_is_deployed_by_its_webhook_and_a_polled_branch_by_polling() {
     let before = operations();
     let (status, body) = github_push(&server, "githost", &repo, &head(&repo), b"wrong");
     assert_eq!(status, 401, "{body}");
+    // Connection names cannot be probed: an unknown one is answered as a bad signature.
+    let unknown = github_push(&server, "nohost", &repo, &head(&repo), b"s3cret-for-hooks");
+    assert_eq!(unknown, (status, body));
     assert_eq!(
         operations(),
         before,
