@@ -164,7 +164,8 @@ impl Controller {
             }
             outcome
         };
-        // A step may have taken long (a build): what it records happened now.
+        // A step may have taken long (a build, an image pull): what it records happened
+        // when it ended.
         self.commit(outcome, Timestamp::now()).await
     }
 
@@ -251,8 +252,20 @@ impl Controller {
                     _ => None,
                 });
                 let start_failure = lock(&self.inner.failed_starts).get(&revision).cloned();
+                // The deadline counts from when the revision's instances start: not before
+                // a slow image unpack, and not while an instance is still being created.
+                let first_start = mine
+                    .iter()
+                    .map(|i| Timestamp::from(i.started_at))
+                    .min()
+                    .map(|t| later(t, cfg.deploy_timeout));
+                let deadline = first_start.map_or(deadline, |d| d.max(deadline));
+                let creating = mine.is_empty()
+                    && lock(&self.inner.starting)
+                        .get(&revision)
+                        .is_some_and(|n| *n > 0);
                 if let Some(reason) = failure.or(start_failure).or_else(|| {
-                    (now > deadline).then(|| {
+                    (now > deadline && !creating).then(|| {
                         format!(
                             "it was not healthy within {} s",
                             cfg.deploy_timeout.as_secs()
@@ -610,6 +623,8 @@ impl Controller {
         mut events: Vec<String>,
         now: Timestamp,
     ) -> Outcome {
+        // The revision starts now, after whatever the step waited for (a build, a pull).
+        let now = now.max(Timestamp::now());
         let deadline = later(now, self.inner.config.deploy_timeout);
         let number = state.next_revision.max(1);
         state.next_revision = number + 1;
