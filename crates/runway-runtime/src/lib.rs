@@ -165,8 +165,9 @@ pub enum EventKind {
     Starting,
     /// The health check passed `healthy_threshold` times in a row.
     Healthy,
-    /// The health check failed `unhealthy_threshold` times in a row.
-    Unhealthy,
+    /// The health check failed `unhealthy_threshold` times in a row; `reason` is why
+    /// the last probe failed ("status 500", "no answer within 2s").
+    Unhealthy { reason: String },
     /// The container exited.
     Exited {
         code: Option<i32>,

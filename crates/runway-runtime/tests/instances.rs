@@ -278,10 +278,14 @@ async fn an_unhealthy_app_is_reported_unhealthy() {
     spec.env = vec![("UNHEALTHY".into(), "1".into())];
     let id = s.rt.start(spec).await.unwrap();
     let event = next_event(&mut events, T, |e| {
-        e.id == id && matches!(e.kind, EventKind::Unhealthy | EventKind::Healthy)
+        e.id == id && matches!(e.kind, EventKind::Unhealthy { .. } | EventKind::Healthy)
     })
     .await;
-    assert_eq!(event.kind, EventKind::Unhealthy);
+    assert!(
+        matches!(&event.kind, EventKind::Unhealthy { reason } if reason.contains("500")),
+        "{:?}",
+        event.kind
+    );
     let status = s.rt.status(&id).unwrap();
     assert_eq!(status.state, InstanceState::Unhealthy);
     assert_eq!(

@@ -216,7 +216,8 @@ impl Inner {
         let task = self.handle.spawn(async move {
             let mut tracker = Tracker::new(check.clone(), initial);
             loop {
-                let passed = health::probe(addr, &check).await.is_ok();
+                let probed = health::probe(addr, &check).await;
+                let passed = probed.is_ok();
                 let Some(inner) = weak.upgrade() else { return };
                 if inst2.generation.load(Ordering::SeqCst) != generation
                     || inst2.stopping.load(Ordering::SeqCst)
@@ -230,7 +231,8 @@ impl Inner {
                     .get_or_create(&ResultLabel { result })
                     .inc();
                 if let Some(health) = tracker.record(passed, Instant::now()) {
-                    inner.on_health(&inst2, health).await;
+                    let why = probed.err().unwrap_or_default();
+                    inner.on_health(&inst2, health, why).await;
                 }
                 drop(inner);
                 tokio::time::sleep(tracker.next_delay()).await;
@@ -239,10 +241,19 @@ impl Inner {
         inst.add_task(task.abort_handle());
     }
 
-    pub(super) async fn on_health(self: &Arc<Self>, inst: &Arc<Instance>, health: Health) {
+    /// Records a change of health; `why` is why the last probe failed, if it did.
+    pub(super) async fn on_health(
+        self: &Arc<Self>,
+        inst: &Arc<Instance>,
+        health: Health,
+        why: String,
+    ) {
         let (state, kind) = match health {
             Health::Healthy => (InstanceState::Healthy, EventKind::Healthy),
-            Health::Unhealthy => (InstanceState::Unhealthy, EventKind::Unhealthy),
+            Health::Unhealthy => (
+                InstanceState::Unhealthy,
+                EventKind::Unhealthy { reason: why },
+            ),
             Health::Starting => return,
         };
         let (_, record) = inst.update(|r| {
