@@ -26,22 +26,28 @@ mod logs;
 mod metrics;
 pub mod rootfs;
 pub mod runc;
+pub mod scratch;
 mod seccomp;
 pub mod shim;
 pub mod spec;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
+pub use cgroup::Limits;
 pub use health::{HealthCheck, Probe};
 pub use image::{Blob, ImageError, ImageRef, ImageStore, OciLayout};
 pub use job::{JobId, JobMount, JobOutcome, JobSpec};
 pub use layer::CommittedLayer;
-pub use local::{Backoff, Job, JobLines, LocalRuntime, RuntimeConfig, ShimCommand, purge};
+pub use local::{
+    Backoff, DEFAULT_EPHEMERAL_STORAGE, Job, JobLines, LocalRuntime, MIN_EPHEMERAL_STORAGE,
+    RuntimeConfig, ShimCommand, purge,
+};
 pub use logs::{JobLine, LogLine, LogQuery, LogStream, Stream};
 /// The network configuration a [`RuntimeConfig`] holds, re-exported so that callers need
 /// not depend on `runway-net` themselves.
 pub use runway_net::{NetConfig, Subnet};
 pub use shim::Exit;
+pub use spec::IdMap;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -207,6 +213,8 @@ pub enum RuntimeError {
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Scratch(#[from] scratch::ScratchError),
     #[error(transparent)]
     Net(#[from] runway_net::NetError),
     #[error(transparent)]

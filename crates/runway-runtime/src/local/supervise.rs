@@ -20,26 +20,13 @@ impl Inner {
         let inner = self.clone();
         let result = blocking(move || {
             let dir = inner.config.instance_dir(&record.id);
-            inner.net.attach(record.id.as_str(), &record.service_id)?;
-            let rootfs = dir.join("rootfs");
-            if !rootfs::is_mounted(&rootfs) {
-                let image = image::resolve(inner.images.as_ref(), &record.image)?;
-                let mut lowers = Vec::new();
-                for layer in &image.layers {
-                    lowers.push(inner.layers.ensure(
-                        inner.images.as_ref(),
-                        &record.image.repository,
-                        layer,
-                    )?);
-                }
-                lowers.reverse();
-                rootfs::mount_overlay(
-                    &lowers,
-                    &dir.join("empty"),
-                    &dir.join("upper"),
-                    &dir.join("work"),
-                    &rootfs,
-                )?;
+            let attachment = inner.net.attach(record.id.as_str(), &record.service_id)?;
+            if !rootfs::is_mounted(&dir.join("rootfs")) {
+                let (_, lowers) = inner.image_layers(&record.image, record.id_map)?;
+                inner.mount_rootfs(&dir, &lowers, record.id_map)?;
+            }
+            if record.id_map.is_some() {
+                super::mount_sysfs(&dir, &attachment.netns)?;
             }
             inner.spawn_shim(&dir, false)
         })
