@@ -117,6 +117,12 @@ impl Controller {
     /// One step of `op`; whether anything changed.
     async fn step(&self, op: OperationRecord) -> crate::Result<bool> {
         let snap = self.snapshot().await?;
+        // The pass that chose `op` read it before the service's previous step (if any)
+        // committed: only the state read now, with the service marked busy, is current.
+        // Deciding from the older one would repeat a step (a second revision).
+        let Some(op) = snap.unfinished.iter().find(|o| o.id == op.id).cloned() else {
+            return Ok(false);
+        };
         let now = Timestamp::now();
         let Some(service) = snap.service(&op.service_arn).cloned() else {
             // The service is gone (deleted by an earlier operation): nothing to do.
