@@ -87,6 +87,9 @@ impl Controller {
             .map(|s| (s.id.clone(), s.arn.clone()))
             .collect();
         let want = desired(&snap);
+        // What is kept per revision goes with the revision.
+        lock(&self.inner.replacing).retain(|r, _| want.contains_key(r));
+        lock(&self.inner.starting).retain(|r, n| *n > 0 || want.contains_key(r));
         let serving = serving(&snap);
         let instances = self.inner.runtime.list();
         let mut by_revision: HashMap<&str, Vec<&InstanceStatus>> = HashMap::new();
