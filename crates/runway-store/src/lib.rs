@@ -89,6 +89,16 @@ pub trait Store: Send + Sync + 'static {
     /// them short, and read with [`Store::read`] what needs no write.
     fn begin(&self) -> Result<Box<dyn Txn + '_>>;
 
+    /// Starts a transaction that may write, whose commit survives a crash of runway but
+    /// not necessarily a power loss (it is not flushed to disk on its own; the next
+    /// [`Store::begin`] commit or checkpoint flushes it). For state that a restart of
+    /// the host rebuilds or repeats anyway (instances, addresses, the controller's
+    /// steps), so that it costs no disk flush per change. What a client was told is
+    /// stored goes through [`Store::begin`].
+    fn begin_relaxed(&self) -> Result<Box<dyn Txn + '_>> {
+        self.begin()
+    }
+
     /// Starts a read-only transaction: every read in it sees the same committed state,
     /// and it runs alongside a writing transaction without waiting for it. Its writes
     /// fail with [`StoreError::ReadOnly`].

@@ -1,5 +1,5 @@
-//! The embedded store: one SQLite database in WAL mode, fully synchronous commits, one
-//! writer connection and a pool of readers.
+//! The embedded store: one SQLite database in WAL mode (commits flushed to disk, or only
+//! handed to the OS for relaxed ones), one writer connection and a pool of readers.
 
 use crate::{Doc, Query, Result, Store, StoreError, Txn};
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
@@ -37,7 +37,11 @@ pub struct SqliteStore {
 
 /// The most idle reader connections kept open; more readers at once open more and
 /// close them when they finish.
-const IDLE_READERS: usize = 8;
+const IDLE_READERS: usize = 4;
+/// The page cache of each reader, in KiB (SQLite's default is 2000): readers share the
+/// operating system's cache of the file, and a full cache per reader made the server
+/// hold several copies of the database after a burst of reads.
+const READER_CACHE_KIB: i64 = 256;
 /// How long a statement waits for a lock before failing (a checkpoint, a migration).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -95,19 +99,35 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(conn)
     }
 }
 
-impl Store for SqliteStore {
-    fn begin(&self) -> Result<Box<dyn Txn + '_>> {
+impl SqliteStore {
+    /// A writing transaction whose commit is flushed to disk (`FULL`) or only handed to
+    /// the OS (`NORMAL`, WAL: durable across crashes of the process, flushed by the
+    /// next full commit or checkpoint).
+    fn write(&self, synchronous: &str) -> Result<Box<dyn Txn + '_>> {
         let conn = self.writer();
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; BEGIN IMMEDIATE"
+        ))?;
         Ok(Box::new(SqliteTxn {
             conn: Held::Writer(conn),
             open: true,
             writable: true,
         }))
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&self) -> Result<Box<dyn Txn + '_>> {
+        self.write("FULL")
+    }
+
+    fn begin_relaxed(&self) -> Result<Box<dyn Txn + '_>> {
+        self.write("NORMAL")
     }
 
     fn read(&self) -> Result<Box<dyn Txn + '_>> {

@@ -227,3 +227,24 @@ fn a_read_transaction_refuses_writes() {
         assert!(store.read().unwrap().load::<Thing>("a").unwrap().is_some());
     }
 }
+
+#[test]
+fn relaxed_commits_are_seen_and_kept_like_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.begin_relaxed().unwrap();
+        tx.create(&thing("a", "alpha", None)).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().load::<Thing>("a").unwrap().is_some());
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("b", "beta", None)).unwrap();
+        tx.commit().unwrap();
+    }
+    // A closed (or killed) process keeps both: the OS holds what was not flushed.
+    let store = SqliteStore::open(&path).unwrap();
+    let tx = store.read().unwrap();
+    assert!(tx.load::<Thing>("a").unwrap().is_some());
+    assert!(tx.load::<Thing>("b").unwrap().is_some());
+}
