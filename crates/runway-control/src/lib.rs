@@ -273,7 +273,7 @@ impl Controller {
     ) -> Result<T> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut tx = store.begin()?;
+            let mut tx = store.begin_relaxed()?;
             let out = f(&mut *tx)?;
             tx.commit()?;
             Ok(out)

@@ -28,10 +28,10 @@ pub use subnet::Subnet;
 
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The bridge a runtime uses unless configured otherwise.
 pub const DEFAULT_BRIDGE: &str = "runway0";
@@ -151,7 +151,10 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 pub struct Network {
     config: NetConfig,
     store: Arc<dyn Store>,
-    rules: Mutex<()>,
+    /// Held to read by every change of one service's rules, to write by a rebuild.
+    rules: RwLock<()>,
+    /// One lock per service whose instances are coming or going.
+    services: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -187,7 +190,8 @@ impl Network {
         let network = Network {
             config,
             store,
-            rules: Mutex::new(()),
+            rules: RwLock::new(()),
+            services: Mutex::new(HashMap::new()),
         };
         network.sync_rules()?;
         tracing::info!(
@@ -224,7 +228,7 @@ impl Network {
 
     /// Rebuilds both nftables tables from the addresses in the store.
     pub fn sync_rules(&self) -> Result<()> {
-        let _rules = self.lock_rules();
+        let _all = self.rules.write().unwrap_or_else(|p| p.into_inner());
         self.sync_rules_locked()
     }
 
@@ -243,7 +247,10 @@ impl Network {
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
-        let rules = self.lock_rules();
+        let t = std::time::Instant::now();
+        let (all, lock) = self.lock_service(service);
+        let rules = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let t_lock = t.elapsed();
         let record = ipam::allocate(
             self.store.as_ref(),
             bridge,
@@ -256,13 +263,15 @@ impl Network {
         if attachment.netns.exists() && link::exists(&attachment.veth) {
             return Ok(attachment);
         }
+        let t_allocate = t.elapsed();
         // The rules know the instance before it can send a packet.
         let added = program::run(
             "nft",
             &["-f", "-"],
             Some(&nft::add_member(bridge, &self.member(&record))),
         );
-        drop(rules);
+        drop((rules, all));
+        let t_rules = t.elapsed();
         let built = added.and_then(|_| {
             link::delete_namespace(&ns)?;
             link::delete(&attachment.veth)?;
@@ -274,7 +283,16 @@ impl Network {
             }
             return Err(e.into());
         }
-        tracing::debug!(instance, ip = %record.ip, "instance attached");
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            instance,
+            ip = %record.ip,
+            lock_ms = ms(t_lock),
+            allocate_ms = ms(t_allocate - t_lock),
+            rules_ms = ms(t_rules - t_allocate),
+            links_ms = ms(t.elapsed() - t_rules),
+            "instance attached"
+        );
         Ok(attachment)
     }
 
@@ -295,7 +313,13 @@ impl Network {
         let bridge = &self.config.bridge;
         let links = link::delete_namespace(&netns_name(bridge, instance))
             .and_then(|()| link::delete(&veth_name(bridge, instance)));
-        let _rules = self.lock_rules();
+        let Some(service) = ipam::lookup(self.store.as_ref(), bridge, instance)?.map(|a| a.service)
+        else {
+            return links.map_err(Into::into);
+        };
+        let (all, lock) = self.lock_service(&service);
+        let rules = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rebuild = false;
         if let Some(held) = ipam::lookup(self.store.as_ref(), bridge, instance)? {
             let last = !ipam::all(self.store.as_ref(), bridge)?
                 .iter()
@@ -305,20 +329,29 @@ impl Network {
                 // A stale element (another tag for the address) fails the script: the
                 // rebuild below repairs the sets from the store.
                 tracing::debug!(instance, error = %e, "cannot remove elements; rebuilding");
-                ipam::release(self.store.as_ref(), bridge, instance)?;
-                self.sync_rules_locked()?;
-                return links.map_err(Into::into);
+                rebuild = true;
             }
         }
         ipam::release(self.store.as_ref(), bridge, instance)?;
+        drop((rules, all));
+        if rebuild {
+            self.sync_rules()?;
+        }
         links.map_err(Into::into)
     }
 
-    /// Serialises changes to the rules with the address changes they follow: whether
-    /// an instance is its service's last (and takes the service's chain with it) is
-    /// decided and applied while no other instance of the service comes or goes.
-    fn lock_rules(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.rules.lock().unwrap_or_else(|p| p.into_inner())
+    /// Serialises changes to a service's rules with the address changes they follow:
+    /// whether an instance is its service's last (and takes the service's chain with
+    /// it) is decided and applied while no other instance of the service comes or goes.
+    /// Services do not wait for each other; a rebuild of all rules waits for them all.
+    /// Lock the returned mutex while holding the guard.
+    fn lock_service(&self, service: &str) -> (RwLockReadGuard<'_, ()>, Arc<Mutex<()>>) {
+        let all = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the locks nobody holds, so the map does not grow with every service.
+        services.retain(|_, l| Arc::strong_count(l) > 1);
+        let lock = services.entry(service.to_string()).or_default().clone();
+        (all, lock)
     }
 
     /// Removes what belongs to no live instance: addresses, namespaces, veths, and rule

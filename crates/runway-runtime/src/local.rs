@@ -457,8 +457,9 @@ fn open_to_user_namespace(root: &Path, map: IdMap) -> Result<()> {
         let searchable = std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0);
         if !searchable {
             return Err(RuntimeError::Config(format!(
-                "{} must be searchable by all users (o+x) for instances to run in user \
-                 namespaces",
+                "{} must be searchable by all users (chmod o+x) for instances to run in \
+                 user namespaces: their root reaches its files through it (or choose a data \
+                 directory whose parents are, as /var/lib is)",
                 dir.display()
             )));
         }
@@ -680,7 +681,7 @@ impl LocalRuntime {
         blocking(move || {
             purge(&inner.config)?;
             runway_net::ipam::purge(inner.store.as_ref(), &inner.config.net.bridge)?;
-            let mut tx = inner.store.begin()?;
+            let mut tx = inner.store.begin_relaxed()?;
             for (_, r) in tx.load_all::<InstanceRecord>(&Query {
                 parent: Some(inner.config.net.bridge.clone()),
                 ..Query::default()
@@ -736,7 +737,7 @@ impl Inner {
     }
 
     fn save(&self, record: &InstanceRecord) -> Result<()> {
-        let mut tx = self.store.begin()?;
+        let mut tx = self.store.begin_relaxed()?;
         tx.save(record)?;
         tx.commit()?;
         Ok(())
@@ -745,7 +746,7 @@ impl Inner {
     /// Saves an instance's record as it is in memory when the transaction runs, so that
     /// of two saves racing, the one that commits last also wrote the newer state.
     fn save_latest(&self, inst: &Instance) -> Result<()> {
-        let mut tx = self.store.begin()?;
+        let mut tx = self.store.begin_relaxed()?;
         tx.save(&inst.record())?;
         tx.commit()?;
         Ok(())
@@ -1055,7 +1056,7 @@ impl Inner {
         let inner = self.clone();
         let created = blocking(move || {
             {
-                let mut tx = inner.store.begin()?;
+                let mut tx = inner.store.begin_relaxed()?;
                 tx.create(&record)?;
                 tx.commit()?;
             }
@@ -1073,7 +1074,7 @@ impl Inner {
                         tracing::warn!(instance = %record.id, error = %undo, "cannot undo a failed start");
                     } else {
                         let _ = std::fs::remove_dir_all(inner.config.instance_dir(&record.id));
-                        let mut tx = inner.store.begin()?;
+                        let mut tx = inner.store.begin_relaxed()?;
                         tx.remove::<InstanceRecord>(record.id.as_str())?;
                         tx.commit()?;
                     }

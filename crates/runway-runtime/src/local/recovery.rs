@@ -69,7 +69,7 @@ impl Inner {
                 blocking(move || {
                     inner.teardown(&record.id)?;
                     let _ = std::fs::remove_dir_all(&dir);
-                    let mut tx = inner.store.begin()?;
+                    let mut tx = inner.store.begin_relaxed()?;
                     tx.remove::<InstanceRecord>(record.id.as_str())?;
                     tx.commit()?;
                     Ok(())
@@ -166,7 +166,7 @@ impl Inner {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(format!("cannot remove {}", dir.display()))(e)),
             }
-            let mut tx = self.store.begin()?;
+            let mut tx = self.store.begin_relaxed()?;
             tx.remove::<InstanceRecord>(record.id.as_str())?;
             tx.commit()?;
         }
