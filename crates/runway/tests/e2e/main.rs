@@ -12,4 +12,5 @@ mod durability;
 mod packages;
 mod registry;
 mod runtimes;
+mod reliability;
 mod source;
