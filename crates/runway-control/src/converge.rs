@@ -91,6 +91,10 @@ impl Controller {
         lock(&self.inner.replacing).retain(|r, _| want.contains_key(r));
         lock(&self.inner.starting).retain(|r, n| *n > 0 || want.contains_key(r));
         let serving = serving(&snap);
+        // Starts in flight are read before the instances: a start that ends in between
+        // is then counted twice (and the next pass corrects it), never not at all (which
+        // started one instance too many).
+        let starting = lock(&self.inner.starting).clone();
         let instances = self.inner.runtime.list();
         let mut by_revision: HashMap<&str, Vec<&InstanceStatus>> = HashMap::new();
         for i in instances.iter().filter(|i| i.state.is_active()) {
@@ -133,10 +137,7 @@ impl Controller {
                 })
                 .unwrap_or_default();
             drop(draining);
-            let pending = lock(&self.inner.starting)
-                .get(revision)
-                .copied()
-                .unwrap_or(0) as usize;
+            let pending = starting.get(revision).copied().unwrap_or(0) as usize;
             let have = running.len() + pending;
             if have < wanted {
                 self.start_instances(&snap, revision, wanted - have);
