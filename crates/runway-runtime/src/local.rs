@@ -292,6 +292,10 @@ struct Inner {
     oci: OciRuntime,
     instances: Mutex<HashMap<InstanceId, Arc<Instance>>>,
     events: broadcast::Sender<InstanceEvent>,
+    /// Bounds the instances being created or torn down at once (programs, mounts,
+    /// namespaces): twice the host's CPUs, so that a burst of starts finishes each start
+    /// quickly rather than all of them slowly.
+    host_work: tokio::sync::Semaphore,
     metrics: RuntimeMetrics,
     handle: tokio::runtime::Handle,
 }
@@ -620,6 +624,9 @@ impl LocalRuntime {
             userns_layers,
             instances: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
+            host_work: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             metrics,
             handle,
         });
@@ -1053,6 +1060,8 @@ impl Inner {
             stopped_at: None,
             id_map: self.config.id_map_for(&spec.image.repository),
         };
+        // Starts beyond the host's parallelism only make every start slower.
+        let permit = self.host_work.acquire().await;
         let inner = self.clone();
         let created = blocking(move || {
             {
@@ -1083,6 +1092,7 @@ impl Inner {
             }
         })
         .await;
+        drop(permit);
         let (record, child) = match created {
             Ok(c) => c,
             Err(e) => {
@@ -1152,6 +1162,7 @@ impl Inner {
         let inner = self.clone();
         let key = id.clone();
         let inst2 = inst.clone();
+        let permit = self.host_work.acquire().await;
         let record = blocking(move || {
             inner.teardown(&key)?;
             let (_, record) = inst2.update(|r| {
@@ -1161,7 +1172,9 @@ impl Inner {
             inner.save_latest(&inst2)?;
             Ok(record)
         })
-        .await?;
+        .await;
+        drop(permit);
+        let record = record?;
         self.instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
