@@ -11,6 +11,6 @@ mod domains;
 mod durability;
 mod packages;
 mod registry;
-mod runtimes;
 mod reliability;
+mod runtimes;
 mod source;
