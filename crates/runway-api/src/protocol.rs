@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use runway_model::Timestamp;
-use runway_store::{StoreError, Txn};
+use runway_store::Txn;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant, SystemTime};
@@ -383,19 +383,20 @@ where
         };
         // Read first: most calls only read, and a read neither waits for the writers
         // nor holds them up. An operation that writes finds its read transaction
-        // refusing and runs again, from the start, in a writing one.
-        let read = {
+        // refusing (whatever error it makes of that) and runs again, from the start,
+        // in a writing one.
+        let (read, refused) = {
             let mut tx = inner.store.read().map_err(OpError::from)?;
-            op(&mut *tx, &ctx, input.clone())
+            let read = op(&mut *tx, &ctx, input.clone());
+            (read, tx.refused_write())
         };
-        let output = match read {
-            Err(OpError::Store(StoreError::ReadOnly)) => {
-                let mut tx = inner.store.begin().map_err(OpError::from)?;
-                let output = op(&mut *tx, &ctx, input)?;
-                tx.commit().map_err(OpError::from)?;
-                output
-            }
-            other => other?,
+        let output = if refused {
+            let mut tx = inner.store.begin().map_err(OpError::from)?;
+            let output = op(&mut *tx, &ctx, input)?;
+            tx.commit().map_err(OpError::from)?;
+            output
+        } else {
+            read?
         };
         serde_json::to_vec(&output)
             .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))

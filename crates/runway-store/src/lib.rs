@@ -130,6 +130,13 @@ pub trait Txn {
     ) -> Result<i64>;
     /// Deletes a document; whether it existed.
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool>;
+    /// Whether this transaction refused a write because it is read-only
+    /// ([`Store::read`]): work tried in a read transaction first runs again in a writing
+    /// one when this says so, whatever the work made of the refusal (an operation may
+    /// wrap the error in its own).
+    fn refused_write(&self) -> bool {
+        false
+    }
     /// Makes every change of this transaction durable at once.
     fn commit(self: Box<Self>) -> Result<()>;
 }

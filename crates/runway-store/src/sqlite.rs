@@ -117,6 +117,7 @@ impl SqliteStore {
             conn: Held::Writer(conn),
             open: true,
             writable: true,
+            refused: false,
         }))
     }
 }
@@ -145,6 +146,7 @@ impl Store for SqliteStore {
             conn,
             open: true,
             writable: false,
+            refused: false,
         }))
     }
 }
@@ -172,13 +174,16 @@ struct SqliteTxn<'a> {
     conn: Held<'a>,
     open: bool,
     writable: bool,
+    /// Whether a write was refused (a read-only transaction).
+    refused: bool,
 }
 
 impl SqliteTxn<'_> {
-    fn writable(&self) -> Result<&Connection> {
+    fn writable(&mut self) -> Result<&Connection> {
         if self.writable {
             Ok(self.conn.get())
         } else {
+            self.refused = true;
             Err(StoreError::ReadOnly)
         }
     }
@@ -305,6 +310,10 @@ impl Txn for SqliteTxn<'_> {
             params![kind, id],
         )?;
         Ok(n > 0)
+    }
+
+    fn refused_write(&self) -> bool {
+        self.refused
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {

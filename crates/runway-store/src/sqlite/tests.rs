@@ -213,8 +213,11 @@ fn a_read_transaction_refuses_writes() {
         SqliteStore::in_memory().unwrap(),
     ] {
         let mut tx = store.read().unwrap();
+        assert!(!tx.refused_write());
         let err = tx.create(&thing("a", "alpha", None)).unwrap_err();
         assert!(matches!(err, StoreError::ReadOnly), "{err}");
+        // Said by the transaction too, whatever the caller made of the error.
+        assert!(tx.refused_write());
         assert!(matches!(
             tx.remove::<Thing>("a").unwrap_err(),
             StoreError::ReadOnly

@@ -449,6 +449,7 @@ fn a_build_longer_than_the_deploy_timeout_deploys_and_later_events_carry_their_t
         "      - python3 -m compileall -q .",
         "      - sleep 8\n      - python3 -m compileall -q .",
     );
+    assert!(yaml.contains("sleep 8"), "{yaml}");
     std::fs::write(app.join("apprunner.yaml"), yaml).unwrap();
     let out = server
         .runway()
