@@ -16,6 +16,9 @@ cargo build --release --locked -q -p runway-runtime --features test-util --examp
 target=${CARGO_TARGET_DIR:-$PWD/target}
 runway=$target/release/runway
 work=$(mktemp -d /tmp/runway-bench-deploy.XXXX)
+# Instances' roots (user namespaces) reach their bundles through the data directory's
+# parents: they must be searchable.
+chmod 711 "$work"
 data=$work/data
 podman_() { podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs "$@"; }
 # This host withholds CAP_SYS_RESOURCE; podman runs only with limits it may set.

@@ -59,7 +59,7 @@ async fn service_and_reader(
 ) -> Result<(ServiceRecord, &dyn InstanceReader), OpError> {
     let inner = api.inner.clone();
     let service = tokio::task::spawn_blocking(move || -> Result<_, OpError> {
-        let tx = inner.store.begin()?;
+        let tx = inner.store.read()?;
         shared::load_service(&*tx, &arn)
     })
     .await

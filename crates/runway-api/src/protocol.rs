@@ -388,7 +388,7 @@ async fn verify(
         let verdict = sigv4::verify(&request, &policy, |id| {
             let found = inner
                 .store
-                .begin()
+                .read()
                 .map_err(|e| e.to_string())
                 .and_then(|tx| {
                     runway_secrets::secret_for(&*tx, &inner.master, id).map_err(|e| e.to_string())
@@ -507,7 +507,7 @@ pub(crate) async fn run<Req, Resp, E>(
     op: fn(&mut dyn Txn, &Ctx<'_>, Req) -> Result<Resp, E>,
 ) -> Result<Vec<u8>, Fault>
 where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
     E: 'static,
     Fault: From<E>,
@@ -516,14 +516,28 @@ where
     let api = api.clone();
     let joined = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Fault> {
         let inner = &api.inner;
-        let mut tx = inner.store.begin().map_err(OpError::from)?;
         let ctx = Ctx {
             config: &inner.config,
             master: &inner.master,
             now: Timestamp::now(),
         };
-        let output = op(&mut *tx, &ctx, input)?;
-        tx.commit().map_err(OpError::from)?;
+        // Read first: most calls only read, and a read neither waits for the writers
+        // nor holds them up. An operation that writes finds its read transaction
+        // refusing (whatever error it makes of that) and runs again, from the start,
+        // in a writing one.
+        let (read, refused) = {
+            let mut tx = inner.store.read().map_err(OpError::from)?;
+            let read = op(&mut *tx, &ctx, input.clone());
+            (read, tx.refused_write())
+        };
+        let output = if refused {
+            let mut tx = inner.store.begin().map_err(OpError::from)?;
+            let output = op(&mut *tx, &ctx, input)?;
+            tx.commit().map_err(OpError::from)?;
+            output
+        } else {
+            read?
+        };
         serde_json::to_vec(&output)
             .map_err(|e| Fault::internal(format!("cannot encode the answer: {e}")))
     })

@@ -34,6 +34,20 @@ pub(crate) fn desired(snap: &Snapshot) -> HashMap<String, u32> {
     out
 }
 
+/// The revisions that serve traffic (by percent or by tag) of services that run: their
+/// instances that fail health checks are replaced. A revision still being deployed is
+/// not: its deployment decides on its failures.
+fn serving(snap: &Snapshot) -> HashSet<String> {
+    snap.services
+        .iter()
+        .map(|s| snap.state(&s.arn))
+        .filter(|state| !state.paused)
+        .flat_map(|state| state.traffic)
+        .filter(|t| t.percent > 0 || t.tag.is_some())
+        .map(|t| t.revision)
+        .collect()
+}
+
 /// Which instances to stop when a revision has more than it needs: the ones that serve
 /// nothing first (unhealthy, restarting, starting), then the newest.
 fn victims(mut candidates: Vec<&InstanceStatus>, excess: usize) -> Vec<InstanceId> {
@@ -67,7 +81,20 @@ impl Controller {
     /// One pass: start what is missing, stop what is extra, publish routes.
     pub(crate) async fn converge(&self) -> crate::Result<()> {
         let snap = self.snapshot().await?;
+        *lock(&self.inner.service_arns) = snap
+            .services
+            .iter()
+            .map(|s| (s.id.clone(), s.arn.clone()))
+            .collect();
         let want = desired(&snap);
+        // What is kept per revision goes with the revision.
+        lock(&self.inner.replacing).retain(|r, _| want.contains_key(r));
+        lock(&self.inner.starting).retain(|r, n| *n > 0 || want.contains_key(r));
+        let serving = serving(&snap);
+        // Starts in flight are read before the instances: a start that ends in between
+        // is then counted twice (and the next pass corrects it), never not at all (which
+        // started one instance too many).
+        let starting = lock(&self.inner.starting).clone();
         let instances = self.inner.runtime.list();
         let mut by_revision: HashMap<&str, Vec<&InstanceStatus>> = HashMap::new();
         for i in instances.iter().filter(|i| i.state.is_active()) {
@@ -83,6 +110,22 @@ impl Controller {
             .collect();
         for revision in revisions {
             let wanted = want.get(revision).copied().unwrap_or(0) as usize;
+            if wanted > 0 && serving.contains(revision) {
+                let draining = lock(&self.inner.draining);
+                let unhealthy: Vec<&InstanceStatus> = by_revision
+                    .get(revision)
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| {
+                        i.state == InstanceState::Unhealthy && !draining.contains_key(i.id.as_str())
+                    })
+                    .copied()
+                    .collect();
+                drop(draining);
+                if !unhealthy.is_empty() {
+                    self.replace_unhealthy(revision, &unhealthy);
+                }
+            }
             let draining = lock(&self.inner.draining);
             let running: Vec<&InstanceStatus> = by_revision
                 .get(revision)
@@ -94,10 +137,7 @@ impl Controller {
                 })
                 .unwrap_or_default();
             drop(draining);
-            let pending = lock(&self.inner.starting)
-                .get(revision)
-                .copied()
-                .unwrap_or(0) as usize;
+            let pending = starting.get(revision).copied().unwrap_or(0) as usize;
             let have = running.len() + pending;
             if have < wanted {
                 self.start_instances(&snap, revision, wanted - have);
@@ -184,7 +224,7 @@ impl Controller {
                 .iter()
                 .any(|i| i.id == id && i.state == InstanceState::Healthy);
             if routed {
-                this.drain(&id).await;
+                this.drain(&id, this.inner.config.drain_timeout).await;
             }
             if let Err(e) = this
                 .inner
@@ -199,13 +239,13 @@ impl Controller {
         });
     }
 
-    /// Waits, up to the drain timeout, until the route table no longer sends the instance
-    /// requests and those it has (WebSockets too) have finished. Idle is believed on the
-    /// second reading in a row, so that a request that chose the instance just before
-    /// the table changed is seen.
-    async fn drain(&self, id: &InstanceId) {
+    /// Waits, up to `limit`, until the route table no longer sends the instance requests
+    /// and those it has (WebSockets too) have finished. Idle is believed on the second
+    /// reading in a row, so that a request that chose the instance just before the
+    /// table changed is seen.
+    pub(crate) async fn drain(&self, id: &InstanceId, limit: std::time::Duration) {
         const POLL: std::time::Duration = std::time::Duration::from_millis(100);
-        let deadline = Instant::now() + self.inner.config.drain_timeout;
+        let deadline = Instant::now() + limit;
         let mut quiet = 0;
         while quiet < 2 && Instant::now() < deadline {
             let load = self.inner.router.instance_load(id.as_str());

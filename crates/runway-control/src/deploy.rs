@@ -129,9 +129,9 @@ impl Controller {
     /// One step of `op`; whether anything changed.
     async fn step(&self, op: OperationRecord) -> crate::Result<bool> {
         let snap = self.snapshot().await?;
-        // The pass that chose `op` read it before the last step of it committed: act on
-        // it as it is now, or not at all if it has ended (else a step would repeat, or a
-        // finished operation be failed for its service being gone).
+        // The pass that chose `op` read it before the service's previous step (if any)
+        // committed: only the state read now, with the service marked busy, is current.
+        // Deciding from the older one would repeat a step (a second revision).
         let Some(op) = snap.unfinished.iter().find(|o| o.id == op.id).cloned() else {
             return Ok(false);
         };
@@ -182,7 +182,8 @@ impl Controller {
             }
             outcome
         };
-        // A step may have taken long (a build): what it records happened now.
+        // A step may have taken long (a build, an image pull): what it records happened
+        // when it ended.
         self.commit(outcome, Timestamp::now()).await
     }
 
@@ -269,8 +270,20 @@ impl Controller {
                     _ => None,
                 });
                 let start_failure = lock(&self.inner.failed_starts).get(&revision).cloned();
+                // The deadline counts from when the revision's instances start: not before
+                // a slow image unpack, and not while an instance is still being created.
+                let first_start = mine
+                    .iter()
+                    .map(|i| Timestamp::from(i.started_at))
+                    .min()
+                    .map(|t| later(t, cfg.deploy_timeout));
+                let deadline = first_start.map_or(deadline, |d| d.max(deadline));
+                let creating = mine.is_empty()
+                    && lock(&self.inner.starting)
+                        .get(&revision)
+                        .is_some_and(|n| *n > 0);
                 if let Some(reason) = failure.or(start_failure).or_else(|| {
-                    (now > deadline).then(|| {
+                    (now > deadline && !creating).then(|| {
                         format!(
                             "it was not healthy within {} s",
                             cfg.deploy_timeout.as_secs()
@@ -708,6 +721,8 @@ impl Controller {
             Ok(pins) => pins,
             Err(reason) => return fail(op, service, now, reason),
         };
+        // The revision starts now, after whatever the step waited for (a build, a pull).
+        let now = now.max(Timestamp::now());
         let deadline = later(now, self.inner.config.deploy_timeout);
         let number = state.next_revision.max(1);
         state.next_revision = number + 1;

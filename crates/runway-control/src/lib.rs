@@ -18,6 +18,7 @@
 pub mod autoscaler;
 mod converge;
 mod deploy;
+mod replace;
 mod scaling;
 mod snapshot;
 mod spec;
@@ -26,7 +27,7 @@ use autoscaler::ScalerConfig;
 use runway_model::records::{ResolvedImage, SecretPin, ServiceRecord};
 use runway_model::shapes::{CodeRepository, HttpConfiguration};
 use runway_router::Router;
-use runway_runtime::Runtime;
+use runway_runtime::{Backoff, Runtime};
 use runway_store::{Store, StoreError, Txn};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -140,6 +141,13 @@ pub struct ControlConfig {
     pub drain_timeout: Duration,
     /// Between SIGTERM and SIGKILL when an instance stops.
     pub stop_grace: Duration,
+    /// How long an instance that failed its health checks stays, out of the route table,
+    /// after its replacement is started: its requests in flight may still finish.
+    pub replace_grace: Duration,
+    /// How soon a revision's instances are replaced again when replacements fail too:
+    /// the first at once, each next one after `initial`, doubling up to `max`; the
+    /// count starts over after `reset_after` without a replacement.
+    pub replace_backoff: Backoff,
     /// Revisions kept per service for rollback (those serving are always kept).
     pub keep_revisions: usize,
     /// Whether plain-HTTP requests are redirected to HTTPS.
@@ -155,6 +163,12 @@ impl Default for ControlConfig {
             deploy_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(10),
+            replace_grace: Duration::from_secs(10),
+            replace_backoff: Backoff {
+                initial: Duration::from_secs(10),
+                max: Duration::from_secs(300),
+                reset_after: Duration::from_secs(600),
+            },
             keep_revisions: 10,
             https_redirect: true,
         }
@@ -203,6 +217,11 @@ struct Inner {
     /// Why the runtime could not start an instance of a revision, by revision: a
     /// deployment fails on it instead of retrying until its deadline.
     failed_starts: Mutex<HashMap<String, String>>,
+    /// Replacements of instances that failed their health checks, by revision.
+    replacing: Mutex<HashMap<String, replace::Replacements>>,
+    /// Service ARNs by service id, from the last snapshot: instances name their
+    /// service by id, events are kept under its ARN.
+    service_arns: Mutex<HashMap<String, String>>,
 }
 
 /// Stops a loop when whoever runs the controller stops (or is dropped).
@@ -240,6 +259,8 @@ impl Controller {
                 draining: Mutex::new(HashMap::new()),
                 busy: Mutex::new(HashSet::new()),
                 failed_starts: Mutex::new(HashMap::new()),
+                replacing: Mutex::new(HashMap::new()),
+                service_arns: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -286,7 +307,7 @@ impl Controller {
     ) -> Result<T> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut tx = store.begin()?;
+            let mut tx = store.begin_relaxed()?;
             let out = f(&mut *tx)?;
             tx.commit()?;
             Ok(out)
@@ -295,22 +316,22 @@ impl Controller {
         .map_err(|e| ControlError::Join(e.to_string()))?
     }
 
+    /// Runs a read-only store transaction on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Txn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store.read()?))
+            .await
+            .map_err(|e| ControlError::Join(e.to_string()))?
+    }
+
     async fn snapshot(&self) -> Result<snapshot::Snapshot> {
-        self.tx(|tx| snapshot::Snapshot::load(tx)).await
+        self.read(snapshot::Snapshot::load).await
     }
 
     async fn sleep_or_wake(&self, period: Duration) {
         let _ = tokio::time::timeout(period, self.inner.wake.notified()).await;
-    }
-
-    /// Wakes the loops when an instance changes (healthy, unhealthy, exited, stopped).
-    async fn runtime_events(&self) {
-        let mut events = self.inner.runtime.subscribe();
-        loop {
-            match events.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.wake(),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn load(tx: &mut dyn Txn) -> Result<Snapshot> {
+    pub fn load(tx: &dyn Txn) -> Result<Snapshot> {
         let all = Query::default();
         let services: Vec<ServiceRecord> = tx
             .load_all::<ServiceRecord>(&all)?

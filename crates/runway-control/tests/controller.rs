@@ -40,6 +40,30 @@ impl FakeRuntime {
             .clone()
     }
 
+    /// Makes a running instance fail its health checks, as a hung app does.
+    fn sicken(&self, id: &InstanceId) {
+        let mut instances = self.instances.lock().unwrap();
+        let i = instances.iter_mut().find(|i| &i.id == id).unwrap();
+        i.state = InstanceState::Unhealthy;
+        let _ = self.sender().send(InstanceEvent {
+            id: id.clone(),
+            service_id: i.service_id.clone(),
+            revision_id: i.revision_id.clone(),
+            kind: EventKind::Unhealthy {
+                reason: "no answer within 1s".into(),
+            },
+        });
+    }
+
+    fn ids(&self) -> Vec<InstanceId> {
+        self.instances
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
     fn count(&self, revision: &str) -> usize {
         self.instances
             .lock()
@@ -81,7 +105,9 @@ impl Runtime for FakeRuntime {
             let kind = if state == InstanceState::Healthy {
                 EventKind::Healthy
             } else {
-                EventKind::Unhealthy
+                EventKind::Unhealthy {
+                    reason: "status 500".into(),
+                }
             };
             let _ = self.sender().send(InstanceEvent {
                 id: id.clone(),
@@ -326,6 +352,12 @@ impl World {
             poll_interval: Duration::from_millis(20),
             drain_timeout: Duration::from_millis(200),
             stop_grace: Duration::from_millis(10),
+            replace_grace: Duration::from_millis(50),
+            replace_backoff: runway_runtime::Backoff {
+                initial: Duration::from_millis(600),
+                max: Duration::from_secs(5),
+                reset_after: Duration::from_secs(60),
+            },
             ..Default::default()
         };
         Controller::new(
@@ -913,6 +945,73 @@ async fn secret_references_are_pinned_per_revision_and_one_that_does_not_resolve
     );
     assert_eq!(w.state().traffic[0].revision, rev4);
     assert_eq!(w.runtime.count(&rev4), 1);
+    assert_eq!(w.service().status, ServiceStatus::Running);
+
+    let _ = stop.send(());
+    run.await.unwrap();
+}
+
+/// Waits until `sick` has been replaced by one instance that `rev` routes to; its id.
+async fn wait_replaced(w: &World, rev: &str, sick: &InstanceId) -> InstanceId {
+    for _ in 0..300 {
+        let ids = w.runtime.ids();
+        if ids.len() == 1 && &ids[0] != sick && w.routed_endpoints(rev) == 1 {
+            return ids[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{sick} was not replaced: {:?}\n{:#?}",
+        w.runtime.ids(),
+        w.events()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_failing_its_health_checks_is_replaced_and_again_only_after_a_backoff() {
+    let w = world("good:v1", 1);
+    let c = w.controller();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+    let rev = w.state().traffic[0].revision.clone();
+    let first = w.runtime.ids()[0].clone();
+    w.runtime.sicken(&first);
+    let second = wait_replaced(&w, &rev, &first).await;
+    let events = w.events();
+    let short = &first.as_str()[..12];
+    for want in [
+        format!("Instance {short} failed its health checks (no answer within 1s)"),
+        format!("Replacing instance {short}, which fails its health checks"),
+        format!("Instance {short} stopped: it was replaced"),
+    ] {
+        assert!(
+            events.iter().any(|e| e.starts_with(&want)),
+            "{want:?} in {events:#?}"
+        );
+    }
+
+    // The replacement fails too: it is replaced again, but only after the backoff.
+    let sickened = std::time::Instant::now();
+    w.runtime.sicken(&second);
+    let third = wait_replaced(&w, &rev, &second).await;
+    assert!(
+        sickened.elapsed() >= Duration::from_millis(400),
+        "the second replacement waited for the backoff: {:?}",
+        sickened.elapsed()
+    );
+    assert_ne!(third, first);
     assert_eq!(w.service().status, ServiceStatus::Running);
 
     let _ = stop.send(());

@@ -86,7 +86,7 @@ pub fn allocate(
     instance: &str,
     service: &str,
 ) -> Result<AddressRecord> {
-    let mut tx = store.begin()?;
+    let mut tx = store.begin_relaxed()?;
     if let Some((_, held)) = tx
         .load_all::<AddressRecord>(&on_bridge(bridge, Some(instance)))?
         .into_iter()
@@ -143,7 +143,7 @@ pub fn allocate(
 
 /// The address `instance` holds on `bridge`, if any.
 pub fn lookup(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option<AddressRecord>> {
-    let tx = store.begin()?;
+    let tx = store.read()?;
     Ok(tx
         .load_all::<AddressRecord>(&on_bridge(bridge, Some(instance)))?
         .into_iter()
@@ -153,7 +153,7 @@ pub fn lookup(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option<
 
 /// Every address held on `bridge`.
 pub fn all(store: &dyn Store, bridge: &str) -> Result<Vec<AddressRecord>> {
-    let tx = store.begin()?;
+    let tx = store.read()?;
     Ok(tx
         .load_all::<AddressRecord>(&on_bridge(bridge, None))?
         .into_iter()
@@ -164,7 +164,7 @@ pub fn all(store: &dyn Store, bridge: &str) -> Result<Vec<AddressRecord>> {
 /// Gives back the address `instance` holds (and its service's tag when the service holds
 /// no other address); the released address, if there was one.
 pub fn release(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option<AddressRecord>> {
-    let mut tx = store.begin()?;
+    let mut tx = store.begin_relaxed()?;
     let Some((_, held)) = tx
         .load_all::<AddressRecord>(&on_bridge(bridge, Some(instance)))?
         .into_iter()
@@ -186,7 +186,7 @@ pub fn release(store: &dyn Store, bridge: &str, instance: &str) -> Result<Option
 
 /// Forgets every address and tag on `bridge`.
 pub fn purge(store: &dyn Store, bridge: &str) -> Result<()> {
-    let mut tx = store.begin()?;
+    let mut tx = store.begin_relaxed()?;
     for (_, a) in tx.load_all::<AddressRecord>(&on_bridge(bridge, None))? {
         tx.remove::<AddressRecord>(&a.key)?;
     }

@@ -28,10 +28,10 @@ pub use subnet::Subnet;
 
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The bridge a runtime uses unless configured otherwise.
 pub const DEFAULT_BRIDGE: &str = "runway0";
@@ -151,6 +151,10 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 pub struct Network {
     config: NetConfig,
     store: Arc<dyn Store>,
+    /// Held to read by every change of one service's rules, to write by a rebuild.
+    rules: RwLock<()>,
+    /// One lock per service whose instances are coming or going.
+    services: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -183,7 +187,12 @@ impl Network {
         }
         link::ensure_bridge(&config.bridge, config.subnet)?;
         enable_forwarding()?;
-        let network = Network { config, store };
+        let network = Network {
+            config,
+            store,
+            rules: RwLock::new(()),
+            services: Mutex::new(HashMap::new()),
+        };
         network.sync_rules()?;
         tracing::info!(
             bridge = %network.config.bridge,
@@ -219,6 +228,11 @@ impl Network {
 
     /// Rebuilds both nftables tables from the addresses in the store.
     pub fn sync_rules(&self) -> Result<()> {
+        let _all = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        self.sync_rules_locked()
+    }
+
+    fn sync_rules_locked(&self) -> Result<()> {
         let held = ipam::all(self.store.as_ref(), &self.config.bridge)?;
         let members: Vec<_> = held.iter().map(|a| self.member(a)).collect();
         let script = nft::ruleset(&self.config.bridge, self.config.subnet, &members);
@@ -233,6 +247,10 @@ impl Network {
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
+        let t = std::time::Instant::now();
+        let (all, lock) = self.lock_service(service);
+        let rules = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let t_lock = t.elapsed();
         let record = ipam::allocate(
             self.store.as_ref(),
             bridge,
@@ -245,24 +263,36 @@ impl Network {
         if attachment.netns.exists() && link::exists(&attachment.veth) {
             return Ok(attachment);
         }
-        let built = (|| {
+        let t_allocate = t.elapsed();
+        // The rules know the instance before it can send a packet.
+        let added = program::run(
+            "nft",
+            &["-f", "-"],
+            Some(&nft::add_member(bridge, &self.member(&record))),
+        );
+        drop((rules, all));
+        let t_rules = t.elapsed();
+        let built = added.and_then(|_| {
             link::delete_namespace(&ns)?;
             link::delete(&attachment.veth)?;
-            // The rules know the instance before it can send a packet.
-            program::run(
-                "nft",
-                &["-f", "-"],
-                Some(&nft::add_member(bridge, &self.member(&record))),
-            )?;
             link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)
-        })();
+        });
         if let Err(e) = built {
             if let Err(undo) = self.detach(instance) {
                 tracing::warn!(instance, error = %undo, "cannot undo a failed attach");
             }
             return Err(e.into());
         }
-        tracing::debug!(instance, ip = %record.ip, "instance attached");
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            instance,
+            ip = %record.ip,
+            lock_ms = ms(t_lock),
+            allocate_ms = ms(t_allocate - t_lock),
+            rules_ms = ms(t_rules - t_allocate),
+            links_ms = ms(t.elapsed() - t_rules),
+            "instance attached"
+        );
         Ok(attachment)
     }
 
@@ -275,11 +305,21 @@ impl Network {
     }
 
     /// Removes `instance`'s namespace, veth pair and rules, and releases its address.
-    /// Detaching a detached instance does nothing.
+    /// Detaching a detached instance does nothing. The address and rules go even when
+    /// removing a link fails (the error is returned after): a link a concurrent teardown
+    /// or the kernel (destroying a namespace removes its veth pair a moment later) took
+    /// away between checking and deleting must not leak them.
     pub fn detach(&self, instance: &str) -> Result<()> {
         let bridge = &self.config.bridge;
-        link::delete_namespace(&netns_name(bridge, instance))?;
-        link::delete(&veth_name(bridge, instance))?;
+        let links = link::delete_namespace(&netns_name(bridge, instance))
+            .and_then(|()| link::delete(&veth_name(bridge, instance)));
+        let Some(service) = ipam::lookup(self.store.as_ref(), bridge, instance)?.map(|a| a.service)
+        else {
+            return links.map_err(Into::into);
+        };
+        let (all, lock) = self.lock_service(&service);
+        let rules = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rebuild = false;
         if let Some(held) = ipam::lookup(self.store.as_ref(), bridge, instance)? {
             let last = !ipam::all(self.store.as_ref(), bridge)?
                 .iter()
@@ -289,12 +329,29 @@ impl Network {
                 // A stale element (another tag for the address) fails the script: the
                 // rebuild below repairs the sets from the store.
                 tracing::debug!(instance, error = %e, "cannot remove elements; rebuilding");
-                ipam::release(self.store.as_ref(), bridge, instance)?;
-                return self.sync_rules();
+                rebuild = true;
             }
         }
         ipam::release(self.store.as_ref(), bridge, instance)?;
-        Ok(())
+        drop((rules, all));
+        if rebuild {
+            self.sync_rules()?;
+        }
+        links.map_err(Into::into)
+    }
+
+    /// Serialises changes to a service's rules with the address changes they follow:
+    /// whether an instance is its service's last (and takes the service's chain with
+    /// it) is decided and applied while no other instance of the service comes or goes.
+    /// Services do not wait for each other; a rebuild of all rules waits for them all.
+    /// Lock the returned mutex while holding the guard.
+    fn lock_service(&self, service: &str) -> (RwLockReadGuard<'_, ()>, Arc<Mutex<()>>) {
+        let all = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the locks nobody holds, so the map does not grow with every service.
+        services.retain(|_, l| Arc::strong_count(l) > 1);
+        let lock = services.entry(service.to_string()).or_default().clone();
+        (all, lock)
     }
 
     /// Removes what belongs to no live instance: addresses, namespaces, veths, and rule

@@ -69,7 +69,8 @@ pub fn delete(name: &str) -> Result<(), ProgramError> {
         return Ok(());
     }
     match program::run("ip", &["link", "del", name], None) {
-        Err(e) if e.says("Cannot find device") => Ok(()),
+        // Gone before `ip` looked it up, or between its lookup and the delete.
+        Err(e) if e.says("Cannot find device") || e.says("No such device") => Ok(()),
         other => other.map(drop),
     }
 }

@@ -278,3 +278,41 @@ fn instances_reach_the_outside_through_nat() {
         a1.ip
     );
 }
+
+#[test]
+fn parallel_attaches_and_detaches_leave_no_address_element_or_link() {
+    let (net, _guard) = network();
+    let net = Arc::new(net);
+    let bridge = net.config().bridge.clone();
+    // Eight services of five instances each, attached and detached at once: instances
+    // of one service come and go beside each other, and every namespace's veth pair
+    // disappears while other teardowns look at the bridge's links.
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let net = net.clone();
+            std::thread::spawn(move || {
+                let (instance, service) = (format!("i{i}"), format!("svc{}", i % 8));
+                net.attach(&instance, &service).unwrap();
+                net.detach(&instance)
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    for i in 0..40 {
+        assert_eq!(net.attachment(&format!("i{i}")).unwrap(), None, "i{i}");
+    }
+    let ruleset = std::process::Command::new("nft")
+        .args(["list", "table", "inet", &format!("runway_{bridge}")])
+        .output()
+        .unwrap();
+    let ruleset = String::from_utf8_lossy(&ruleset.stdout);
+    assert!(!ruleset.contains("elements"), "{ruleset}");
+    assert!(!ruleset.contains("svc_"), "{ruleset}");
+    let ports = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ports.stdout), "");
+}

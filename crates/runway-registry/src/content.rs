@@ -98,7 +98,7 @@ impl Registry {
         let repo = repository.to_string();
         let reference = reference.clone();
         self.blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             let digest = match &reference {
                 Reference::Digest(d) => d.to_string(),
                 Reference::Tag(t) => match meta::tag(&*tx, &repo, t)? {
@@ -196,7 +196,7 @@ impl Registry {
     ) -> Result<Option<u64>, RegistryError> {
         let (repo, d) = (repository.to_string(), digest.clone());
         self.blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             if !meta::linked(&*tx, &repo, &d.to_string())? {
                 return Ok(None);
             }

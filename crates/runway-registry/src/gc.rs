@@ -35,7 +35,7 @@ impl Registry {
         let mut report = self
             .blocking(|inner| {
                 let referenced: HashSet<String> = {
-                    let tx = inner.store.begin()?;
+                    let tx = inner.store.read()?;
                     meta::all_manifests(&*tx)?
                         .into_iter()
                         .flat_map(|m| std::iter::once(m.digest).chain(m.references))

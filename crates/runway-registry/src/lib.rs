@@ -326,7 +326,7 @@ impl Registry {
     pub async fn anonymous_pull(&self, repository: &str) -> Result<bool, RegistryError> {
         let name = repository.to_string();
         self.blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             Ok(meta::repository(&*tx, &name)?.is_some_and(|r| r.anonymous_pull))
         })
         .await
@@ -335,7 +335,7 @@ impl Registry {
     /// Every repository, in ASCII order.
     pub async fn repositories(&self) -> Result<Vec<String>, RegistryError> {
         self.blocking(|inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             Ok(meta::repositories(&*tx)?
                 .into_iter()
                 .map(|r| r.name)
@@ -348,7 +348,7 @@ impl Registry {
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let name = repository.to_string();
         self.blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             if meta::repository(&*tx, &name)?.is_none() {
                 return Err(RegistryError::NotFound(format!("repository {name}")));
             }

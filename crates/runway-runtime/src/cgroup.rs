@@ -5,6 +5,10 @@
 //!
 //! The layout is decided as runc decides it: v2 when `/sys/fs/cgroup` itself is a cgroup2
 //! mount, v1 otherwise.
+//!
+//! The one cgroup this module writes is the parent of every instance's and job's: its
+//! [`Limits`] cap what all of them use together, so that tenants can never take the
+//! memory, CPU or process table the host and runway itself need.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,48 @@ pub enum CgroupError {
     /// A cgroup file could not be read or did not hold what the kernel writes there.
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    /// A cgroup could not be made or limited.
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// What all instances (and builds) together may use: the limits of their parent cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPU in App Runner's units (1024 is one CPU).
+    pub cpu_units: u32,
+    pub pids: u64,
+}
+
+impl Limits {
+    /// Limits that leave the host and runway room: memory but the larger of 1 GiB and a
+    /// tenth of it, every CPU but half of one (at least half a CPU), and half of the
+    /// processes the kernel allows.
+    pub fn host_defaults() -> Limits {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let total = keyed(&meminfo, "MemTotal:").map_or(4 << 30, |kib| kib * 1024);
+        let memory_bytes = total
+            .saturating_sub((1u64 << 30).max(total / 10))
+            .max(256 << 20);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let cpu_units = (cpus * 1024).saturating_sub(512).max(512);
+        let number = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        };
+        let threads = number("/proc/sys/kernel/threads-max")
+            .into_iter()
+            .chain(number("/proc/sys/kernel/pid_max"))
+            .min()
+            .unwrap_or(32768);
+        Limits {
+            memory_bytes,
+            cpu_units,
+            pids: (threads / 2).max(64),
+        }
+    }
 }
 
 type Result<T, E = CgroupError> = std::result::Result<T, E>;
@@ -215,6 +261,60 @@ impl Cgroups {
         Ok((limit < (i64::MAX as u64 & !4095)).then_some(limit))
     }
 
+    /// Makes cgroup `path` (if missing) and gives it `limits`. A limit the kernel refuses
+    /// (lower than a running child's CPU quota on cgroup v1, lower than what is in use)
+    /// is reported, and the others are still set.
+    pub fn limit(&self, path: &str, limits: &Limits) -> Result<()> {
+        let quota = crate::spec::cpu_quota(limits.cpu_units);
+        let period = crate::spec::CPU_PERIOD;
+        let files: Vec<(&str, &str, String)> = match self {
+            Cgroups::V2 { .. } => vec![
+                ("memory", "memory.max", limits.memory_bytes.to_string()),
+                ("cpu", "cpu.max", format!("{quota} {period}")),
+                ("pids", "pids.max", limits.pids.to_string()),
+            ],
+            Cgroups::V1 { .. } => vec![
+                (
+                    "memory",
+                    "memory.limit_in_bytes",
+                    limits.memory_bytes.to_string(),
+                ),
+                ("cpu", "cpu.cfs_period_us", period.to_string()),
+                ("cpu", "cpu.cfs_quota_us", quota.to_string()),
+                ("pids", "pids.max", limits.pids.to_string()),
+            ],
+        };
+        if let Cgroups::V2 { root } = self {
+            // The controllers must be enabled for the children of the root first.
+            let control = root.join("cgroup.subtree_control");
+            write(&control, "+memory +cpu +pids")?;
+        }
+        let mut refused = Vec::new();
+        for (controller, file, value) in files {
+            let dir = self.dir(controller, path)?;
+            std::fs::create_dir_all(&dir).map_err(|e| CgroupError::Write {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            if let Err(e) = write(&dir.join(file), &value) {
+                refused.push(e.to_string());
+            }
+        }
+        if let Cgroups::V2 { .. } = self {
+            // Instances' cgroups are made below it by the OCI runtime.
+            let control = self.dir("cpu", path)?.join("cgroup.subtree_control");
+            write(&control, "+memory +cpu +pids")?;
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(CgroupError::Write {
+                path: PathBuf::from(path),
+                reason: refused.join("; "),
+            })
+        }
+    }
+
     /// Whether cgroup `path` exists in any hierarchy.
     pub fn exists(&self, path: &str) -> bool {
         self.dirs(path).iter().any(|d| d.is_dir())
@@ -252,6 +352,13 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| CgroupError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),
+    })
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| CgroupError::Write {
+        path: path.to_path_buf(),
+        reason: format!("{value:?}: {e}"),
     })
 }
 

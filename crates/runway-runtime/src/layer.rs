@@ -78,6 +78,9 @@ pub struct UnpackOptions {
     pub allow_setuid: bool,
     /// The most bytes a layer may unpack to.
     pub max_bytes: u64,
+    /// Own files by the host ids of this user namespace map (for instances run in one)
+    /// instead of the ids the layer names.
+    pub id_map: Option<crate::spec::IdMap>,
 }
 
 impl Default for UnpackOptions {
@@ -85,6 +88,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             allow_setuid: false,
             max_bytes: 32 * 1024 * 1024 * 1024,
+            id_map: None,
         }
     }
 }
@@ -248,9 +252,14 @@ fn io_err(e: Errno) -> io::Error {
     io::Error::from(e)
 }
 
-/// Opens the directory `comps` beneath `root`, creating missing directories (mode 0755)
-/// when `create` is set.
-fn open_dir(root: &OwnedFd, comps: &[&OsStr], raw: &[u8], create: bool) -> Result<OwnedFd> {
+/// Opens the directory `comps` beneath `root`, creating missing directories (mode 0755,
+/// owned by the given root of the layer's files) when `create` is set.
+fn open_dir(
+    root: &OwnedFd,
+    comps: &[&OsStr],
+    raw: &[u8],
+    create: Option<(rustix::fs::Uid, rustix::fs::Gid)>,
+) -> Result<OwnedFd> {
     let refuse = |e: Errno| match e {
         Errno::XDEV | Errno::LOOP => escape(
             raw,
@@ -261,7 +270,7 @@ fn open_dir(root: &OwnedFd, comps: &[&OsStr], raw: &[u8], create: bool) -> Resul
     };
     match rustix::fs::openat2(root, join(comps), DIR_FLAGS, Mode::empty(), BENEATH) {
         Ok(fd) => return Ok(fd),
-        Err(Errno::NOENT) if create => {}
+        Err(Errno::NOENT) if create.is_some() => {}
         Err(Errno::NOENT) => {
             return Err(escape(raw, "it refers to a path not (yet) in the layer"));
         }
@@ -281,7 +290,19 @@ fn open_dir(root: &OwnedFd, comps: &[&OsStr], raw: &[u8], create: bool) -> Resul
                 )
                 .map_err(refuse)?;
                 match rustix::fs::mkdirat(&parent, comps[i - 1], Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    Ok(()) => {
+                        if let Some((uid, gid)) = create {
+                            rustix::fs::chownat(
+                                &parent,
+                                comps[i - 1],
+                                Some(uid),
+                                Some(gid),
+                                AtFlags::SYMLINK_NOFOLLOW,
+                            )
+                            .map_err(refuse)?;
+                        }
+                    }
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(refuse(e)),
                 }
             }
@@ -338,7 +359,11 @@ fn times(mtime: u64) -> Timestamps {
     }
 }
 
-fn owner(uid: u64, gid: u64) -> io::Result<(rustix::fs::Uid, rustix::fs::Gid)> {
+fn owner(
+    uid: u64,
+    gid: u64,
+    map: Option<crate::spec::IdMap>,
+) -> io::Result<(rustix::fs::Uid, rustix::fs::Gid)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "owner id out of range");
     let uid = u32::try_from(uid)
         .ok()
@@ -348,6 +373,10 @@ fn owner(uid: u64, gid: u64) -> io::Result<(rustix::fs::Uid, rustix::fs::Gid)> {
         .ok()
         .filter(|g| *g != u32::MAX)
         .ok_or_else(bad)?;
+    let (uid, gid) = match map {
+        Some(map) => (map.to_host(uid), map.to_host(gid)),
+        None => (uid, gid),
+    };
     Ok((
         rustix::fs::Uid::from_raw(uid),
         rustix::fs::Gid::from_raw(gid),
@@ -363,6 +392,11 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
     let mut archive = tar::Archive::new(tar);
     let mut stats = UnpackStats::default();
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
+    // Directories a layer implies but does not list belong to its root.
+    let implicit = Some(owner(0, 0, opts.id_map).map_err(|e| UnpackError::Io {
+        context: "the user namespace's root".into(),
+        source: e,
+    })?);
     for entry in archive.entries().map_err(UnpackError::Tar)? {
         let mut entry = entry.map_err(UnpackError::Tar)?;
         let raw = entry.path_bytes().into_owned();
@@ -379,6 +413,7 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
         let (uid, gid) = owner(
             header.uid().map_err(UnpackError::Tar)?,
             header.gid().map_err(UnpackError::Tar)?,
+            opts.id_map,
         )
         .map_err(entry_err(&raw))?;
         let err = entry_err(&raw);
@@ -393,7 +428,7 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
             continue;
         }
         if base == OPAQUE_MARKER {
-            let dir = open_dir(&root, parent, &raw, true)?;
+            let dir = open_dir(&root, parent, &raw, implicit)?;
             rustix::fs::fsetxattr(&dir, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
                 .map_err(|e| err(io_err(e)))?;
             continue;
@@ -403,7 +438,7 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
                 return Err(escape(&raw, "a whiteout must name an entry"));
             }
             let hidden = OsStr::from_bytes(hidden);
-            let dir = open_dir(&root, parent, &raw, true)?;
+            let dir = open_dir(&root, parent, &raw, implicit)?;
             make_room(&dir, hidden, false).map_err(&err)?;
             rustix::fs::mknodat(
                 &dir,
@@ -416,7 +451,7 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
             continue;
         }
 
-        let dir = open_dir(&root, parent, &raw, true)?;
+        let dir = open_dir(&root, parent, &raw, implicit)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 make_room(&dir, name, false).map_err(&err)?;
@@ -490,7 +525,7 @@ pub fn unpack(tar: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<Unpac
                 let Some((&target_name, target_parent)) = target_comps.split_last() else {
                     return Err(escape(&raw, "a hard link to the layer root"));
                 };
-                let target_dir = open_dir(&root, target_parent, &raw, false)?;
+                let target_dir = open_dir(&root, target_parent, &raw, None)?;
                 match rustix::fs::statat(&target_dir, target_name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                         return Err(escape(&raw, "a hard link to a directory"));

@@ -27,6 +27,7 @@ mod logs;
 mod metrics;
 pub mod rootfs;
 pub mod runc;
+pub mod scratch;
 mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -34,16 +35,21 @@ pub mod spec;
 pub mod test_util;
 pub mod volatile;
 
+pub use cgroup::Limits;
 pub use health::{HealthCheck, Probe};
 pub use image::{Blob, ImageError, ImageRef, ImageStore, OciLayout};
 pub use job::{JobId, JobMount, JobOutcome, JobSpec};
 pub use layer::CommittedLayer;
-pub use local::{Backoff, Job, JobLines, LocalRuntime, RuntimeConfig, ShimCommand, purge};
+pub use local::{
+    Backoff, DEFAULT_EPHEMERAL_STORAGE, Job, JobLines, LocalRuntime, MIN_EPHEMERAL_STORAGE,
+    RuntimeConfig, ShimCommand, purge,
+};
 pub use logs::{JobLine, LogLine, LogQuery, LogStream, Stream};
 /// The network configuration a [`RuntimeConfig`] holds, re-exported so that callers need
 /// not depend on `runway-net` themselves.
 pub use runway_net::{NetConfig, Subnet};
 pub use shim::Exit;
+pub use spec::IdMap;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -189,8 +195,9 @@ pub enum EventKind {
     Starting,
     /// The health check passed `healthy_threshold` times in a row.
     Healthy,
-    /// The health check failed `unhealthy_threshold` times in a row.
-    Unhealthy,
+    /// The health check failed `unhealthy_threshold` times in a row; `reason` is why
+    /// the last probe failed ("status 500", "no answer within 2s").
+    Unhealthy { reason: String },
     /// The container exited.
     Exited {
         code: Option<i32>,
@@ -230,6 +237,8 @@ pub enum RuntimeError {
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Scratch(#[from] scratch::ScratchError),
     #[error(transparent)]
     Net(#[from] runway_net::NetError),
     #[error(transparent)]

@@ -7,7 +7,7 @@
 //! shim's files and the logs. Everything an instance owns on the host is named after its
 //! id, so whatever a crash leaves behind can be found and removed when the runtime opens.
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Limits};
 use crate::health::{self, Health, HealthCheck, Tracker};
 use crate::image::{self, ImageRef, ImageStore};
 use crate::layer::{LayerCache, UnpackOptions};
@@ -15,9 +15,10 @@ use crate::logs::{self, LogQuery, LogStream, Source};
 use crate::metrics::{ReasonLabel, ResultLabel, RuntimeMetrics};
 use crate::runc::OciRuntime;
 use crate::shim::{self, Exit, ShimConfig};
+use crate::spec::IdMap;
 use crate::{
     BoxFuture, EventKind, InstanceEvent, InstanceId, InstanceSpec, InstanceState, InstanceStatus,
-    Runtime, RuntimeError, rootfs, spec,
+    Runtime, RuntimeError, rootfs, scratch, spec,
 };
 use runway_model::Timestamp;
 use runway_net::{NetConfig, Network};
@@ -112,9 +113,26 @@ pub struct RuntimeConfig {
     /// Keep setuid and setgid bits when unpacking layers.
     pub allow_setuid: bool,
     pub backoff: Backoff,
-    /// How long the logs of a stopped instance are kept.
+    /// How long the logs of a stopped instance are kept (its record and directory are
+    /// removed after that, while runway runs).
     pub stopped_log_retention: Duration,
+    /// Each instance's ephemeral storage (writable layer and `/tmp`) in bytes; 0: no
+    /// limit of its own (it writes to the host's file system).
+    pub ephemeral_storage: u64,
+    /// What all instances and builds together may use.
+    pub limits: Limits,
+    /// Run instances in a user namespace with this map (root in an instance is not
+    /// root on the host); `None`: every instance runs as the host's root.
+    pub userns: Option<IdMap>,
+    /// Image repositories whose instances may run as the host's root, without a user
+    /// namespace (an image that needs it, allowed by the operator).
+    pub host_root_repositories: Vec<String>,
 }
+
+/// App Runner's ephemeral storage per instance: 3 GB.
+pub const DEFAULT_EPHEMERAL_STORAGE: u64 = 3 << 30;
+/// The smallest ephemeral storage a file system can be made for.
+pub const MIN_EPHEMERAL_STORAGE: u64 = 16 << 20;
 
 impl RuntimeConfig {
     /// The defaults, with state under `root` and `shim` as the shim.
@@ -131,7 +149,42 @@ impl RuntimeConfig {
             allow_setuid: false,
             backoff: Backoff::default(),
             stopped_log_retention: Duration::from_secs(24 * 3600),
+            ephemeral_storage: DEFAULT_EPHEMERAL_STORAGE,
+            limits: Limits::host_defaults(),
+            userns: Some(IdMap::DEFAULT),
+            host_root_repositories: Vec::new(),
         }
+    }
+
+    /// Checks the settings the runtime cannot work with.
+    pub fn validate(&self) -> Result<()> {
+        self.net.validate()?;
+        if self.ephemeral_storage != 0 && self.ephemeral_storage < MIN_EPHEMERAL_STORAGE {
+            return Err(RuntimeError::Config(format!(
+                "ephemeral storage must be at least {} MiB (or 0 for no limit), got {} bytes",
+                MIN_EPHEMERAL_STORAGE >> 20,
+                self.ephemeral_storage
+            )));
+        }
+        if let Some(map) = &self.userns {
+            map.validate().map_err(RuntimeError::Config)?;
+        }
+        if self.limits.memory_bytes < 64 << 20
+            || self.limits.cpu_units < 10
+            || self.limits.pids < 16
+        {
+            return Err(RuntimeError::Config(format!(
+                "the limits for all instances are too small to run one: {:?}",
+                self.limits
+            )));
+        }
+        Ok(())
+    }
+
+    /// The user namespace map instances of images from `repository` run with.
+    pub fn id_map_for(&self, repository: &str) -> Option<IdMap> {
+        self.userns
+            .filter(|_| !self.host_root_repositories.iter().any(|r| r == repository))
     }
 
     /// The cgroup every instance's cgroup is under.
@@ -191,6 +244,9 @@ struct InstanceRecord {
     healthy_since: Option<Timestamp>,
     #[serde(default)]
     stopped_at: Option<Timestamp>,
+    /// The user namespace it runs in, if any.
+    #[serde(default)]
+    id_map: Option<IdMap>,
 }
 
 impl Record for InstanceRecord {
@@ -242,9 +298,15 @@ struct Inner {
     images: Arc<dyn ImageStore>,
     net: Network,
     layers: LayerCache,
+    /// Layers owned by the user namespace's ids, for instances that run in one.
+    userns_layers: Option<(IdMap, LayerCache)>,
     oci: OciRuntime,
     instances: Mutex<HashMap<InstanceId, Arc<Instance>>>,
     events: broadcast::Sender<InstanceEvent>,
+    /// Bounds the instances being created or torn down at once (programs, mounts,
+    /// namespaces): twice the host's CPUs, so that a burst of starts finishes each start
+    /// quickly rather than all of them slowly.
+    host_work: tokio::sync::Semaphore,
     metrics: RuntimeMetrics,
     handle: tokio::runtime::Handle,
 }
@@ -383,6 +445,43 @@ fn host_dns_servers() -> Vec<IpAddr> {
     }
 }
 
+/// Lets the root of instances in user namespaces (host group `map.host`) reach their
+/// bundles, as the OCI runtime does from inside the namespace: the runtime's root, its
+/// `instances` directory and the data directory above (if it is runway's, mode 0700)
+/// become searchable by that group only (0710), never by other users. Directories above
+/// must be searchable by all.
+fn open_to_user_namespace(root: &Path, map: IdMap) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let share = |dir: &Path| {
+        std::os::unix::fs::chown(dir, Some(0), Some(map.host))
+            .and_then(|()| std::fs::set_permissions(dir, PermissionsExt::from_mode(0o710)))
+            .map_err(io(format!("cannot open {} to instances", dir.display())))
+    };
+    share(root)?;
+    share(&root.join("instances"))?;
+    let mut above = root.parent();
+    if let Some(data) = above
+        && let Ok(meta) = std::fs::metadata(data)
+        && meta.uid() == 0
+        && meta.mode() & 0o777 == 0o700
+    {
+        share(data)?;
+        above = data.parent();
+    }
+    for dir in above.into_iter().flat_map(Path::ancestors) {
+        let searchable = std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0);
+        if !searchable {
+            return Err(RuntimeError::Config(format!(
+                "{} must be searchable by all users (chmod o+x) for instances to run in \
+                 user namespaces: their root reaches its files through it (or choose a data \
+                 directory whose parents are, as /var/lib is)",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates a bundle directory (mode 0700) with the subdirectories of its root filesystem's
 /// overlay (`rootfs`, `upper`, `work`, `empty`) and generated `/etc` files.
 fn create_bundle_dirs(dir: &Path) -> Result<()> {
@@ -462,7 +561,7 @@ impl LocalRuntime {
         images: Arc<dyn ImageStore>,
         registry: &mut Registry,
     ) -> Result<LocalRuntime> {
-        config.net.validate()?;
+        config.validate()?;
         let metrics = RuntimeMetrics::register(registry);
         let handle = tokio::runtime::Handle::current();
         let (config, net, layers, records) = {
@@ -488,17 +587,32 @@ impl LocalRuntime {
                     )
                     .map_err(io(format!("cannot restrict {}", dir.display())))?;
                 }
-                let layers = LayerCache::open(
-                    &config.root.join("layers"),
-                    UnpackOptions {
-                        allow_setuid: config.allow_setuid,
-                        ..UnpackOptions::default()
-                    },
-                )?;
-                Cgroups::detect()?;
+                let unpack = UnpackOptions {
+                    allow_setuid: config.allow_setuid,
+                    ..UnpackOptions::default()
+                };
+                let layers = LayerCache::open(&config.root.join("layers"), unpack)?;
+                let userns_layers = match config.userns {
+                    Some(map) => {
+                        open_to_user_namespace(&config.root, map)?;
+                        let cache = LayerCache::open(
+                            &config.root.join(format!("layers-{}", map.host)),
+                            UnpackOptions {
+                                id_map: Some(map),
+                                ..unpack
+                            },
+                        )?;
+                        Some((map, cache))
+                    }
+                    None => None,
+                };
+                let cgroups = Cgroups::detect()?;
                 crate::volatile::ensure(&config.volatile_root())?;
+                if let Err(e) = cgroups.limit(&config.cgroup_parent(), &config.limits) {
+                    tracing::warn!(error = %e, "not every limit for all instances could be set");
+                }
                 let net = Network::setup(config.net.clone(), store.clone())?;
-                let tx = store.begin()?;
+                let tx = store.read()?;
                 let records: Vec<InstanceRecord> = tx
                     .load_all::<InstanceRecord>(&Query {
                         parent: Some(config.net.bridge.clone()),
@@ -507,10 +621,11 @@ impl LocalRuntime {
                     .into_iter()
                     .map(|(_, r)| r)
                     .collect();
-                Ok((config, net, layers, records))
+                Ok((config, net, (layers, userns_layers), records))
             })
             .await?
         };
+        let (layers, userns_layers) = layers;
         let inner = Arc::new(Inner {
             oci: OciRuntime::new(&config.oci_runtime, &config.oci_root()),
             config,
@@ -518,8 +633,12 @@ impl LocalRuntime {
             images,
             net,
             layers,
+            userns_layers,
             instances: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
+            host_work: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             metrics,
             handle,
         });
@@ -531,8 +650,13 @@ impl LocalRuntime {
         }
         {
             let inner = inner.clone();
-            blocking(move || inner.sweep()).await?;
+            blocking(move || {
+                inner.sweep()?;
+                inner.prune()
+            })
+            .await?;
         }
+        inner.prune_regularly();
         tracing::info!(
             root = %inner.config.root.display(),
             bridge = %inner.config.net.bridge,
@@ -576,7 +700,7 @@ impl LocalRuntime {
         blocking(move || {
             purge(&inner.config)?;
             runway_net::ipam::purge(inner.store.as_ref(), &inner.config.net.bridge)?;
-            let mut tx = inner.store.begin()?;
+            let mut tx = inner.store.begin_relaxed()?;
             for (_, r) in tx.load_all::<InstanceRecord>(&Query {
                 parent: Some(inner.config.net.bridge.clone()),
                 ..Query::default()
@@ -605,6 +729,23 @@ impl Inner {
             .cloned()
     }
 
+    /// Prunes stopped instances while the runtime lives: a tenth of the retention
+    /// apart, from a second to ten minutes.
+    fn prune_regularly(self: &Arc<Self>) {
+        let period = (self.config.stopped_log_retention / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let weak = Arc::downgrade(self);
+        self.handle.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = blocking(move || inner.prune()).await {
+                    tracing::warn!(error = %e, "cannot prune stopped instances");
+                }
+            }
+        });
+    }
+
     fn emit(&self, record: &InstanceRecord, kind: EventKind) {
         let _ = self.events.send(InstanceEvent {
             id: record.id.clone(),
@@ -615,7 +756,7 @@ impl Inner {
     }
 
     fn save(&self, record: &InstanceRecord) -> Result<()> {
-        let mut tx = self.store.begin()?;
+        let mut tx = self.store.begin_relaxed()?;
         tx.save(record)?;
         tx.commit()?;
         Ok(())
@@ -624,7 +765,7 @@ impl Inner {
     /// Saves an instance's record as it is in memory when the transaction runs, so that
     /// of two saves racing, the one that commits last also wrote the newer state.
     fn save_latest(&self, inst: &Instance) -> Result<()> {
-        let mut tx = self.store.begin()?;
+        let mut tx = self.store.begin_relaxed()?;
         tx.save(&inst.record())?;
         tx.commit()?;
         Ok(())
@@ -638,16 +779,30 @@ impl Inner {
         }
     }
 
-    /// `image` resolved, and its layers unpacked in the layer cache, topmost first (an
-    /// overlay's lower directories).
-    fn image_layers(&self, image: &ImageRef) -> Result<(image::Image, Vec<PathBuf>)> {
+    /// `image` resolved, and its layers unpacked in the layer cache (the one owned by
+    /// `id_map`'s ids, for an instance in a user namespace), topmost first (an overlay's
+    /// lower directories).
+    fn image_layers(
+        &self,
+        image: &ImageRef,
+        id_map: Option<IdMap>,
+    ) -> Result<(image::Image, Vec<PathBuf>)> {
+        let cache = match id_map {
+            None => &self.layers,
+            Some(map) => match &self.userns_layers {
+                Some((cached, cache)) if *cached == map => cache,
+                _ => {
+                    return Err(RuntimeError::Config(format!(
+                        "no layer cache for user namespace {}+{} (the configured one changed)",
+                        map.host, map.size
+                    )));
+                }
+            },
+        };
         let resolved = image::resolve(self.images.as_ref(), image)?;
         let mut lowers = Vec::with_capacity(resolved.layers.len());
         for layer in &resolved.layers {
-            lowers.push(
-                self.layers
-                    .ensure(self.images.as_ref(), &image.repository, layer)?,
-            );
+            lowers.push(cache.ensure(self.images.as_ref(), &image.repository, layer)?);
         }
         lowers.reverse();
         Ok((resolved, lowers))
@@ -665,6 +820,13 @@ impl Inner {
         bundle: &spec::BundleSpec<'_>,
         lifeline: bool,
     ) -> Result<()> {
+        // No container may ask for more CPU than all of them have together (cgroup v1
+        // refuses a child's quota above its parent's).
+        let bundle = spec::BundleSpec {
+            cpu_units: bundle.cpu_units.min(self.config.limits.cpu_units),
+            ..bundle.clone()
+        };
+        let bundle = &bundle;
         let config = spec::runtime_config(bundle)?;
         let encode =
             |v: serde_json::Result<Vec<u8>>| v.map_err(|e| RuntimeError::Internal(e.to_string()));
@@ -706,21 +868,28 @@ impl Inner {
         let id = &record.id;
         let t = Instant::now();
         let dir = self.config.instance_dir(id);
-        let (image, lowers) = self.image_layers(&spec.image)?;
+        let (image, lowers) = self.image_layers(&spec.image, record.id_map)?;
         let t_img = t.elapsed();
         let attachment = self.net.attach(id.as_str(), &spec.service_id)?;
         let t_net = t.elapsed();
         create_bundle_dirs(&dir)?;
-        let rootfs = dir.join("rootfs");
-        if !rootfs::is_mounted(&rootfs) {
-            rootfs::mount_overlay(
-                &lowers,
-                &dir.join("empty"),
-                &dir.join("upper"),
-                &dir.join("work"),
-                &rootfs,
-            )?;
+        if let Some(map) = record.id_map {
+            // Reached from inside the namespace: its root's group searches the bundle.
+            std::os::unix::fs::chown(&dir, Some(0), Some(map.host))
+                .and_then(|()| {
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+                    )
+                })
+                .map_err(io(format!("cannot open {} to the instance", dir.display())))?;
         }
+        self.mount_rootfs(&dir, &lowers, record.id_map)?;
+        let rootfs = dir.join("rootfs");
+        let sysfs = match record.id_map {
+            Some(_) => Some(mount_sysfs(&dir, &attachment.netns)?),
+            None => None,
+        };
         let host = hostname(id);
         for (name, content) in etc_files(attachment.ip, host, &self.config.dns_servers) {
             runway_store::fs::write_atomic(&dir.join("etc").join(name), content.as_bytes(), 0o644)?;
@@ -755,6 +924,8 @@ impl Inner {
             pids_limit: self.config.pids_limit,
             nofile: spec::nofile_limit(),
             mounts: &[],
+            id_map: record.id_map,
+            sysfs: sysfs.as_deref(),
         };
         // Secret values stay off the disk: their bundle is in memory.
         let bundle_dir = if spec.secrets.is_empty() {
@@ -775,6 +946,25 @@ impl Inner {
             "instance created"
         );
         Ok((child, attachment.ip))
+    }
+
+    /// Mounts an instance's root file system at `dir/rootfs` unless it is mounted: the
+    /// overlay of `lowers` over its ephemeral storage (of the configured size, owned by
+    /// the instance's root as the host sees it).
+    fn mount_rootfs(&self, dir: &Path, lowers: &[PathBuf], id_map: Option<IdMap>) -> Result<()> {
+        let rootfs = dir.join("rootfs");
+        if rootfs::is_mounted(&rootfs) {
+            return Ok(());
+        }
+        let (upper, work) = if self.config.ephemeral_storage == 0 {
+            (dir.join("upper"), dir.join("work"))
+        } else {
+            let root = id_map.map_or((0, 0), |m| (m.host, m.host));
+            let s = scratch::ensure(dir, self.config.ephemeral_storage, root)?;
+            (s.upper, s.work)
+        };
+        rootfs::mount_overlay(lowers, &dir.join("empty"), &upper, &work, &rootfs)?;
+        Ok(())
     }
 
     /// Starts the shim for the bundle in `dir` and waits for it to report that the
@@ -843,8 +1033,8 @@ impl Inner {
     }
 
     /// Kills the shim whose files are in `dir`, deletes container `id` and unmounts its
-    /// root file system (`dir/rootfs`): how removing an instance or a job begins. Safe to
-    /// repeat.
+    /// root file system and whatever else is mounted in `dir` (ephemeral storage,
+    /// sysfs): how removing an instance or a job begins. Safe to repeat.
     fn remove_container(&self, dir: &Path, id: &str) -> Result<()> {
         if let Some(pid) = shim::running_shim(dir)
             && let Some(pid) = rustix::process::Pid::from_raw(pid)
@@ -852,12 +1042,11 @@ impl Inner {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
         self.oci.delete(id)?;
-        let rootfs = dir.join("rootfs");
-        rootfs::unmount(&rootfs)?;
-        if rootfs::is_mounted(&rootfs) {
+        rootfs::unmount_all(dir)?;
+        if let Some(left) = rootfs::mount_points().iter().find(|m| m.starts_with(dir)) {
             return Err(RuntimeError::Internal(format!(
                 "{} is still mounted",
-                rootfs.display()
+                left.display()
             )));
         }
         Ok(())
@@ -906,11 +1095,14 @@ impl Inner {
             started_at: now,
             healthy_since: None,
             stopped_at: None,
+            id_map: self.config.id_map_for(&spec.image.repository),
         };
+        // Starts beyond the host's parallelism only make every start slower.
+        let permit = self.host_work.acquire().await;
         let inner = self.clone();
         let created = blocking(move || {
             {
-                let mut tx = inner.store.begin()?;
+                let mut tx = inner.store.begin_relaxed()?;
                 tx.create(&record)?;
                 tx.commit()?;
             }
@@ -928,7 +1120,7 @@ impl Inner {
                         tracing::warn!(instance = %record.id, error = %undo, "cannot undo a failed start");
                     } else {
                         let _ = std::fs::remove_dir_all(inner.config.instance_dir(&record.id));
-                        let mut tx = inner.store.begin()?;
+                        let mut tx = inner.store.begin_relaxed()?;
                         tx.remove::<InstanceRecord>(record.id.as_str())?;
                         tx.commit()?;
                     }
@@ -937,6 +1129,7 @@ impl Inner {
             }
         })
         .await;
+        drop(permit);
         let (record, child) = match created {
             Ok(c) => c,
             Err(e) => {
@@ -973,7 +1166,7 @@ impl Inner {
             let inner = self.clone();
             let key = id.to_string();
             let known = blocking(move || {
-                let tx = inner.store.begin()?;
+                let tx = inner.store.read()?;
                 Ok(tx.load::<InstanceRecord>(&key)?)
             })
             .await?;
@@ -1006,6 +1199,7 @@ impl Inner {
         let inner = self.clone();
         let key = id.clone();
         let inst2 = inst.clone();
+        let permit = self.host_work.acquire().await;
         let record = blocking(move || {
             inner.teardown(&key)?;
             let (_, record) = inst2.update(|r| {
@@ -1015,7 +1209,9 @@ impl Inner {
             inner.save_latest(&inst2)?;
             Ok(record)
         })
-        .await?;
+        .await;
+        drop(permit);
+        let record = record?;
         self.instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1026,7 +1222,7 @@ impl Inner {
     }
 
     fn sources(&self, service: &str, instance: Option<&InstanceId>) -> Result<Vec<Source>> {
-        let tx = self.store.begin()?;
+        let tx = self.store.read()?;
         let mut records: Vec<InstanceRecord> = tx
             .load_all::<InstanceRecord>(&Query {
                 name: Some(service.to_string()),
@@ -1133,6 +1329,36 @@ impl Runtime for LocalRuntime {
 mod job;
 mod recovery;
 mod supervise;
+
+/// Mounts the sysfs of network namespace `netns` (as the host's root) at `dir/sys` for
+/// an instance in a user namespace to bind at `/sys`; its path.
+fn mount_sysfs(dir: &Path, netns: &Path) -> Result<PathBuf> {
+    let target = dir.join("sys");
+    if !rootfs::is_mounted(&target) {
+        std::fs::create_dir_all(&target)
+            .map_err(io(format!("cannot create {}", target.display())))?;
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args([
+                "mount",
+                "-t",
+                "sysfs",
+                "-o",
+                "ro,nosuid,nodev,noexec",
+                "sysfs",
+            ])
+            .arg(&target)
+            .output()
+            .map_err(io("cannot run nsenter (util-linux)"))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Start(format!(
+                "cannot mount the instance's sysfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(target)
+}
 
 pub use job::{Job, JobLines};
 pub use recovery::purge;

@@ -1,7 +1,14 @@
 //! Each instance's root filesystem: an overlayfs mount whose lower directories are the
 //! image's cached layers (shared, never written) and whose upper and work directories are
 //! the instance's own scratch, removed when it stops.
+//!
+//! The overlay is given its directories as `/proc/self/fd/N` of descriptors opened for
+//! the mount, not by their paths: the options stay in the mount table, which an instance
+//! reads in `/proc/self/mountinfo`, and the host's layout (data directory, layer
+//! digests) is none of its business.
 
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 use std::path::{Path, PathBuf};
@@ -12,8 +19,8 @@ const MAX_MOUNT_DATA: usize = 4095;
 /// What can go wrong with root filesystems.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    /// A path cannot be used in overlayfs options.
-    #[error("path {0} contains ',' or ':', which overlayfs options cannot carry")]
+    /// A path cannot be used as a mount point.
+    #[error("path {0} contains a NUL character")]
     BadPath(PathBuf),
     /// Too many layers (or too long paths) for one mount.
     #[error("the image has too many layers ({layers}) for one overlayfs mount")]
@@ -33,14 +40,6 @@ pub enum RootfsError {
         context: String,
         source: std::io::Error,
     },
-}
-
-fn check(p: &Path) -> Result<String, RootfsError> {
-    let s = p.to_string_lossy();
-    if s.contains(',') || s.contains(':') {
-        return Err(RootfsError::BadPath(p.to_path_buf()));
-    }
-    Ok(s.into_owned())
 }
 
 /// Overlay options under which every change lands in the upper directory as whole
@@ -70,16 +69,34 @@ pub fn mount_overlay_with(
     target: &Path,
     options: &[&str],
 ) -> Result<(), RootfsError> {
-    let lowers: Vec<String> = if lower.is_empty() {
-        vec![check(empty)?]
+    let lower: Vec<&Path> = if lower.is_empty() {
+        vec![empty]
     } else {
-        lower.iter().map(|p| check(p)).collect::<Result<_, _>>()?
+        lower.iter().map(PathBuf::as_path).collect()
     };
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RootfsError::Io {
+            context: format!("cannot open {}", p.display()),
+            source: e.into(),
+        })
+    };
+    // Held until the mount is made: the kernel resolves the names while mounting.
+    let lowers = lower
+        .iter()
+        .map(|p| open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (upper, work) = (open(upper)?, open(work)?);
+    let name = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        check(upper)?,
-        check(work)?
+        lowers.iter().map(name).collect::<Vec<_>>().join(":"),
+        name(&upper),
+        name(&work)
     );
     for option in options {
         data.push(',');
@@ -103,6 +120,21 @@ pub fn mount_overlay_with(
         target: target.to_path_buf(),
         source: e.into(),
     })
+}
+
+/// Unmounts everything mounted at or below `dir`, deepest first (an instance's root
+/// file system, its ephemeral storage, its sysfs). Safe to repeat.
+pub fn unmount_all(dir: &Path) -> Result<(), RootfsError> {
+    let mut below: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    below.dedup();
+    for m in below {
+        unmount(&m)?;
+    }
+    Ok(())
 }
 
 /// Unmounts `target` if something is mounted there. A mount still busy (a process that
@@ -172,19 +204,5 @@ mod tests {
         assert_eq!(unescape_mountinfo(r"/a\040b\134c"), "/a b\\c");
         assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
         assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
-    }
-
-    #[test]
-    fn paths_overlayfs_cannot_carry_are_refused() {
-        let dir = Path::new("/tmp/x");
-        let err = mount_overlay(
-            &[PathBuf::from("/a:b")],
-            dir,
-            dir,
-            dir,
-            Path::new("/nonexistent"),
-        )
-        .unwrap_err();
-        assert!(matches!(err, RootfsError::BadPath(_)), "{err}");
     }
 }

@@ -173,6 +173,10 @@ fn start(dir: &Path) -> Result<Started, String> {
         .arg("--log-format")
         .arg("json")
         .arg("run")
+        // No session keyring per container: the seccomp profile denies the keyring calls
+        // anyway, and in user namespaces every instance's root is one host user, whose
+        // key quota (kernel.keys.maxkeys, 200) a keyring each used up at the 200th.
+        .arg("--no-new-keyring")
         .arg("--detach")
         .arg("--pid-file")
         .arg(dir.join(CONTAINER_PID_FILE))

@@ -8,10 +8,11 @@
 use crate::image::RunConfig;
 use crate::seccomp;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    UserBuilder, get_default_mounts, get_default_namespaces, get_default_readonly_paths,
+    Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxIdMappingBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder, get_default_mounts, get_default_namespaces,
+    get_default_readonly_paths,
 };
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::collections::{BTreeSet, HashSet};
@@ -103,6 +104,56 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// How a user namespace maps an instance's user and group ids to the host's: id `n`
+/// (below `size`) is the host's `host + n`, so root in an instance is an unprivileged
+/// id on the host. Ids outside the range are the namespace's `nobody` (65534).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    pub host: u32,
+    pub size: u32,
+}
+
+/// The id ids outside a map's range become (`nobody`).
+const OVERFLOW_ID: u32 = 65534;
+
+impl IdMap {
+    /// Host ids 1,000,000,000 to 1,000,065,535: far above users' ids and the ranges
+    /// `/etc/subuid` hands out (100,000 on, 65,536 per user).
+    pub const DEFAULT: IdMap = IdMap {
+        host: 1_000_000_000,
+        size: 65536,
+    };
+
+    /// The host's id for the instance's `id`.
+    pub fn to_host(&self, id: u32) -> u32 {
+        let id = if id < self.size {
+            id
+        } else {
+            OVERFLOW_ID.min(self.size.saturating_sub(1))
+        };
+        self.host.saturating_add(id)
+    }
+
+    /// Whether the range fits in the ids the kernel has (the last is reserved).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.size == 0
+            || self
+                .host
+                .checked_add(self.size)
+                .is_none_or(|end| end == u32::MAX)
+        {
+            return Err(format!(
+                "user namespace range {}+{} does not fit in 32-bit ids",
+                self.host, self.size
+            ));
+        }
+        if self.host == 0 {
+            return Err("user namespace range must not start at host id 0 (root)".into());
+        }
+        Ok(())
+    }
+}
+
 /// Everything a config is generated from.
 #[derive(Debug, Clone)]
 pub struct BundleSpec<'a> {
@@ -121,6 +172,11 @@ pub struct BundleSpec<'a> {
     pub nofile: u64,
     /// Bind mounts besides the generated `/etc` files.
     pub mounts: &'a [BindMount],
+    /// Run in a user namespace with this map; `None`: as the host's root.
+    pub id_map: Option<IdMap>,
+    /// A sysfs to bind at `/sys` instead of mounting one: a user namespace may not mount
+    /// the sysfs of a network namespace it does not own (the instance's is the host's).
+    pub sysfs: Option<&'a Path>,
 }
 
 /// The runtime config for `b`.
@@ -158,6 +214,23 @@ pub fn runtime_config(b: &BundleSpec<'_>) -> Result<Spec> {
         .build()?;
 
     let mut mounts = get_default_mounts();
+    if let Some(sysfs) = b.sysfs {
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/sys"))
+        {
+            *m = MountBuilder::default()
+                .destination("/sys")
+                .typ("bind")
+                .source(sysfs)
+                .options(
+                    ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]
+                        .map(String::from)
+                        .to_vec(),
+                )
+                .build()?;
+        }
+    }
     for (file, dest) in [
         ("hosts", "/etc/hosts"),
         ("resolv.conf", "/etc/resolv.conf"),
@@ -192,8 +265,17 @@ pub fn runtime_config(b: &BundleSpec<'_>) -> Result<Spec> {
         );
     }
 
+    let user = b
+        .id_map
+        .map(|_| {
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .build()
+        })
+        .transpose()?;
     let namespaces = get_default_namespaces()
         .into_iter()
+        .chain(user)
         .map(|ns| {
             if ns.typ() == LinuxNamespaceType::Network {
                 LinuxNamespaceBuilder::default()
@@ -232,7 +314,18 @@ pub fn runtime_config(b: &BundleSpec<'_>) -> Result<Spec> {
         .pids(LinuxPidsBuilder::default().limit(b.pids_limit).build()?)
         .build()?;
 
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(map) = b.id_map {
+        let mapping = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(map.host)
+            .size(map.size)
+            .build()?;
+        linux = linux
+            .uid_mappings(vec![mapping])
+            .gid_mappings(vec![mapping]);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .resources(resources)
         .cgroups_path(PathBuf::from(b.cgroups_path))

@@ -278,10 +278,14 @@ async fn an_unhealthy_app_is_reported_unhealthy() {
     spec.env = vec![("UNHEALTHY".into(), "1".into())];
     let id = s.rt.start(spec).await.unwrap();
     let event = next_event(&mut events, T, |e| {
-        e.id == id && matches!(e.kind, EventKind::Unhealthy | EventKind::Healthy)
+        e.id == id && matches!(e.kind, EventKind::Unhealthy { .. } | EventKind::Healthy)
     })
     .await;
-    assert_eq!(event.kind, EventKind::Unhealthy);
+    assert!(
+        matches!(&event.kind, EventKind::Unhealthy { reason } if reason.contains("500")),
+        "{:?}",
+        event.kind
+    );
     let status = s.rt.status(&id).unwrap();
     assert_eq!(status.state, InstanceState::Unhealthy);
     assert_eq!(
@@ -809,4 +813,180 @@ async fn secrets_reach_the_environment_and_stay_off_the_disk() {
     assert!(!test_env.config.volatile_dir(&id).exists());
     rt.destroy().await.unwrap();
     assert!(!test_env.config.volatile_root().exists());
+}
+
+/// The test app's runtime with `change` made to its configuration.
+async fn setup_with(change: impl FnOnce(&mut runway_runtime::RuntimeConfig)) -> Setup {
+    let mut env = TestEnv::new(shim());
+    change(&mut env.config);
+    let images = tempfile::tempdir().unwrap();
+    let (layout, image) = testapp_image(images.path());
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let rt = env.open(&store, &layout).await;
+    Setup {
+        rt,
+        image,
+        layout,
+        store,
+        env,
+        _images: images,
+    }
+}
+
+/// The host's view of the user an instance's process runs as: the `Uid:` line of its
+/// `/proc/PID/status`.
+fn host_uid(env: &TestEnv, id: &InstanceId) -> String {
+    let oci = OciRuntime::new(Path::new("runc"), &env.config.oci_root());
+    let pid = oci.state(id.as_str()).unwrap().unwrap().pid;
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_in_an_instance_is_not_root_on_the_host_and_sees_no_layer_paths() {
+    let s = setup_with(|c| c.host_root_repositories = vec!["trusted/app".into()]).await;
+    let id = s.rt.start(testapp_spec("svc-ns", &s.image)).await.unwrap();
+    let status = healthy(&s.rt, &id).await;
+    let (_, map) = get(status.addr, "/read?path=/proc/self/uid_map").await;
+    let map: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(map, ["0", "1000000000", "65536"]);
+    let (_, inside) = get(status.addr, "/status").await;
+    assert!(inside.contains("Uid:\t0\t0\t0\t0"), "{inside}");
+    assert_eq!(host_uid(&s.env, &id), "1000000000");
+    // It owns its root file system, as root in any image does.
+    assert_eq!(get(status.addr, "/write?path=/new-file&mb=1").await.0, 200);
+    // Its mount table names none of the host's layer directories (nor their digests).
+    let (_, mounts) = get(status.addr, "/read?path=/proc/self/mountinfo").await;
+    let layers = s.env.config.root.join("layers").display().to_string();
+    let root = mounts.lines().find(|l| l.contains(" / / ")).unwrap();
+    assert!(root.contains("lowerdir=/proc/self/fd/"), "{root}");
+    assert!(!mounts.contains(&layers), "{mounts}");
+    assert!(!mounts.contains("sha256"), "{mounts}");
+    // Its /sys shows its own network namespace.
+    let (code, _) = get(status.addr, "/read?path=/sys/class/net/eth0/address").await;
+    assert_eq!(code, 200);
+
+    // An image the operator allows runs as the host's root.
+    let trusted = ImageRef {
+        repository: "trusted/app".into(),
+        ..s.image.clone()
+    };
+    let id2 =
+        s.rt.start(testapp_spec("svc-trusted", &trusted))
+            .await
+            .unwrap();
+    let status2 = healthy(&s.rt, &id2).await;
+    let (_, map) = get(status2.addr, "/read?path=/proc/self/uid_map").await;
+    assert_eq!(map.split_whitespace().nth(1), Some("0"), "{map}");
+    assert_eq!(host_uid(&s.env, &id2), "0");
+    for id in [id, id2] {
+        s.rt.stop(&id, Duration::ZERO).await.unwrap();
+    }
+}
+
+/// The bytes the host's disk holds for the files under `dir` (the instances' storage
+/// files, not what is mounted from them): unlike the disk's free space, not moved by
+/// whatever else runs on the machine.
+fn allocated(dir: &Path) -> u64 {
+    let out = std::process::Command::new("du")
+        .args(["-s", "-x", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_ephemeral_storage_fails_the_instances_writes_not_the_hosts() {
+    let s = setup_with(|c| c.ephemeral_storage = 32 << 20).await;
+    let a =
+        s.rt.start(testapp_spec("svc-fill", &s.image))
+            .await
+            .unwrap();
+    let b =
+        s.rt.start(testapp_spec("svc-fill", &s.image))
+            .await
+            .unwrap();
+    let a_status = healthy(&s.rt, &a).await;
+    let b_status = healthy(&s.rt, &b).await;
+    let before = allocated(&s.env.config.root);
+    let (code, body) = get(a_status.addr, "/write?path=/fill&mb=64").await;
+    assert_eq!(code, 507, "{body}");
+    assert!(body.contains("No space left on device"), "{body}");
+    let written: u64 = body
+        .strip_prefix("error after ")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap();
+    assert!((16..=32).contains(&written), "{body}");
+    // The host lost no more than the instance's limit, and the other instance writes on.
+    let used = allocated(&s.env.config.root).saturating_sub(before);
+    assert!(used <= 40 << 20, "the host lost {used} bytes");
+    assert_eq!(get(b_status.addr, "/write?path=/x&mb=8").await.0, 200);
+    assert_eq!(
+        get(a_status.addr, "/").await.0,
+        200,
+        "the full one still serves"
+    );
+    // Stopping it frees the storage, and nothing stays mounted.
+    let dir = s.env.config.instance_dir(&a);
+    s.rt.stop(&a, Duration::ZERO).await.unwrap();
+    assert!(!dir.join("scratch.img").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&dir.display().to_string()), "{mounts}");
+    s.rt.stop(&b, Duration::ZERO).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_instances_together_are_held_to_the_operators_limits() {
+    let limits = runway_runtime::Limits {
+        memory_bytes: 200 << 20,
+        cpu_units: 1536,
+        pids: 300,
+    };
+    let s = setup_with(|c| c.limits = limits).await;
+    let cgroups = runway_runtime::cgroup::Cgroups::detect().unwrap();
+    let parent = s.env.config.cgroup_parent();
+    assert_eq!(cgroups.memory_limit(&parent).unwrap(), Some(200 << 20));
+    assert_eq!(cgroups.cpu_limit(&parent).unwrap().quota, Some(150_000));
+    let pids = std::fs::read_to_string(cgroups.dir("pids", &parent).unwrap().join("pids.max"));
+    assert_eq!(pids.unwrap().trim(), "300");
+
+    // An instance allowed 512 MB is killed at the 200 MB all of them may use.
+    let mut events = s.rt.subscribe();
+    let mut spec = testapp_spec("svc-big", &s.image);
+    spec.memory_mb = 512;
+    spec.cpu_units = 4096;
+    let id = s.rt.start(spec).await.unwrap();
+    let status = healthy(&s.rt, &id).await;
+    let cpu = cgroups.cpu_limit(&s.env.config.cgroup_path(&id)).unwrap();
+    assert_eq!(cpu.quota, Some(150_000), "no more CPU than all may use");
+    let _ = http_get(status.addr, "/alloc?mb=300", Duration::from_secs(10)).await;
+    let exited = next_event(&mut events, T, |e| {
+        e.id == id && matches!(e.kind, EventKind::Exited { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            exited.kind,
+            EventKind::Exited {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{:?}",
+        exited.kind
+    );
+    s.rt.stop(&id, Duration::ZERO).await.unwrap();
 }

@@ -72,6 +72,9 @@ pub enum StoreError {
         context: String,
         source: std::io::Error,
     },
+    /// A read transaction was asked to write.
+    #[error("a read-only transaction cannot write")]
+    ReadOnly,
     /// The database was written by a newer runway.
     #[error("the database schema is version {found}, newer than this runway understands ({known})")]
     TooNew { found: i64, known: i64 },
@@ -82,8 +85,24 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The state store. Every change happens inside a transaction; a transaction that is
 /// dropped without [`Txn::commit`] changes nothing.
 pub trait Store: Send + Sync + 'static {
-    /// Starts a transaction that may write. Transactions are serialised.
+    /// Starts a transaction that may write. Writing transactions are serialised: keep
+    /// them short, and read with [`Store::read`] what needs no write.
     fn begin(&self) -> Result<Box<dyn Txn + '_>>;
+
+    /// Starts a transaction that may write, whose commit survives a crash of runway but
+    /// not necessarily a power loss (it is not flushed to disk on its own; the next
+    /// [`Store::begin`] commit or checkpoint flushes it). For state that a restart of
+    /// the host rebuilds or repeats anyway (instances, addresses, the controller's
+    /// steps), so that it costs no disk flush per change. What a client was told is
+    /// stored goes through [`Store::begin`].
+    fn begin_relaxed(&self) -> Result<Box<dyn Txn + '_>> {
+        self.begin()
+    }
+
+    /// Starts a read-only transaction: every read in it sees the same committed state,
+    /// and it runs alongside a writing transaction without waiting for it. Its writes
+    /// fail with [`StoreError::ReadOnly`].
+    fn read(&self) -> Result<Box<dyn Txn + '_>>;
 }
 
 /// A transaction over the store.
@@ -111,6 +130,13 @@ pub trait Txn {
     ) -> Result<i64>;
     /// Deletes a document; whether it existed.
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool>;
+    /// Whether this transaction refused a write because it is read-only
+    /// ([`Store::read`]): work tried in a read transaction first runs again in a writing
+    /// one when this says so, whatever the work made of the refusal (an operation may
+    /// wrap the error in its own).
+    fn refused_write(&self) -> bool {
+        false
+    }
     /// Makes every change of this transaction durable at once.
     fn commit(self: Box<Self>) -> Result<()>;
 }

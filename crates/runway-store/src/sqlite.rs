@@ -1,8 +1,9 @@
-//! The embedded store: one SQLite database in WAL mode, fully synchronous commits.
+//! The embedded store: one SQLite database in WAL mode (commits flushed to disk, or only
+//! handed to the OS for relaxed ones), one writer connection and a pool of readers.
 
 use crate::{Doc, Query, Result, Store, StoreError, Txn};
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -21,27 +22,43 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX docs_by_parent ON docs (kind, parent, seq);
 "];
 
-/// The SQLite store. Transactions are serialised on one connection: the control plane's
-/// load is small, and this keeps every transaction `IMMEDIATE` and simple.
+/// The SQLite store. Writes are serialised on one connection, each transaction
+/// `IMMEDIATE`; reads run on a pool of other connections, each on its own snapshot, so
+/// in WAL mode they never wait for a writer (nor a writer for them).
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The database file readers open; `None` for an in-memory store, whose readers
+    /// share the writer's connection (another connection would see another database).
+    path: Option<PathBuf>,
+    /// Reader connections not in use.
+    idle: Mutex<Vec<Connection>>,
 }
+
+/// The most idle reader connections kept open; more readers at once open more and
+/// close them when they finish.
+const IDLE_READERS: usize = 4;
+/// The page cache of each reader, in KiB (SQLite's default is 2000): readers share the
+/// operating system's cache of the file, and a full cache per reader made the server
+/// hold several copies of the database after a burst of reads.
+const READER_CACHE_KIB: i64 = 256;
+/// How long a statement waits for a lock before failing (a checkpoint, a migration).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        Self::init(conn, Some(path.to_path_buf()))
     }
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL keeps readers and the writer apart; FULL makes each commit durable before
         // the API answers, so an acknowledged change survives a crash or power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -63,29 +80,127 @@ impl SqliteStore {
         tx.commit()?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path,
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while a transaction was open rolled it back (see Drop); the connection
+        // itself is still sound, so a poisoned lock is not a reason to stop serving.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle reader connection, or a new one.
+    fn reader(&self, path: &Path) -> Result<Connection> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        Ok(conn)
+    }
+}
+
+impl SqliteStore {
+    /// A writing transaction whose commit is flushed to disk (`FULL`) or only handed to
+    /// the OS (`NORMAL`, WAL: durable across crashes of the process, flushed by the
+    /// next full commit or checkpoint).
+    fn write(&self, synchronous: &str) -> Result<Box<dyn Txn + '_>> {
+        let conn = self.writer();
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; BEGIN IMMEDIATE"
+        ))?;
+        Ok(Box::new(SqliteTxn {
+            conn: Held::Writer(conn),
+            open: true,
+            writable: true,
+            refused: false,
+        }))
     }
 }
 
 impl Store for SqliteStore {
     fn begin(&self) -> Result<Box<dyn Txn + '_>> {
-        // A panic while a transaction was open rolled it back (see Drop); the connection
-        // itself is still sound, so a poisoned lock is not a reason to stop serving.
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Box::new(SqliteTxn { conn, open: true }))
+        self.write("FULL")
+    }
+
+    fn begin_relaxed(&self) -> Result<Box<dyn Txn + '_>> {
+        self.write("NORMAL")
+    }
+
+    fn read(&self) -> Result<Box<dyn Txn + '_>> {
+        let conn = match &self.path {
+            Some(path) => Held::Reader {
+                conn: Some(self.reader(path)?),
+                idle: &self.idle,
+            },
+            None => Held::Writer(self.writer()),
+        };
+        // A deferred transaction: its first read fixes the snapshot every later read
+        // of it sees.
+        conn.get().execute_batch("BEGIN DEFERRED")?;
+        Ok(Box::new(SqliteTxn {
+            conn,
+            open: true,
+            writable: false,
+            refused: false,
+        }))
+    }
+}
+
+/// The connection a transaction runs on.
+enum Held<'a> {
+    Writer(MutexGuard<'a, Connection>),
+    /// A reader, given back to `idle` when the transaction ends.
+    Reader {
+        conn: Option<Connection>,
+        idle: &'a Mutex<Vec<Connection>>,
+    },
+}
+
+impl Held<'_> {
+    fn get(&self) -> &Connection {
+        match self {
+            Held::Writer(conn) => conn,
+            Held::Reader { conn, .. } => conn.as_ref().expect("a reader holds its connection"),
+        }
     }
 }
 
 struct SqliteTxn<'a> {
-    conn: MutexGuard<'a, Connection>,
+    conn: Held<'a>,
     open: bool,
+    writable: bool,
+    /// Whether a write was refused (a read-only transaction).
+    refused: bool,
+}
+
+impl SqliteTxn<'_> {
+    fn writable(&mut self) -> Result<&Connection> {
+        if self.writable {
+            Ok(self.conn.get())
+        } else {
+            self.refused = true;
+            Err(StoreError::ReadOnly)
+        }
+    }
 }
 
 impl Drop for SqliteTxn<'_> {
     fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        let ended = !self.open || self.conn.get().execute_batch("ROLLBACK").is_ok();
+        if let Held::Reader { conn, idle } = &mut self.conn
+            && ended
+        {
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS
+                && let Some(conn) = conn.take()
+            {
+                idle.push(conn);
+            }
         }
     }
 }
@@ -108,6 +223,7 @@ impl Txn for SqliteTxn<'_> {
         let sql = format!("SELECT {COLUMNS} FROM docs WHERE kind = ?1 AND id = ?2");
         Ok(self
             .conn
+            .get()
             .query_row(&sql, params![kind, id], row_to_doc)
             .optional()?)
     }
@@ -140,7 +256,7 @@ impl Txn for SqliteTxn<'_> {
             sql.push_str(" LIMIT ?");
             args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
         }
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn.get().prepare_cached(&sql)?;
         let docs = stmt
             .query_map(rusqlite::params_from_iter(args), row_to_doc)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -156,7 +272,7 @@ impl Txn for SqliteTxn<'_> {
         body: &str,
     ) -> Result<i64> {
         let inserted = self
-            .conn
+            .writable()?
             .query_row(
                 "INSERT INTO docs (kind, id, name, parent, body) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (kind, id) DO NOTHING RETURNING seq",
@@ -178,7 +294,7 @@ impl Txn for SqliteTxn<'_> {
         parent: Option<&str>,
         body: &str,
     ) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.writable()?.query_row(
             "INSERT INTO docs (kind, id, name, parent, body) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (kind, id) DO UPDATE
              SET name = excluded.name, parent = excluded.parent, body = excluded.body
@@ -189,15 +305,19 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.writable()?.execute(
             "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
         Ok(n > 0)
     }
 
+    fn refused_write(&self) -> bool {
+        self.refused
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.get().execute_batch("COMMIT")?;
         self.open = false;
         Ok(())
     }

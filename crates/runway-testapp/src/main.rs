@@ -4,9 +4,11 @@
 //! `UNHEALTHY=1`), the environment as JSON (`/env`), slow requests (`/sleep?ms=N`), a crash
 //! (`/crash`, exit code 3), memory pressure (`/alloc?mb=N`), outbound connections
 //! (`/connect?to=IP:PORT`), log lines (`/log?stream=stderr&text=...`), its own process
-//! status (`/status`: uid, groups, capabilities, seccomp), a WebSocket echo (`/ws`),
-//! server-sent events (`/sse?count=N&interval_ms=M`) and an upload sink that counts a
-//! body of any size as it streams by (`/upload`, Content-Length or chunked).
+//! status (`/status`: uid, groups, capabilities, seccomp), a file written
+//! (`/write?path=P&mb=N`: 507 with the error when the disk refuses) or read
+//! (`/read?path=P`), a WebSocket echo (`/ws`), server-sent events
+//! (`/sse?count=N&interval_ms=M`) and an upload sink that counts a body of any size as
+//! it streams by (`/upload`, Content-Length or chunked).
 //!
 //! It depends on nothing beyond std, so it links statically and runs in an image that
 //! holds only this binary; it must never grow a dependency.
@@ -266,6 +268,30 @@ fn route(req: &Request, body: &[u8], out: &mut TcpStream, close: bool) -> io::Re
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             respond(out, 200, text, status.as_bytes(), close)?;
         }
+        (_, "/write") => {
+            let path = req.param("path").unwrap_or("/tmp/written");
+            let mb: usize = req.param("mb").and_then(|v| v.parse().ok()).unwrap_or(1);
+            match write_file(path, mb) {
+                Ok(()) => respond(
+                    out,
+                    200,
+                    text,
+                    format!("wrote {mb} MiB\n").as_bytes(),
+                    close,
+                )?,
+                Err((done, e)) => respond(
+                    out,
+                    507,
+                    text,
+                    format!("error after {done} MiB: {e}\n").as_bytes(),
+                    close,
+                )?,
+            }
+        }
+        (_, "/read") => match std::fs::read(req.param("path").unwrap_or("")) {
+            Ok(data) => respond(out, 200, "application/octet-stream", &data, close)?,
+            Err(e) => respond(out, 404, text, format!("error: {e}\n").as_bytes(), close)?,
+        },
         (_, "/echo") => respond(out, 200, "application/octet-stream", body, close)?,
         (_, "/sse") => {
             let count = req
@@ -358,6 +384,17 @@ fn alloc(mb: usize) {
         kept.push(chunk);
     }
     std::mem::forget(kept);
+}
+
+/// Writes `mb` MiB to `path` and syncs them to disk; how many MiB were written before an
+/// error, and the error.
+fn write_file(path: &str, mb: usize) -> Result<(), (usize, io::Error)> {
+    let mut file = std::fs::File::create(path).map_err(|e| (0, e))?;
+    let chunk = vec![0x5au8; 1024 * 1024];
+    for done in 0..mb {
+        file.write_all(&chunk).map_err(|e| (done, e))?;
+    }
+    file.sync_all().map_err(|e| (mb, e))
 }
 
 fn connect(to: &str, timeout: Duration) -> io::Result<()> {

@@ -57,6 +57,19 @@ fn routes_answer() {
     assert!(env.contains(r#""GREETING":"hi \"there\"""#), "{env}");
     assert_eq!(get(&app, "/sleep?ms=10").1, "slept 10 ms\n");
     assert_eq!(get(&app, "/nope").0, 404);
+    let dir = std::env::temp_dir().join(format!("testapp-write-{}", std::process::id()));
+    let file = dir.join("f");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = file.display().to_string();
+    assert_eq!(
+        get(&app, &format!("/write?path={path}&mb=2")).1,
+        "wrote 2 MiB\n"
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 2 << 20);
+    assert_eq!(get(&app, &format!("/read?path={path}")).1.len(), 2 << 20);
+    let (status, body) = get(&app, &format!("/write?path={}/no/such/f", dir.display()));
+    assert_eq!(status, 507, "{body}");
+    std::fs::remove_dir_all(&dir).unwrap();
     let unhealthy = start(&[("UNHEALTHY", "1")]);
     assert_eq!(get(&unhealthy, "/healthz").0, 500);
 }

@@ -115,7 +115,7 @@ pub async fn connection_credentials(
     };
     let (store, master) = (store.clone(), master.clone());
     tokio::task::spawn_blocking(move || {
-        let tx = store.begin().map_err(|e| e.to_string())?;
+        let tx = store.read().map_err(|e| e.to_string())?;
         runway_secrets::connection_credentials(&*tx, &master, &arn).map_err(|e| e.to_string())
     })
     .await

@@ -149,6 +149,35 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(default)]
     allow_insecure_http: bool,
+    /// Seconds an instance that fails its health checks stays (out of the route table,
+    /// for the requests it holds) after its replacement is started [default: 10].
+    #[arg(long)]
+    replace_grace: Option<u64>,
+    /// Seconds the logs of a stopped instance are kept [default: 86400].
+    #[arg(long)]
+    stopped_instance_retention: Option<u64>,
+    /// Each instance's ephemeral storage (writable layer and /tmp) in MiB; writes beyond
+    /// it fail inside the instance. 0: no limit of its own [default: 3072].
+    #[arg(long)]
+    ephemeral_storage: Option<u64>,
+    /// The memory all instances and builds together may use, in MiB [default: the
+    /// host's memory less the larger of 1 GiB and a tenth].
+    #[arg(long)]
+    instances_memory: Option<u64>,
+    /// The CPUs all instances and builds together may use, e.g. 1.5 [default: the
+    /// host's CPUs less half of one].
+    #[arg(long)]
+    instances_cpus: Option<f64>,
+    /// The processes all instances and builds together may run [default: half the
+    /// kernel's limit].
+    #[arg(long)]
+    instances_pids: Option<u64>,
+    /// An image repository (`runtimes/python3`, `docker.io/library/nginx`) whose
+    /// instances may run as the host's root, without a user namespace; repeat for more.
+    /// Every other instance's root is an unprivileged user on the host.
+    #[arg(long = "host-root-image", value_name = "REPOSITORY")]
+    #[serde(default, rename = "host-root-images")]
+    host_root_image: Vec<String>,
     /// Serve the API, registry and router but deploy nothing: operations stay PENDING.
     /// For a standby control plane, and for tests of the API alone.
     #[arg(long)]
@@ -246,6 +275,14 @@ pub struct Config {
     pub source_poll_interval: std::time::Duration,
     /// Custom domains, certificates and DNS.
     pub domains: crate::domains::DomainsConfig,
+    /// How long a stopped instance's logs are kept.
+    pub stopped_instance_retention: std::time::Duration,
+    /// Each instance's ephemeral storage in bytes (0: no limit of its own).
+    pub ephemeral_storage: u64,
+    /// What all instances and builds together may use.
+    pub instance_limits: runway_runtime::Limits,
+    /// Repositories whose images' instances run as the host's root.
+    pub host_root_images: Vec<String>,
     /// How the API and the registry are served over TLS; plain HTTP if `None`.
     pub tls: Option<TlsSource>,
     /// Names and addresses clients reach the API by.
@@ -389,6 +426,40 @@ impl ServerArgs {
                 },
                 self.https_listen.or(file.https_listen),
             )?,
+            stopped_instance_retention: std::time::Duration::from_secs(
+                self.stopped_instance_retention
+                    .or(file.stopped_instance_retention)
+                    .unwrap_or(24 * 3600),
+            ),
+            ephemeral_storage: self
+                .ephemeral_storage
+                .or(file.ephemeral_storage)
+                .map_or(runway_runtime::DEFAULT_EPHEMERAL_STORAGE, |mb| mb << 20),
+            instance_limits: {
+                let d = runway_runtime::Limits::host_defaults();
+                let cpus = self.instances_cpus.or(file.instances_cpus);
+                if let Some(cpus) = cpus
+                    && !(cpus.is_finite() && (0.01..=4096.0).contains(&cpus))
+                {
+                    bail!("instances-cpus must be a number of CPUs from 0.01 to 4096, got {cpus}");
+                }
+                runway_runtime::Limits {
+                    memory_bytes: self
+                        .instances_memory
+                        .or(file.instances_memory)
+                        .map_or(d.memory_bytes, |mb| mb << 20),
+                    cpu_units: cpus.map_or(d.cpu_units, |c| (c * 1024.0).round() as u32),
+                    pids: self
+                        .instances_pids
+                        .or(file.instances_pids)
+                        .unwrap_or(d.pids),
+                }
+            },
+            host_root_images: file
+                .host_root_image
+                .into_iter()
+                .chain(self.host_root_image)
+                .collect(),
             control: {
                 let secs = |flag: Option<u64>, file: Option<u64>, default: std::time::Duration| {
                     flag.or(file)
@@ -402,6 +473,7 @@ impl ServerArgs {
                         d.deploy_timeout,
                     ),
                     drain_timeout: secs(self.drain_timeout, file.drain_timeout, d.drain_timeout),
+                    replace_grace: secs(self.replace_grace, file.replace_grace, d.replace_grace),
                     scaler: runway_control::autoscaler::ScalerConfig {
                         stable_window: secs(
                             self.autoscale_stable_window,
@@ -572,6 +644,11 @@ fn runtime_config(config: &Config) -> Result<RuntimeConfig> {
     );
     runtime.net = config.net.clone();
     runtime.oci_runtime = config.oci_runtime.clone();
+    runtime.stopped_log_retention = config.stopped_instance_retention;
+    runtime.ephemeral_storage = config.ephemeral_storage;
+    runtime.limits = config.instance_limits;
+    runtime.host_root_repositories = config.host_root_images.clone();
+    runtime.validate().map_err(anyhow::Error::from)?;
     Ok(runtime)
 }
 

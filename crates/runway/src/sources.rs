@@ -70,10 +70,11 @@ async fn receive(
     body: Bytes,
 ) -> Answer {
     let store = sources.store.clone();
+    let wanted = name.clone();
     let lookup = tokio::task::spawn_blocking(move || {
-        let tx = store.begin().map_err(|e| e.to_string())?;
+        let tx = store.read().map_err(|e| e.to_string())?;
         let query = Query {
-            name: Some(name),
+            name: Some(wanted),
             ..Default::default()
         };
         Ok::<_, String>(
@@ -85,14 +86,19 @@ async fn receive(
         )
     })
     .await;
+    // An unknown connection, one without a webhook secret and a bad signature get the
+    // same answer, so that a caller cannot probe which connection names exist; the log
+    // says which it was.
+    let refuse = |name: &str, why: &str| {
+        tracing::warn!(connection = %name, reason = why, "a webhook was refused");
+        answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "the webhook's signature does not verify"}),
+        )
+    };
     let connection = match lookup {
         Ok(Ok(Some(c))) => c,
-        Ok(Ok(None)) => {
-            return answer(
-                StatusCode::NOT_FOUND,
-                json!({"error": "no such connection"}),
-            );
-        }
+        Ok(Ok(None)) => return refuse(&name, "no such connection"),
         Ok(Err(e)) => return answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e})),
         Err(e) => {
             return answer(
@@ -113,16 +119,15 @@ async fn receive(
         Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e})),
     };
     let Some(secret) = secret else {
-        return answer(
-            StatusCode::FORBIDDEN,
-            json!({"error": "the connection has no webhook secret (runway connections credentials NAME --webhook-secret ...)"}),
+        return refuse(
+            &name,
+            "the connection has no webhook secret (runway connections credentials NAME --webhook-secret-file F)",
         );
     };
     let event = match webhook::verify_and_parse(&headers, &body, secret.as_bytes()) {
         Ok(event) => event,
         Err(e @ (WebhookError::MissingSignature(_) | WebhookError::BadSignature)) => {
-            tracing::warn!(connection = %connection.name, error = %e, "a webhook was refused");
-            return answer(StatusCode::UNAUTHORIZED, json!({"error": e.to_string()}));
+            return refuse(&name, &e.to_string());
         }
         Err(e) => return answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
     };
@@ -182,7 +187,7 @@ struct Watched {
 }
 
 fn watched(store: &Arc<dyn Store>) -> Result<Vec<Watched>, String> {
-    let tx = store.begin().map_err(|e| e.to_string())?;
+    let tx = store.read().map_err(|e| e.to_string())?;
     let all = Query::default();
     let services = tx
         .load_all::<ServiceRecord>(&all)

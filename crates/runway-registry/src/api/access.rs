@@ -179,7 +179,7 @@ fn unauthorized(
 async fn check_basic(registry: &Registry, key_id: String, secret: String) -> Result<bool, Fault> {
     registry
         .blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             Ok(auth::check_key(&*tx, &inner.master, &key_id, &secret)?)
         })
         .await

@@ -103,7 +103,7 @@ pub(crate) async fn referrers(
     let (repo, subject) = (name.to_string(), digest.to_string());
     let mut found = registry
         .blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             Ok(meta::referrers(&*tx, &repo, &subject)?)
         })
         .await?;

@@ -181,7 +181,7 @@ impl Registry {
     pub(crate) async fn repository_exists(&self, name: &str) -> Result<bool, crate::RegistryError> {
         let name = name.to_string();
         self.blocking(move |inner| {
-            let tx = inner.store.begin()?;
+            let tx = inner.store.read()?;
             Ok(crate::meta::repository(&*tx, &name)?.is_some())
         })
         .await

@@ -456,3 +456,29 @@ fn the_cache_unpacks_once_and_keeps_nothing_of_a_failed_layer() {
         0
     );
 }
+
+#[test]
+fn a_user_namespace_map_owns_files_by_the_mapped_ids() {
+    let tar = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")
+        .symlink("etc/link", "passwd")
+        .finish();
+    let s = Scratch::new();
+    let opts = UnpackOptions {
+        id_map: Some(crate::spec::IdMap {
+            host: 1_000_000_000,
+            size: 65536,
+        }),
+        ..UnpackOptions::default()
+    };
+    unpack(tar.as_slice(), &s.layer(), &opts).unwrap();
+    for name in ["etc", "etc/passwd", "etc/link"] {
+        let meta = std::fs::symlink_metadata(s.layer().join(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (1_000_000_000, 1_000_000_000),
+            "{name}"
+        );
+    }
+}

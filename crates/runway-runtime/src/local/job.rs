@@ -366,7 +366,7 @@ impl Inner {
     fn create_job(&self, id: &JobId, spec: &JobSpec) -> Result<Child> {
         let t = Instant::now();
         let dir = self.config.job_dir(id);
-        let (image, lowers) = self.image_layers(&spec.image)?;
+        let (image, lowers) = self.image_layers(&spec.image, None)?;
         let t_img = t.elapsed();
         create_bundle_dirs(&dir)?;
         let rootfs = dir.join("rootfs");
@@ -426,6 +426,8 @@ impl Inner {
             pids_limit: self.config.pids_limit,
             nofile: spec::nofile_limit(),
             mounts: &mounts,
+            id_map: None,
+            sysfs: None,
         };
         self.write_bundle(&dir, &dir, id.as_str(), &bundle, true)?;
         let child = self.spawn_shim(&dir, true)?;

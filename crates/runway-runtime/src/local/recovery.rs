@@ -29,7 +29,7 @@ pub fn purge(config: &RuntimeConfig) -> Result<()> {
         let _ = oci.delete(&c.id);
     }
     for dir in &dirs {
-        rootfs::unmount(&dir.join("rootfs"))?;
+        rootfs::unmount_all(dir)?;
     }
     if let Ok(cgroups) = Cgroups::detect() {
         let parent = config.cgroup_parent();
@@ -74,32 +74,15 @@ impl Inner {
         let dir = self.config.instance_dir(&record.id);
         let shim_pid = shim::running_shim(&dir);
         match record.state {
-            InstanceState::Stopped => {
-                let expired = record.stopped_at.is_none_or(|t| {
-                    SystemTime::now()
-                        .duration_since(t.into())
-                        .is_ok_and(|d| d > self.config.stopped_log_retention)
-                });
-                if expired {
-                    let inner = self.clone();
-                    blocking(move || {
-                        let _ = std::fs::remove_dir_all(&dir);
-                        let mut tx = inner.store.begin()?;
-                        tx.remove::<InstanceRecord>(record.id.as_str())?;
-                        tx.commit()?;
-                        Ok(())
-                    })
-                    .await?;
-                }
-                Ok(())
-            }
+            // Removed by the first prune, with the others that expire later.
+            InstanceState::Stopped => Ok(()),
             InstanceState::Creating if shim_pid.is_none() => {
                 // Its start never returned: nothing of it may stay.
                 let inner = self.clone();
                 blocking(move || {
                     inner.teardown(&record.id)?;
                     let _ = std::fs::remove_dir_all(&dir);
-                    let mut tx = inner.store.begin()?;
+                    let mut tx = inner.store.begin_relaxed()?;
                     tx.remove::<InstanceRecord>(record.id.as_str())?;
                     tx.commit()?;
                     Ok(())
@@ -172,6 +155,48 @@ impl Inner {
         }
     }
 
+    /// Removes the records and directories (logs) of instances stopped longer ago than
+    /// the retention. How many.
+    pub(super) fn prune(&self) -> Result<usize> {
+        let retention = self.config.stopped_log_retention;
+        let expired: Vec<InstanceRecord> = {
+            let tx = self.store.read()?;
+            tx.load_all::<InstanceRecord>(&Query {
+                parent: Some(self.config.net.bridge.clone()),
+                ..Query::default()
+            })?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.state == InstanceState::Stopped)
+            .filter(|r| {
+                r.stopped_at.is_none_or(|t| {
+                    SystemTime::now()
+                        .duration_since(t.into())
+                        .is_ok_and(|d| d > retention)
+                })
+            })
+            .collect()
+        };
+        for record in &expired {
+            let dir = self.config.instance_dir(&record.id);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("cannot remove {}", dir.display()))(e)),
+            }
+            let mut tx = self.store.begin_relaxed()?;
+            tx.remove::<InstanceRecord>(record.id.as_str())?;
+            tx.commit()?;
+        }
+        if !expired.is_empty() {
+            tracing::info!(
+                count = expired.len(),
+                "removed the logs of instances stopped long ago"
+            );
+        }
+        Ok(expired.len())
+    }
+
     /// Removes what belongs to no instance the runtime drives: containers, shims,
     /// mounts, directories, cgroups and network leftovers.
     pub(super) fn sweep(&self) -> Result<()> {
@@ -183,7 +208,7 @@ impl Inner {
             .cloned()
             .collect();
         let kept: HashSet<String> = {
-            let tx = self.store.begin()?;
+            let tx = self.store.read()?;
             tx.load_all::<InstanceRecord>(&Query {
                 parent: Some(self.config.net.bridge.clone()),
                 ..Query::default()
@@ -214,9 +239,8 @@ impl Inner {
             {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
-            let rootfs = dir.join("rootfs");
-            rootfs::unmount(&rootfs)?;
-            if rootfs::is_mounted(&rootfs) {
+            rootfs::unmount_all(&dir)?;
+            if rootfs::mount_points().iter().any(|m| m.starts_with(&dir)) {
                 continue;
             }
             if kept.contains(&name) {

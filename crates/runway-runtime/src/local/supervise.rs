@@ -20,26 +20,13 @@ impl Inner {
         let inner = self.clone();
         let result = blocking(move || {
             let dir = inner.config.instance_dir(&record.id);
-            inner.net.attach(record.id.as_str(), &record.service_id)?;
-            let rootfs = dir.join("rootfs");
-            if !rootfs::is_mounted(&rootfs) {
-                let image = image::resolve(inner.images.as_ref(), &record.image)?;
-                let mut lowers = Vec::new();
-                for layer in &image.layers {
-                    lowers.push(inner.layers.ensure(
-                        inner.images.as_ref(),
-                        &record.image.repository,
-                        layer,
-                    )?);
-                }
-                lowers.reverse();
-                rootfs::mount_overlay(
-                    &lowers,
-                    &dir.join("empty"),
-                    &dir.join("upper"),
-                    &dir.join("work"),
-                    &rootfs,
-                )?;
+            let attachment = inner.net.attach(record.id.as_str(), &record.service_id)?;
+            if !rootfs::is_mounted(&dir.join("rootfs")) {
+                let (_, lowers) = inner.image_layers(&record.image, record.id_map)?;
+                inner.mount_rootfs(&dir, &lowers, record.id_map)?;
+            }
+            if record.id_map.is_some() {
+                super::mount_sysfs(&dir, &attachment.netns)?;
             }
             inner.spawn_shim(&dir, false)
         })
@@ -216,7 +203,8 @@ impl Inner {
         let task = self.handle.spawn(async move {
             let mut tracker = Tracker::new(check.clone(), initial);
             loop {
-                let passed = health::probe(addr, &check).await.is_ok();
+                let probed = health::probe(addr, &check).await;
+                let passed = probed.is_ok();
                 let Some(inner) = weak.upgrade() else { return };
                 if inst2.generation.load(Ordering::SeqCst) != generation
                     || inst2.stopping.load(Ordering::SeqCst)
@@ -230,7 +218,8 @@ impl Inner {
                     .get_or_create(&ResultLabel { result })
                     .inc();
                 if let Some(health) = tracker.record(passed, Instant::now()) {
-                    inner.on_health(&inst2, health).await;
+                    let why = probed.err().unwrap_or_default();
+                    inner.on_health(&inst2, health, why).await;
                 }
                 drop(inner);
                 tokio::time::sleep(tracker.next_delay()).await;
@@ -239,10 +228,19 @@ impl Inner {
         inst.add_task(task.abort_handle());
     }
 
-    pub(super) async fn on_health(self: &Arc<Self>, inst: &Arc<Instance>, health: Health) {
+    /// Records a change of health; `why` is why the last probe failed, if it did.
+    pub(super) async fn on_health(
+        self: &Arc<Self>,
+        inst: &Arc<Instance>,
+        health: Health,
+        why: String,
+    ) {
         let (state, kind) = match health {
             Health::Healthy => (InstanceState::Healthy, EventKind::Healthy),
-            Health::Unhealthy => (InstanceState::Unhealthy, EventKind::Unhealthy),
+            Health::Unhealthy => (
+                InstanceState::Unhealthy,
+                EventKind::Unhealthy { reason: why },
+            ),
             Health::Starting => return,
         };
         let (_, record) = inst.update(|r| {

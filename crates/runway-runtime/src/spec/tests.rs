@@ -157,6 +157,8 @@ fn the_config_limits_and_isolates() {
         pids_limit: 100,
         nofile: 1024,
         mounts: &[],
+        id_map: None,
+        sysfs: None,
     })
     .unwrap();
     let v = serde_json::to_value(&spec).unwrap();
@@ -252,6 +254,8 @@ fn bind_mounts_follow_the_generated_ones_with_their_access() {
         pids_limit: 100,
         nofile: 1024,
         mounts: &mounts,
+        id_map: None,
+        sysfs: None,
     })
     .unwrap();
     let v = serde_json::to_value(&spec).unwrap();
@@ -291,4 +295,72 @@ fn cpu_units_map_to_a_quota() {
     assert_eq!(cpu_quota(256), 25_000);
     assert_eq!(cpu_quota(4096), 400_000);
     assert_eq!(cpu_quota(1), 1000, "the kernel's minimum quota");
+}
+
+#[test]
+fn an_instance_in_a_user_namespace_maps_its_ids_and_binds_its_own_sysfs() {
+    let map = IdMap {
+        host: 1_000_000_000,
+        size: 65536,
+    };
+    let spec = runtime_config(&BundleSpec {
+        hostname: "abc",
+        process: ProcessSpec {
+            args: vec!["/app".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        },
+        rootfs: Path::new("/run/x/rootfs"),
+        netns: Path::new("/run/netns/n1"),
+        etc: Path::new("/run/x/etc"),
+        cgroups_path: "/runway-br/i1",
+        cpu_units: 1024,
+        memory_mb: 512,
+        pids_limit: 100,
+        nofile: 1024,
+        mounts: &[],
+        id_map: Some(map),
+        sysfs: Some(Path::new("/run/x/sys")),
+    })
+    .unwrap();
+    let v = serde_json::to_value(&spec).unwrap();
+    let linux = &v["linux"];
+    let types: Vec<&str> = linux["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"user"), "{types:?}");
+    for key in ["uidMappings", "gidMappings"] {
+        assert_eq!(
+            linux[key],
+            serde_json::json!([{"hostID": 1_000_000_000u32, "containerID": 0, "size": 65536}])
+        );
+    }
+    let sys: Vec<&serde_json::Value> = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"] == "/sys")
+        .collect();
+    assert_eq!(sys.len(), 1);
+    assert_eq!(sys[0]["type"], "bind");
+    assert_eq!(sys[0]["source"], "/run/x/sys");
+    assert!(sys[0]["options"].as_array().unwrap().contains(&"ro".into()));
+    assert_eq!(map.to_host(0), 1_000_000_000);
+    assert_eq!(map.to_host(1000), 1_000_001_000);
+    assert_eq!(map.to_host(70000), 1_000_065_534, "out of range is nobody");
+    assert!(IdMap { host: 0, size: 10 }.validate().is_err());
+    assert!(
+        IdMap {
+            host: u32::MAX - 5,
+            size: 10
+        }
+        .validate()
+        .is_err()
+    );
 }

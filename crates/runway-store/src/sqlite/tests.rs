@@ -171,3 +171,83 @@ fn corrupt_bodies_are_reported_not_panicked_on() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn reads_run_beside_an_open_write_and_see_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let mut tx = store.begin().unwrap();
+    tx.create(&thing("a", "alpha", None)).unwrap();
+    tx.commit().unwrap();
+
+    let before = store.read().unwrap();
+    assert_eq!(before.load::<Thing>("a").unwrap().unwrap().name, "alpha");
+    // A writer holds its transaction open; a reader neither waits for it nor sees it.
+    let mut writer = store.begin().unwrap();
+    writer.create(&thing("b", "beta", None)).unwrap();
+    let during = std::thread::scope(|s| {
+        s.spawn(|| {
+            let tx = store.read().unwrap();
+            tx.load::<Thing>("b").unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(during, None, "an uncommitted write is not seen");
+    writer.commit().unwrap();
+    assert_eq!(
+        before.load::<Thing>("b").unwrap(),
+        None,
+        "a read transaction keeps the snapshot it started with"
+    );
+    drop(before);
+    let after = store.read().unwrap();
+    assert!(after.load::<Thing>("b").unwrap().is_some());
+}
+
+#[test]
+fn a_read_transaction_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in [
+        SqliteStore::open(&dir.path().join("state.db")).unwrap(),
+        SqliteStore::in_memory().unwrap(),
+    ] {
+        let mut tx = store.read().unwrap();
+        assert!(!tx.refused_write());
+        let err = tx.create(&thing("a", "alpha", None)).unwrap_err();
+        assert!(matches!(err, StoreError::ReadOnly), "{err}");
+        // Said by the transaction too, whatever the caller made of the error.
+        assert!(tx.refused_write());
+        assert!(matches!(
+            tx.remove::<Thing>("a").unwrap_err(),
+            StoreError::ReadOnly
+        ));
+        drop(tx);
+        // The connection is sound afterwards, for reads and writes.
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("a", "alpha", None)).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().load::<Thing>("a").unwrap().is_some());
+    }
+}
+
+#[test]
+fn relaxed_commits_are_seen_and_kept_like_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut tx = store.begin_relaxed().unwrap();
+        tx.create(&thing("a", "alpha", None)).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().load::<Thing>("a").unwrap().is_some());
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("b", "beta", None)).unwrap();
+        tx.commit().unwrap();
+    }
+    // A closed (or killed) process keeps both: the OS holds what was not flushed.
+    let store = SqliteStore::open(&path).unwrap();
+    let tx = store.read().unwrap();
+    assert!(tx.load::<Thing>("a").unwrap().is_some());
+    assert!(tx.load::<Thing>("b").unwrap().is_some());
+}

@@ -14,6 +14,7 @@ mod netns;
 mod packages;
 mod registry;
 mod remote;
+mod reliability;
 mod runtimes;
 mod secrets;
 mod source;

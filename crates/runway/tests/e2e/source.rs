@@ -397,6 +397,9 @@ fn a_push_is_deployed_by_its_webhook_and_a_polled_branch_by_polling() {
     let before = operations();
     let (status, body) = github_push(&server, "githost", &repo, &head(&repo), b"wrong");
     assert_eq!(status, 401, "{body}");
+    // Connection names cannot be probed: an unknown one is answered as a bad signature.
+    let unknown = github_push(&server, "nohost", &repo, &head(&repo), b"s3cret-for-hooks");
+    assert_eq!(unknown, (status, body));
     assert_eq!(
         operations(),
         before,
@@ -422,4 +425,65 @@ fn a_push_is_deployed_by_its_webhook_and_a_polled_branch_by_polling() {
     assert_eq!(get(&server, &host, "/"), (200, "Hello polled v1\n".into()));
     commit_greeting(&repo, "Hello polled v2");
     wait_for_answer(&server, &host, "Hello polled v2");
+}
+
+#[test]
+fn a_build_longer_than_the_deploy_timeout_deploys_and_later_events_carry_their_times() {
+    // The deploy timeout is for the revision's instances to get healthy: it starts when
+    // they start, not before a build that takes longer than it.
+    let server = Server::start_with(&[
+        "--runtime-image",
+        "python3=runtimes/python3:latest",
+        "--deploy-timeout",
+        "5",
+    ]);
+    import_python_base(&server);
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("slowbuild");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello"),
+        &app,
+    );
+    let yaml = std::fs::read_to_string(app.join("apprunner.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "      - python3 -m compileall -q .",
+        "      - sleep 8\n      - python3 -m compileall -q .",
+    );
+    assert!(yaml.contains("sleep 8"), "{yaml}");
+    std::fs::write(app.join("apprunner.yaml"), yaml).unwrap();
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = assert_ok(&out, "runway deploy --source");
+    assert!(
+        stdout.contains("Service slowbuild is running at"),
+        "{stdout}"
+    );
+    let arn = server.aws(&["list-services"]).ok()["ServiceSummaryList"][0]["ServiceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let events = crate::deploy::extension(
+        &server,
+        "ListServiceEvents",
+        serde_json::json!({ "ServiceArn": arn }),
+    );
+    let time_of = |prefix: &str| {
+        events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["Message"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no event {prefix:?}: {events}"))["Time"]
+            .as_f64()
+            .unwrap()
+    };
+    let took = time_of("Build succeeded") - time_of("Building ");
+    assert!(
+        took >= 8.0,
+        "the build's events carry the times they happened at: {took} s apart\n{events}"
+    );
 }
