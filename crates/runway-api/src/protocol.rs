@@ -260,7 +260,12 @@ pub(crate) fn finish(
         Ok(body) => (StatusCode::OK, "ok", body, None),
         Err(fault) => {
             let body = serde_json::json!({ "__type": fault.type_name, "Message": fault.message });
-            (fault.status, fault.type_name, body.to_string().into_bytes(), fault.retry_after)
+            (
+                fault.status,
+                fault.type_name,
+                body.to_string().into_bytes(),
+                fault.retry_after,
+            )
         }
     };
     api.inner
@@ -351,11 +356,13 @@ pub(crate) async fn authenticate(
     if let Some(signer) = &signer {
         signer.admit()?;
     }
-    verify(api, parts, body, service).await.inspect_err(|fault| {
-        if let Some(signer) = &signer {
-            signer.failed(fault);
-        }
-    })
+    verify(api, parts, body, service)
+        .await
+        .inspect_err(|fault| {
+            if let Some(signer) = &signer {
+                signer.failed(fault);
+            }
+        })
 }
 
 /// Checks the request's signature against the stored access keys.

@@ -196,7 +196,6 @@ pub use routes::{
 pub use server::Workers;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use hyper_util::rt::TokioExecutor;
 use runway_telemetry::Registry;
 use shared::{LiveState, Shared};
 use std::sync::Arc;
