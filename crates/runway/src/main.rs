@@ -11,8 +11,8 @@
 mod adapters;
 mod client;
 mod commands;
-mod runtime_catalog;
 mod domains;
+mod runtime_catalog;
 mod server;
 mod sources;
 
