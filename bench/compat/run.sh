@@ -33,7 +33,7 @@ flags=(--data-dir "$data" --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0
 cleanup() {
   [[ -n "${server:-}" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   "$runway" purge "${flags[@]}" >/dev/null 2>&1 || true
-  [[ -n "${KEEP:-}" ]] && cp "$work/server.log" /tmp/runway-compat-server.log
+  [[ -n "${LOGS:-}" ]] && mkdir -p "$LOGS" && cp "$work/server.log" "$LOGS/server.log"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,8 +62,11 @@ import_base() {
   imported+="$spec "
 }
 
+# This run's rows; merged into results.tsv at the end with the rows of the repositories
+# it did not run (a run of a few names keeps the others' last results).
 results=bench/compat/results.tsv
-printf 'name\tcommit\truntime\tresult\tstatus\tseconds\tnote\n' >"$results"
+rows=$work/rows.tsv
+: >"$rows"
 ok=0 total=0
 while IFS=$'\t' read -r name commit runtimes subdir path note; do
   [[ -z "$name" || "$name" == \#* || "$name" == name ]] && continue
@@ -71,7 +74,7 @@ while IFS=$'\t' read -r name commit runtimes subdir path note; do
   total=$((total + 1))
   dir=$checkouts/${name//\//+}
   if [[ ! -d "$dir" ]]; then
-    printf '%s\t%s\t%s\tnot checked out\t-\t-\t%s\n' "$name" "$commit" "$runtimes" "$dir is missing" >>"$results"
+    printf '%s\t%s\t%s\tnot checked out\t-\t-\t%s\n' "$name" "$commit" "$runtimes" "$dir is missing" >>"$rows"
     continue
   fi
   if [[ -d "$dir/.git" && "$commit" != "-" ]]; then
@@ -88,7 +91,7 @@ while IFS=$'\t' read -r name commit runtimes subdir path note; do
   start=$(date +%s.%N)
   if "$runway" deploy --source "$src" --name "$service" >"$log" 2>&1; then
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    host=$("$runway" services describe "$service" -o json | jq -r .ServiceUrl)
+    host=$("$runway" services describe "$service" -o json | jq -r .ServiceUrl || true)
     status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --cacert "$data/certs/ca.pem" \
       --resolve "$host:$port:127.0.0.1" "https://$host:$port${path:-/}" || true)
     if [[ "$status" =~ ^[23] ]]; then
@@ -102,13 +105,30 @@ while IFS=$'\t' read -r name commit runtimes subdir path note; do
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
     status=-
     result=failed
-    # The first line that says why: a failed command, a refused file, a missing image.
-    why=$(grep -m1 -E 'build command failed|apprunner.yaml line|no base image|Deployment failed|Error|error:' "$log" \
-      | sed 's/^ *//; s/\t/ /g' | cut -c1-240)
+    # The line that says why: a failed build (its command, a refused file, a missing
+    # image), else the instance's last log line (why it exited), else the last error.
+    why=""
+    for pattern in '==> Build failed' 'no base image|apprunner.yaml line' '^ *log \[' 'Deployment failed' '[Ee]rror'; do
+      why=$(grep -E "$pattern" "$log" | tail -n 1 | sed 's/^[ |]*//; s/^log \[[0-9a-f]*\] //; s/\t/ /g' \
+        | cut -c1-240 || true)
+      [[ -n "$why" ]] && break
+    done
     [[ -n "$note" ]] && why="$why ($note)"
-    [[ -n "${KEEP:-}" ]] && cp "$log" "/tmp/runway-compat-$service.log"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n' "$name" "$commit" "$runtimes" "$result" "$status" "$seconds" "$why" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n' "$name" "$commit" "$runtimes" "$result" "$status" "$seconds" "$why" >>"$rows"
+  # LOGS: a directory that keeps every deployment's output (build log included).
+  [[ -n "${LOGS:-}" ]] && mkdir -p "$LOGS" && cp "$log" "$LOGS/$service.log"
   "$runway" services delete "$service" >/dev/null 2>&1 || true
 done <bench/compat/repos.tsv
+# In the order of repos.tsv: this run's row, else the last one recorded.
+{
+  printf 'name\tcommit\truntime\tresult\tstatus\tseconds\tnote\n'
+  [[ -f $results ]] || : >"$results"
+  awk -F'\t' -v rows="$rows" -v old="$results" '
+    FILENAME == rows { row[$1] = $0; next }
+    FILENAME == old { if (FNR > 1) last[$1] = $0; next }
+    $1 != "name" && $1 !~ /^#/ && $1 != "" { if ($1 in row) print row[$1]; else if ($1 in last) print last[$1] }' \
+    "$rows" "$results" bench/compat/repos.tsv
+} >"$work/results.tsv"
+mv "$work/results.tsv" "$results"
 echo "compat: $ok of $total repositories answer; see $results" >&2

@@ -494,7 +494,7 @@ impl Builder {
             log.line(&self.inner.config.trust.describe(&material));
             let built = self
                 .run_commands(
-                    request, &key, &commit, &plan, &base, &layers, &material, log, scratch,
+                    request, &key, &commit, &plan, &chosen, &base, &layers, &material, log, scratch,
                 )
                 .await?;
             layers.push(built);
@@ -707,6 +707,7 @@ impl Builder {
         key: &str,
         commit: &str,
         plan: &BuildPlan,
+        chosen: &ChosenImage,
         base: &image::BaseImage,
         layers: &[NewLayer],
         trust: &TrustMaterial,
@@ -736,6 +737,9 @@ impl Builder {
                 key,
                 commit,
                 plan,
+                // The version checked is the one chosen for what was asked (the nearest
+                // one when the machine has no image of it, which the log has said).
+                plan.runtime_version.as_ref().and(chosen.version.as_deref()),
                 &build_repository,
                 &build_digest,
                 trust,
@@ -755,6 +759,7 @@ impl Builder {
         key: &str,
         commit: &str,
         plan: &BuildPlan,
+        checked_version: Option<&str>,
         repository: &str,
         digest: &str,
         trust: &TrustMaterial,
@@ -806,7 +811,7 @@ impl Builder {
             command: script::with_bash(&format!(
                 "exec 2>&1\n{}{}{}",
                 trust::prelude(),
-                runtimes::version_probe(plan.runtime.family(), plan.runtime_version.as_deref()),
+                runtimes::version_probe(plan.runtime.family(), checked_version),
                 script::build_script(APP_DIR, &commands)
             )),
             env,

@@ -559,7 +559,8 @@ pub struct ChosenImage {
     pub source: ImageSource,
     /// The version the image holds, when its tag or the template says so.
     pub version: Option<String>,
-    /// Set when the runtime asked for had no image: why another one is used.
+    /// Set when the image is not of the runtime or version asked for: which one is
+    /// used instead, and why (for the build log and the service's events).
     pub fallback: Option<String>,
 }
 
@@ -571,6 +572,15 @@ pub struct NoImage(pub String);
 /// Chooses the base image of `runtime` at `version`, given what each runtime of its
 /// chain (it, then its successors) would use ([`ImageChoice`], from the configuration
 /// and runway's registry; `None`: no image at all).
+///
+/// A version is honoured exactly when an image holds it. Otherwise the nearest this
+/// machine has is used, never silently ([`ChosenImage::fallback`] says so): the newest
+/// of the same minor version (`3.11.9` asked, `3.11.2` here: patch releases keep the
+/// ABI and the wheels), else the oldest newer one (`3.8.16` asked of the retired
+/// `python3`, Python 3.9 here), first among the runtime's own images and then its
+/// successors'. The registries a machine reaches offer only some versions (Debian has
+/// no Python 3.8), and a repository that pinned one should still deploy. Only a version
+/// newer than every image fails, naming what there is.
 pub fn choose(
     runtime: Runtime,
     version: Option<&str>,
@@ -587,26 +597,49 @@ pub fn choose(
             seen.push(format!("{rt}: no image"));
             continue;
         };
-        // A version must fit the line of the runtime whose image is used.
+        // A version must fit the line of the runtime whose image is used, or be older
+        // than a successor's line (a retired version builds with its successor).
+        let fits = |v: &str| {
+            version_matches(v, rt.version_line()) || version_matches(rt.version_line(), v)
+        };
+        let older_than_line =
+            |v: &str| rt != runtime && version_key(v) < version_key(rt.version_line());
         if let Some(v) = version
-            && !(version_matches(v, rt.version_line()) || version_matches(rt.version_line(), v))
+            && !fits(v)
+            && !older_than_line(v)
         {
             seen.push(format!("{rt}: {} only", rt.describe()));
             continue;
         }
-        let chosen = |reference: String, version: Option<String>| ChosenImage {
+        let notes = |reference: &str, held: Option<&str>| {
+            let mut notes = Vec::new();
+            if rt != runtime {
+                notes.push(fallback_note(runtime, rt));
+            }
+            if let (Some(asked), Some(held)) = (version, held)
+                && !version_matches(held, asked)
+                && !version_matches(asked, held)
+            {
+                notes.push(nearest_note(rt, asked, held, reference));
+            }
+            (!notes.is_empty()).then(|| notes.join("; "))
+        };
+        let chosen = |reference: String, held: Option<String>| ChosenImage {
             runtime: rt,
+            fallback: notes(&reference, held.as_deref()),
             reference,
             source: c.source,
-            version,
-            fallback: (rt != runtime).then(|| fallback_note(runtime, rt)),
+            version: held,
         };
-        // `3` asked of a runtime of line `3.11` means `3.11`.
+        // `3` asked of a runtime of line `3.11` means `3.11`; a retired version asked
+        // of a successor means the successor's own default.
         let version = version.map(|v| {
             if version_matches(rt.version_line(), v) {
                 rt.version_line()
-            } else {
+            } else if fits(v) {
                 v
+            } else {
+                rt.default_version()
             }
         });
         if c.reference.contains("{version}") {
@@ -614,23 +647,26 @@ pub fn choose(
             return Ok(chosen(c.reference.replace("{version}", &v), Some(v)));
         }
         match &c.local_tags {
-            Some(tags) if version.is_some() => match best_version(tags, version) {
-                Some(tag) => {
-                    let (repository, _) = split_local_reference(&c.reference, &[]);
-                    return Ok(chosen(format!("{repository}:{tag}"), Some(tag.to_string())));
+            Some(tags) if version.is_some() => {
+                let wanted = version.unwrap_or_default();
+                match best_version(tags, Some(wanted)).or_else(|| nearest_version(tags, wanted)) {
+                    Some(tag) => {
+                        let (repository, _) = split_local_reference(&c.reference, &[]);
+                        return Ok(chosen(format!("{repository}:{tag}"), Some(tag.to_string())));
+                    }
+                    None => {
+                        let have = versions(tags);
+                        seen.push(format!(
+                            "{rt}: {}",
+                            if have.is_empty() {
+                                "no versioned image".to_string()
+                            } else {
+                                have.join(", ")
+                            }
+                        ));
+                    }
                 }
-                None => {
-                    let have = versions(tags);
-                    seen.push(format!(
-                        "{rt}: {}",
-                        if have.is_empty() {
-                            "no versioned image".to_string()
-                        } else {
-                            have.join(", ")
-                        }
-                    ));
-                }
-            },
+            }
             Some(tags) => {
                 let (_, tag) = split_local_reference(&c.reference, &[]);
                 // `latest` is the newest version imported, when the tags say so.
@@ -661,6 +697,36 @@ pub fn choose(
         version.map(|v| format!(" version {v}")).unwrap_or_default(),
         seen.join("; ")
     )))
+}
+
+/// The version among `tags` nearest to `wanted` when none is `wanted` itself: the
+/// newest of the same minor version (`3.11.2` for `3.11.9`), else the oldest newer one
+/// (`3.9.2` for `3.8.16`); `None` when every version is older.
+pub fn nearest_version<'a>(tags: &'a [String], wanted: &str) -> Option<&'a str> {
+    let minor: Vec<&str> = wanted.split('.').take(2).collect();
+    let minor = minor.join(".");
+    let wanted_key = version_key(wanted);
+    (minor != wanted)
+        .then(|| best_version(tags, Some(&minor)))
+        .flatten()
+        .or_else(|| {
+            tags.iter()
+                .map(String::as_str)
+                .filter(|t| is_version(t) && version_key(t) > wanted_key)
+                .min_by_key(|t| version_key(t))
+        })
+}
+
+/// The note when an image holds `held` where `asked` was asked for.
+fn nearest_note(rt: Runtime, asked: &str, held: &str, reference: &str) -> String {
+    let language = rt.describe();
+    let language = language
+        .rsplit_once(' ')
+        .map_or(language.as_str(), |(l, _)| l);
+    format!(
+        "runtime-version {asked} has no image here; the nearest, {language} {held} \
+         ({reference}), builds and runs it instead"
+    )
 }
 
 /// The first words of the line the build prints when the interpreter's version is not

@@ -113,15 +113,83 @@ fn a_retired_runtime_falls_back_to_its_successor_and_says_so() {
     assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
     let c = choose(Runtime::Python3, Some("3"), official).unwrap();
     assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
-    // A version the successor is not: an error naming what there is and the fix.
-    let e = choose(Runtime::Python3, Some("3.8.16"), official)
+    // A retired version builds with its successor's default, saying both why.
+    let c = choose(Runtime::Python3, Some("3.8.16"), official).unwrap();
+    assert_eq!(c.reference, "docker.io/library/python:3.11-slim");
+    assert_eq!(c.version.as_deref(), Some("3.11"));
+    let note = c.fallback.unwrap();
+    assert!(
+        note.contains("retired") && note.contains("runtime-version 3.8.16 has no image here"),
+        "{note}"
+    );
+    // A version newer than the successor's: an error naming what there is and the fix.
+    let e = choose(Runtime::Nodejs16, Some("23"), official)
         .unwrap_err()
         .0;
+    assert!(e.contains("nodejs16 takes a runtime-version of 16"), "{e}");
+    let c = choose(Runtime::Corretto8, Some("8"), |rt| {
+        (rt == Runtime::Corretto11).then(|| ImageChoice {
+            reference: "runtimes/corretto11:latest".into(),
+            source: ImageSource::Imported,
+            local_tags: Some(tags(&["latest", "11.0.25"])),
+        })
+    })
+    .unwrap();
+    assert_eq!(c.reference, "runtimes/corretto11:11.0.25");
+}
+
+#[test]
+fn a_version_without_an_image_gets_the_nearest_one_and_says_so() {
+    let t = tags(&["latest", "3.9.2", "3.11.2", "3.13.5"]);
+    // The newest of the same minor version, then the oldest newer one.
+    assert_eq!(nearest_version(&t, "3.11.9"), Some("3.11.2"));
+    assert_eq!(nearest_version(&t, "3.8.16"), Some("3.9.2"));
+    assert_eq!(nearest_version(&t, "3.7"), Some("3.9.2"));
+    assert_eq!(nearest_version(&t, "3.12"), Some("3.13.5"));
+    assert_eq!(nearest_version(&t, "3.14"), None);
+    assert_eq!(nearest_version(&tags(&["latest"]), "3.9"), None);
+
+    // The retired python3 at App Runner's 3.8.16, on a machine with Python 3.9 and 3.11.
+    let imported = |rt: Runtime| {
+        let t = match rt {
+            Runtime::Python3 => tags(&["latest", "3.9.2"]),
+            Runtime::Python311 => tags(&["latest", "3.11.2"]),
+            _ => return None,
+        };
+        Some(ImageChoice {
+            reference: format!("runtimes/{rt}:latest"),
+            source: ImageSource::Imported,
+            local_tags: Some(t),
+        })
+    };
+    let c = choose(Runtime::Python3, Some("3.8.16"), imported).unwrap();
+    assert_eq!(
+        (c.runtime, c.reference.as_str(), c.version.as_deref()),
+        (Runtime::Python3, "runtimes/python3:3.9.2", Some("3.9.2"))
+    );
+    let note = c.fallback.unwrap();
     assert!(
-        e.contains("python3 version 3.8.16")
-            && e.contains("Python 3.11 only")
-            && e.contains("scripts/base-image python3 --version 3.8.16"),
-        "{e}"
+        note.contains("runtime-version 3.8.16 has no image here")
+            && note.contains("Python 3.9.2 (runtimes/python3:3.9.2)"),
+        "{note}"
+    );
+    // A version that is there is used as it is, without a note.
+    let c = choose(Runtime::Python3, Some("3.9"), imported).unwrap();
+    assert_eq!(
+        (c.reference.as_str(), c.fallback),
+        ("runtimes/python3:3.9.2", None)
+    );
+    // `3.11` of python3 is its successor's line.
+    let c = choose(Runtime::Python3, Some("3.11"), imported).unwrap();
+    assert_eq!(c.reference, "runtimes/python311:3.11.2");
+    assert!(c.fallback.unwrap().contains("is built with python311"));
+    // A patch release this machine lacks: the same minor version's.
+    let c = choose(Runtime::Python311, Some("3.11.9"), imported).unwrap();
+    assert_eq!(c.reference, "runtimes/python311:3.11.2");
+    assert!(
+        c.fallback
+            .unwrap()
+            .contains("runtime-version 3.11.9 has no image here")
     );
 }
 
@@ -140,7 +208,14 @@ fn imported_images_are_chosen_by_their_version_tags() {
     let c = choose(Runtime::Nodejs18, None, imported).unwrap();
     assert_eq!(c.reference, "runtimes/nodejs18:latest");
     assert_eq!(c.version.as_deref(), Some("18.20.8"));
-    let e = choose(Runtime::Nodejs18, Some("18.17.1"), imported)
+    // One this machine lacks: the nearest of the same minor version, then a newer one.
+    let c = choose(Runtime::Nodejs18, Some("18.19.1"), imported).unwrap();
+    assert_eq!(c.reference, "runtimes/nodejs18:18.19.0");
+    let c = choose(Runtime::Nodejs18, Some("18.17.1"), imported).unwrap();
+    assert_eq!(c.reference, "runtimes/nodejs18:18.19.0");
+    assert!(c.fallback.is_some());
+    // Newer than every image: refused, naming what there is.
+    let e = choose(Runtime::Nodejs18, Some("18.21"), imported)
         .unwrap_err()
         .0;
     assert!(

@@ -1,8 +1,8 @@
 //! Managed runtimes as a user meets them: `runway runtimes ls`, `set` and `check` on a
 //! running server, an image imported by version the way `scripts/base-image` does, a
-//! retired runtime name (in App Runner's capitalisation) built with its successor and
-//! saying so, `runtime-version` honoured or refused naming the versions there are, and a
-//! missing image reported with its fix.
+//! retired runtime version (in App Runner's capitalisation of the name) built with the
+//! nearest version there is and saying so, a version newer than every image refused
+//! naming the versions there are, and a missing image reported with its fix.
 
 use crate::deploy::get;
 use crate::harness::Server;
@@ -49,7 +49,8 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
         (Value::Bool(true), "missing".into())
     );
 
-    // Imported by version, as scripts/base-image does.
+    // Imported by version, as scripts/base-image does: python3's image is Python 3.9
+    // (Debian's nearest to App Runner's 3.8).
     let layer = runway_build::test_util::base_layer("python3").expect("the python3 base layer");
     let rootfs = tempfile::tempdir().unwrap();
     let status = Command::new("tar")
@@ -64,25 +65,26 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
         .runway()
         .args(["image", "import-rootfs"])
         .arg(rootfs.path())
-        .args(["--name", "runtimes/python311:3.11", "--tag", "latest"])
+        .args(["--name", "runtimes/python3:3.9", "--tag", "latest"])
         .output()
         .unwrap();
     assert_ok(&out, "runway image import-rootfs");
-    let row = runtime_row(&server, "python311");
+    let row = runtime_row(&server, "python3");
     assert_eq!(
         (row["Source"].as_str(), row["State"].as_str()),
         (Some("imported"), Some("present")),
         "{row}"
     );
-    assert_eq!(row["Versions"], serde_json::json!(["3.11"]));
+    assert_eq!(row["Versions"], serde_json::json!(["3.9"]));
 
-    // A retired runtime, named as App Runner users wrote it, builds with its successor
-    // and says so; the version asked for is the one that runs.
+    // A retired version, in a runtime name as App Runner users wrote it, builds with the
+    // nearest version there is and says so, in the build log and in the events; the
+    // build log names the interpreter that ran.
     let work = tempfile::tempdir().unwrap();
     let app = work.path().join("oldpy");
     python_app(
         &app,
-        "version: 1.0\nruntime: Python3\nbuild:\n  commands:\n    build:\n      - python -c 'import sys; print(sys.version)'\n      - pip --version\nrun:\n  runtime-version: 3.11\n  command: python app.py\n  network:\n    port: 8000\n",
+        "version: 1.0\nruntime: Python3\nbuild:\n  commands:\n    build:\n      - python -c 'import sys; print(sys.version)'\n      - pip --version\nrun:\n  runtime-version: 3.8.16\n  command: python app.py\n  network:\n    port: 8000\n",
     );
     let out = server
         .runway()
@@ -90,12 +92,12 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
         .arg(&app)
         .output()
         .unwrap();
-    let stdout = assert_ok(&out, "runway deploy --source (Python3)");
+    let stdout = assert_ok(&out, "runway deploy --source (Python3 at 3.8.16)");
     assert!(
-        stdout.contains("runtime python3 (Python 3) is built with python311 (Python 3.11)"),
+        stdout.contains("runtime-version 3.8.16 has no image here; the nearest, Python 3.9 (runtimes/python3:3.9)"),
         "{stdout}"
     );
-    assert!(stdout.contains("==> Python 3.11."), "{stdout}");
+    assert!(stdout.contains("==> Python 3.9."), "{stdout}");
     let services = server.aws(&["list-services"]).ok();
     let host = services["ServiceSummaryList"][0]["ServiceUrl"]
         .as_str()
@@ -104,15 +106,16 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
     assert_eq!(get(&server, &host, "/").0, 200);
     let events = server.runway().args(["events", "oldpy"]).output().unwrap();
     assert!(
-        String::from_utf8_lossy(&events.stdout).contains("is built with python311"),
+        String::from_utf8_lossy(&events.stdout)
+            .contains("runtime-version 3.8.16 has no image here"),
         "the note is an event too"
     );
 
-    // A version no image has: refused, naming what there is and how to add it.
-    let app = work.path().join("py38");
+    // A version newer than every image: refused, naming what there is and how to add it.
+    let app = work.path().join("py312");
     python_app(
         &app,
-        "version: 1.0\nruntime: python3\nrun:\n  runtime-version: 3.8.16\n  command: python app.py\n",
+        "version: 1.0\nruntime: python3\nrun:\n  runtime-version: 3.12\n  command: python app.py\n",
     );
     let out = server
         .runway()
@@ -123,9 +126,10 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("no base image for runtime python3 version 3.8.16")
+        stdout.contains("no base image for runtime python3 version 3.12")
+            && stdout.contains("python3: 3.9;")
             && stdout.contains("python311: Python 3.11 only")
-            && stdout.contains("scripts/base-image python3 --version 3.8.16"),
+            && stdout.contains("scripts/base-image python3 --version 3.12"),
         "{stdout}"
     );
 
@@ -148,7 +152,7 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
     let out = runtimes(&server, &["set", "cobol1", "x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a managed runtime"));
-    let out = runtimes(&server, &["check", "python311", "--version", "3.11"]);
+    let out = runtimes(&server, &["check", "python3", "--version", "3.9"]);
     let stdout = assert_ok(&out, "runway runtimes check");
-    assert!(stdout.contains("runtimes/python311:3.11"), "{stdout}");
+    assert!(stdout.contains("runtimes/python3:3.9"), "{stdout}");
 }
