@@ -220,14 +220,14 @@ struct KeyMetadataResponse {
     key_metadata: KeyMetadata,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Tag {
     tag_key: Option<String>,
     tag_value: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateKeyRequest {
     policy: Option<String>,
@@ -314,7 +314,7 @@ fn create_key(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct KeyIdRequest {
     key_id: Option<String>,
@@ -334,7 +334,7 @@ fn describe_key(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ListRequest {
     key_id: Option<String>,
@@ -398,7 +398,7 @@ fn disable_key(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: KeyIdRequest) -> Result<Emp
     Ok(Empty {})
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct AliasRequest {
     alias_name: Option<String>,
@@ -478,7 +478,7 @@ fn list_aliases(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct EncryptRequest {
     key_id: Option<String>,
@@ -512,7 +512,7 @@ fn encrypt(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: EncryptRequest) -> Result<Encry
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct DecryptRequest {
     ciphertext_blob: Option<String>,
@@ -553,7 +553,7 @@ fn decrypt(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: DecryptRequest) -> Result<Decry
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ReEncryptRequest {
     ciphertext_blob: Option<String>,
@@ -623,7 +623,7 @@ fn re_encrypt(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct GenerateDataKeyRequest {
     key_id: Option<String>,
@@ -704,7 +704,7 @@ fn generate_data_key_without_plaintext(
     data_key(tx, ctx, req, false)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct RotationRequest {
     key_id: Option<String>,
@@ -852,7 +852,7 @@ fn list_key_rotations(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ScheduleKeyDeletionRequest {
     key_id: Option<String>,

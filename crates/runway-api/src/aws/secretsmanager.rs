@@ -125,7 +125,7 @@ fn stages_map(secret: &SecretRecord) -> Option<BTreeMap<String, Vec<String>>> {
     (!map.is_empty()).then_some(map)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateSecretRequest {
     name: Option<String>,
@@ -191,7 +191,7 @@ fn create_secret(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct GetSecretValueRequest {
     secret_id: Option<String>,
@@ -245,7 +245,7 @@ fn get_secret_value(
     Ok(entry(read))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Filter {
     key: Option<String>,
@@ -333,7 +333,7 @@ fn passes(secret: &SecretRecord, filters: &[Filter]) -> bool {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BatchGetSecretValueRequest {
     secret_id_list: Option<Vec<String>>,
@@ -432,7 +432,7 @@ fn batch_get_secret_value(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct PutSecretValueRequest {
     secret_id: Option<String>,
@@ -477,7 +477,7 @@ fn put_secret_value(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UpdateSecretRequest {
     secret_id: Option<String>,
@@ -527,7 +527,7 @@ fn update_secret(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct SecretIdRequest {
     secret_id: Option<String>,
@@ -587,7 +587,7 @@ fn describe_secret(
     Ok(describe(&store(ctx).find(tx, id)?, false))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ListSecretsRequest {
     include_planned_deletion: Option<bool>,
@@ -655,7 +655,7 @@ fn list_secrets(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ListSecretVersionIdsRequest {
     secret_id: Option<String>,
@@ -725,7 +725,7 @@ fn list_secret_version_ids(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct DeleteSecretRequest {
     secret_id: Option<String>,
@@ -782,7 +782,7 @@ fn restore_secret(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UpdateSecretVersionStageRequest {
     secret_id: Option<String>,
@@ -811,7 +811,7 @@ fn update_secret_version_stage(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct TagResourceRequest {
     secret_id: Option<String>,
@@ -828,7 +828,7 @@ fn tag_resource(tx: &mut dyn Txn, ctx: &Ctx<'_>, req: TagResourceRequest) -> Res
     Ok(Empty {})
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UntagResourceRequest {
     secret_id: Option<String>,

@@ -76,14 +76,14 @@ fn modified_by(ctx: &Ctx<'_>) -> String {
     format!("arn:aws:iam::{}:root", ctx.config.account_id)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Tag {
     key: Option<String>,
     value: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct PutParameterRequest {
     name: Option<String>,
@@ -187,7 +187,7 @@ impl From<Parameter> for WireParameter {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct GetParameterRequest {
     name: Option<String>,
@@ -212,7 +212,7 @@ fn get_parameter(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct NamesRequest {
     names: Option<Vec<String>>,
@@ -261,7 +261,7 @@ fn get_parameters(
     Ok(out)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct StringFilter {
     key: Option<String>,
@@ -282,7 +282,7 @@ fn filters(wire: Option<Vec<StringFilter>>) -> Result<Vec<Filter>, Fault> {
         .collect()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct GetParametersByPathRequest {
     path: Option<String>,
@@ -327,7 +327,7 @@ fn get_parameters_by_path(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct NameRequest {
     name: Option<String>,
@@ -421,14 +421,14 @@ fn metadata(ctx: &Ctx<'_>, v: VersionRecord) -> Metadata {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct LegacyFilter {
     key: Option<String>,
     values: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct DescribeParametersRequest {
     filters: Option<Vec<LegacyFilter>>,
@@ -497,7 +497,7 @@ fn describe_parameters(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct GetParameterHistoryRequest {
     name: Option<String>,
@@ -536,7 +536,7 @@ fn get_parameter_history(
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct LabelRequest {
     name: Option<String>,

@@ -37,6 +37,7 @@ fn revision(id: &str, service: &ServiceRecord, http: Option<HttpConfiguration>) 
         image: None,
         status: RevisionStatus::Serving,
         message: None,
+        secrets: Vec::new(),
         source_http_configuration: Some(HttpConfiguration {
             instance_protocol: Some("H2C".into()),
             ..Default::default()

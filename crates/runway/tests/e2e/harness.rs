@@ -277,11 +277,6 @@ impl Server {
         self.data_dir().join("certs/ca.pem")
     }
 
-    /// The server process's id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// The admin access key as `KEYID:SECRET`, for skopeo's `--creds`.
     pub fn creds(&self) -> String {
         let (id, secret) = read_key(&self.credentials());

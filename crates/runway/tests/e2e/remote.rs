@@ -578,7 +578,7 @@ fn failed_sign_ins_and_half_open_connections_from_one_machine_do_not_shut_out_an
         10_000,
         "{opened}"
     );
-    let pid = server.pid().unwrap();
+    let pid = server.pid();
     assert!(
         open_files(pid) < 1500,
         "the server holds {} files",

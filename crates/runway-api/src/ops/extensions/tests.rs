@@ -26,6 +26,7 @@ fn revision(id: &str, api: Option<&str>, source: Option<&str>) -> RevisionRecord
         image: None,
         status: RevisionStatus::Serving,
         message: None,
+        secrets: Vec::new(),
         source_http_configuration: config(source),
     }
 }
