@@ -8,12 +8,14 @@
 
 #![forbid(unsafe_code)]
 
+mod ec2;
 mod logs;
 mod metrics;
 mod ops;
 mod protocol;
 pub mod runtimes;
 pub mod sigv4;
+mod vpc;
 
 pub use logs::{InstanceEntry, InstanceReader, LogEntry};
 pub use ops::{Ctx, OpError};

@@ -23,7 +23,7 @@ const EXTENSION_PREFIX: &str = "Runway.";
 /// SigV4's allowed clock difference between client and server.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 /// The largest request body accepted; App Runner's largest inputs are far smaller.
-const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// Every operation this API implements; metrics use these names as labels.
 const OPERATIONS: &[&str] = &[
@@ -55,6 +55,15 @@ const OPERATIONS: &[&str] = &[
     "AssociateCustomDomain",
     "DescribeCustomDomains",
     "DisassociateCustomDomain",
+    "CreateVpcConnector",
+    "DescribeVpcConnector",
+    "ListVpcConnectors",
+    "DeleteVpcConnector",
+    "CreateVpcIngressConnection",
+    "DescribeVpcIngressConnection",
+    "ListVpcIngressConnections",
+    "UpdateVpcIngressConnection",
+    "DeleteVpcIngressConnection",
 ];
 
 /// The operations that change something (the controller is woken after them).
@@ -70,6 +79,11 @@ const MUTATING: &[&str] = &[
     "UpdateTraffic",
     "AssociateCustomDomain",
     "DisassociateCustomDomain",
+    "CreateVpcConnector",
+    "DeleteVpcConnector",
+    "CreateVpcIngressConnection",
+    "UpdateVpcIngressConnection",
+    "DeleteVpcIngressConnection",
 ];
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
@@ -93,10 +107,10 @@ pub(crate) fn router(api: Api) -> Router {
 
 /// An error answer.
 #[derive(Debug)]
-struct Fault {
-    status: StatusCode,
+pub(crate) struct Fault {
+    pub status: StatusCode,
     type_name: &'static str,
-    message: String,
+    pub message: String,
 }
 
 impl Fault {
@@ -142,6 +156,9 @@ impl From<OpError> for Fault {
 }
 
 async fn handle(State(api): State<Api>, request: Request) -> Response {
+    if crate::ec2::is_query(request.headers()) {
+        return crate::ec2::handle(&api, request).await;
+    }
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
@@ -150,7 +167,7 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             Fault::serialization(format!("the request body is larger than {MAX_BODY} bytes"))
         })?;
-        let access_key = authenticate(&api, &parts, body.clone()).await?;
+        let access_key = authenticate(&api, &parts, body.clone(), "apprunner").await?;
         if parts.method != Method::POST || parts.uri.path() != "/" {
             return Err(Fault::new(
                 StatusCode::NOT_FOUND,
@@ -236,10 +253,11 @@ fn answer(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
 
 /// Verifies the request's SigV4 signature against the stored access keys; returns the
 /// access key id.
-async fn authenticate(
+pub(crate) async fn authenticate(
     api: &Api,
     parts: &axum::http::request::Parts,
     body: Bytes,
+    service: &'static str,
 ) -> Result<String, Fault> {
     let api = api.clone();
     let method = parts.method.clone();
@@ -256,7 +274,7 @@ async fn authenticate(
         };
         let policy = sigv4::Policy {
             region: &inner.config.region,
-            service: "apprunner",
+            service,
             now: SystemTime::now(),
             max_skew: MAX_SKEW,
         };
@@ -302,6 +320,7 @@ async fn authenticate(
 async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
     use ops::{
         autoscaling, connections, custom_domains, extensions, observability, services, tags,
+        vpc_connectors, vpc_ingress,
     };
     match operation {
         "CreateService" => run(api, body, services::create).await,
@@ -336,6 +355,15 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "AssociateCustomDomain" => run(api, body, custom_domains::associate).await,
         "DescribeCustomDomains" => run(api, body, custom_domains::describe).await,
         "DisassociateCustomDomain" => run(api, body, custom_domains::disassociate).await,
+        "CreateVpcConnector" => run(api, body, vpc_connectors::create).await,
+        "DescribeVpcConnector" => run(api, body, vpc_connectors::describe).await,
+        "ListVpcConnectors" => run(api, body, vpc_connectors::list).await,
+        "DeleteVpcConnector" => run(api, body, vpc_connectors::delete).await,
+        "CreateVpcIngressConnection" => run(api, body, vpc_ingress::create).await,
+        "DescribeVpcIngressConnection" => run(api, body, vpc_ingress::describe).await,
+        "ListVpcIngressConnections" => run(api, body, vpc_ingress::list).await,
+        "UpdateVpcIngressConnection" => run(api, body, vpc_ingress::update).await,
+        "DeleteVpcIngressConnection" => run(api, body, vpc_ingress::delete).await,
         "GetLogs" => {
             let input = parse(&body)?;
             let output = crate::logs::get(api, input).await?;

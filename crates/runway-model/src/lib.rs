@@ -9,8 +9,10 @@
 
 pub mod arn;
 pub mod domains;
+pub mod cidr;
 pub mod error;
 pub mod ids;
+pub mod network;
 pub mod records;
 pub mod reference;
 pub mod shapes;
@@ -18,5 +20,6 @@ pub mod time;
 pub mod validate;
 
 pub use arn::{Arn, ResourceKind};
+pub use cidr::Subnet;
 pub use error::{ApiError, ErrorKind};
 pub use time::Timestamp;

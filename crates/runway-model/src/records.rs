@@ -32,6 +32,8 @@ macro_rules! wire_enum {
     };
 }
 
+pub(crate) use wire_enum;
+
 wire_enum! {
     /// A service's status.
     pub enum ServiceStatus {

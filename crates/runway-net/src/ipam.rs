@@ -2,7 +2,7 @@
 //! the address itself, so two instances can never hold the same one; each service on a
 //! bridge gets a small number (its tag) that the isolation rules compare.
 
-use crate::subnet::Subnet;
+use runway_model::Subnet;
 use runway_store::{Query, Record, Store, StoreError, Typed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -20,11 +20,10 @@ pub mod ipam;
 mod link;
 mod nft;
 mod program;
-mod subnet;
 
 pub use ipam::{AddressRecord, IpamError};
 pub use program::ProgramError;
-pub use subnet::Subnet;
+pub use runway_model::Subnet;
 
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};

@@ -3,7 +3,7 @@
 //! process to enter a namespace. A batch of commands costs one process.
 
 use crate::program::{self, ProgramError};
-use crate::subnet::Subnet;
+use runway_model::Subnet;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;

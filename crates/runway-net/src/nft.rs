@@ -15,7 +15,7 @@
 //! chain of its source's service. No packet is marked, so the rules never interfere with
 //! other software's use of packet or connection marks.
 
-use crate::subnet::Subnet;
+use runway_model::Subnet;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::Ipv4Addr;

@@ -3,6 +3,7 @@
 use super::revisions::{self, Revisioned};
 use super::shared::{load_connection, load_service};
 use super::{Ctx, OpResult};
+use runway_model::network::{IngressConnectionRecord, IngressStatus, VpcConnectorRecord};
 use runway_model::records::{AutoScalingRecord, ObservabilityRecord, ServiceStatus, TagsRecord};
 use runway_model::shapes::*;
 use runway_model::{ApiError, Arn, ResourceKind, validate};
@@ -30,9 +31,11 @@ fn taggable(tx: &dyn Txn, arn: &Option<String>, for_change: bool) -> OpResult<St
         ResourceKind::ObservabilityConfiguration => {
             full_revision::<ObservabilityRecord>(tx, &parsed, s)
         }
-        ResourceKind::VpcConnector | ResourceKind::VpcIngressConnection => {
-            Err(ApiError::not_found(format!("{s} does not exist")).into())
-        }
+        ResourceKind::VpcConnector => full_revision::<VpcConnectorRecord>(tx, &parsed, s),
+        ResourceKind::VpcIngressConnection => match tx.load::<IngressConnectionRecord>(s)? {
+            Some(c) if c.status != IngressStatus::Deleted => Ok(c.arn),
+            _ => Err(ApiError::not_found(format!("{s} does not exist")).into()),
+        },
     }
 }
 
