@@ -3,7 +3,11 @@
 //! per instance joined to it by a veth pair, addresses allocated in the store (one
 //! document per address), outbound NAT to the internet, and nftables rules that keep
 //! instances of different services apart and keep every instance away from the host's
-//! own ports. The host (the router) reaches instances by address and port.
+//! own ports. The host (the router) reaches instances by address and port. It also makes
+//! users' private networks real ([`UserNetworks`], App Runner's VPC side): subnets as
+//! bridges it creates or interfaces users name, runway's addresses in them for VPC
+//! connectors and interface endpoints, and rules from their security groups; an instance
+//! whose service uses a connector is attached with it ([`Network::attach_vpc`]).
 //!
 //! Everything goes through the `ip` and `nft` programs, called from the caller's thread,
 //! which must be a blocking one: this crate never enters a namespace itself and holds no
@@ -20,17 +24,20 @@ pub mod ipam;
 mod link;
 mod nft;
 mod program;
+mod vpc;
 
 pub use ipam::{AddressRecord, IpamError};
 pub use program::ProgramError;
 pub use runway_model::Subnet;
+pub use vpc::{Converged, EndpointAddresses, UserNetworks};
 
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The bridge a runtime uses unless configured otherwise.
 pub const DEFAULT_BRIDGE: &str = "runway0";
@@ -197,11 +204,7 @@ impl Network {
     }
 
     fn member(&self, a: &AddressRecord) -> nft::Member {
-        nft::Member {
-            ip: a.ip,
-            tag: a.tag,
-            port: veth_name(&self.config.bridge, &a.instance),
-        }
+        member(&self.config.bridge, a)
     }
 
     fn attachment_of(&self, a: AddressRecord) -> Attachment {
@@ -216,43 +219,65 @@ impl Network {
         }
     }
 
-    /// Rebuilds both nftables tables from the addresses in the store.
+    /// Rebuilds both nftables tables from the addresses and private networks in the
+    /// store.
     pub fn sync_rules(&self) -> Result<()> {
-        let held = ipam::all(self.store.as_ref(), &self.config.bridge)?;
-        let members: Vec<_> = held.iter().map(|a| self.member(a)).collect();
-        let script = nft::ruleset(&self.config.bridge, self.config.subnet, &members);
-        program::run("nft", &["-f", "-"], Some(&script))?;
-        Ok(())
+        let _rules = rules_lock(&self.config.bridge);
+        sync_rules(&self.config, self.store.as_ref())
     }
 
     /// Gives `instance` (of `service`) an address, a namespace and a veth into the
     /// bridge, and lets it reach its own service's instances. Repeating it for an
     /// attached instance returns the same attachment; a partial one is rebuilt.
     pub fn attach(&self, instance: &str, service: &str) -> Result<Attachment> {
+        self.attach_vpc(instance, service, None)
+    }
+
+    /// Like [`Network::attach`], with the instance's outbound traffic going through the
+    /// VPC connector `connector` (its ARN) when given: into the connector's subnets as
+    /// its security groups allow, and nowhere else they do not.
+    pub fn attach_vpc(
+        &self,
+        instance: &str,
+        service: &str,
+        connector: Option<&str>,
+    ) -> Result<Attachment> {
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
-        let record = ipam::allocate(
-            self.store.as_ref(),
-            bridge,
-            self.config.subnet,
-            instance,
-            service,
-        )?;
-        let attachment = self.attachment_of(record.clone());
-        let ns = netns_name(bridge, instance);
-        if attachment.netns.exists() && link::exists(&attachment.veth) {
-            return Ok(attachment);
-        }
-        let built = (|| {
-            link::delete_namespace(&ns)?;
-            link::delete(&attachment.veth)?;
-            // The rules know the instance before it can send a packet.
-            program::run(
+        let (record, attachment) = {
+            // Held until the rules know the instance, so that no rebuild from an older
+            // read of the store can leave it out.
+            let _rules = rules_lock(bridge);
+            let record = ipam::allocate(
+                self.store.as_ref(),
+                bridge,
+                self.config.subnet,
+                instance,
+                service,
+                connector,
+            )?;
+            let attachment = self.attachment_of(record.clone());
+            if attachment.netns.exists() && link::exists(&attachment.veth) {
+                return Ok(attachment);
+            }
+            // The rules know the instance before it can send a packet. Adding fails if the
+            // rules do not know its connector yet: a rebuild from the store then does.
+            let added = program::run(
                 "nft",
                 &["-f", "-"],
                 Some(&nft::add_member(bridge, &self.member(&record))),
-            )?;
+            );
+            if let Err(e) = added {
+                tracing::debug!(instance, error = %e, "cannot add elements; rebuilding");
+                sync_rules(&self.config, self.store.as_ref())?;
+            }
+            (record, attachment)
+        };
+        let ns = netns_name(bridge, instance);
+        let built = (|| {
+            link::delete_namespace(&ns)?;
+            link::delete(&attachment.veth)?;
             link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)
         })();
         if let Err(e) = built {
@@ -279,6 +304,7 @@ impl Network {
         let bridge = &self.config.bridge;
         link::delete_namespace(&netns_name(bridge, instance))?;
         link::delete(&veth_name(bridge, instance))?;
+        let _rules = rules_lock(bridge);
         if let Some(held) = ipam::lookup(self.store.as_ref(), bridge, instance)? {
             let last = !ipam::all(self.store.as_ref(), bridge)?
                 .iter()
@@ -289,7 +315,7 @@ impl Network {
                 // rebuild below repairs the sets from the store.
                 tracing::debug!(instance, error = %e, "cannot remove elements; rebuilding");
                 ipam::release(self.store.as_ref(), bridge, instance)?;
-                return self.sync_rules();
+                return sync_rules(&self.config, self.store.as_ref());
             }
         }
         ipam::release(self.store.as_ref(), bridge, instance)?;
@@ -339,12 +365,52 @@ impl Network {
     }
 }
 
+fn member(bridge: &str, a: &AddressRecord) -> nft::Member {
+    nft::Member {
+        ip: a.ip,
+        tag: a.tag,
+        port: veth_name(bridge, &a.instance),
+        connector: a
+            .connector
+            .as_deref()
+            .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string()),
+    }
+}
+
+/// The lock every change to a bridge's rules takes: a rebuild reads the store and applies
+/// what it read, so it must not interleave with another change.
+fn rules_lock(bridge: &str) -> MutexGuard<'static, ()> {
+    // One lock per bridge for the life of the process (a process has one or two bridges).
+    static LOCKS: Mutex<Option<HashMap<String, &'static Mutex<()>>>> = Mutex::new(None);
+    let lock: &'static Mutex<()> = LOCKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .entry(bridge.to_string())
+        .or_insert_with(|| Box::leak(Box::new(Mutex::new(()))));
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Rebuilds both nftables tables of `config`'s bridge from the store; the caller holds
+/// the rules lock.
+fn sync_rules(config: &NetConfig, store: &dyn Store) -> Result<()> {
+    let held = ipam::all(store, &config.bridge)?;
+    let members: Vec<_> = held.iter().map(|a| member(&config.bridge, a)).collect();
+    let vpc = vpc::rules(store)?;
+    let script = nft::ruleset(&config.bridge, config.subnet, &members, &vpc);
+    program::run("nft", &["-f", "-"], Some(&script))?;
+    Ok(())
+}
+
 /// Removes everything on the host that belongs to `bridge` (namespaces, veths, the
-/// bridge, the nftables tables), without the store: for cleaning up after a test or a
-/// lost data directory.
+/// bridges made for subnets, the bridge, the nftables tables), without the store: for
+/// cleaning up after a test or a lost data directory.
 pub fn purge(bridge: &str) -> Result<()> {
     for ns in link::namespaces(&netns_prefix(bridge)) {
         link::delete_namespace(&ns)?;
+    }
+    for subnet_bridge in link::with_alias(&vpc::alias_prefix(bridge)) {
+        link::delete(&subnet_bridge)?;
     }
     for port in link::ports(bridge)? {
         link::delete(&port)?;
