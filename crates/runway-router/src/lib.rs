@@ -123,6 +123,8 @@ pub use server::Workers;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use runway_telemetry::Registry;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -184,6 +186,8 @@ pub(crate) struct Inner {
     pub acme: ArcSwapOption<Arc<dyn AcmeResponder>>,
     /// Pages for hosts that are not routed yet (custom domains being validated).
     pub notices: ArcSwap<std::collections::HashMap<String, String>>,
+    /// Local addresses of private listeners, with their names.
+    pub private: ArcSwap<HashMap<IpAddr, Arc<str>>>,
     pub access_log: Option<access_log::AccessLog>,
     pub upstream: upstream::UpstreamSettings,
     pub h1: hyper::server::conn::http1::Builder,
@@ -299,6 +303,7 @@ impl Router {
                 https_port: AtomicU16::new(0),
                 acme: ArcSwapOption::empty(),
                 notices: ArcSwap::from_pointee(Default::default()),
+                private: ArcSwap::from_pointee(HashMap::new()),
                 access_log,
                 upstream,
                 h1,
@@ -406,6 +411,19 @@ impl Router {
     /// Replaces the previous notices.
     pub fn set_host_notices(&self, notices: std::collections::HashMap<String, String>) {
         self.inner.notices.store(Arc::new(notices));
+    }
+
+    /// Names the local addresses that are private listeners (App Runner's interface
+    /// endpoints): a connection made to one of them, on any listener, reaches only the
+    /// services whose route names that listener in `private_listeners`, and public
+    /// services are not served there. Connections keep the scope they were accepted with.
+    pub fn set_private_addresses(&self, addresses: HashMap<IpAddr, String>) {
+        self.inner.private.store(Arc::new(
+            addresses
+                .into_iter()
+                .map(|(ip, name)| (ip, Arc::from(name)))
+                .collect(),
+        ));
     }
 
     /// Answers ACME HTTP-01 challenges on plain HTTP with `responder` (or stops).

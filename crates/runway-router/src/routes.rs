@@ -61,6 +61,11 @@ pub struct ServiceRoute {
     pub queue: QueueConfig,
     /// Revisions that receive traffic or have a tag.
     pub revisions: Vec<RevisionRoute>,
+    /// Served on the public listeners (App Runner's IsPubliclyAccessible).
+    pub public: bool,
+    /// The private listeners (by name: the interface endpoints of its VPC ingress
+    /// connections) that also serve it; see [`crate::Router::set_private_addresses`].
+    pub private_listeners: Vec<String>,
 }
 
 impl ServiceRoute {
@@ -79,6 +84,8 @@ impl ServiceRoute {
             upstream: Upstream::Http1,
             queue: QueueConfig::default(),
             revisions: Vec::new(),
+            public: true,
+            private_listeners: Vec::new(),
         }
     }
 }

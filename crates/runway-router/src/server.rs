@@ -167,6 +167,9 @@ impl Drop for Busy {
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub client: SocketAddr,
+    /// The private listener the client connected to (by the local address), or `None`
+    /// for a public one.
+    pub scope: Option<Arc<str>>,
     /// The client's address as X-Forwarded-For text.
     pub client_value: http::HeaderValue,
     pub tls: bool,
@@ -359,8 +362,13 @@ impl Router {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, client)) => {
                         let inner = self.inner.clone();
+                        let scope = stream
+                            .local_addr()
+                            .ok()
+                            .and_then(|local| inner.private.load().get(&local.ip()).cloned());
                         let conn = Arc::new(ConnInfo {
                             client,
+                            scope,
                             client_value: crate::headers::client_value(client.ip()),
                             tls: tls.is_some(),
                             stop: stop_rx.clone(),

@@ -32,9 +32,19 @@ pub(crate) struct ServiceEntry {
     pub queue: QueueConfig,
     /// Revisions with a share of traffic, with the running sum of percents.
     revisions: Vec<(u32, Arc<RevisionState>)>,
+    public: bool,
+    private_listeners: Box<[Box<str>]>,
 }
 
 impl ServiceEntry {
+    /// Whether a connection to a listener of `scope` (`None`: public) may reach it.
+    pub(crate) fn serves(&self, scope: Option<&str>) -> bool {
+        match scope {
+            None => self.public,
+            Some(name) => self.private_listeners.iter().any(|l| **l == *name),
+        }
+    }
+
     /// A revision chosen by percent.
     pub(crate) fn pick(&self) -> Option<Arc<RevisionState>> {
         match self.revisions.as_slice() {
@@ -149,6 +159,12 @@ pub(crate) fn build(
             max_request_body: service.max_request_body,
             queue: service.queue,
             revisions: weighted,
+            public: service.public,
+            private_listeners: service
+                .private_listeners
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
         });
         for host in service.hosts {
             hosts.insert(

@@ -684,7 +684,9 @@ impl Inner {
         let dir = self.config.instance_dir(id);
         let (image, lowers) = self.image_layers(&spec.image)?;
         let t_img = t.elapsed();
-        let attachment = self.net.attach(id.as_str(), &spec.service_id)?;
+        let attachment =
+            self.net
+                .attach_vpc(id.as_str(), &spec.service_id, spec.vpc_connector.as_deref())?;
         let t_net = t.elapsed();
         create_bundle_dirs(&dir)?;
         let rootfs = dir.join("rootfs");

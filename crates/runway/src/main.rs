@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod runtime_catalog;
 mod domains;
+mod networks;
 mod server;
 mod sources;
 

@@ -598,6 +598,7 @@ async fn serve(config: Config) -> Result<()> {
         }),
         config.control.clone(),
     );
+    let networks_wake = Arc::new(tokio::sync::Notify::new());
     let api = Api::new(
         store.clone(),
         master.clone(),
@@ -631,10 +632,12 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await?;
     let api = api.on_change({
-        let (controller, domains) = (controller.clone(), domains.clone());
+        let (controller, domains, networks) =
+            (controller.clone(), domains.clone(), networks_wake.clone());
         move || {
             controller.wake();
             domains.wake();
+            networks.notify_one();
         }
     });
     let api = {
@@ -753,8 +756,22 @@ async fn serve(config: Config) -> Result<()> {
         .server_config()
         .context("cannot build the TLS configuration")?;
     let https_task = tokio::spawn({
-        let (router, stopped) = (router.clone(), stopped());
+        let (router, stopped, tls) = (router.clone(), stopped(), tls.clone());
         async move { router.serve_https(https_listener, tls, stopped).await }
+    });
+    let networks_task = config.controller.then(|| {
+        let networks = crate::networks::Networks {
+            user: Arc::new(runway_net::UserNetworks::new(
+                config.net.clone(),
+                store.clone(),
+            )),
+            router: router.clone(),
+            controller: controller.clone(),
+            store: store.clone(),
+            tls: tls.clone(),
+            wake: networks_wake.clone(),
+        };
+        tokio::spawn(networks.run(stopped()))
     });
     let controller_task = tokio::spawn({
         let (controller, stopped, enabled) = (controller.clone(), stopped(), config.controller);
@@ -781,6 +798,9 @@ async fn serve(config: Config) -> Result<()> {
     http_task.await??;
     https_task.await??;
     controller_task.await?;
+    if let Some(task) = networks_task {
+        task.await?;
+    }
     metrics_task.await??;
     gc_task.await?;
     domains.stopped().await;

@@ -242,7 +242,12 @@ pub(crate) fn require_vpc_connector(
     field: &str,
     arn: &str,
 ) -> OpResult<VpcConnectorRecord> {
-    revisions::resolve_active::<VpcConnectorRecord>(tx, field, arn)
+    revisions::resolve_active::<VpcConnectorRecord>(tx, field, arn).map_err(|e| match e {
+        OpError::Api(e) if !e.message.starts_with(field) => {
+            ApiError::invalid(format!("{field}: {}", e.message)).into()
+        }
+        other => other,
+    })
 }
 
 /// The connector a network configuration sends outbound traffic through, if any.

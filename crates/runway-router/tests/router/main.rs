@@ -2,6 +2,7 @@
 
 mod balancing;
 mod limits;
+mod private;
 mod protocols;
 mod routing;
 mod tls;

@@ -200,7 +200,7 @@ fn update_env(server: &Server, arn: &str, name: &str, env: Value) -> String {
 }
 
 /// Waits until operation `id` has ended and returns its status.
-fn wait_op(server: &Server, arn: &str, id: &str) -> String {
+pub fn wait_op(server: &Server, arn: &str, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let ops = server.aws(&["list-operations", "--service-arn", arn]).ok();

@@ -206,8 +206,17 @@ impl Server {
 
     /// Like [`Server::aws`], with another credentials file.
     pub fn aws_with(&self, credentials: &Path, args: &[&str]) -> Aws {
+        self.aws_service("apprunner", credentials, args)
+    }
+
+    /// Runs `aws ec2 <args>` against this server (runway's EC2 subset).
+    pub fn ec2(&self, args: &[&str]) -> Aws {
+        self.aws_service("ec2", &self.credentials(), args)
+    }
+
+    fn aws_service(&self, service: &str, credentials: &Path, args: &[&str]) -> Aws {
         let out = Command::new(aws_binary())
-            .arg("apprunner")
+            .arg(service)
             .args(args)
             .args([
                 "--endpoint-url",

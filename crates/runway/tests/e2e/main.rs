@@ -13,3 +13,4 @@ mod packages;
 mod registry;
 mod runtimes;
 mod source;
+mod vpc;
