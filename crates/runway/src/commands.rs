@@ -56,7 +56,7 @@ pub struct DeployArgs {
     no_wait: bool,
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,7 +141,7 @@ async fn print_build_log(client: &Client, op: &str, prefix: &str, mut offset: i6
 
 /// Every item of a list operation's `key` list, following NextToken; `target` is
 /// `AppRunner.<Operation>` or `Runway.<Operation>`.
-async fn all_pages(
+pub(crate) async fn all_pages(
     client: &Client,
     target: &str,
     mut input: Value,
@@ -185,7 +185,7 @@ async fn service_arn(client: &Client, name: &str) -> Result<String> {
         .to_string())
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -213,7 +213,7 @@ fn units(instance: &Value) -> String {
     }
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -234,7 +234,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

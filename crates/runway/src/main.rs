@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod runtime_catalog;
 mod domains;
+mod network_commands;
 mod networks;
 mod server;
 mod sources;
@@ -77,6 +78,14 @@ enum Command {
     Domains {
         #[command(subcommand)]
         command: commands::DomainsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Private networks: VPCs, subnets (bridges or interfaces), security groups, VPC
+    /// connectors and interface endpoints.
+    Networks {
+        #[command(subcommand)]
+        command: network_commands::NetworksCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -173,6 +182,7 @@ fn main() -> ExitCode {
         Command::Connections { command, client } => commands::connections(command, &client),
         Command::Runtimes { command, client } => commands::runtimes(command, &client),
         Command::Domains { command, client } => commands::domains(command, &client),
+        Command::Networks { command, client } => network_commands::networks(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

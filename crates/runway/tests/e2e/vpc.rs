@@ -326,6 +326,67 @@ fn networks_connectors_and_ingress_connections_through_the_aws_cli_with_their_er
 
     // The rest of the bad input, with boto3 (one process, many calls).
     server.boto3("networks.py");
+
+    // The same resources with `runway networks`.
+    let runway = |args: &[&str]| {
+        let out = server.runway().arg("networks").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "runway networks {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let vpc = runway(&["create", "10.50.0.0/16", "--name", "lab"]);
+    assert!(vpc.starts_with("vpc-"), "{vpc}");
+    let created = runway(&["subnet", &vpc, "10.50.1.0/24", "--interface", "lab0"]);
+    let subnet = created.split_whitespace().next().unwrap().to_string();
+    assert!(created.contains("on lab0 (pending"), "{created}");
+    let group = runway(&["group", &vpc, "web"]);
+    let rule = runway(&[
+        "allow",
+        &group,
+        "ingress",
+        "--cidr",
+        "10.50.1.0/24",
+        "--port",
+        "443",
+    ]);
+    assert!(rule.starts_with("sgr-"), "{rule}");
+    let connector = runway(&[
+        "connector",
+        "lab-conn",
+        "--subnet",
+        &subnet,
+        "--group",
+        &group,
+    ]);
+    let endpoint = runway(&["endpoint", &vpc, "--subnet", &subnet, "--group", &group]);
+    let listed = runway(&["ls"]);
+    for expected in [
+        format!("{vpc}  10.50.0.0/16"),
+        format!("{subnet}  {vpc}  10.50.1.0/24  lab0"),
+        "tcp 443 10.50.1.0/24".to_string(),
+        endpoint.clone(),
+        "lab-conn".to_string(),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} not in\n{listed}");
+    }
+    let out = server
+        .runway()
+        .args(["networks", "rm", &subnet])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DependencyViolation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    runway(&["revoke", &group, "ingress", &rule]);
+    runway(&["rm", &endpoint, &connector, &subnet, &group, &vpc]);
+    let listed = runway(&["ls", "--output", "json"]);
+    assert!(!listed.contains(&vpc), "{listed}");
 }
 
 /// A subnet `10.<a>.<b>.0/24` in VPC `10.<a>.0.0/16` that no route of this host
