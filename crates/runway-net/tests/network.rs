@@ -537,3 +537,91 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     user.converge().unwrap();
     assert!(!Path::new("/sys/class/net").join(&subnet.interface).exists());
 }
+
+/// Deletes a link when dropped.
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+fn addresses_of(link: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", link])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn subnets_on_existing_interfaces_get_runways_addresses_and_stay_and_purging_takes_only_runways_bridges()
+ {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let (net, guard) = network_on(store.clone());
+    let runtime = net.config().bridge.clone();
+    let third = net.config().subnet.network().octets()[2];
+    let now = Timestamp::now();
+    let existing = format!("ex{runtime}");
+    ip(&["link", "add", &existing, "type", "bridge"]);
+    let _existing = LinkGuard(existing.clone());
+    let subnet = |cidr: String, interface: &str, created: bool| SubnetRecord {
+        id: new_ec2_id("subnet"),
+        vpc_id: "vpc-12345678".into(),
+        cidr: cidr.parse().unwrap(),
+        interface: interface.into(),
+        created,
+        state: NetworkState::Pending,
+        message: None,
+        tags: vec![],
+        created_at: now,
+    };
+    let theirs = subnet(format!("10.207.{third}.0/24"), &existing, false);
+    let missing = subnet(format!("10.208.{third}.0/24"), "nosuch0", false);
+    let ours = subnet(
+        format!("10.209.{third}.0/24"),
+        &format!("rs{runtime}"),
+        true,
+    );
+    let eni = NetworkInterfaceRecord {
+        id: new_ec2_id("eni"),
+        vpc_id: "vpc-12345678".into(),
+        subnet_id: theirs.id.clone(),
+        ip: Ipv4Addr::new(10, 207, third, 254),
+        owner: InterfaceOwner::Endpoint {
+            id: "vpce-12345678".into(),
+        },
+        created_at: now,
+    };
+    save(&store, &[&theirs, &missing, &ours]);
+    save(&store, &[&eni]);
+    let user = UserNetworks::new(net.config().clone(), store.clone());
+    user.converge().unwrap();
+    let state = |id: &str| {
+        let tx = store.begin().unwrap();
+        let s: SubnetRecord = tx.load(id).unwrap().unwrap();
+        (s.state, s.message.unwrap_or_default())
+    };
+    assert_eq!(state(&theirs.id).0, NetworkState::Available);
+    let (failed, message) = state(&missing.id);
+    assert_eq!(failed, NetworkState::Failed);
+    assert!(message.contains("nosuch0 does not exist"), "{message}");
+    assert_eq!(state(&ours.id).0, NetworkState::Available);
+    assert!(addresses_of(&existing).contains(&format!("10.207.{third}.254/24")));
+
+    // The address goes with its owner; the user's bridge stays.
+    {
+        let mut tx = store.begin().unwrap();
+        tx.remove::<NetworkInterfaceRecord>(&eni.id).unwrap();
+        tx.commit().unwrap();
+    }
+    user.converge().unwrap();
+    assert!(!addresses_of(&existing).contains("10.207."));
+    // Purging removes the bridges runway made for subnets, not the user's.
+    drop(guard);
+    assert!(!Path::new("/sys/class/net").join(&ours.interface).exists());
+    assert!(Path::new("/sys/class/net").join(&existing).exists());
+}
