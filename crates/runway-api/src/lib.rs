@@ -37,6 +37,9 @@ pub struct ApiConfig {
     /// Where source builds' logs are, one `<operation id>.log` each, for
     /// `Runway.GetBuildLog` (`None`: this server builds nothing).
     pub build_logs: Option<std::path::PathBuf>,
+    /// The host's addresses the operator lets VPC connectors take as their static
+    /// outbound address to the internet (the `runway:egress-address` tag).
+    pub egress_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// The API: cheap to clone, shared by every connection.

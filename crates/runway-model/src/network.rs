@@ -19,6 +19,10 @@ use std::net::Ipv4Addr;
 /// runway sets it on subnets whose bridge it creates, to the bridge's name.
 pub const INTERFACE_TAG: &str = "runway:interface";
 
+/// The VPC connector tag that gives its services a static outbound address to the
+/// internet: one of the server's `--egress-address`es.
+pub const EGRESS_ADDRESS_TAG: &str = "runway:egress-address";
+
 /// The endpoint service name App Runner's private services are reached through.
 pub fn endpoint_service_name(region: &str) -> String {
     format!("com.amazonaws.{region}.apprunner.requests")
@@ -216,6 +220,9 @@ pub struct VpcConnectorRecord {
     pub created_at: Timestamp,
     #[serde(default)]
     pub deleted_at: Option<Timestamp>,
+    /// What its services' traffic to the internet leaves from (none: the host's address).
+    #[serde(default)]
+    pub egress_address: Option<Ipv4Addr>,
 }
 
 impl VpcConnectorRecord {

@@ -63,6 +63,8 @@ pub struct ConnectorRules {
     pub nets: Vec<(Subnet, Ipv4Addr)>,
     /// Its security groups' egress rules.
     pub egress: Vec<SgRule>,
+    /// What its traffic to the internet leaves from, instead of the host's address.
+    pub egress_address: Option<Ipv4Addr>,
 }
 
 /// One interface endpoint.
@@ -171,14 +173,21 @@ fn vpc_declarations(vpc: &VpcRules, members: &[Member]) -> String {
 }
 
 /// The postrouting rules that make a connector's traffic into its subnets leave from its
-/// address there.
-fn connector_snat(vpc: &VpcRules) -> String {
+/// address there, and its traffic elsewhere from its static egress address if it has one.
+fn connector_snat(bridge: &str, vpc: &VpcRules) -> String {
     let mut s = String::new();
     for c in &vpc.connectors {
         for (net, addr) in &c.nets {
             let _ = writeln!(
                 s,
                 "    ip saddr @connm_{} ip daddr {net} snat to {addr}",
+                c.id
+            );
+        }
+        if let Some(addr) = c.egress_address {
+            let _ = writeln!(
+                s,
+                "    ip saddr @connm_{} ip daddr != @vpc_nets oifname != \"{bridge}\" snat to {addr}",
                 c.id
             );
         }
@@ -235,7 +244,7 @@ pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member], vpc: &VpcRules)
     let mut s = delete_tables(bridge);
     let services = services(members);
     let declarations = vpc_declarations(vpc, members);
-    let snat = connector_snat(vpc);
+    let snat = connector_snat(bridge, vpc);
     let same_bridge: String = vpc
         .bridges
         .iter()

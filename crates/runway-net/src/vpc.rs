@@ -385,6 +385,7 @@ pub(crate) fn rules(store: &dyn Store) -> Result<VpcRules> {
             id: c.short_id().to_string(),
             nets,
             egress,
+            egress_address: c.egress_address,
         });
     }
     for e in all::<VpcEndpointRecord>(&*tx)? {

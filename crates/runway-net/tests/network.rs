@@ -401,6 +401,7 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
         status: ConfigStatus::Active,
         created_at: now,
         deleted_at: None,
+        egress_address: None,
     };
     let endpoint = VpcEndpointRecord {
         id: new_ec2_id("vpce"),

@@ -61,6 +61,12 @@ pub struct ServerArgs {
     /// The private IPv4 subnet instances get addresses from [default: 10.201.0.0/16].
     #[arg(long)]
     subnet: Option<String>,
+    /// An address of this host (routed to it, on its uplink) that a VPC connector may
+    /// take as its services' static outbound address with the tag
+    /// runway:egress-address; repeat for more. In the config file: egress-addresses = [...].
+    #[arg(long = "egress-address", value_name = "IPV4")]
+    #[serde(default, rename = "egress-addresses")]
+    egress_address: Vec<std::net::Ipv4Addr>,
     /// The domain service URLs are made under [default: runway.localhost].
     #[arg(long)]
     base_domain: Option<String>,
@@ -210,6 +216,8 @@ pub struct Config {
     pub source_poll_interval: std::time::Duration,
     /// Custom domains, certificates and DNS.
     pub domains: crate::domains::DomainsConfig,
+    /// Addresses VPC connectors may take as their static outbound address.
+    pub egress_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -304,6 +312,11 @@ impl ServerArgs {
             ),
             build_ca_bundle: self.build_ca_bundle.or(file.build_ca_bundle),
             build_ca_for_instances: self.build_ca_for_instances || file.build_ca_for_instances,
+            egress_addresses: file
+                .egress_address
+                .into_iter()
+                .chain(self.egress_address)
+                .collect(),
             source_poll_interval: std::time::Duration::from_secs(
                 self.source_poll_interval
                     .or(file.source_poll_interval)
@@ -607,6 +620,7 @@ async fn serve(config: Config) -> Result<()> {
             account_id: config.account_id.clone(),
             base_domain: config.base_domain.clone(),
             build_logs: Some(dir.join("builds")),
+            egress_addresses: config.egress_addresses.clone(),
         },
         Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
         &mut metrics,

@@ -89,6 +89,51 @@ fn check_network(
     Ok((subnets, vpc_id))
 }
 
+/// The static outbound address the `runway:egress-address` tag asks for: one of the
+/// server's egress addresses that no other active connector has.
+fn egress_address(
+    tx: &dyn Txn,
+    ctx: &Ctx<'_>,
+    tags: &[runway_model::shapes::Tag],
+) -> OpResult<Option<std::net::Ipv4Addr>> {
+    let Some(value) = tags
+        .iter()
+        .find(|t| t.key.as_deref() == Some(EGRESS_ADDRESS_TAG))
+        .map(|t| t.value.clone().unwrap_or_default())
+    else {
+        return Ok(None);
+    };
+    let field = format!("Tags: {EGRESS_ADDRESS_TAG}");
+    let ip: std::net::Ipv4Addr = value
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{field}: {value:?} is not an IPv4 address")))?;
+    if !ctx.config.egress_addresses.contains(&ip) {
+        let offered: Vec<String> = ctx
+            .config
+            .egress_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        return Err(ApiError::invalid(format!(
+            "{field}: {ip} is not one of this server's egress addresses ({}; see runway server --egress-address)",
+            if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+        ))
+        .into());
+    }
+    if let Some((_, other)) = tx
+        .load_all::<VpcConnectorRecord>(&Default::default())?
+        .into_iter()
+        .find(|(_, c)| c.status == ConfigStatus::Active && c.egress_address == Some(ip))
+    {
+        return Err(ApiError::invalid(format!(
+            "{field}: {ip} is the egress address of {} already",
+            other.arn
+        ))
+        .into());
+    }
+    Ok(Some(ip))
+}
+
 pub(crate) fn create(
     tx: &mut dyn Txn,
     ctx: &Ctx<'_>,
@@ -99,6 +144,7 @@ pub(crate) fn create(
     let group_ids = req.security_groups.clone().unwrap_or_default();
     let tag_list = validate::tags(&req.tags)?;
     let (subnets, vpc_id) = check_network(&*tx, &subnet_ids, &group_ids)?;
+    let egress_address = egress_address(&*tx, ctx, &tag_list)?;
     let revision = revisions::next_revision::<VpcConnectorRecord>(&*tx, &name, &[])?;
     let record = VpcConnectorRecord {
         arn: ctx.arn(
@@ -113,6 +159,7 @@ pub(crate) fn create(
         status: ConfigStatus::Active,
         created_at: ctx.now,
         deleted_at: None,
+        egress_address,
     };
     let owner = InterfaceOwner::Connector {
         arn: record.arn.clone(),

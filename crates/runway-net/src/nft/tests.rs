@@ -116,6 +116,7 @@ fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
                 rule("-1", -1, -1, "0.0.0.0/0"),
                 rule("icmp", 8, -1, "10.250.1.0/24"),
             ],
+            egress_address: Some(Ipv4Addr::new(198, 18, 0, 7)),
         }],
         endpoints: vec![EndpointRules {
             id: "0123abc".into(),
@@ -137,6 +138,7 @@ fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
         "elements = { 10.250.1.253 : jump vpce_0123abc }",
         "iifname \"rsabc\" oifname \"rsabc\" accept",
         "ip saddr @connm_c0ffee ip daddr 10.250.1.0/24 snat to 10.250.1.254",
+        "ip saddr @connm_c0ffee ip daddr != @vpc_nets oifname != \"rwt1\" snat to 198.18.0.7",
     ] {
         assert!(s.contains(expected), "missing {expected:?} in\n{s}");
     }

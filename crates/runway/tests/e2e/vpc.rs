@@ -389,8 +389,9 @@ fn networks_connectors_and_ingress_connections_through_the_aws_cli_with_their_er
     assert!(!listed.contains(&vpc), "{listed}");
 }
 
-/// A subnet `10.<a>.<b>.0/24` in VPC `10.<a>.0.0/16` that no route of this host
-/// overlaps (tests run in parallel, and servers' bridges come and go).
+/// A subnet `10.<a>.<b>.0/24` in VPC `10.<a>.0.0/16`, and an "internet" `198.18.<b>.0/24`,
+/// that no route of this host overlaps (tests run in parallel, and servers' bridges come
+/// and go).
 fn free_subnet() -> (String, String, [u8; 2]) {
     let routes = Command::new("ip")
         .args(["-4", "-o", "route"])
@@ -413,11 +414,88 @@ fn free_subnet() -> (String, String, [u8; 2]) {
         let n = seed.wrapping_add(i.wrapping_mul(7919));
         let (a, b) = (244 + (n % 8) as u8, (n / 8 % 256) as u8);
         let subnet: runway_model::Subnet = format!("10.{a}.{b}.0/24").parse().unwrap();
-        if !taken.iter().any(|t| t.overlaps(&subnet)) {
+        let wan: runway_model::Subnet = format!("198.18.{b}.0/24").parse().unwrap();
+        if !taken
+            .iter()
+            .any(|t| t.overlaps(&subnet) || t.overlaps(&wan))
+        {
             return (format!("10.{a}.0.0/16"), subnet.to_string(), [a, b]);
         }
     }
     panic!("no free subnet in 10.244.0.0/13");
+}
+
+/// An "internet" for one server: a namespace behind a veth from the host (198.18.<b>.1,
+/// and .7 for a static egress address) whose server at .2:9000 answers every
+/// connection with the address it came from. Removed when dropped.
+struct Wan {
+    veth: String,
+    ns: String,
+    server: Child,
+}
+
+impl Wan {
+    fn start(server: &Server, b: u8) -> Wan {
+        let ns = format!("runway-{}-wan", server.bridge);
+        let veth = format!("{}w", server.bridge);
+        run(Command::new("ip").args(["netns", "add", &ns]));
+        let wan = |server| Wan {
+            veth: veth.clone(),
+            ns: ns.clone(),
+            server,
+        };
+        run(Command::new("ip").args([
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]));
+        for addr in [1, 7] {
+            run(Command::new("ip").args([
+                "addr",
+                "add",
+                &format!("198.18.{b}.{addr}/24"),
+                "dev",
+                &veth,
+            ]));
+        }
+        run(Command::new("ip").args(["link", "set", &veth, "up"]));
+        run(Command::new("ip").args([
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("198.18.{b}.2/24"),
+            "dev",
+            "eth0",
+        ]));
+        run(Command::new("ip").args(["-n", &ns, "link", "set", "eth0", "up"]));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c"])
+            .arg(format!(
+                "import socket\n\
+                 s = socket.socket()\n\
+                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('198.18.{b}.2', 9000))\n\
+                 s.listen()\n\
+                 while True:\n\
+                 \x20   c, peer = s.accept()\n\
+                 \x20   c.sendall(peer[0].encode() + b'\\n')\n\
+                 \x20   c.close()\n"
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wan(child)
+    }
+}
+
+impl Drop for Wan {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
 }
 
 /// A network namespace with one leg on a bridge, removed when dropped (and by the
@@ -667,13 +745,22 @@ fn query_path(dsn: &str, sql: &str) -> String {
 
 #[test]
 fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_their_vpc() {
-    let server = Server::start_with(&["--runtime-image", "python3=runtimes/python3:latest"]);
-    crate::source::import_base(&server, "python3");
     let (vpc_cidr, cidr, [a, b]) = free_subnet();
     let at = |last: u8| format!("10.{a}.{b}.{last}");
+    let static_egress = format!("198.18.{b}.7");
+    let server = Server::start_with(&[
+        "--runtime-image",
+        "python3=runtimes/python3:latest",
+        "--egress-address",
+        &static_egress,
+    ]);
+    crate::source::import_base(&server, "python3");
+    let _wan = Wan::start(&server, b);
+    let outside = format!("/tcp?addr=198.18.{b}.2:9000");
 
     // The network: a VPC, a subnet on a bridge runway makes, a group that lets only
-    // PostgreSQL out, a connector.
+    // PostgreSQL and the "internet" server out, a connector with a static outbound
+    // address.
     let vpc = id(
         &server.ec2(&["create-vpc", "--cidr-block", &vpc_cidr]).ok(),
         &["Vpc", "VpcId"],
@@ -745,6 +832,17 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         ])
         .ok();
     let pg_rule = id(&pg_rule["SecurityGroupRules"][0], &["SecurityGroupRuleId"]);
+    server
+        .ec2(&[
+            "authorize-security-group-egress",
+            "--group-id",
+            &group,
+            "--ip-permissions",
+            &format!(
+                "IpProtocol=tcp,FromPort=9000,ToPort=9000,IpRanges=[{{CidrIp=198.18.{b}.2/32}}]"
+            ),
+        ])
+        .ok();
     let connector = id(
         &server
             .aws(&[
@@ -755,6 +853,8 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
                 &subnet,
                 "--security-groups",
                 &group,
+                "--tags",
+                &format!("Key=runway:egress-address,Value={static_egress}"),
             ])
             .ok()["VpcConnector"],
         &["VpcConnectorArn"],
@@ -853,6 +953,16 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     );
     let (status, body) = ask(&server, &host, &pets);
     assert_eq!((status, body.as_str()), (200, r#"[["rex"], ["tom"]]"#));
+    // Static outbound addresses: the connector's in its subnet, its egress address outside.
+    let seen = query_path(&dsn, "SELECT host(inet_client_addr())");
+    assert_eq!(
+        ask(&server, &host, &seen),
+        (200, format!(r#"[["{}"]]"#, at(254)))
+    );
+    assert_eq!(
+        ask(&server, &host, &outside),
+        (200, format!("open: {static_egress}"))
+    );
 
     // A private service, served through an interface endpoint to one client address.
     let clients = id(

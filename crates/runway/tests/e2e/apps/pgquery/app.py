@@ -4,7 +4,8 @@ what happened.
 
   GET /healthz                    ok
   GET /query?dsn=DSN&sql=SQL      the rows as JSON, or 502 with the driver's error
-  GET /tcp?addr=HOST:PORT         "open", or 502 with the error
+  GET /tcp?addr=HOST:PORT         "open" (and ": " and what the peer sent first, if
+                                  anything within a second), or 502 with the error
 """
 
 import json
@@ -42,10 +43,16 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/tcp":
             host, port = query["addr"][0].rsplit(":", 1)
             try:
-                socket.create_connection((host, int(port)), timeout=2).close()
-                return self.reply(200, "open")
+                conn = socket.create_connection((host, int(port)), timeout=2)
             except Exception as e:
                 return self.reply(502, f"{type(e).__name__}: {e}")
+            with conn:
+                conn.settimeout(1)
+                try:
+                    first = conn.recv(200).decode(errors="replace").strip()
+                except OSError:
+                    first = ""
+            return self.reply(200, f"open: {first}" if first else "open")
         return self.reply(404, "not found")
 
     def log_message(self, format, *args):
