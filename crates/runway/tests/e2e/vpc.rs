@@ -9,7 +9,7 @@
 use crate::deploy::{create_testapp, get, wait_op};
 use crate::harness::{Aws, Server};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -681,36 +681,6 @@ impl Drop for Postgres {
     }
 }
 
-/// The query app's source (tests/e2e/apps/pgquery) with psycopg vendored as installed
-/// on this host from PyPI (the build has no PyPI of its own to install from).
-fn pgquery_source(into: &Path) -> PathBuf {
-    let app = into.join("pgquery");
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps/pgquery");
-    std::fs::create_dir_all(app.join("vendor")).unwrap();
-    for file in ["app.py", "apprunner.yaml"] {
-        std::fs::copy(from.join(file), app.join(file)).unwrap();
-    }
-    let located = run(Command::new("python3").args([
-        "-c",
-        "import os, psycopg, psycopg_binary, typing_extensions as t\n\
-         site = os.path.dirname(os.path.dirname(psycopg.__file__))\n\
-         print(site)",
-    ]));
-    let site = PathBuf::from(String::from_utf8_lossy(&located.stdout).trim());
-    for package in [
-        "psycopg",
-        "psycopg_binary",
-        "psycopg_binary.libs",
-        "typing_extensions.py",
-    ] {
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(site.join(package))
-            .arg(app.join("vendor")));
-    }
-    app
-}
-
 /// Polls `describe` until `field` of its answer is `want`.
 fn wait_for(what: &str, want: &str, describe: impl Fn() -> Value, field: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -871,19 +841,19 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
 
     // The app, built from source, with default egress: it cannot reach the database.
     let work = tempfile::tempdir().unwrap();
-    let source = pgquery_source(work.path());
+    let source = work.path().join("pgquery");
+    crate::source::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps/pgquery"),
+        &source,
+    );
     let out = server
         .runway()
         .args(["deploy", "--name", "pets", "--source"])
         .arg(&source)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "runway deploy: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = crate::source::assert_ok(&out, "runway deploy --source (psycopg from PyPI)");
+    assert!(stdout.contains("Successfully installed"), "{stdout}");
     let services = server.aws(&["list-services"]).ok();
     let arn = id(&services["ServiceSummaryList"][0], &["ServiceArn"]);
     let host = id(&services["ServiceSummaryList"][0], &["ServiceUrl"]);

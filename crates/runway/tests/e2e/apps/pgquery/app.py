@@ -1,6 +1,6 @@
 """A small app for runway's private-network tests: it queries PostgreSQL with psycopg
-(vendored next to it as installed from PyPI) and tries TCP connections, and answers with
-what happened.
+(installed from PyPI by its build) and tries TCP connections, and answers with what
+happened.
 
   GET /healthz                    ok
   GET /query?dsn=DSN&sql=SQL      the rows as JSON, or 502 with the driver's error
@@ -15,8 +15,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor"))
-import psycopg  # noqa: E402
+import psycopg
 
 
 class Handler(BaseHTTPRequestHandler):
