@@ -97,6 +97,12 @@ pub(crate) fn routes(
             .as_ref()
             .and_then(|i| i.is_publicly_accessible)
             != Some(false);
+        route.dual_stack = service
+            .spec
+            .network_configuration
+            .ip_address_type
+            .as_deref()
+            == Some("DUAL_STACK");
         route.private_listeners = snap
             .ingress
             .iter()

@@ -202,10 +202,11 @@ fn route(
         return Ok((cached.target.clone(), cached.host.clone()));
     }
     let host = host::request_host(req).map_err(|_| RouterError::BadHost)?;
-    // A service not served on the connection's listener is as unknown as any other host.
+    // A service not served on the connection's listener, or to its client's address
+    // family, is as unknown as any other host.
     let target = table
         .find(&host)
-        .filter(|t| t.service.serves(conn.scope.as_deref()))
+        .filter(|t| t.service.serves(conn.scope.as_deref(), conn.ipv6))
         .cloned()
         .ok_or(RouterError::UnknownHost)?;
     let raw = match authority {

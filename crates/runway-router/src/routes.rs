@@ -66,6 +66,9 @@ pub struct ServiceRoute {
     /// The private listeners (by name: the interface endpoints of its VPC ingress
     /// connections) that also serve it; see [`crate::Router::set_private_addresses`].
     pub private_listeners: Vec<String>,
+    /// Clients connecting over IPv6 are served too (App Runner's IpAddressType
+    /// DUAL_STACK); otherwise only IPv4 clients (IPv4-mapped addresses included).
+    pub dual_stack: bool,
 }
 
 impl ServiceRoute {
@@ -86,6 +89,7 @@ impl ServiceRoute {
             revisions: Vec::new(),
             public: true,
             private_listeners: Vec::new(),
+            dual_stack: false,
         }
     }
 }

@@ -170,6 +170,8 @@ pub(crate) struct ConnInfo {
     /// The private listener the client connected to (by the local address), or `None`
     /// for a public one.
     pub scope: Option<Arc<str>>,
+    /// The client came over IPv6 (not an IPv4-mapped address).
+    pub ipv6: bool,
     /// The client's address as X-Forwarded-For text.
     pub client_value: http::HeaderValue,
     pub tls: bool,
@@ -366,9 +368,14 @@ impl Router {
                             .local_addr()
                             .ok()
                             .and_then(|local| inner.private.load().get(&local.ip()).cloned());
+                        let ipv6 = match client.ip() {
+                            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
+                            std::net::IpAddr::V4(_) => false,
+                        };
                         let conn = Arc::new(ConnInfo {
                             client,
                             scope,
+                            ipv6,
                             client_value: crate::headers::client_value(client.ip()),
                             tls: tls.is_some(),
                             stop: stop_rx.clone(),

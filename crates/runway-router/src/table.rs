@@ -34,15 +34,18 @@ pub(crate) struct ServiceEntry {
     revisions: Vec<(u32, Arc<RevisionState>)>,
     public: bool,
     private_listeners: Box<[Box<str>]>,
+    dual_stack: bool,
 }
 
 impl ServiceEntry {
-    /// Whether a connection to a listener of `scope` (`None`: public) may reach it.
-    pub(crate) fn serves(&self, scope: Option<&str>) -> bool {
-        match scope {
+    /// Whether a connection to a listener of `scope` (`None`: public), from an IPv6
+    /// client if `ipv6`, may reach it.
+    pub(crate) fn serves(&self, scope: Option<&str>, ipv6: bool) -> bool {
+        let listener = match scope {
             None => self.public,
             Some(name) => self.private_listeners.iter().any(|l| **l == *name),
-        }
+        };
+        listener && (self.dual_stack || !ipv6)
     }
 
     /// A revision chosen by percent.
@@ -160,6 +163,7 @@ pub(crate) fn build(
             queue: service.queue,
             revisions: weighted,
             public: service.public,
+            dual_stack: service.dual_stack,
             private_listeners: service
                 .private_listeners
                 .into_iter()

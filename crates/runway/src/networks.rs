@@ -35,6 +35,9 @@ pub struct Networks {
     pub store: Arc<dyn Store>,
     pub tls: Arc<rustls::ServerConfig>,
     pub wake: Arc<Notify>,
+    /// The router's public HTTPS listener: if it holds port 443 on every address, it
+    /// serves the endpoints' addresses too.
+    pub public_https: SocketAddr,
 }
 
 /// A private listener the loop started.
@@ -131,8 +134,9 @@ impl Networks {
         Ok(())
     }
 
-    /// Starts serving HTTPS on `ip`:443; a wildcard listener that already holds the port
-    /// serves the address instead (the router scopes connections by local address).
+    /// Starts serving HTTPS on `ip`:443; the router's own public listener serves the
+    /// address instead when it holds port 443 on every address (the router scopes
+    /// connections by the local address they reached).
     async fn listen(
         &self,
         ip: IpAddr,
@@ -141,8 +145,12 @@ impl Networks {
         let addr = SocketAddr::new(ip, PRIVATE_HTTPS_PORT);
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                tracing::info!(%addr, "a wildcard listener holds the port and serves the endpoint");
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && self.public_https.port() == PRIVATE_HTTPS_PORT
+                    && self.public_https.ip().is_unspecified() =>
+            {
+                tracing::info!(%addr, "the public HTTPS listener holds the port and serves the endpoint");
                 return Ok((stop, None));
             }
             Err(e) => return Err(e),

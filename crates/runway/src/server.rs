@@ -784,6 +784,7 @@ async fn serve(config: Config) -> Result<()> {
             store: store.clone(),
             tls: tls.clone(),
             wake: networks_wake.clone(),
+            public_https: https_addr,
         };
         tokio::spawn(networks.run(stopped()))
     });

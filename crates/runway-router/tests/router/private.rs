@@ -1,5 +1,6 @@
 //! Private listeners: a connection made to a private address reaches only the services
-//! whose route names that listener, and private services are not served publicly.
+//! whose route names that listener, and private services are not served publicly. IPv6
+//! clients reach only dual-stack services.
 
 use http::StatusCode;
 use runway_router::RouterConfig;
@@ -85,4 +86,47 @@ async fn private_services_answer_only_on_their_private_listeners() {
         get(private_addr, "a-1.runway.localhost", "/").await.body,
         "hello from private"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_reach_only_dual_stack_services() {
+    let backend = Backend::start("b").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let v4_only = service(
+        "v4",
+        "v4-1.runway.localhost",
+        "r1",
+        vec![backend.endpoint()],
+    );
+    let mut dual = service(
+        "dual",
+        "dual-1.runway.localhost",
+        "r2",
+        vec![backend.endpoint()],
+    );
+    dual.dual_stack = true;
+    router.set_services(vec![v4_only, dual]);
+    let listener = TcpListener::bind("[::1]:0").await.expect("bind [::1]");
+    let v6_addr = listener.local_addr().unwrap();
+    let serving = router.router.clone();
+    tokio::spawn(async move { serving.serve_http(listener, std::future::pending()).await });
+    for (host, over_v4, over_v6) in [
+        (
+            "v4-1.runway.localhost",
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+        ),
+        ("dual-1.runway.localhost", StatusCode::OK, StatusCode::OK),
+    ] {
+        assert_eq!(
+            get(router.addr, host, "/").await.status,
+            over_v4,
+            "{host} over IPv4"
+        );
+        assert_eq!(
+            get(v6_addr, host, "/").await.status,
+            over_v6,
+            "{host} over IPv6"
+        );
+    }
 }

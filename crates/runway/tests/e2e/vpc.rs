@@ -694,6 +694,22 @@ fn wait_for(what: &str, want: &str, describe: impl Fn() -> Value, field: &[&str]
     }
 }
 
+/// `curl` to the router's HTTPS listener over IPv6 (`[::1]`) for `host`.
+fn https_v6(server: &Server, host: &str, path: &str) -> (u16, String) {
+    let port = server.https.rsplit(':').next().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(server.data_dir().join("certs/ca.pem"))
+        .args(["--resolve", &format!("{host}:{port}:[::1]")])
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// The query app's answer to `path` (status and body).
 fn ask(server: &Server, host: &str, path: &str) -> (u16, String) {
     get(server, host, path)
@@ -723,6 +739,9 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         "python3=runtimes/python3:latest",
         "--egress-address",
         &static_egress,
+        // A dual-stack listener, for IPv6 clients.
+        "--https-listen",
+        "[::]:0",
     ]);
     crate::source::import_base(&server, "python3");
     let _wan = Wan::start(&server, b);
@@ -863,7 +882,14 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         "default egress must not reach the subnet: {body}"
     );
 
-    // Switching to the connector is a deployment that drops no request.
+    assert_eq!(
+        https_v6(&server, &host, "/healthz").0,
+        404,
+        "an IPv4 service does not answer IPv6 clients"
+    );
+
+    // Switching to the connector (and to dual stack) is a deployment that drops no
+    // request.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failures = {
         let (stop, https, ca, host) = (
@@ -899,22 +925,11 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
             failed
         })
     };
-    let network = json!({
-        "EgressConfiguration": { "EgressType": "VPC", "VpcConnectorArn": connector }
-    });
-    let op = server
-        .aws(&[
-            "update-service",
-            "--service-arn",
-            &arn,
-            "--network-configuration",
-            &network.to_string(),
-        ])
-        .ok();
-    assert_eq!(
-        wait_op(&server, &arn, &id(&op, &["OperationId"])),
-        "SUCCEEDED"
+    let op = server.boto3_with(
+        "vpc_egress.py",
+        &[("SERVICE_ARN", &arn), ("CONNECTOR_ARN", &connector)],
     );
+    assert_eq!(wait_op(&server, &arn, op.trim()), "SUCCEEDED");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         failures.join().unwrap(),
@@ -923,6 +938,11 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     );
     let (status, body) = ask(&server, &host, &pets);
     assert_eq!((status, body.as_str()), (200, r#"[["rex"], ["tom"]]"#));
+    assert_eq!(
+        https_v6(&server, &host, "/healthz"),
+        (200, "ok".to_string()),
+        "a dual-stack service answers IPv6 clients"
+    );
     // Static outbound addresses: the connector's in its subnet, its egress address outside.
     let seen = query_path(&dsn, "SELECT host(inet_client_addr())");
     assert_eq!(
