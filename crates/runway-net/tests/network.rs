@@ -460,6 +460,11 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     serve(in_netns(&plain.netns, || {
         TcpListener::bind("0.0.0.0:8000").unwrap()
     }));
+    // Another service through the same connector.
+    let neighbour = net.attach_vpc("i3", "svc-c", Some(&connector.arn)).unwrap();
+    serve(in_netns(&neighbour.netns, || {
+        TcpListener::bind("0.0.0.0:8000").unwrap()
+    }));
     let host_gw = TcpListener::bind((at(1), 0)).unwrap();
     let host_gw_addr = host_gw.local_addr().unwrap();
     serve(host_gw);
@@ -473,20 +478,22 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
         SocketAddr::from((at(10), 7000)),
         SocketAddr::from((at(10), 7001)),
     );
-    let plain_ip = plain.ip;
+    let (plain_ip, neighbour_ip) = (plain.ip, neighbour.ip);
     let from_vpc = in_netns(&vpc_instance.netns, move || {
         [
             reaches_soon(db_ok),
             reaches(db_other),
             reaches(SocketAddr::from((plain_ip, 8000))),
+            reaches(SocketAddr::from((neighbour_ip, 8000))),
             reaches(host_gw_addr),
             reaches(SocketAddr::from((at(253), 7443))),
         ]
     });
     assert_eq!(
         from_vpc,
-        [true, false, false, false, false],
-        "through the connector: db 7000, db 7001, another service, the host on the subnet, the endpoint"
+        [true, false, false, false, false, false],
+        "through the connector: db 7000, db 7001, another service, another service on the \
+         same connector, the host on the subnet, the endpoint"
     );
     assert_eq!(
         seen.recv_timeout(Duration::from_secs(5)).unwrap(),
@@ -524,6 +531,7 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     // A subnet that is gone takes its bridge along; purging takes everything else.
     net.detach("i1").unwrap();
     net.detach("i2").unwrap();
+    net.detach("i3").unwrap();
     {
         let mut tx = store.begin().unwrap();
         tx.remove::<NetworkInterfaceRecord>(&connector_eni.id)
