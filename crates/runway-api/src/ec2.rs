@@ -233,6 +233,26 @@ async fn run(
     .unwrap_or_else(|e| Err(Ec2Error::internal(format!("the action failed to run: {e}"))))
 }
 
+/// Parses `body` as a request's form and reads it every way an action may (for the fuzz
+/// target): nothing a client sends may make that panic.
+pub(crate) fn read_all(body: &[u8]) {
+    let Ok(p) = Params::parse(None, body) else {
+        return;
+    };
+    for name in ["IpPermissions", "TagSpecification", "Filter", "SubnetId"] {
+        for item in p.items(name) {
+            let _ = item.items("IpRanges");
+            let _ = item.list("Value");
+            let _ = item.int("FromPort");
+            let _ = params::tag_list(&item, "Tag");
+        }
+    }
+    let _ = p.filters();
+    let _ = p.tag_specifications("subnet");
+    let _ = p.bool("PrivateDnsEnabled");
+    let _ = params::page((0..10).collect::<Vec<u32>>(), &p);
+}
+
 /// The tag set of a resource, as `<tagSet>`.
 fn tag_set(x: &mut Xml, tags: &[runway_model::shapes::Tag]) {
     x.list("tagSet", tags, |x, t| {

@@ -18,6 +18,15 @@ pub mod sigv4;
 mod vpc;
 
 pub use logs::{InstanceEntry, InstanceReader, LogEntry};
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `data` as an EC2 query request's form and reads it the ways actions do.
+    pub fn ec2_params(data: &[u8]) {
+        crate::ec2::read_all(data);
+    }
+}
 pub use ops::{Ctx, OpError};
 pub use runtimes::RuntimeCatalog;
 

@@ -57,3 +57,20 @@ fn xml_is_escaped_and_lists_hold_items() {
         "<a><name>&lt;&amp;&quot;&apos;&gt;</name><set><item>one</item><item>two</item></set></a>"
     );
 }
+
+#[test]
+fn odd_forms_are_read_without_panicking() {
+    for body in [
+        &b""[..],
+        b"&&&=&=",
+        b"%",
+        b"%zz=%ff",
+        b"Filter.99999999999999999999.Name=x",
+        b"IpPermissions.1.IpRanges.1.CidrIp=%00&IpPermissions.1.FromPort=-99999999999999999999",
+        b"TagSpecification.1.Tag.1.Key=&TagSpecification.1.ResourceType=subnet",
+        b"MaxResults=4&NextToken=%2F%2F",
+        b"\xff\xfe=1",
+    ] {
+        super::read_all(body);
+    }
+}
