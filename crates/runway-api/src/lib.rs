@@ -1,6 +1,8 @@
 //! The App Runner API: the AWS JSON 1.0 protocol over HTTP (`POST /` with
 //! `X-Amz-Target: AppRunner.<Operation>`), SigV4 authentication of every request, and the
-//! logic of every operation, so that the AWS CLI, boto3 and the SDKs work unchanged.
+//! logic of every operation, so that the AWS CLI, boto3 and the SDKs work unchanged; and
+//! beside it, on the same listener, the EC2 subset users declare private networks with
+//! (the query protocol: form-encoded `Action=` requests, XML answers).
 //!
 //! This crate records what users ask for; it must never start, stop or route anything
 //! itself (the controller does, from what is recorded here), never answer a status that

@@ -6,7 +6,9 @@
 //! has none yet (scale from zero), requests wait in a bounded FIFO queue per revision and
 //! the router publishes the demand. Bodies stream both ways, upgrades (WebSockets) and
 //! gRPC (h2c to instances) pass through, and every revision's concurrency, requests,
-//! latency and bytes are measured.
+//! latency and bytes are measured. A connection made to a private listener's address
+//! reaches only the private services routed there; IPv6 clients reach only dual-stack
+//! services.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
