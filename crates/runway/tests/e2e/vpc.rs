@@ -1138,6 +1138,25 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // An update goes through PENDING_UPDATE back to AVAILABLE, served all along.
+    let updated = server
+        .aws(&[
+            "update-vpc-ingress-connection",
+            "--vpc-ingress-connection-arn",
+            &connection,
+            "--ingress-vpc-configuration",
+            &format!("VpcId={vpc},VpcEndpointId={endpoint}"),
+        ])
+        .ok();
+    assert_eq!(updated["VpcIngressConnection"]["Status"], "PENDING_UPDATE");
+    wait_for(
+        "the updated ingress connection",
+        "AVAILABLE",
+        describe_connection,
+        &["VpcIngressConnection", "Status"],
+    );
+    assert_eq!(client.https_get(&server, &hidden_host, &endpoint_ip).0, 200);
+
     // A deleted ingress connection is served no more.
     server
         .aws(&[
