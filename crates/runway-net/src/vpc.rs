@@ -14,7 +14,7 @@ use runway_model::network::*;
 use runway_model::records::ConfigStatus;
 use runway_store::{Query, Record, Store, Txn, Typed};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -65,17 +65,17 @@ impl Record for HostAddress {
     }
 }
 
-/// An interface endpoint that is available, and its addresses.
+/// An interface endpoint whose addresses are in place, and those addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointAddresses {
     pub id: String,
     pub addrs: Vec<Ipv4Addr>,
 }
 
-/// What a pass made available.
+/// What a pass made ready.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Converged {
-    /// The endpoints whose addresses are all in place: the router may serve there.
+    /// The endpoints whose addresses are all in place: the router should serve there.
     pub endpoints: Vec<EndpointAddresses>,
 }
 
@@ -123,8 +123,10 @@ impl UserNetworks {
     }
 
     /// Makes the host match the store: subnets' bridges and interfaces, runway's
-    /// addresses on them, the rules; records subnets' and endpoints' states. Blocking.
-    pub fn converge(&self) -> Result<Converged> {
+    /// addresses on them, the rules; records subnets' and endpoints' states. An endpoint
+    /// in `unserved` (whose addresses the router could not listen on, and why) is recorded
+    /// failed though its addresses are in place. Blocking.
+    pub fn converge(&self, unserved: &HashMap<String, String>) -> Result<Converged> {
         let store = self.store.as_ref();
         let (subnets, interfaces, endpoints) = {
             let tx = store.begin()?;
@@ -180,12 +182,13 @@ impl UserNetworks {
                 .map(|i| i.ip)
                 .collect();
             let ready = !addrs.is_empty() && addrs.iter().all(|a| placed.contains(a));
+            let failed = failed.or_else(|| unserved.get(&e.id).filter(|_| ready).cloned());
             let state = match (&failed, ready) {
                 (Some(_), _) => NetworkState::Failed,
                 (None, true) => NetworkState::Available,
                 (None, false) => NetworkState::Pending,
             };
-            if state == NetworkState::Available {
+            if ready {
                 converged.endpoints.push(EndpointAddresses {
                     id: e.id.clone(),
                     addrs,

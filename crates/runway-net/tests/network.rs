@@ -442,7 +442,7 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     save(&store, &[&connector_eni, &endpoint_eni]);
 
     let user = UserNetworks::new(net.config().clone(), store.clone());
-    let converged = user.converge().unwrap();
+    let converged = user.converge(&Default::default()).unwrap();
     assert_eq!(converged.endpoints.len(), 1, "{converged:?}");
     assert_eq!(converged.endpoints[0].addrs, [at(253)]);
     {
@@ -521,7 +521,7 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     // Revoking the egress rule closes the way for new connections.
     group.egress.clear();
     save(&store, &[&group]);
-    user.converge().unwrap();
+    user.converge(&Default::default()).unwrap();
     let after = in_netns(&vpc_instance.netns, move || reaches(db_ok));
     assert!(
         !after,
@@ -543,7 +543,7 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
         tx.remove::<SubnetRecord>(&subnet.id).unwrap();
         tx.commit().unwrap();
     }
-    user.converge().unwrap();
+    user.converge(&Default::default()).unwrap();
     assert!(!Path::new("/sys/class/net").join(&subnet.interface).exists());
 }
 
@@ -608,7 +608,7 @@ fn subnets_on_existing_interfaces_get_runways_addresses_and_stay_and_purging_tak
     save(&store, &[&theirs, &missing, &ours]);
     save(&store, &[&eni]);
     let user = UserNetworks::new(net.config().clone(), store.clone());
-    user.converge().unwrap();
+    user.converge(&Default::default()).unwrap();
     let state = |id: &str| {
         let tx = store.begin().unwrap();
         let s: SubnetRecord = tx.load(id).unwrap().unwrap();
@@ -627,7 +627,7 @@ fn subnets_on_existing_interfaces_get_runways_addresses_and_stay_and_purging_tak
         tx.remove::<NetworkInterfaceRecord>(&eni.id).unwrap();
         tx.commit().unwrap();
     }
-    user.converge().unwrap();
+    user.converge(&Default::default()).unwrap();
     assert!(!addresses_of(&existing).contains("10.207."));
     // Purging removes the bridges runway made for subnets, not the user's.
     drop(guard);

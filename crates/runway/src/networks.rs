@@ -51,9 +51,11 @@ impl Networks {
     /// Runs until `stopped` completes, then stops its listeners gracefully.
     pub async fn run(self, stopped: impl std::future::Future<Output = ()>) {
         let mut listeners: HashMap<IpAddr, Listener> = HashMap::new();
+        // Endpoints whose addresses the last pass could not listen on, and why.
+        let mut unserved: HashMap<String, String> = HashMap::new();
         let mut stopped = std::pin::pin!(stopped);
         loop {
-            if let Err(e) = self.pass(&mut listeners).await {
+            if let Err(e) = self.pass(&mut listeners, &mut unserved).await {
                 tracing::error!(error = %e, "private networks: pass failed; retrying");
             }
             tokio::select! {
@@ -70,9 +72,15 @@ impl Networks {
         }
     }
 
-    async fn pass(&self, listeners: &mut HashMap<IpAddr, Listener>) -> anyhow::Result<()> {
-        let user = self.user.clone();
-        let converged: Converged = tokio::task::spawn_blocking(move || user.converge()).await??;
+    async fn pass(
+        &self,
+        listeners: &mut HashMap<IpAddr, Listener>,
+        unserved: &mut HashMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let before = std::mem::take(unserved);
+        let (user, failed) = (self.user.clone(), before.clone());
+        let converged: Converged =
+            tokio::task::spawn_blocking(move || user.converge(&failed)).await??;
         let wanted: HashMap<IpAddr, String> = converged
             .endpoints
             .iter()
@@ -113,7 +121,11 @@ impl Networks {
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(%ip, %endpoint, error = %e, "cannot listen for private services")
+                    tracing::warn!(%ip, %endpoint, error = %e, "cannot listen for private services");
+                    unserved.insert(
+                        endpoint.clone(),
+                        format!("cannot listen on {ip}:{PRIVATE_HTTPS_PORT}: {e}"),
+                    );
                 }
             }
         }
@@ -127,6 +139,10 @@ impl Networks {
             })
             .map(|e| e.id.clone())
             .collect();
+        if unserved.keys().any(|e| !before.contains_key(e)) {
+            // The next pass records the endpoint failed, and its connections with it.
+            self.wake.notify_one();
+        }
         // The routes say who is served where; once they are out, the statuses may say so.
         self.controller.publish_routes().await?;
         let store = self.store.clone();
