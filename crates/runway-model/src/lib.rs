@@ -8,8 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
-pub mod domains;
 pub mod cidr;
+pub mod domains;
 pub mod error;
 pub mod ids;
 pub mod network;

@@ -11,10 +11,10 @@
 mod adapters;
 mod client;
 mod commands;
-mod runtime_catalog;
 mod domains;
 mod network_commands;
 mod networks;
+mod runtime_catalog;
 mod server;
 mod sources;
 
