@@ -3,7 +3,8 @@
 //! sign-ins limited per client address), and the logic of every operation, so that the
 //! AWS CLI, boto3 and the SDKs work unchanged. Beside it, on the same listener and keys,
 //! the AWS services App Runner users script against (Secrets Manager, SSM Parameter
-//! Store, KMS: AWS JSON 1.1, the `aws` module).
+//! Store, KMS: AWS JSON 1.1, the `aws` module) and the EC2 subset users declare private
+//! networks with (the query protocol: form-encoded `Action=` requests, XML answers).
 //!
 //! This crate records what users ask for; it must never start, stop or route anything
 //! itself (the controller does, from what is recorded here), never answer a status that
@@ -12,14 +13,25 @@
 #![forbid(unsafe_code)]
 
 mod aws;
+mod ec2;
 mod logs;
 mod metrics;
 mod ops;
 mod protocol;
 pub mod runtimes;
 pub mod sigv4;
+mod vpc;
 
 pub use logs::{InstanceEntry, InstanceReader, LogEntry};
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `data` as an EC2 query request's form and reads it the ways actions do.
+    pub fn ec2_params(data: &[u8]) {
+        crate::ec2::read_all(data);
+    }
+}
 pub use ops::{Ctx, OpError};
 pub use runtimes::RuntimeCatalog;
 
@@ -39,6 +51,9 @@ pub struct ApiConfig {
     /// Where source builds' logs are, one `<operation id>.log` each, for
     /// `Runway.GetBuildLog` (`None`: this server builds nothing).
     pub build_logs: Option<std::path::PathBuf>,
+    /// The host's addresses the operator lets VPC connectors take as their static
+    /// outbound address to the internet (the `runway:egress-address` tag).
+    pub egress_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// Where clients reach this server's parts, as `Runway.DescribeEndpoints` answers (what

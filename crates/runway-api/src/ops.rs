@@ -12,6 +12,8 @@ mod revisions;
 pub(crate) mod services;
 pub(crate) mod shared;
 pub(crate) mod tags;
+pub(crate) mod vpc_connectors;
+pub(crate) mod vpc_ingress;
 
 use crate::ApiConfig;
 use base64::Engine as _;

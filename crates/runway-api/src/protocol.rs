@@ -56,6 +56,15 @@ const OPERATIONS: &[&str] = &[
     "AssociateCustomDomain",
     "DescribeCustomDomains",
     "DisassociateCustomDomain",
+    "CreateVpcConnector",
+    "DescribeVpcConnector",
+    "ListVpcConnectors",
+    "DeleteVpcConnector",
+    "CreateVpcIngressConnection",
+    "DescribeVpcIngressConnection",
+    "ListVpcIngressConnections",
+    "UpdateVpcIngressConnection",
+    "DeleteVpcIngressConnection",
 ];
 
 /// The operations that change something (the controller is woken after them).
@@ -72,6 +81,11 @@ const MUTATING: &[&str] = &[
     "AssociateCustomDomain",
     "DisassociateCustomDomain",
     "UpdateServiceHttpConfiguration",
+    "CreateVpcConnector",
+    "DeleteVpcConnector",
+    "CreateVpcIngressConnection",
+    "UpdateVpcIngressConnection",
+    "DeleteVpcIngressConnection",
 ];
 
 /// runway's extension operations (`X-Amz-Target: Runway.<Operation>`).
@@ -172,6 +186,9 @@ impl From<OpError> for Fault {
 async fn handle(State(api): State<Api>, request: Request) -> Response {
     if let Some(service) = crate::aws::Service::of(request.headers()) {
         return crate::aws::handle(api, service, request).await;
+    }
+    if crate::ec2::is_query(request.headers()) {
+        return crate::ec2::handle(&api, request).await;
     }
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -433,6 +450,7 @@ async fn verify(
 async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fault> {
     use ops::{
         autoscaling, connections, custom_domains, extensions, http, observability, services, tags,
+        vpc_connectors, vpc_ingress,
     };
     match operation {
         "CreateService" => run(api, body, services::create).await,
@@ -467,6 +485,15 @@ async fn dispatch(api: &Api, operation: &str, body: Bytes) -> Result<Vec<u8>, Fa
         "AssociateCustomDomain" => run(api, body, custom_domains::associate).await,
         "DescribeCustomDomains" => run(api, body, custom_domains::describe).await,
         "DisassociateCustomDomain" => run(api, body, custom_domains::disassociate).await,
+        "CreateVpcConnector" => run(api, body, vpc_connectors::create).await,
+        "DescribeVpcConnector" => run(api, body, vpc_connectors::describe).await,
+        "ListVpcConnectors" => run(api, body, vpc_connectors::list).await,
+        "DeleteVpcConnector" => run(api, body, vpc_connectors::delete).await,
+        "CreateVpcIngressConnection" => run(api, body, vpc_ingress::create).await,
+        "DescribeVpcIngressConnection" => run(api, body, vpc_ingress::describe).await,
+        "ListVpcIngressConnections" => run(api, body, vpc_ingress::list).await,
+        "UpdateVpcIngressConnection" => run(api, body, vpc_ingress::update).await,
+        "DeleteVpcIngressConnection" => run(api, body, vpc_ingress::delete).await,
         "GetLogs" => {
             let input = parse(&body)?;
             let output = crate::logs::get(api, input).await?;

@@ -2,6 +2,7 @@
 
 use crate::Result;
 use runway_model::domains::{DomainRecord, DomainStatus};
+use runway_model::network::IngressConnectionRecord;
 use runway_model::records::*;
 use runway_store::{Query, Txn, Typed};
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub(crate) struct Snapshot {
     pub unfinished: Vec<OperationRecord>,
     /// Names of ACTIVE custom domains (with `www.` when asked), by service ARN.
     pub domains: HashMap<String, Vec<String>>,
+    /// VPC ingress connections the router serves (or is about to), for private routes.
+    pub ingress: Vec<IngressConnectionRecord>,
 }
 
 impl Snapshot {
@@ -62,6 +65,12 @@ impl Snapshot {
                     .extend(domain.names());
             }
         }
+        let ingress = tx
+            .load_all::<IngressConnectionRecord>(&all)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.status.routed())
+            .collect();
         Ok(Snapshot {
             services,
             states,
@@ -69,6 +78,7 @@ impl Snapshot {
             scaling,
             unfinished,
             domains,
+            ingress,
         })
     }
 

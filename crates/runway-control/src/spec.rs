@@ -65,6 +65,12 @@ pub(crate) fn instance_spec(
             healthy_threshold: health.healthy_threshold.map_or(1, |n| n.max(1) as u32),
             unhealthy_threshold: health.unhealthy_threshold.map_or(5, |n| n.max(1) as u32),
         },
+        vpc_connector: spec
+            .network_configuration
+            .egress_configuration
+            .as_ref()
+            .filter(|e| e.egress_type.as_deref() == Some("VPC"))
+            .and_then(|e| e.vpc_connector_arn.clone()),
     })
 }
 
@@ -108,6 +114,25 @@ pub(crate) fn routes(
         route.paused = state.paused;
         route.https_redirect = https_redirect;
         route.max_concurrency = snap.bounds(service).max_concurrency;
+        route.public = service
+            .spec
+            .network_configuration
+            .ingress_configuration
+            .as_ref()
+            .and_then(|i| i.is_publicly_accessible)
+            != Some(false);
+        route.dual_stack = service
+            .spec
+            .network_configuration
+            .ip_address_type
+            .as_deref()
+            == Some("DUAL_STACK");
+        route.private_listeners = snap
+            .ingress
+            .iter()
+            .filter(|c| c.service_arn == service.arn)
+            .map(|c| c.vpc_endpoint_id.clone())
+            .collect();
         route.revisions = state
             .traffic
             .iter()

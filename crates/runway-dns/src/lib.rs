@@ -19,7 +19,7 @@ mod limit;
 mod metrics;
 mod zone;
 
-pub use zone::{Records, ZoneConfig};
+pub use zone::{Host, Records, ZoneConfig};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
@@ -100,9 +100,9 @@ impl Dns {
         &self.shared.config
     }
 
-    /// Serves A and AAAA records for `hosts` (names under the base domain; others are
-    /// ignored) from now on, instead of the previous ones.
-    pub fn set_hosts(&self, hosts: Vec<String>) -> Result<(), DnsError> {
+    /// Serves A records, and AAAA records for dual-stack ones, for `hosts` (names under
+    /// the base domain; others are ignored) from now on, instead of the previous ones.
+    pub fn set_hosts(&self, hosts: Vec<Host>) -> Result<(), DnsError> {
         self.update(|records| {
             if records.hosts == hosts {
                 return false;

@@ -27,7 +27,8 @@ const NEGATIVE_TTL: u32 = 60;
 pub struct ZoneConfig {
     /// The base domain, lowercase, without a trailing dot (`runway.example.com`).
     pub base_domain: String,
-    /// Where the router listens publicly: every service host's A and AAAA records.
+    /// Where the router listens publicly: service hosts' A records (and AAAA records of
+    /// dual-stack services' hosts).
     pub addresses: Vec<IpAddr>,
     /// This name server's public addresses (glue for `ns1.<base-domain>`).
     pub nameserver_addresses: Vec<IpAddr>,
@@ -47,11 +48,20 @@ impl ZoneConfig {
     }
 }
 
+/// A service host, answered at the router's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    /// Whether its AAAA records are served too (App Runner's IpAddressType DUAL_STACK);
+    /// otherwise only A records, as the router serves the host to IPv4 clients only.
+    pub ipv6: bool,
+}
+
 /// The records that change while the server runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Records {
-    /// Service hosts (A/AAAA at the router's addresses).
-    pub hosts: Vec<String>,
+    /// Service hosts (A, and AAAA if dual stack, at the router's addresses).
+    pub hosts: Vec<Host>,
     /// TXT records by full name.
     pub txt: BTreeMap<String, Vec<String>>,
 }
@@ -144,8 +154,17 @@ pub(crate) fn catalog(
     let mut validation = ZoneBuilder::new(&config.validation_zone(), config, serial)?;
     let apex = base.origin.clone();
     base.addresses(&apex, &config.addresses);
+    // The wildcard has A records only: hickory answers a name's missing type from the
+    // wildcard, so a wildcard AAAA would give IPv4 services' hosts one, and the router
+    // serves IPv6 clients only dual-stack services (whose hosts get AAAA by name).
     let wildcard = name(&format!("*.{}", config.base_domain))?;
-    base.addresses(&wildcard, &config.addresses);
+    let ipv4: Vec<IpAddr> = config
+        .addresses
+        .iter()
+        .copied()
+        .filter(IpAddr::is_ipv4)
+        .collect();
+    base.addresses(&wildcard, &ipv4);
     base.addresses(&name(&config.nameserver())?, &config.nameserver_addresses);
     // The delegation of the validation zone, for resolvers that walk down to it.
     base.add(Record::from_rdata(
@@ -154,12 +173,18 @@ pub(crate) fn catalog(
         RData::NS(NS(name(&config.nameserver())?)),
     ));
     for host in &records.hosts {
-        let Ok(owner) = name(host) else {
-            tracing::debug!(host, "not a DNS name: not served");
+        let Ok(owner) = name(&host.name) else {
+            tracing::debug!(host = host.name, "not a DNS name: not served");
             continue;
         };
         if base.contains(&owner) && !validation.contains(&owner) && owner != apex {
-            base.addresses(&owner, &config.addresses);
+            let addresses: Vec<IpAddr> = config
+                .addresses
+                .iter()
+                .copied()
+                .filter(|a| host.ipv6 || a.is_ipv4())
+                .collect();
+            base.addresses(&owner, &addresses);
         }
     }
     for (owner, values) in &records.txt {

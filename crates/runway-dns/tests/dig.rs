@@ -1,6 +1,6 @@
 //! The DNS server as resolvers see it, checked with `dig` (Debian's dnsutils).
 
-use runway_dns::{Dns, ZoneConfig};
+use runway_dns::{Dns, Host, ZoneConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -96,7 +96,20 @@ fn flags(output: &str) -> Vec<&str> {
 async fn answers_its_zones_authoritatively_and_nothing_else() {
     let server = start(0).await;
     let host = format!("hello-1a2b3c4d.{BASE}");
-    server.dns.set_hosts(vec![host.clone()]).unwrap();
+    let ipv4_host = format!("old-5e6f7a8b.{BASE}");
+    server
+        .dns
+        .set_hosts(vec![
+            Host {
+                name: host.clone(),
+                ipv6: true,
+            },
+            Host {
+                name: ipv4_host.clone(),
+                ipv6: false,
+            },
+        ])
+        .unwrap();
     let challenge = format!("_0f3e.acme-validations.{BASE}");
     server
         .dns
@@ -114,6 +127,14 @@ async fn answers_its_zones_authoritatively_and_nothing_else() {
     assert!(!flags.contains(&"ra"), "no recursion offered: {full}");
     assert_eq!(server.short(&[&host, "A"]).await, ["203.0.113.10"]);
     assert_eq!(server.short(&[&host, "AAAA"]).await, ["2001:db8::10"]);
+    // An IPv4 service's host has no AAAA record, as the router serves it to IPv4 clients
+    // only; nor has the wildcard.
+    assert_eq!(server.short(&[&ipv4_host, "A"]).await, ["203.0.113.10"]);
+    let none = server.dig(&[&ipv4_host, "AAAA"]).await;
+    assert_eq!(status(&none), "NOERROR", "{none}");
+    assert!(none.contains("ANSWER: 0"), "{none}");
+    let wildcard_v6 = server.dig(&[&format!("other.{BASE}"), "AAAA"]).await;
+    assert!(wildcard_v6.contains("ANSWER: 0"), "{wildcard_v6}");
     // The wildcard, the apex, and the name server's own address.
     assert_eq!(
         server.short(&[&format!("*.{BASE}"), "A"]).await,

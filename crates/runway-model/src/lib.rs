@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod cidr;
 pub mod domains;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod network;
 pub mod records;
 pub mod reference;
 pub mod shapes;
@@ -19,5 +21,6 @@ pub mod time;
 pub mod validate;
 
 pub use arn::{Arn, ResourceKind};
+pub use cidr::Subnet;
 pub use error::{ApiError, ErrorKind};
 pub use time::Timestamp;

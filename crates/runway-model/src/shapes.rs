@@ -25,6 +25,8 @@ macro_rules! shape {
     };
 }
 
+pub(crate) use shape;
+
 /// Environment variables and secret references, in key order.
 pub type StringMap = BTreeMap<String, String>;
 

@@ -2,7 +2,7 @@
 //! the address itself, so two instances can never hold the same one; each service on a
 //! bridge gets a small number (its tag) that the isolation rules compare.
 
-use crate::subnet::Subnet;
+use runway_model::Subnet;
 use runway_store::{Query, Record, Store, StoreError, Typed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -31,6 +31,9 @@ pub struct AddressRecord {
     pub service: String,
     /// The service's tag on this bridge.
     pub tag: u32,
+    /// The VPC connector (its short id) the instance's outbound traffic goes through.
+    #[serde(default)]
+    pub connector: Option<String>,
 }
 
 impl Record for AddressRecord {
@@ -78,13 +81,15 @@ fn on_bridge(bridge: &str, name: Option<&str>) -> Query {
 }
 
 /// The address `instance` holds on `bridge`, allocating one (and its service's tag) if
-/// it holds none. Calling it again for the same instance returns the same address.
+/// it holds none, recording the connector its traffic goes through. Calling it again for
+/// the same instance returns the same address.
 pub fn allocate(
     store: &dyn Store,
     bridge: &str,
     subnet: Subnet,
     instance: &str,
     service: &str,
+    connector: Option<&str>,
 ) -> Result<AddressRecord> {
     let mut tx = store.begin_relaxed()?;
     if let Some((_, held)) = tx
@@ -135,6 +140,7 @@ pub fn allocate(
         instance: instance.to_string(),
         service: service.to_string(),
         tag,
+        connector: connector.map(str::to_string),
     };
     tx.create(&record)?;
     tx.commit()?;

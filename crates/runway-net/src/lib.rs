@@ -3,7 +3,11 @@
 //! per instance joined to it by a veth pair, addresses allocated in the store (one
 //! document per address), outbound NAT to the internet, and nftables rules that keep
 //! instances of different services apart and keep every instance away from the host's
-//! own ports. The host (the router) reaches instances by address and port.
+//! own ports. The host (the router) reaches instances by address and port. It also makes
+//! users' private networks real ([`UserNetworks`], App Runner's VPC side): subnets as
+//! bridges it creates or interfaces users name, runway's addresses in them for VPC
+//! connectors and interface endpoints, and rules from their security groups; an instance
+//! whose service uses a connector is attached with it ([`Network::attach_vpc`]).
 //!
 //! Everything goes through the `ip` and `nft` programs, called from the caller's thread,
 //! which must be a blocking one: this crate never enters a namespace itself and holds no
@@ -20,18 +24,19 @@ pub mod ipam;
 mod link;
 mod nft;
 mod program;
-mod subnet;
+mod vpc;
 
 pub use ipam::{AddressRecord, IpamError};
 pub use program::ProgramError;
-pub use subnet::Subnet;
+pub use runway_model::Subnet;
+pub use vpc::{Converged, EndpointAddresses, UserNetworks};
 
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The bridge a runtime uses unless configured otherwise.
 pub const DEFAULT_BRIDGE: &str = "runway0";
@@ -151,8 +156,6 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 pub struct Network {
     config: NetConfig,
     store: Arc<dyn Store>,
-    /// Held to read by every change of one service's rules, to write by a rebuild.
-    rules: RwLock<()>,
     /// One lock per service whose instances are coming or going.
     services: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -190,7 +193,6 @@ impl Network {
         let network = Network {
             config,
             store,
-            rules: RwLock::new(()),
             services: Mutex::new(HashMap::new()),
         };
         network.sync_rules()?;
@@ -207,11 +209,7 @@ impl Network {
     }
 
     fn member(&self, a: &AddressRecord) -> nft::Member {
-        nft::Member {
-            ip: a.ip,
-            tag: a.tag,
-            port: veth_name(&self.config.bridge, &a.instance),
-        }
+        member(&self.config.bridge, a)
     }
 
     fn attachment_of(&self, a: AddressRecord) -> Attachment {
@@ -226,24 +224,29 @@ impl Network {
         }
     }
 
-    /// Rebuilds both nftables tables from the addresses in the store.
+    /// Rebuilds both nftables tables from the addresses and private networks in the
+    /// store.
     pub fn sync_rules(&self) -> Result<()> {
-        let _all = self.rules.write().unwrap_or_else(|p| p.into_inner());
-        self.sync_rules_locked()
-    }
-
-    fn sync_rules_locked(&self) -> Result<()> {
-        let held = ipam::all(self.store.as_ref(), &self.config.bridge)?;
-        let members: Vec<_> = held.iter().map(|a| self.member(a)).collect();
-        let script = nft::ruleset(&self.config.bridge, self.config.subnet, &members);
-        program::run("nft", &["-f", "-"], Some(&script))?;
-        Ok(())
+        let _all = rules_lock(&self.config.bridge);
+        sync_rules(&self.config, self.store.as_ref())
     }
 
     /// Gives `instance` (of `service`) an address, a namespace and a veth into the
     /// bridge, and lets it reach its own service's instances. Repeating it for an
     /// attached instance returns the same attachment; a partial one is rebuilt.
     pub fn attach(&self, instance: &str, service: &str) -> Result<Attachment> {
+        self.attach_vpc(instance, service, None)
+    }
+
+    /// Like [`Network::attach`], with the instance's outbound traffic going through the
+    /// VPC connector `connector` (its ARN) when given: into the connector's subnets as
+    /// its security groups allow, and nowhere else they do not.
+    pub fn attach_vpc(
+        &self,
+        instance: &str,
+        service: &str,
+        connector: Option<&str>,
+    ) -> Result<Attachment> {
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
@@ -257,6 +260,7 @@ impl Network {
             self.config.subnet,
             instance,
             service,
+            connector,
         )?;
         let attachment = self.attachment_of(record.clone());
         let ns = netns_name(bridge, instance);
@@ -264,13 +268,22 @@ impl Network {
             return Ok(attachment);
         }
         let t_allocate = t.elapsed();
-        // The rules know the instance before it can send a packet.
+        // The rules know the instance before it can send a packet. Adding fails if the
+        // rules do not know its connector yet: a rebuild from the store then does (the
+        // address is in the store already, and no rebuild ran while the locks were held).
         let added = program::run(
             "nft",
             &["-f", "-"],
             Some(&nft::add_member(bridge, &self.member(&record))),
         );
         drop((rules, all));
+        let added = match added {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(instance, error = %e, "cannot add elements; rebuilding");
+                self.sync_rules()
+            }
+        };
         let t_rules = t.elapsed();
         let built = added.and_then(|_| {
             link::delete_namespace(&ns)?;
@@ -345,8 +358,8 @@ impl Network {
     /// it) is decided and applied while no other instance of the service comes or goes.
     /// Services do not wait for each other; a rebuild of all rules waits for them all.
     /// Lock the returned mutex while holding the guard.
-    fn lock_service(&self, service: &str) -> (RwLockReadGuard<'_, ()>, Arc<Mutex<()>>) {
-        let all = self.rules.read().unwrap_or_else(|p| p.into_inner());
+    fn lock_service(&self, service: &str) -> (RwLockReadGuard<'static, ()>, Arc<Mutex<()>>) {
+        let all = rules_lock_shared(&self.config.bridge);
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         // Forget the locks nobody holds, so the map does not grow with every service.
         services.retain(|_, l| Arc::strong_count(l) > 1);
@@ -397,12 +410,68 @@ impl Network {
     }
 }
 
+fn member(bridge: &str, a: &AddressRecord) -> nft::Member {
+    nft::Member {
+        ip: a.ip,
+        tag: a.tag,
+        port: veth_name(bridge, &a.instance),
+        connector: a
+            .connector
+            .as_deref()
+            .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string()),
+    }
+}
+
+/// The lock over a bridge's rules. A rebuild reads the store and applies what it read,
+/// so it holds the lock to write and interleaves with no other change; a change to one
+/// service's instances holds it to read, beside that service's own lock
+/// ([`Network::lock_service`]), so that services do not wait for each other.
+fn rules_rwlock(bridge: &str) -> &'static RwLock<()> {
+    // One lock per bridge for the life of the process (a process has one or two bridges),
+    // shared by the bridge's [`Network`] and [`UserNetworks`].
+    static LOCKS: Mutex<Option<HashMap<String, &'static RwLock<()>>>> = Mutex::new(None);
+    LOCKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .entry(bridge.to_string())
+        .or_insert_with(|| Box::leak(Box::new(RwLock::new(()))))
+}
+
+/// The rules lock of `bridge`, to rebuild its rules.
+fn rules_lock(bridge: &str) -> RwLockWriteGuard<'static, ()> {
+    rules_rwlock(bridge)
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The rules lock of `bridge`, to change one service's rules.
+fn rules_lock_shared(bridge: &str) -> RwLockReadGuard<'static, ()> {
+    rules_rwlock(bridge)
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Rebuilds both nftables tables of `config`'s bridge from the store; the caller holds
+/// the rules lock.
+fn sync_rules(config: &NetConfig, store: &dyn Store) -> Result<()> {
+    let held = ipam::all(store, &config.bridge)?;
+    let members: Vec<_> = held.iter().map(|a| member(&config.bridge, a)).collect();
+    let vpc = vpc::rules(store)?;
+    let script = nft::ruleset(&config.bridge, config.subnet, &members, &vpc);
+    program::run("nft", &["-f", "-"], Some(&script))?;
+    Ok(())
+}
+
 /// Removes everything on the host that belongs to `bridge` (namespaces, veths, the
-/// bridge, the nftables tables), without the store: for cleaning up after a test or a
-/// lost data directory.
+/// bridges made for subnets, the bridge, the nftables tables), without the store: for
+/// cleaning up after a test or a lost data directory.
 pub fn purge(bridge: &str) -> Result<()> {
     for ns in link::namespaces(&netns_prefix(bridge)) {
         link::delete_namespace(&ns)?;
+    }
+    for subnet_bridge in link::with_alias(&vpc::alias_prefix(bridge)) {
+        link::delete(&subnet_bridge)?;
     }
     for port in link::ports(bridge)? {
         link::delete(&port)?;

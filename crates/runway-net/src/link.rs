@@ -3,7 +3,7 @@
 //! process to enter a namespace. A batch of commands costs one process.
 
 use crate::program::{self, ProgramError};
-use crate::subnet::Subnet;
+use runway_model::Subnet;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
@@ -166,4 +166,51 @@ pub fn conflicting_routes(subnet: Subnet, bridge: &str) -> Result<Vec<String>, P
                 .then(|| format!("{} dev {}", r.dst, r.dev.unwrap_or_default()))
         })
         .collect())
+}
+
+/// Gives link `name` an alias (`ip link set NAME alias TEXT`), which marks whose it is.
+pub fn set_alias(name: &str, alias: &str) -> Result<(), ProgramError> {
+    program::run("ip", &["link", "set", "dev", name, "alias", alias], None).map(drop)
+}
+
+/// The links whose alias starts with `prefix`.
+pub fn with_alias(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("ifalias"))
+                .is_ok_and(|alias| alias.trim_end().starts_with(prefix))
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+/// Puts `ip/prefix` on `name` (idempotent).
+pub fn add_address(name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), ProgramError> {
+    let addr = format!("{ip}/{prefix}");
+    program::run("ip", &["addr", "replace", &addr, "dev", name], None).map(drop)
+}
+
+/// Takes `ip/prefix` off `name`, if it is there.
+pub fn delete_address(name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), ProgramError> {
+    if !exists(name) {
+        return Ok(());
+    }
+    let addr = format!("{ip}/{prefix}");
+    match program::run("ip", &["addr", "del", &addr, "dev", name], None) {
+        Err(e) if e.says("Cannot assign requested address") => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Lets the addresses runway adds to a user's interface survive the removal of its
+/// primary one (the kernel drops secondary addresses with their primary otherwise).
+pub fn promote_secondaries(name: &str) -> std::io::Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries");
+    if std::fs::read_to_string(&path)?.trim() != "1" {
+        std::fs::write(&path, "1")?;
+    }
+    Ok(())
 }

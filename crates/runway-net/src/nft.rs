@@ -14,8 +14,20 @@
 //! and drops the rest; the `service` verdict map sends a packet between instances to the
 //! chain of its source's service. No packet is marked, so the rules never interfere with
 //! other software's use of packet or connection marks.
+//!
+//! Private networks add to the inet table. An instance whose service sends its outbound
+//! traffic through a VPC connector is in the connector's set (`connm_<id>`) and the
+//! `egress` map sends what it sends out of the bridge to the connector's chain
+//! (`conn_<id>`): the connector's security groups' egress rules, as accepts, to its own
+//! subnets (where it leaves from the connector's address) and outside every user network
+//! (masqueraded as usual), then a drop. Every other instance never reaches a user subnet
+//! (`vpc_nets`). Interface endpoints' addresses take new connections only as their
+//! groups' ingress rules say (`endpoint_in`), and the host is reachable from a bridge
+//! runway made for a subnet (`user_bridges`) at those addresses only; nothing is
+//! forwarded from such a bridge but replies.
 
-use crate::subnet::Subnet;
+use runway_model::Subnet;
+use runway_model::network::SgRule;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -27,6 +39,160 @@ pub struct Member {
     pub tag: u32,
     /// The host end of its veth pair.
     pub port: String,
+    /// The VPC connector (its short id) its outbound traffic goes through, if any.
+    pub connector: Option<String>,
+}
+
+/// What the rules of private networks need to know.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcRules {
+    /// Every user subnet: instances without a connector never reach them.
+    pub nets: Vec<Subnet>,
+    /// The bridges runway made for subnets.
+    pub bridges: Vec<String>,
+    pub connectors: Vec<ConnectorRules>,
+    pub endpoints: Vec<EndpointRules>,
+}
+
+/// One VPC connector revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorRules {
+    /// The short id (the ARN's last segment) that names its set and chain.
+    pub id: String,
+    /// Its subnets, each with its address there.
+    pub nets: Vec<(Subnet, Ipv4Addr)>,
+    /// Its security groups' egress rules.
+    pub egress: Vec<SgRule>,
+    /// What its traffic to the internet leaves from, instead of the host's address.
+    pub egress_address: Option<Ipv4Addr>,
+}
+
+/// One interface endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRules {
+    /// The hex digits of its id (`vpce-<hex>`), which name its chain.
+    pub id: String,
+    pub addrs: Vec<Ipv4Addr>,
+    /// Its security groups' ingress rules.
+    pub ingress: Vec<SgRule>,
+}
+
+/// The match part of a rule that lets `r` through, `peer` being `daddr` (egress) or
+/// `saddr` (ingress).
+fn permission(r: &SgRule, peer: &str) -> String {
+    let addr = format!("ip {peer} {}", r.cidr);
+    let ports = |from: i32, to: i32| {
+        if from == to {
+            from.to_string()
+        } else {
+            format!("{from}-{to}")
+        }
+    };
+    match r.protocol.as_str() {
+        "-1" => addr,
+        p @ ("tcp" | "udp") => format!("{addr} {p} dport {}", ports(r.from_port, r.to_port)),
+        "icmp" => match (r.from_port, r.to_port) {
+            (-1, _) => format!("{addr} meta l4proto icmp"),
+            (kind, -1) => format!("{addr} icmp type {kind}"),
+            (kind, code) => format!("{addr} icmp type {kind} icmp code {code}"),
+        },
+        n => format!("{addr} meta l4proto {n}"),
+    }
+}
+
+/// The private networks' sets, maps and chains of the inet table.
+fn vpc_declarations(vpc: &VpcRules, members: &[Member]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  set vpc_nets {{ type ipv4_addr; flags interval;{} }}",
+        list(vpc.nets.iter().map(|n| n.to_string()))
+    );
+    let _ = writeln!(
+        s,
+        "  set user_bridges {{ type ifname;{} }}",
+        list(vpc.bridges.iter().map(|b| format!("\"{b}\"")))
+    );
+    for c in &vpc.connectors {
+        let id = &c.id;
+        let _ = writeln!(
+            s,
+            "  set connm_{id} {{ type ipv4_addr;{} }}",
+            list(
+                members
+                    .iter()
+                    .filter(|m| m.connector.as_deref() == Some(id))
+                    .map(|m| m.ip.to_string())
+            )
+        );
+        let own = list(c.nets.iter().map(|(n, _)| n.to_string()));
+        let _ = writeln!(
+            s,
+            "  set connn_{id} {{ type ipv4_addr; flags interval;{own} }}"
+        );
+        let _ = writeln!(s, "  chain conn_{id} {{");
+        let _ = writeln!(s, "    ct state established,related accept");
+        let _ = writeln!(s, "    ip daddr @vpc_nets ip daddr != @connn_{id} drop");
+        for r in &c.egress {
+            let _ = writeln!(s, "    {} accept", permission(r, "daddr"));
+        }
+        let _ = writeln!(s, "    drop\n  }}");
+    }
+    let known: Vec<&String> = vpc.connectors.iter().map(|c| &c.id).collect();
+    let _ = writeln!(
+        s,
+        "  map egress {{ type ipv4_addr : verdict;{} }}",
+        // An instance of a connector that is gone reaches nothing rather than the internet.
+        list(members.iter().filter_map(|m| {
+            let id = m.connector.as_ref()?;
+            Some(if known.contains(&id) {
+                format!("{} : jump conn_{id}", m.ip)
+            } else {
+                format!("{} : drop", m.ip)
+            })
+        }))
+    );
+    for e in &vpc.endpoints {
+        let _ = writeln!(s, "  chain vpce_{} {{", e.id);
+        let _ = writeln!(s, "    ct state established,related accept");
+        for r in &e.ingress {
+            let _ = writeln!(s, "    {} accept", permission(r, "saddr"));
+        }
+        let _ = writeln!(s, "    drop\n  }}");
+    }
+    let _ = writeln!(
+        s,
+        "  map endpoint_in {{ type ipv4_addr : verdict;{} }}",
+        list(vpc.endpoints.iter().flat_map(|e| {
+            e.addrs
+                .iter()
+                .map(move |a| format!("{a} : jump vpce_{}", e.id))
+        }))
+    );
+    s
+}
+
+/// The postrouting rules that make a connector's traffic into its subnets leave from its
+/// address there, and its traffic elsewhere from its static egress address if it has one.
+fn connector_snat(bridge: &str, vpc: &VpcRules) -> String {
+    let mut s = String::new();
+    for c in &vpc.connectors {
+        for (net, addr) in &c.nets {
+            let _ = writeln!(
+                s,
+                "    ip saddr @connm_{} ip daddr {net} snat to {addr}",
+                c.id
+            );
+        }
+        if let Some(addr) = c.egress_address {
+            let _ = writeln!(
+                s,
+                "    ip saddr @connm_{} ip daddr != @vpc_nets oifname != \"{bridge}\" snat to {addr}",
+                c.id
+            );
+        }
+    }
+    s
 }
 
 /// The name of both tables of `bridge`.
@@ -71,34 +237,51 @@ fn services(members: &[Member]) -> String {
     s
 }
 
-/// A script that (re)creates both tables of `bridge` with `members`, replacing whatever
-/// was there.
-pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member]) -> String {
+/// A script that (re)creates both tables of `bridge` with `members` and the rules of
+/// private networks, replacing whatever was there.
+pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member], vpc: &VpcRules) -> String {
     let t = table(bridge);
     let mut s = delete_tables(bridge);
     let services = services(members);
+    let declarations = vpc_declarations(vpc, members);
+    let snat = connector_snat(bridge, vpc);
+    let same_bridge: String = vpc
+        .bridges
+        .iter()
+        .map(|b| format!("    iifname \"{b}\" oifname \"{b}\" accept\n"))
+        .collect();
     let ports = list(members.iter().map(|m| format!("\"{}\"", m.port)));
     let _ = write!(
         s,
         r#"table inet {t} {{
-{services}  chain input {{
+{services}{declarations}  chain input {{
     type filter hook input priority filter; policy accept;
     iifname "{bridge}" ct state established,related accept
     iifname "{bridge}" drop
+    ip daddr vmap @endpoint_in
+    iifname @user_bridges ct state established,related accept
+    iifname @user_bridges drop
   }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
     iifname "{bridge}" oifname "{bridge}" jump between
     oifname "{bridge}" ct state established,related accept
     oifname "{bridge}" drop
+    iifname "{bridge}" jump egress
+{same_bridge}    iifname @user_bridges ct state established,related accept
+    iifname @user_bridges drop
   }}
   chain between {{
     ip saddr vmap @service
     drop
   }}
+  chain egress {{
+    ip saddr vmap @egress
+    ip daddr @vpc_nets drop
+  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    ip saddr {subnet} oifname != "{bridge}" masquerade
+{snat}    ip saddr {subnet} oifname != "{bridge}" masquerade
   }}
 }}
 table bridge {t} {{
@@ -150,6 +333,14 @@ pub fn add_member(bridge: &str, m: &Member) -> String {
         );
     }
     let _ = writeln!(s, "add element bridge {t} port {{ \"{}\" }}", m.port);
+    if let Some(id) = &m.connector {
+        let _ = writeln!(s, "add element inet {t} connm_{id} {{ {} }}", m.ip);
+        let _ = writeln!(
+            s,
+            "add element inet {t} egress {{ {} : jump conn_{id} }}",
+            m.ip
+        );
+    }
     s
 }
 
@@ -173,6 +364,10 @@ pub fn remove_member(bridge: &str, m: &Member, last: bool) -> String {
         }
     }
     let _ = writeln!(s, "delete element bridge {t} port {{ \"{}\" }}", m.port);
+    if let Some(id) = &m.connector {
+        let _ = writeln!(s, "delete element inet {t} egress {{ {} }}", m.ip);
+        let _ = writeln!(s, "delete element inet {t} connm_{id} {{ {} }}", m.ip);
+    }
     s
 }
 

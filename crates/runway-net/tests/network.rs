@@ -2,8 +2,12 @@
 //! out of reach, the host reaching instances, idempotent attach and detach, and nothing
 //! left behind.
 
-use runway_net::{NetConfig, Network, Subnet};
+use runway_model::Timestamp;
+use runway_model::network::*;
+use runway_model::records::ConfigStatus;
+use runway_net::{NetConfig, Network, Subnet, UserNetworks};
 use runway_store::SqliteStore;
+use runway_store::{Store, Typed};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -27,8 +31,12 @@ impl Drop for Guard {
 /// A network on a bridge and /24 (in 10.204.0.0/16) no other test uses: names and
 /// subnets already taken on the host are skipped.
 fn network() -> (Network, Guard) {
+    network_on(Arc::new(SqliteStore::in_memory().unwrap()))
+}
+
+/// Like [`network`], keeping its records in `store`.
+fn network_on(store: Arc<SqliteStore>) -> (Network, Guard) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
     for _ in 0..20 {
         let n = std::process::id()
             .wrapping_mul(31)
@@ -315,4 +323,352 @@ fn parallel_attaches_and_detaches_leave_no_address_element_or_link() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ports.stdout), "");
+}
+
+/// Writes `records` into `store` in one transaction.
+fn save<R: runway_store::Record>(store: &SqliteStore, records: &[&R]) {
+    let mut tx = store.begin().unwrap();
+    for r in records {
+        tx.save(*r).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn rule(protocol: &str, from: i32, to: i32, cidr: &str) -> SgRule {
+    SgRule {
+        id: new_ec2_id("sgr"),
+        protocol: protocol.into(),
+        from_port: from,
+        to_port: to,
+        cidr: Subnet::parse_range(cidr).unwrap(),
+        description: None,
+    }
+}
+
+/// A namespace on `bridge` at `ip/24`, named so that purging the runtime's bridge removes
+/// it; returns its path.
+fn host_on(runtime: &str, bridge: &str, name: &str, addr: Ipv4Addr) -> std::path::PathBuf {
+    let ns = format!("runway-{runtime}-{name}");
+    let veth = format!("{runtime}{name}");
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ]);
+    ip(&["link", "set", &veth, "master", bridge, "up"]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ]);
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    Path::new("/run/netns").join(ns)
+}
+
+/// Serves "hi" on `addr` inside the namespace at `ns`, and says who connected.
+fn serve_in(ns: &Path, addr: SocketAddr) -> std::sync::mpsc::Receiver<std::net::IpAddr> {
+    let listener = in_netns(ns, move || TcpListener::bind(addr).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"hi");
+            if let Ok(peer) = conn.peer_addr() {
+                let _ = tx.send(peer.ip());
+            }
+        }
+    });
+    rx
+}
+
+/// A few tries, since a fresh link may drop the first SYN.
+fn reaches_soon(addr: SocketAddr) -> bool {
+    (0..3).any(|_| reaches(addr))
+}
+
+#[test]
+fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation_holds() {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let (net, _guard) = network_on(store.clone());
+    let runtime = net.config().bridge.clone();
+    let third = net.config().subnet.network().octets()[2];
+    let cidr: Subnet = format!("10.206.{third}.0/24").parse().unwrap();
+    let at = move |last: u8| Ipv4Addr::new(10, 206, third, last);
+    let now = Timestamp::now();
+    let vpc = VpcRecord {
+        id: new_ec2_id("vpc"),
+        cidr: "10.206.0.0/16".parse().unwrap(),
+        tags: vec![],
+        created_at: now,
+    };
+    let subnet = SubnetRecord {
+        id: new_ec2_id("subnet"),
+        vpc_id: vpc.id.clone(),
+        cidr,
+        interface: format!("rs{runtime}"),
+        created: true,
+        state: NetworkState::Pending,
+        message: None,
+        tags: vec![],
+        created_at: now,
+    };
+    let mut group = SecurityGroupRecord {
+        id: new_ec2_id("sg"),
+        vpc_id: vpc.id.clone(),
+        name: "db".into(),
+        description: "db".into(),
+        ingress: vec![rule("tcp", 7443, 7443, &cidr.to_string())],
+        egress: vec![rule("tcp", 7000, 7000, &cidr.to_string())],
+        default: false,
+        tags: vec![],
+        created_at: now,
+    };
+    let connector = VpcConnectorRecord {
+        arn: format!(
+            "arn:aws:apprunner:us-east-1:000000000000:vpcconnector/db/1/{}",
+            "c".repeat(32)
+        ),
+        name: "db".into(),
+        revision: 1,
+        vpc_id: vpc.id.clone(),
+        subnets: vec![subnet.id.clone()],
+        security_groups: vec![group.id.clone()],
+        status: ConfigStatus::Active,
+        created_at: now,
+        deleted_at: None,
+        egress_address: None,
+    };
+    let endpoint = VpcEndpointRecord {
+        id: new_ec2_id("vpce"),
+        vpc_id: vpc.id.clone(),
+        service_name: endpoint_service_name("us-east-1"),
+        subnet_ids: vec![subnet.id.clone()],
+        security_group_ids: vec![group.id.clone()],
+        state: NetworkState::Pending,
+        message: None,
+        tags: vec![],
+        created_at: now,
+    };
+    let interface = |ip, owner| NetworkInterfaceRecord {
+        id: new_ec2_id("eni"),
+        vpc_id: vpc.id.clone(),
+        subnet_id: subnet.id.clone(),
+        ip,
+        owner,
+        created_at: now,
+    };
+    let connector_eni = interface(
+        at(254),
+        InterfaceOwner::Connector {
+            arn: connector.arn.clone(),
+        },
+    );
+    let endpoint_eni = interface(
+        at(253),
+        InterfaceOwner::Endpoint {
+            id: endpoint.id.clone(),
+        },
+    );
+    save(&store, &[&vpc]);
+    save(&store, &[&subnet]);
+    save(&store, &[&group]);
+    save(&store, &[&connector]);
+    save(&store, &[&endpoint]);
+    save(&store, &[&connector_eni, &endpoint_eni]);
+
+    let user = UserNetworks::new(net.config().clone(), store.clone());
+    let converged = user.converge(&Default::default()).unwrap();
+    assert_eq!(converged.endpoints.len(), 1, "{converged:?}");
+    assert_eq!(converged.endpoints[0].addrs, [at(253)]);
+    {
+        let tx = store.begin().unwrap();
+        let s: SubnetRecord = tx.load(&subnet.id).unwrap().unwrap();
+        assert_eq!((s.state, s.message), (NetworkState::Available, None));
+    }
+
+    // A database in the subnet; an instance through the connector, one with default egress.
+    let db = host_on(&runtime, &subnet.interface, "db", at(10));
+    let seen = serve_in(&db, SocketAddr::from((at(10), 7000)));
+    let _other_port = serve_in(&db, SocketAddr::from((at(10), 7001)));
+    let vpc_instance = net.attach_vpc("i1", "svc-a", Some(&connector.arn)).unwrap();
+    let plain = net.attach("i2", "svc-b").unwrap();
+    serve(in_netns(&plain.netns, || {
+        TcpListener::bind("0.0.0.0:8000").unwrap()
+    }));
+    // Another service through the same connector.
+    let neighbour = net.attach_vpc("i3", "svc-c", Some(&connector.arn)).unwrap();
+    serve(in_netns(&neighbour.netns, || {
+        TcpListener::bind("0.0.0.0:8000").unwrap()
+    }));
+    let host_gw = TcpListener::bind((at(1), 0)).unwrap();
+    let host_gw_addr = host_gw.local_addr().unwrap();
+    serve(host_gw);
+    let endpoint_listener = TcpListener::bind((at(253), 7443)).unwrap();
+    serve(endpoint_listener);
+    let endpoint_other = TcpListener::bind((at(253), 7444)).unwrap();
+    let endpoint_other_addr = endpoint_other.local_addr().unwrap();
+    serve(endpoint_other);
+
+    let (db_ok, db_other) = (
+        SocketAddr::from((at(10), 7000)),
+        SocketAddr::from((at(10), 7001)),
+    );
+    let (plain_ip, neighbour_ip) = (plain.ip, neighbour.ip);
+    let from_vpc = in_netns(&vpc_instance.netns, move || {
+        [
+            reaches_soon(db_ok),
+            reaches(db_other),
+            reaches(SocketAddr::from((plain_ip, 8000))),
+            reaches(SocketAddr::from((neighbour_ip, 8000))),
+            reaches(host_gw_addr),
+            reaches(SocketAddr::from((at(253), 7443))),
+        ]
+    });
+    assert_eq!(
+        from_vpc,
+        [true, false, false, false, false, false],
+        "through the connector: db 7000, db 7001, another service, another service on the \
+         same connector, the host on the subnet, the endpoint"
+    );
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        at(254),
+        "the database sees the connector's address"
+    );
+    let from_plain = in_netns(&plain.netns, move || reaches(db_ok));
+    assert!(!from_plain, "default egress does not reach the subnet");
+
+    // Clients in the subnet: the endpoint as its group's ingress rules say; the host's
+    // other addresses there not at all.
+    let from_db = in_netns(&db, move || {
+        [
+            reaches_soon(SocketAddr::from((at(253), 7443))),
+            reaches(endpoint_other_addr),
+            reaches(host_gw_addr),
+        ]
+    });
+    assert_eq!(
+        from_db,
+        [true, false, false],
+        "endpoint 7443, endpoint 7444, host"
+    );
+
+    // Revoking the egress rule closes the way for new connections.
+    group.egress.clear();
+    save(&store, &[&group]);
+    user.converge(&Default::default()).unwrap();
+    let after = in_netns(&vpc_instance.netns, move || reaches(db_ok));
+    assert!(
+        !after,
+        "the revoked rule no longer lets the connector through"
+    );
+
+    // A subnet that is gone takes its bridge along; purging takes everything else.
+    net.detach("i1").unwrap();
+    net.detach("i2").unwrap();
+    net.detach("i3").unwrap();
+    {
+        let mut tx = store.begin().unwrap();
+        tx.remove::<NetworkInterfaceRecord>(&connector_eni.id)
+            .unwrap();
+        tx.remove::<NetworkInterfaceRecord>(&endpoint_eni.id)
+            .unwrap();
+        tx.remove::<VpcEndpointRecord>(&endpoint.id).unwrap();
+        tx.remove::<VpcConnectorRecord>(&connector.arn).unwrap();
+        tx.remove::<SubnetRecord>(&subnet.id).unwrap();
+        tx.commit().unwrap();
+    }
+    user.converge(&Default::default()).unwrap();
+    assert!(!Path::new("/sys/class/net").join(&subnet.interface).exists());
+}
+
+/// Deletes a link when dropped.
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+fn addresses_of(link: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", link])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn subnets_on_existing_interfaces_get_runways_addresses_and_stay_and_purging_takes_only_runways_bridges()
+ {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let (net, guard) = network_on(store.clone());
+    let runtime = net.config().bridge.clone();
+    let third = net.config().subnet.network().octets()[2];
+    let now = Timestamp::now();
+    let existing = format!("ex{runtime}");
+    ip(&["link", "add", &existing, "type", "bridge"]);
+    let _existing = LinkGuard(existing.clone());
+    let subnet = |cidr: String, interface: &str, created: bool| SubnetRecord {
+        id: new_ec2_id("subnet"),
+        vpc_id: "vpc-12345678".into(),
+        cidr: cidr.parse().unwrap(),
+        interface: interface.into(),
+        created,
+        state: NetworkState::Pending,
+        message: None,
+        tags: vec![],
+        created_at: now,
+    };
+    let theirs = subnet(format!("10.207.{third}.0/24"), &existing, false);
+    let missing = subnet(format!("10.208.{third}.0/24"), "nosuch0", false);
+    let ours = subnet(
+        format!("10.209.{third}.0/24"),
+        &format!("rs{runtime}"),
+        true,
+    );
+    let eni = NetworkInterfaceRecord {
+        id: new_ec2_id("eni"),
+        vpc_id: "vpc-12345678".into(),
+        subnet_id: theirs.id.clone(),
+        ip: Ipv4Addr::new(10, 207, third, 254),
+        owner: InterfaceOwner::Endpoint {
+            id: "vpce-12345678".into(),
+        },
+        created_at: now,
+    };
+    save(&store, &[&theirs, &missing, &ours]);
+    save(&store, &[&eni]);
+    let user = UserNetworks::new(net.config().clone(), store.clone());
+    user.converge(&Default::default()).unwrap();
+    let state = |id: &str| {
+        let tx = store.begin().unwrap();
+        let s: SubnetRecord = tx.load(id).unwrap().unwrap();
+        (s.state, s.message.unwrap_or_default())
+    };
+    assert_eq!(state(&theirs.id).0, NetworkState::Available);
+    let (failed, message) = state(&missing.id);
+    assert_eq!(failed, NetworkState::Failed);
+    assert!(message.contains("nosuch0 does not exist"), "{message}");
+    assert_eq!(state(&ours.id).0, NetworkState::Available);
+    assert!(addresses_of(&existing).contains(&format!("10.207.{third}.254/24")));
+
+    // The address goes with its owner; the user's bridge stays.
+    {
+        let mut tx = store.begin().unwrap();
+        tx.remove::<NetworkInterfaceRecord>(&eni.id).unwrap();
+        tx.commit().unwrap();
+    }
+    user.converge(&Default::default()).unwrap();
+    assert!(!addresses_of(&existing).contains("10.207."));
+    // Purging removes the bridges runway made for subnets, not the user's.
+    drop(guard);
+    assert!(!Path::new("/sys/class/net").join(&ours.interface).exists());
+    assert!(Path::new("/sys/class/net").join(&existing).exists());
 }

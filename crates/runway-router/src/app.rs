@@ -224,6 +224,9 @@ impl AppServer {
                         };
                         let conn = Arc::new(ConnInfo {
                             client,
+                            // Not a router listener: no private scope or family filter.
+                            scope: None,
+                            ipv6: false,
                             client_value: crate::headers::client_value(client.ip()),
                             tls: tls.is_some(),
                             stop: stop_rx.clone(),

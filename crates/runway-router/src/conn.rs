@@ -130,6 +130,11 @@ impl Drop for Busy {
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub client: SocketAddr,
+    /// The private listener the client connected to (by the local address), or `None`
+    /// for a public one.
+    pub scope: Option<Arc<str>>,
+    /// The client came over IPv6 (not an IPv4-mapped address).
+    pub ipv6: bool,
     /// The client's address as X-Forwarded-For text.
     pub client_value: http::HeaderValue,
     pub tls: bool,

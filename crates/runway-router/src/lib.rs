@@ -11,7 +11,8 @@
 //! Every revision's concurrency, requests, latency, bytes and ejections are measured.
 //! Its connection handling (limits, timeouts, graceful shutdown) also serves runway's API
 //! and registry listeners ([`AppServer`]), with a cap on connections in all and per
-//! client address.
+//! client address. A connection made to a private listener's address reaches only the
+//! private services routed there; IPv6 clients reach only dual-stack services.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
@@ -269,6 +270,7 @@ impl Router {
                 https_port: AtomicU16::new(0),
                 acme: ArcSwapOption::empty(),
                 notices: ArcSwap::from_pointee(Default::default()),
+                private: ArcSwap::from_pointee(Default::default()),
                 access_log,
                 upstream,
                 ejection,
@@ -414,6 +416,19 @@ impl Router {
     /// Replaces the previous notices.
     pub fn set_host_notices(&self, notices: std::collections::HashMap<String, String>) {
         self.inner.notices.store(Arc::new(notices));
+    }
+
+    /// Names the local addresses that are private listeners (App Runner's interface
+    /// endpoints): a connection made to one of them, on any listener, reaches only the
+    /// services whose route names that listener in `private_listeners`, and public
+    /// services are not served there. Connections keep the scope they were accepted with.
+    pub fn set_private_addresses(&self, addresses: std::collections::HashMap<std::net::IpAddr, String>) {
+        self.inner.private.store(Arc::new(
+            addresses
+                .into_iter()
+                .map(|(ip, name)| (ip, Arc::from(name)))
+                .collect(),
+        ));
     }
 
     /// Answers ACME HTTP-01 challenges on plain HTTP with `responder` (or stops).

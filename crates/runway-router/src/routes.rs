@@ -67,6 +67,14 @@ pub struct ServiceRoute {
     pub queue: QueueConfig,
     /// Revisions that receive traffic or have a tag.
     pub revisions: Vec<RevisionRoute>,
+    /// Served on the public listeners (App Runner's IsPubliclyAccessible).
+    pub public: bool,
+    /// The private listeners (by name: the interface endpoints of its VPC ingress
+    /// connections) that also serve it; see [`crate::Router::set_private_addresses`].
+    pub private_listeners: Vec<String>,
+    /// Clients connecting over IPv6 are served too (App Runner's IpAddressType
+    /// DUAL_STACK); otherwise only IPv4 clients (IPv4-mapped addresses included).
+    pub dual_stack: bool,
 }
 
 impl ServiceRoute {
@@ -85,6 +93,9 @@ impl ServiceRoute {
             upstream: Upstream::Http1,
             queue: QueueConfig::default(),
             revisions: Vec::new(),
+            public: true,
+            private_listeners: Vec::new(),
+            dual_stack: false,
         }
     }
 }

@@ -250,8 +250,18 @@ impl Router {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, client)) => {
                         let inner = self.inner.clone();
+                        let scope = stream
+                            .local_addr()
+                            .ok()
+                            .and_then(|local| inner.private.load().get(&local.ip()).cloned());
+                        let ipv6 = match client.ip() {
+                            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
+                            std::net::IpAddr::V4(_) => false,
+                        };
                         let conn = Arc::new(ConnInfo {
                             client,
+                            scope,
+                            ipv6,
                             client_value: crate::headers::client_value(client.ip()),
                             tls: tls.is_some(),
                             stop: stop_rx.clone(),

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub acme: ArcSwapOption<Arc<dyn AcmeResponder>>,
     /// Pages for hosts that are not routed yet (custom domains being validated).
     pub notices: ArcSwap<std::collections::HashMap<String, String>>,
+    /// Local addresses of private listeners, with their names.
+    pub private: ArcSwap<std::collections::HashMap<std::net::IpAddr, Arc<str>>>,
     pub access_log: Option<AccessLog>,
     pub upstream: UpstreamSettings,
     pub ejection: EjectionPolicy,

@@ -33,9 +33,22 @@ pub(crate) struct ServiceEntry {
     pub queue: QueueConfig,
     /// Revisions with a share of traffic, with the running sum of percents.
     revisions: Vec<(u32, Arc<RevisionState>)>,
+    public: bool,
+    private_listeners: Box<[Box<str>]>,
+    dual_stack: bool,
 }
 
 impl ServiceEntry {
+    /// Whether a connection to a listener of `scope` (`None`: public), from an IPv6
+    /// client if `ipv6`, may reach it.
+    pub(crate) fn serves(&self, scope: Option<&str>, ipv6: bool) -> bool {
+        let listener = match scope {
+            None => self.public,
+            Some(name) => self.private_listeners.iter().any(|l| **l == *name),
+        };
+        listener && (self.dual_stack || !ipv6)
+    }
+
     /// A revision chosen by percent.
     pub(crate) fn pick(&self) -> Option<Arc<RevisionState>> {
         match self.revisions.as_slice() {
@@ -151,6 +164,13 @@ pub(crate) fn build(
             max_request_body: service.max_request_body,
             queue: service.queue,
             revisions: weighted,
+            public: service.public,
+            dual_stack: service.dual_stack,
+            private_listeners: service
+                .private_listeners
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
         });
         for host in service.hosts {
             hosts.insert(

@@ -116,6 +116,9 @@ pub struct InstanceSpec {
     pub cpu_units: u32,
     pub memory_mb: u32,
     pub health: HealthCheck,
+    /// The VPC connector (its ARN) the instance's outbound traffic goes through; none:
+    /// NAT to the internet.
+    pub vpc_connector: Option<String>,
 }
 
 /// Secret environment variables; the Debug form shows their names only.

@@ -870,7 +870,9 @@ impl Inner {
         let dir = self.config.instance_dir(id);
         let (image, lowers) = self.image_layers(&spec.image, record.id_map)?;
         let t_img = t.elapsed();
-        let attachment = self.net.attach(id.as_str(), &spec.service_id)?;
+        let attachment =
+            self.net
+                .attach_vpc(id.as_str(), &spec.service_id, spec.vpc_connector.as_deref())?;
         let t_net = t.elapsed();
         create_bundle_dirs(&dir)?;
         if let Some(map) = record.id_map {

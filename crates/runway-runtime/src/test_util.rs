@@ -621,6 +621,7 @@ pub fn testapp_spec(service: &str, image: &ImageRef) -> InstanceSpec {
             healthy_threshold: 1,
             unhealthy_threshold: 3,
         },
+        vpc_connector: None,
     }
 }
 

@@ -97,3 +97,81 @@ impl Record for runway_model::domains::DomainRecord {
         self.service_arn.as_deref()
     }
 }
+
+// Private networks: EC2 resources by id under their VPC (network interfaces under their
+// subnet, named by owner), App Runner's connectors and ingress connections by ARN.
+
+use runway_model::network::*;
+
+impl Record for VpcRecord {
+    const KIND: &'static str = "vpc";
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Record for SubnetRecord {
+    const KIND: &'static str = "subnet";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.vpc_id)
+    }
+}
+
+impl Record for SecurityGroupRecord {
+    const KIND: &'static str = "security-group";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.vpc_id)
+    }
+}
+
+impl Record for VpcEndpointRecord {
+    const KIND: &'static str = "vpc-endpoint";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.vpc_id)
+    }
+}
+
+impl Record for NetworkInterfaceRecord {
+    const KIND: &'static str = "network-interface";
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.subnet_id)
+    }
+}
+
+impl Record for VpcConnectorRecord {
+    const KIND: &'static str = "vpc-connector";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Record for IngressConnectionRecord {
+    const KIND: &'static str = "vpc-ingress-connection";
+    fn key(&self) -> &str {
+        &self.arn
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn parent(&self) -> Option<&str> {
+        Some(&self.service_arn)
+    }
+}

@@ -226,7 +226,7 @@ impl Client {
 
     /// Calls the operation `target` names (`AppRunner.X` or `Runway.X`).
     pub async fn call_target(&self, target: &str, input: &Value) -> Result<Value> {
-        self.send(target, "apprunner", "application/x-amz-json-1.0", input)
+        self.send_json(target, "apprunner", "application/x-amz-json-1.0", input)
             .await
     }
 
@@ -239,11 +239,13 @@ impl Client {
         signing_name: &str,
         input: &Value,
     ) -> Result<Value> {
-        self.send(target, signing_name, "application/x-amz-json-1.1", input)
+        self.send_json(target, signing_name, "application/x-amz-json-1.1", input)
             .await
     }
 
-    async fn send(
+    /// Sends `input` to the JSON operation `target` signed for `signing_name`; its
+    /// answer, or its error as an [`ApiFault`].
+    async fn send_json(
         &self,
         target: &str,
         signing_name: &str,
@@ -251,47 +253,11 @@ impl Client {
         input: &Value,
     ) -> Result<Value> {
         let body = serde_json::to_vec(input)?;
-        let url = format!("{}/", self.endpoint);
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(&url)
+        let request = http::Request::builder()
             .header("content-type", content_type)
-            .header("x-amz-target", target)
-            .body(body.clone())?;
-        let host = request
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        request.headers_mut().insert("host", host.parse()?);
-        let identity = self.credentials.clone().into();
-        let params = SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(signing_name)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            url.as_str(),
-            request
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-            SignableBody::Bytes(&body),
-        )?;
-        let (instructions, _) = sign(signable, &params)?.into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        let request = reqwest::Request::try_from(request.map(reqwest::Body::from))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| unreachable("API", &self.endpoint, &e))?;
-        let status = response.status();
-        let value: Value = response.json().await.with_context(|| {
+            .header("x-amz-target", target);
+        let (status, body) = self.send(request, body, signing_name).await?;
+        let value: Value = serde_json::from_slice(&body).with_context(|| {
             format!(
                 "the API at {} answered {status} with a body that is not JSON",
                 self.endpoint
@@ -322,9 +288,159 @@ impl Client {
         }
         Err(fault.into())
     }
+
+    /// Calls the EC2 action `action` (the query protocol) with `params`; its answer as
+    /// JSON (see [`xml_to_json`]).
+    pub async fn call_ec2(&self, action: &str, params: &[(String, String)]) -> Result<Value> {
+        let mut form = format!("Action={action}&Version=2016-11-15");
+        for (k, v) in params {
+            let enc = |s: &str| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            form.push_str(&format!("&{}={}", enc(k), enc(v)));
+        }
+        let request = http::Request::builder().header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        );
+        let (status, body) = self.send(request, form.into_bytes(), "ec2").await?;
+        let text = String::from_utf8_lossy(&body);
+        let value = xml_to_json(&text).with_context(|| {
+            format!(
+                "the API at {} answered {status} with a body that is not XML",
+                self.endpoint
+            )
+        })?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let error = &value["Errors"]["Error"];
+        let fault = ApiFault {
+            type_name: error["Code"].as_str().unwrap_or("UnknownError").to_string(),
+            message: error["Message"].as_str().unwrap_or("").to_string(),
+        };
+        Err(fault.into())
+    }
+
+    /// Signs `request` (POST / with `body`) for `service` and sends it; the status and
+    /// body of the answer.
+    async fn send(
+        &self,
+        request: http::request::Builder,
+        body: Vec<u8>,
+        service: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>)> {
+        let url = format!("{}/", self.endpoint);
+        let mut request = request.method("POST").uri(&url).body(body.clone())?;
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        request.headers_mut().insert("host", host.parse()?);
+        let identity = self.credentials.clone().into();
+        let params = SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            url.as_str(),
+            request
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+            SignableBody::Bytes(&body),
+        )?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        let request = reqwest::Request::try_from(request.map(reqwest::Body::from))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| unreachable("API", &self.endpoint, &e))?;
+        let status = response.status();
+        let body = response.bytes().await.with_context(|| {
+            format!(
+                "cannot read the answer of the runway API at {}",
+                self.endpoint
+            )
+        })?;
+        Ok((status, body.to_vec()))
+    }
+}
+
+/// EC2's XML answer as JSON: an element holding text is a string, one whose children are
+/// all `<item>`s an array, any other an object by child name (an empty element is null).
+pub fn xml_to_json(text: &str) -> Result<Value> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    // Each open element: its name, its children so far, its text.
+    type Open = (String, Vec<(String, Value)>, String);
+    let mut stack: Vec<Open> = vec![(String::new(), Vec::new(), String::new())];
+    loop {
+        match reader.read_event()? {
+            Event::Start(e) => {
+                let name = AsRef::<str>::as_ref(&e.local_name()).to_string();
+                stack.push((name, Vec::new(), String::new()));
+            }
+            Event::Empty(e) => {
+                let name = AsRef::<str>::as_ref(&e.local_name()).to_string();
+                if let Some(parent) = stack.last_mut() {
+                    parent.1.push((name, Value::Null));
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.2.push_str(&t);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = quick_xml::escape::unescape(&format!("&{};", &*r))?.into_owned();
+                if let Some(top) = stack.last_mut() {
+                    top.2.push_str(&resolved);
+                }
+            }
+            Event::End(_) => {
+                let (name, children, text) = stack.pop().context("unbalanced XML")?;
+                let value = if children.is_empty() {
+                    if text.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(text)
+                    }
+                } else if children.iter().all(|(n, _)| n == "item") {
+                    Value::Array(children.into_iter().map(|(_, v)| v).collect())
+                } else {
+                    Value::Object(children.into_iter().collect())
+                };
+                stack
+                    .last_mut()
+                    .context("unbalanced XML")?
+                    .1
+                    .push((name, value));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let (_, mut root, _) = stack.pop().context("no XML")?;
+    root.pop().map(|(_, v)| v).context("no XML element")
 }
 
 impl Client {
+    /// The region the client signs for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// An app's URL: `https://<host>[:<router port>]/`.
     pub fn app_url(&self, host: &str) -> String {
         let port = self

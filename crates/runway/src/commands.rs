@@ -155,7 +155,7 @@ async fn print_build_log(client: &Client, op: &str, prefix: &str, mut offset: i6
 
 /// Every item of a list operation's `key` list, following NextToken; `target` is
 /// `AppRunner.<Operation>` or `Runway.<Operation>`.
-async fn all_pages(
+pub(crate) async fn all_pages(
     client: &Client,
     target: &str,
     mut input: Value,

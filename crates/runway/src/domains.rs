@@ -292,7 +292,16 @@ async fn publish(store: &dyn Store, dns: Option<&Dns>, router: &Router) -> Resul
         (services, records)
     };
     if let Some(dns) = dns {
-        dns.set_hosts(services.iter().map(|s| s.url.clone()).collect())?;
+        dns.set_hosts(
+            services
+                .iter()
+                .map(|s| runway_dns::Host {
+                    name: s.url.clone(),
+                    ipv6: s.spec.network_configuration.ip_address_type.as_deref()
+                        == Some("DUAL_STACK"),
+                })
+                .collect(),
+        )?;
     }
     let mut notices = HashMap::new();
     for record in records.iter().filter(|r| r.service_arn.is_some()) {

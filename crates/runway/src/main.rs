@@ -13,6 +13,8 @@ mod client;
 mod commands;
 mod domains;
 mod listeners;
+mod network_commands;
+mod networks;
 mod profile;
 mod runtime_catalog;
 mod secrets;
@@ -99,6 +101,14 @@ enum Command {
     Parameters {
         #[command(subcommand)]
         command: secrets::ParametersCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Private networks: VPCs, subnets (bridges or interfaces), security groups, VPC
+    /// connectors and interface endpoints.
+    Networks {
+        #[command(subcommand)]
+        command: network_commands::NetworksCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -211,6 +221,7 @@ fn main() -> ExitCode {
         Command::Domains { command, client } => commands::domains(command, &client),
         Command::Secrets { command, client } => secrets::secrets(command, &client),
         Command::Parameters { command, client } => secrets::parameters(command, &client),
+        Command::Networks { command, client } => network_commands::networks(command, &client),
         Command::Events { name, client } => commands::events(name, &client),
         Command::Revisions { command, client } => commands::revisions(command, &client),
         Command::Instances { command, client } => commands::instances(command, &client),

@@ -64,6 +64,12 @@ pub struct ServerArgs {
     /// The private IPv4 subnet instances get addresses from [default: 10.201.0.0/16].
     #[arg(long)]
     subnet: Option<String>,
+    /// An address of this host (routed to it, on its uplink) that a VPC connector may
+    /// take as its services' static outbound address with the tag
+    /// runway:egress-address; repeat for more. In the config file: egress-addresses = [...].
+    #[arg(long = "egress-address", value_name = "IPV4")]
+    #[serde(default, rename = "egress-addresses")]
+    egress_address: Vec<std::net::Ipv4Addr>,
     /// The domain service URLs are made under [default: runway.localhost].
     #[arg(long)]
     base_domain: Option<String>,
@@ -291,6 +297,8 @@ pub struct Config {
     pub registry_hosts: Vec<PublicHost>,
     /// Plain HTTP on a non-loopback address is allowed.
     pub allow_insecure_http: bool,
+    /// Addresses VPC connectors may take as their static outbound address.
+    pub egress_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// Where the API and registry's certificate comes from.
@@ -402,6 +410,11 @@ impl ServerArgs {
             ),
             build_ca_bundle: self.build_ca_bundle.or(file.build_ca_bundle),
             build_ca_for_instances: self.build_ca_for_instances || file.build_ca_for_instances,
+            egress_addresses: file
+                .egress_address
+                .into_iter()
+                .chain(self.egress_address)
+                .collect(),
             source_poll_interval: std::time::Duration::from_secs(
                 self.source_poll_interval
                     .or(file.source_poll_interval)
@@ -810,6 +823,7 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         region: config.region.clone(),
         account: config.account_id.clone(),
     }));
+    let networks_wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -855,6 +869,7 @@ async fn serve(config: Config, files: u64) -> Result<()> {
             account_id: config.account_id.clone(),
             base_domain: config.base_domain.clone(),
             build_logs: Some(dir.join("builds")),
+            egress_addresses: config.egress_addresses.clone(),
         },
         Some(Arc::new(crate::adapters::RuntimeInstances(runtime.clone()))),
         &mut metrics,
@@ -867,10 +882,12 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         http: endpoints.http.clone(),
     });
     let api = api.on_change({
-        let (controller, domains) = (controller.clone(), domains.clone());
+        let (controller, domains, networks) =
+            (controller.clone(), domains.clone(), networks_wake.clone());
         move || {
             controller.wake();
             domains.wake();
+            networks.notify_one();
         }
     });
     let api = {
@@ -1007,8 +1024,23 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         .server_config()
         .context("cannot build the TLS configuration")?;
     let https_task = tokio::spawn({
-        let (router, stopped) = (router.clone(), stopped());
+        let (router, stopped, tls) = (router.clone(), stopped(), tls.clone());
         async move { router.serve_https(https_listener, tls, stopped).await }
+    });
+    let networks_task = config.controller.then(|| {
+        let networks = crate::networks::Networks {
+            user: Arc::new(runway_net::UserNetworks::new(
+                config.net.clone(),
+                store.clone(),
+            )),
+            router: router.clone(),
+            controller: controller.clone(),
+            store: store.clone(),
+            tls: tls.clone(),
+            wake: networks_wake.clone(),
+            public_https: https_addr,
+        };
+        tokio::spawn(networks.run(stopped()))
     });
     let controller_task = tokio::spawn({
         let (controller, stopped, enabled) = (controller.clone(), stopped(), config.controller);
@@ -1044,6 +1076,9 @@ async fn serve(config: Config, files: u64) -> Result<()> {
     http_task.await??;
     https_task.await??;
     controller_task.await?;
+    if let Some(task) = networks_task {
+        task.await?;
+    }
     metrics_task.await??;
     gc_task.await?;
     domains.stopped().await;

@@ -7,8 +7,8 @@
 
 use super::shared::{
     auto_scaling, auto_scaling_summary_of, default_auto_scaling, live_services, load_service,
-    new_operation, operations, record, require_changeable, require_connection,
-    require_observability, set_tags, unfinished,
+    new_operation, operations, record, release_ingress_connections, require_changeable,
+    require_connection, require_observability, require_vpc_connector, set_tags, unfinished,
 };
 use super::{Ctx, OpResult, page, page_desc};
 use runway_model::records::*;
@@ -56,16 +56,17 @@ fn check_source_references(tx: &dyn Txn, source: &SourceConfiguration) -> OpResu
     Ok(())
 }
 
-fn check_network(network: &NetworkConfiguration) -> OpResult<()> {
-    if let Some(arn) = network
-        .egress_configuration
-        .as_ref()
-        .and_then(|e| e.vpc_connector_arn.as_ref())
+/// Checks that a VPC egress names an active connector, and stores its full ARN.
+fn check_network(tx: &dyn Txn, network: &mut NetworkConfiguration) -> OpResult<()> {
+    if let Some(egress) = network.egress_configuration.as_mut()
+        && let Some(arn) = egress.vpc_connector_arn.as_mut()
     {
-        return Err(ApiError::invalid(format!(
-            "NetworkConfiguration.EgressConfiguration.VpcConnectorArn: VPC connector {arn} does not exist"
-        ))
-        .into());
+        let connector = require_vpc_connector(
+            tx,
+            "NetworkConfiguration.EgressConfiguration.VpcConnectorArn",
+            arn,
+        )?;
+        *arn = connector.arn;
     }
     Ok(())
 }
@@ -113,7 +114,7 @@ pub(crate) fn create(
     )?;
     let instance = validate::instance_configuration(req.instance_configuration.as_ref())?;
     let health = validate::health_check(req.health_check_configuration.as_ref())?;
-    let network = validate::network_configuration(req.network_configuration.as_ref())?;
+    let mut network = validate::network_configuration(req.network_configuration.as_ref())?;
     let encryption = req
         .encryption_configuration
         .as_ref()
@@ -124,7 +125,7 @@ pub(crate) fn create(
     }
     let tag_list = validate::tags(&req.tags)?;
     check_source_references(&*tx, &source)?;
-    check_network(&network)?;
+    check_network(&*tx, &mut network)?;
     let observability = req
         .observability_configuration
         .as_ref()
@@ -274,7 +275,7 @@ pub(crate) fn update(
     }
     if let Some(network) = &req.network_configuration {
         spec.network_configuration = validate::network_configuration(Some(network))?;
-        check_network(&spec.network_configuration)?;
+        check_network(&*tx, &mut spec.network_configuration)?;
     }
     if let Some(o) = &req.observability_configuration {
         spec.observability_configuration = Some(service_observability(&*tx, o)?);
@@ -355,6 +356,7 @@ pub(crate) fn delete(
         ))
         .into());
     }
+    release_ingress_connections(tx, &service.arn)?;
     record_and_answer(tx, ctx, service, OperationType::DeleteService, None)
 }
 

@@ -1,12 +1,13 @@
 //! What the operation modules look up and record for each other: services and their
-//! operations, tags, the auto scaling configurations services use, connections and
-//! observability configurations. Every operation module depends on this one (and on
+//! operations, tags, the auto scaling configurations services use, connections,
+//! observability configurations, VPC connectors and VPC ingress connections. Every operation module depends on this one (and on
 //! `revisions`), never on a sibling.
 
 use super::revisions;
 use super::{Ctx, OpError, OpResult, Setting};
+use runway_model::network::{IngressConnectionRecord, IngressStatus, VpcConnectorRecord};
 use runway_model::records::*;
-use runway_model::shapes::{AutoScalingConfigurationSummary, Tag};
+use runway_model::shapes::{AutoScalingConfigurationSummary, NetworkConfiguration, Tag};
 use runway_model::{ApiError, ResourceKind, ids, validate};
 use runway_store::{Query, Txn, Typed};
 
@@ -20,6 +21,12 @@ revisions::revisioned!(
     ObservabilityRecord,
     "Observability configuration",
     ResourceKind::ObservabilityConfiguration
+);
+
+revisions::revisioned!(
+    VpcConnectorRecord,
+    "VPC connector",
+    ResourceKind::VpcConnector
 );
 
 // Services and their operations.
@@ -226,4 +233,45 @@ pub(crate) fn require_connection(tx: &dyn Txn, field: &str, arn: &str) -> OpResu
 /// Checks that `arn` names an active observability configuration, for a service to use.
 pub(crate) fn require_observability(tx: &dyn Txn, field: &str, arn: &str) -> OpResult<()> {
     revisions::resolve_active::<ObservabilityRecord>(tx, field, arn).map(drop)
+}
+
+// VPC connectors and VPC ingress connections.
+
+/// The active connector revision `arn` names (full or partial), for a service to use.
+pub(crate) fn require_vpc_connector(
+    tx: &dyn Txn,
+    field: &str,
+    arn: &str,
+) -> OpResult<VpcConnectorRecord> {
+    revisions::resolve_active::<VpcConnectorRecord>(tx, field, arn).map_err(|e| match e {
+        OpError::Api(e) if !e.message.starts_with(field) => {
+            ApiError::invalid(format!("{field}: {}", e.message)).into()
+        }
+        other => other,
+    })
+}
+
+/// The connector a network configuration sends outbound traffic through, if any.
+pub(crate) fn connector_of(network: &NetworkConfiguration) -> Option<&str> {
+    network
+        .egress_configuration
+        .as_ref()
+        .filter(|e| e.egress_type.as_deref() == Some("VPC"))
+        .and_then(|e| e.vpc_connector_arn.as_deref())
+}
+
+/// Marks the VPC ingress connections of a service being deleted PENDING_DELETION.
+pub(crate) fn release_ingress_connections(tx: &mut dyn Txn, service_arn: &str) -> OpResult<()> {
+    let query = Query {
+        parent: Some(service_arn.to_string()),
+        ..Query::default()
+    };
+    for (_, mut c) in tx.load_all::<IngressConnectionRecord>(&query)? {
+        if c.status != IngressStatus::Deleted && c.status != IngressStatus::PendingDeletion {
+            c.status = IngressStatus::PendingDeletion;
+            tx.save(&c)?;
+            remove_tags(tx, &c.arn)?;
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,9 @@
 use super::revisions::{self, Revisioned};
 use super::shared::{load_connection, load_service};
 use super::{Ctx, OpResult};
+use runway_model::network::{
+    EGRESS_ADDRESS_TAG, IngressConnectionRecord, IngressStatus, VpcConnectorRecord,
+};
 use runway_model::records::{AutoScalingRecord, ObservabilityRecord, ServiceStatus, TagsRecord};
 use runway_model::shapes::*;
 use runway_model::{ApiError, Arn, ResourceKind, validate};
@@ -30,9 +33,11 @@ fn taggable(tx: &dyn Txn, arn: &Option<String>, for_change: bool) -> OpResult<St
         ResourceKind::ObservabilityConfiguration => {
             full_revision::<ObservabilityRecord>(tx, &parsed, s)
         }
-        ResourceKind::VpcConnector | ResourceKind::VpcIngressConnection => {
-            Err(ApiError::not_found(format!("{s} does not exist")).into())
-        }
+        ResourceKind::VpcConnector => full_revision::<VpcConnectorRecord>(tx, &parsed, s),
+        ResourceKind::VpcIngressConnection => match tx.load::<IngressConnectionRecord>(s)? {
+            Some(c) if c.status != IngressStatus::Deleted => Ok(c.arn),
+            _ => Err(ApiError::not_found(format!("{s} does not exist")).into()),
+        },
     }
 }
 
@@ -52,10 +57,23 @@ fn full_revision<R: Revisioned>(tx: &dyn Txn, parsed: &Arn, s: &str) -> OpResult
     Ok(r.arn().to_string())
 }
 
+/// A connector's egress address is set when the revision is made, and only then.
+fn fixed_keys<'a>(arn: &str, mut keys: impl Iterator<Item = &'a str>) -> OpResult<()> {
+    let connector = Arn::parse(arn).is_some_and(|a| a.kind == ResourceKind::VpcConnector);
+    if connector && keys.any(|k| k == EGRESS_ADDRESS_TAG) {
+        return Err(ApiError::invalid(format!(
+            "Tags: {EGRESS_ADDRESS_TAG} is set when a VPC connector revision is created; create a new revision to change it"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn tag(tx: &mut dyn Txn, _ctx: &Ctx<'_>, req: TagResourceRequest) -> OpResult<Empty> {
     let arn = taggable(&*tx, &req.resource_arn, true)?;
     validate::required("Tags", &req.tags)?;
     let new = validate::tags(&req.tags)?;
+    fixed_keys(&arn, new.iter().filter_map(|t| t.key.as_deref()))?;
     let mut record = tx.load::<TagsRecord>(&arn)?.unwrap_or(TagsRecord {
         arn: arn.clone(),
         tags: Vec::new(),
@@ -88,6 +106,7 @@ pub(crate) fn untag(
     for (i, key) in keys.iter().enumerate() {
         validate::tag_key(&format!("TagKeys[{i}]"), key)?;
     }
+    fixed_keys(&arn, keys.iter().map(String::as_str))?;
     if let Some(mut record) = tx.load::<TagsRecord>(&arn)? {
         record
             .tags

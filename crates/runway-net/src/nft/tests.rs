@@ -1,4 +1,5 @@
 use super::*;
+use runway_model::network::SgRule;
 
 fn members() -> Vec<Member> {
     vec![
@@ -6,16 +7,19 @@ fn members() -> Vec<Member> {
             ip: Ipv4Addr::new(10, 201, 3, 2),
             tag: 1,
             port: "rwaaaa".into(),
+            connector: None,
         },
         Member {
             ip: Ipv4Addr::new(10, 201, 3, 3),
             tag: 2,
             port: "rwbbbb".into(),
+            connector: None,
         },
         Member {
             ip: Ipv4Addr::new(10, 201, 3, 4),
             tag: 1,
             port: "rwcccc".into(),
+            connector: None,
         },
     ]
 }
@@ -23,7 +27,7 @@ fn members() -> Vec<Member> {
 #[test]
 fn ruleset_replaces_both_tables_with_a_chain_per_service() {
     let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
-    let s = ruleset("rwt1", subnet, &members());
+    let s = ruleset("rwt1", subnet, &members(), &VpcRules::default());
     assert!(s.starts_with(&delete_tables("rwt1")));
     assert!(s.contains("table inet runway_rwt1 {"));
     assert!(s.contains("table bridge runway_rwt1 {"));
@@ -45,7 +49,7 @@ fn ruleset_replaces_both_tables_with_a_chain_per_service() {
 #[test]
 fn empty_sets_have_no_elements_clause() {
     let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
-    let s = ruleset("rwt1", subnet, &[]);
+    let s = ruleset("rwt1", subnet, &[], &VpcRules::default());
     assert!(!s.contains("elements"));
     assert!(s.contains("set port { type ifname; }"));
     assert!(!s.contains("svc_"));
@@ -81,4 +85,65 @@ fn removal_adds_before_deleting_and_drops_the_service_with_its_last_instance() {
             "references go before what they name"
         );
     }
+}
+
+fn rule(protocol: &str, from: i32, to: i32, cidr: &str) -> SgRule {
+    SgRule {
+        id: "sgr-1".into(),
+        protocol: protocol.into(),
+        from_port: from,
+        to_port: to,
+        cidr: Subnet::parse_range(cidr).unwrap(),
+        description: None,
+    }
+}
+
+#[test]
+fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
+    let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
+    let mut ms = members();
+    ms[1].connector = Some("c0ffee".into());
+    ms[2].connector = Some("gone".into());
+    let net: Subnet = "10.250.1.0/24".parse().unwrap();
+    let vpc = VpcRules {
+        nets: vec![net, "10.250.2.0/24".parse().unwrap()],
+        bridges: vec!["rsabc".into()],
+        connectors: vec![ConnectorRules {
+            id: "c0ffee".into(),
+            nets: vec![(net, Ipv4Addr::new(10, 250, 1, 254))],
+            egress: vec![
+                rule("tcp", 5432, 5432, "10.250.1.0/24"),
+                rule("-1", -1, -1, "0.0.0.0/0"),
+                rule("icmp", 8, -1, "10.250.1.0/24"),
+            ],
+            egress_address: Some(Ipv4Addr::new(198, 18, 0, 7)),
+        }],
+        endpoints: vec![EndpointRules {
+            id: "0123abc".into(),
+            addrs: vec![Ipv4Addr::new(10, 250, 1, 253)],
+            ingress: vec![rule("tcp", 443, 444, "10.250.1.0/24")],
+        }],
+    };
+    let s = ruleset("rwt1", subnet, &ms, &vpc);
+    for expected in [
+        "set vpc_nets { type ipv4_addr; flags interval; elements = { 10.250.1.0/24, 10.250.2.0/24 }; }",
+        "set user_bridges { type ifname; elements = { \"rsabc\" }; }",
+        "set connm_c0ffee { type ipv4_addr; elements = { 10.201.3.3 }; }",
+        "ip daddr @vpc_nets ip daddr != @connn_c0ffee drop",
+        "ip daddr 10.250.1.0/24 tcp dport 5432 accept",
+        "ip daddr 0.0.0.0/0 accept",
+        "ip daddr 10.250.1.0/24 icmp type 8 accept",
+        "map egress { type ipv4_addr : verdict; elements = { 10.201.3.3 : jump conn_c0ffee, 10.201.3.4 : drop }; }",
+        "ip saddr 10.250.1.0/24 tcp dport 443-444 accept",
+        "elements = { 10.250.1.253 : jump vpce_0123abc }",
+        "iifname \"rsabc\" oifname \"rsabc\" accept",
+        "ip saddr @connm_c0ffee ip daddr 10.250.1.0/24 snat to 10.250.1.254",
+        "ip saddr @connm_c0ffee ip daddr != @vpc_nets oifname != \"rwt1\" snat to 198.18.0.7",
+    ] {
+        assert!(s.contains(expected), "missing {expected:?} in\n{s}");
+    }
+    // The connector's address takes precedence over masquerading.
+    assert!(s.find("snat to").unwrap() < s.find("masquerade").unwrap());
+    let add = add_member("rwt1", &ms[1]);
+    assert!(add.contains("add element inet runway_rwt1 egress { 10.201.3.3 : jump conn_c0ffee }"));
 }

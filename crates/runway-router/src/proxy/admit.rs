@@ -128,7 +128,13 @@ fn route(
         return Ok((cached.target.clone(), cached.host.clone()));
     }
     let host = host::request_host(req).map_err(|_| RouterError::BadHost)?;
-    let target = table.find(&host).cloned().ok_or(RouterError::UnknownHost)?;
+    // A service not served on the connection's listener, or to its client's address
+    // family, is as unknown as any other host.
+    let target = table
+        .find(&host)
+        .filter(|t| t.service.serves(conn.scope.as_deref(), conn.ipv6))
+        .cloned()
+        .ok_or(RouterError::UnknownHost)?;
     let raw = match authority {
         Some(authority) => {
             HeaderValue::from_str(authority.as_str()).map_err(|_| RouterError::BadHost)?

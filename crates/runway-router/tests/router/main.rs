@@ -3,6 +3,7 @@
 mod balancing;
 mod grpc;
 mod limits;
+mod private;
 mod protocols;
 mod py;
 mod routing;

@@ -139,12 +139,15 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(["--registry-listen", &registry_listen])
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--https-listen",
-                "127.0.0.1:0",
-            ])
+            .args(
+                ["--http-listen", "--https-listen"]
+                    .iter()
+                    .flat_map(|flag| {
+                        // A test may listen elsewhere (`[::]:0` for IPv6 clients).
+                        (!self.flags.iter().any(|f| f == flag)).then_some([*flag, "127.0.0.1:0"])
+                    })
+                    .flatten(),
+            )
             .args(["--bridge", &self.bridge, "--subnet", &self.subnet])
             .args(&self.flags)
             .stdout(log.try_clone().expect("log file"))
@@ -298,6 +301,11 @@ impl Server {
         self.aws_cli(&self.credentials(), service, args)
     }
 
+    /// Runs `aws ec2 <args>` against this server (runway's EC2 subset).
+    pub fn ec2(&self, args: &[&str]) -> Aws {
+        self.aws_cli(&self.credentials(), "ec2", args)
+    }
+
     fn aws_cli(&self, credentials: &Path, service: &str, args: &[&str]) -> Aws {
         let out = Command::new(aws_binary())
             .arg(service)
@@ -328,6 +336,11 @@ impl Server {
 
     /// Runs the boto3 script `tests/e2e/py/<name>` against this server; it asserts on its own.
     pub fn boto3(&self, script: &str) -> String {
+        self.boto3_with(script, &[])
+    }
+
+    /// Like [`Server::boto3`], with more environment variables for the script.
+    pub fn boto3_with(&self, script: &str, vars: &[(&str, &str)]) -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/e2e/py")
             .join(script);
@@ -342,6 +355,7 @@ impl Server {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(vars.iter().copied())
             .output()
             .expect("run python3");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

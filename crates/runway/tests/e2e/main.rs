@@ -18,3 +18,4 @@ mod remote;
 mod runtimes;
 mod secrets;
 mod source;
+mod vpc;

@@ -1,4 +1,5 @@
-//! IPv4 subnets: the private range instances get their addresses from.
+//! IPv4 networks in CIDR form: the private range instances get their addresses from, and
+//! the VPCs and subnets users declare.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -36,7 +37,7 @@ impl Subnet {
 
     /// Any network, host bits cleared (for comparing with routes); `None` if `prefix`
     /// is over 32.
-    pub(crate) fn covering(addr: Ipv4Addr, prefix: u8) -> Option<Subnet> {
+    pub fn covering(addr: Ipv4Addr, prefix: u8) -> Option<Subnet> {
         (prefix <= 32).then(|| Subnet {
             network: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
             prefix,
@@ -88,19 +89,70 @@ impl fmt::Display for Subnet {
     }
 }
 
+/// Splits `ADDRESS/PREFIX`.
+fn parts(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("subnet {s:?} must be written ADDRESS/PREFIX"))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("subnet {s:?}: {addr:?} is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| format!("subnet {s:?}: {prefix:?} is not a prefix length"))?;
+    Ok((addr, prefix))
+}
+
+impl Subnet {
+    /// Any IPv4 range in CIDR form, `/0` to `/32` (a firewall rule's), with no host bits
+    /// set.
+    pub fn parse_range(s: &str) -> Result<Subnet, String> {
+        let (addr, prefix) = parts(s)?;
+        if prefix > 32 {
+            return Err(format!("{s:?}: the prefix must be at most /32"));
+        }
+        let range = Subnet::covering(addr, prefix).unwrap_or(Subnet {
+            network: addr,
+            prefix,
+        });
+        if range.network != addr {
+            return Err(format!(
+                "{addr}/{prefix} has host bits set; did you mean {range}?"
+            ));
+        }
+        Ok(range)
+    }
+
+    /// How many addresses the range holds.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The highest address below the broadcast address.
+    pub fn last_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.broadcast().saturating_sub(1))
+    }
+}
+
 impl FromStr for Subnet {
     type Err = String;
     fn from_str(s: &str) -> Result<Subnet, String> {
-        let (addr, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| format!("subnet {s:?} must be written ADDRESS/PREFIX"))?;
-        let addr: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("subnet {s:?}: {addr:?} is not an IPv4 address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| format!("subnet {s:?}: {prefix:?} is not a prefix length"))?;
+        let (addr, prefix) = parts(s)?;
         Subnet::new(addr, prefix)
+    }
+}
+
+/// Stored and sent as its text, `10.201.0.0/16`.
+impl serde::Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Subnet, D::Error> {
+        let text = String::deserialize(d)?;
+        Subnet::parse_range(&text).map_err(serde::de::Error::custom)
     }
 }
 

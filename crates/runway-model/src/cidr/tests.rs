@@ -36,3 +36,20 @@ fn overlap_is_symmetric() {
     assert!(a.overlaps(&b) && b.overlaps(&a));
     assert!(!a.overlaps(&c) && !c.overlaps(&a));
 }
+
+#[test]
+fn ranges_take_any_prefix_but_no_host_bits_and_round_trip_as_text() {
+    let all = Subnet::parse_range("0.0.0.0/0").unwrap();
+    assert!(all.contains(Ipv4Addr::new(192, 0, 2, 7)));
+    assert_eq!(all.size(), 1 << 32);
+    let one = Subnet::parse_range("192.0.2.7/32").unwrap();
+    assert!(one.contains(Ipv4Addr::new(192, 0, 2, 7)));
+    assert!(!one.contains(Ipv4Addr::new(192, 0, 2, 8)));
+    assert!(Subnet::parse_range("192.0.2.7/24").is_err());
+    assert!(Subnet::parse_range("192.0.2.0/33").is_err());
+    let s: Subnet = "10.250.1.0/24".parse().unwrap();
+    assert_eq!(s.last_host(), Ipv4Addr::new(10, 250, 1, 254));
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(json, "\"10.250.1.0/24\"");
+    assert_eq!(serde_json::from_str::<Subnet>(&json).unwrap(), s);
+}
