@@ -278,23 +278,24 @@ impl Network {
         );
         drop((rules, all));
         let added = match added {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::debug!(instance, error = %e, "cannot add elements; rebuilding");
                 self.sync_rules()
             }
         };
         let t_rules = t.elapsed();
-        let built = added.and_then(|_| {
+        let built = added.and_then(|()| {
             link::delete_namespace(&ns)?;
             link::delete(&attachment.veth)?;
-            link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)
+            link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)?;
+            Ok(())
         });
         if let Err(e) = built {
             if let Err(undo) = self.detach(instance) {
                 tracing::warn!(instance, error = %undo, "cannot undo a failed attach");
             }
-            return Err(e.into());
+            return Err(e);
         }
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(

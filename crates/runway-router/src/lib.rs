@@ -422,7 +422,10 @@ impl Router {
     /// endpoints): a connection made to one of them, on any listener, reaches only the
     /// services whose route names that listener in `private_listeners`, and public
     /// services are not served there. Connections keep the scope they were accepted with.
-    pub fn set_private_addresses(&self, addresses: std::collections::HashMap<std::net::IpAddr, String>) {
+    pub fn set_private_addresses(
+        &self,
+        addresses: std::collections::HashMap<std::net::IpAddr, String>,
+    ) {
         self.inner.private.store(Arc::new(
             addresses
                 .into_iter()
