@@ -2,6 +2,7 @@
 //! and graceful shutdown (stop accepting, let requests in flight finish, close what is
 //! left when the grace period ends).
 
+mod linger;
 pub(crate) mod preface;
 
 use crate::Router;
@@ -11,6 +12,7 @@ use crate::proxy;
 use crate::shared::Shared;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use linger::Lingering;
 use preface::{Rewind, read_preface};
 use std::future::Future;
 use std::pin::Pin;
@@ -312,14 +314,7 @@ async fn connection(
     conn: Arc<ConnInfo>,
 ) {
     let config = &inner.config;
-    let negotiated = negotiate(
-        stream,
-        tls,
-        &conn,
-        config.tls_handshake_timeout,
-        config.header_read_timeout,
-    )
-    .await;
+    let negotiated = negotiate(stream, tls, &conn, config).await;
     match negotiated {
         // A TLS-ALPN-01 validation (RFC 8737) ends with its handshake: the CA has seen the
         // challenge certificate and sends no request.
@@ -337,8 +332,8 @@ async fn connection(
 
 /// A connection ready for HTTP: over TLS or not, and whether it speaks HTTP/2.
 pub(crate) enum Negotiated {
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, bool),
-    Plain(Rewind<TcpStream>, bool),
+    Tls(Box<tokio_rustls::server::TlsStream<Lingering>>, bool),
+    Plain(Rewind<Lingering>, bool),
 }
 
 /// Why a connection never got to HTTP.
@@ -349,17 +344,20 @@ pub(crate) enum NegotiationFailed {
     Other,
 }
 
-/// Takes a new connection to where HTTP starts: the TLS handshake (at most
-/// `handshake_timeout`) and ALPN with `tls`, or else a look for the HTTP/2 preface (h2c
-/// with prior knowledge, at most `header_timeout`).
+/// Takes a new connection to where HTTP starts: the TLS handshake (at most `config`'s
+/// handshake timeout) and ALPN with `tls`, or else a look for the HTTP/2 preface (h2c
+/// with prior knowledge, at most its header read timeout). The connection lingers when
+/// it is closed ([`Lingering`]).
 pub(crate) async fn negotiate(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     conn: &ConnInfo,
-    handshake_timeout: Duration,
-    header_timeout: Duration,
+    config: &crate::RouterConfig,
 ) -> Result<Negotiated, NegotiationFailed> {
+    let (handshake_timeout, header_timeout) =
+        (config.tls_handshake_timeout, config.header_read_timeout);
     let _ = stream.set_nodelay(true);
+    let stream = Lingering::new(stream);
     let mut stop = conn.stop.clone();
     match tls {
         Some(acceptor) => {
