@@ -277,6 +277,7 @@ impl ServerArgs {
                     .unwrap_or_else(|| "10.201.0.0/16".into())
                     .parse()
                     .map_err(|e| anyhow::anyhow!("subnet: {e}"))?,
+                ipv6: None,
             },
             base_domain: self
                 .base_domain
