@@ -71,6 +71,7 @@ pub(crate) fn instance_spec(
             .as_ref()
             .filter(|e| e.egress_type.as_deref() == Some("VPC"))
             .and_then(|e| e.vpc_connector_arn.clone()),
+        ipv6: spec.network_configuration.ip_address_type.as_deref() == Some("DUAL_STACK"),
     })
 }
 

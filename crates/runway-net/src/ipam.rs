@@ -34,6 +34,9 @@ pub struct AddressRecord {
     /// The VPC connector (its short id) the instance's outbound traffic goes through.
     #[serde(default)]
     pub connector: Option<String>,
+    /// Whether the instance has an IPv6 address too (dual stack).
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 impl Record for AddressRecord {
@@ -81,8 +84,8 @@ fn on_bridge(bridge: &str, name: Option<&str>) -> Query {
 }
 
 /// The address `instance` holds on `bridge`, allocating one (and its service's tag) if
-/// it holds none, recording the connector its traffic goes through. Calling it again for
-/// the same instance returns the same address.
+/// it holds none, recording the connector its traffic goes through and whether it is dual
+/// stack. Calling it again for the same instance returns the same address.
 pub fn allocate(
     store: &dyn Store,
     bridge: &str,
@@ -90,6 +93,7 @@ pub fn allocate(
     instance: &str,
     service: &str,
     connector: Option<&str>,
+    ipv6: bool,
 ) -> Result<AddressRecord> {
     let mut tx = store.begin_relaxed()?;
     if let Some((_, held)) = tx
@@ -141,6 +145,7 @@ pub fn allocate(
         service: service.to_string(),
         tag,
         connector: connector.map(str::to_string),
+        ipv6,
     };
     tx.create(&record)?;
     tx.commit()?;

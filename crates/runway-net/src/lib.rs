@@ -7,7 +7,9 @@
 //! users' private networks real ([`UserNetworks`], App Runner's VPC side): subnets as
 //! bridges it creates or interfaces users name, runway's addresses in them for VPC
 //! connectors and interface endpoints, and rules from their security groups; an instance
-//! whose service uses a connector is attached with it ([`Network::attach_vpc`]).
+//! whose service uses a connector is attached with it ([`Network::attach_with`]). With an
+//! IPv6 subnet, dual-stack instances get an IPv6 address too and leave over IPv6,
+//! masqueraded, under the same isolation.
 //!
 //! Everything goes through the `ip` and `nft` programs, called from the caller's thread,
 //! which must be a blocking one: this crate never enters a namespace itself and holds no
@@ -21,12 +23,14 @@
 #![forbid(unsafe_code)]
 
 pub mod ipam;
+mod ipv6;
 mod link;
 mod nft;
 mod program;
 mod vpc;
 
 pub use ipam::{AddressRecord, IpamError};
+pub use ipv6::Ipv6Subnet;
 pub use program::ProgramError;
 pub use runway_model::Subnet;
 pub use vpc::{Converged, EndpointAddresses, UserNetworks};
@@ -34,7 +38,7 @@ pub use vpc::{Converged, EndpointAddresses, UserNetworks};
 use runway_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -77,6 +81,9 @@ pub struct NetConfig {
     pub bridge: String,
     /// The private subnet instances get addresses from.
     pub subnet: Subnet,
+    /// The IPv6 network dual-stack instances get their second address from (and leave
+    /// through, masqueraded); none: instances have IPv4 only.
+    pub ipv6: Option<Ipv6Subnet>,
 }
 
 impl Default for NetConfig {
@@ -84,6 +91,7 @@ impl Default for NetConfig {
         NetConfig {
             bridge: DEFAULT_BRIDGE.to_string(),
             subnet: DEFAULT_SUBNET.parse().expect("the default subnet is valid"),
+            ipv6: None,
         }
     }
 }
@@ -116,10 +124,24 @@ pub struct Attachment {
     pub subnet: Subnet,
     /// The bridge's address, the instance's default route.
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address, if it is dual stack.
+    pub ip6: Option<Ipv6Addr>,
     /// The instance's network namespace, for the OCI runtime config.
     pub netns: PathBuf,
     /// The host end of the instance's veth pair.
     pub veth: String,
+}
+
+/// Where an instance's outbound traffic may go beyond its bridge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outbound<'a> {
+    /// The VPC connector (its ARN) it goes through: into the connector's subnets as its
+    /// security groups allow, and nowhere else they do not. None: NAT to the internet.
+    pub connector: Option<&'a str>,
+    /// An IPv6 address too, from the network's IPv6 subnet, and NAT to the internet over
+    /// IPv6; only when the network has one, and never with a connector (whose subnets
+    /// and rules are IPv4, as App Runner's VPC egress is).
+    pub ipv6: bool,
 }
 
 /// The name of an instance's network namespace.
@@ -169,8 +191,9 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// Makes the network ready: the bridge with its gateway address, IPv4 forwarding,
-    /// and both nftables tables rebuilt from the addresses in the store. Safe to repeat.
+    /// Makes the network ready: the bridge with its gateway addresses, forwarding (IPv6
+    /// too with an IPv6 subnet), and both nftables tables rebuilt from the addresses in
+    /// the store. Safe to repeat.
     pub fn setup(config: NetConfig, store: Arc<dyn Store>) -> Result<Network> {
         config.validate()?;
         let conflicts = link::conflicting_routes(config.subnet, &config.bridge)?;
@@ -179,6 +202,15 @@ impl Network {
                 subnet: config.subnet,
                 routes: conflicts.join(", "),
             });
+        }
+        if let Some(ipv6) = config.ipv6 {
+            let conflicts = link::conflicting_routes6(ipv6, &config.bridge)?;
+            if !conflicts.is_empty() {
+                return Err(NetError::Config(format!(
+                    "IPv6 subnet {ipv6} overlaps a route that is not runway's: {}",
+                    conflicts.join(", ")
+                )));
+            }
         }
         let held = ipam::all(store.as_ref(), &config.bridge)?;
         if let Some(outside) = held.iter().find(|a| !config.subnet.contains(a.ip)) {
@@ -189,7 +221,11 @@ impl Network {
             )));
         }
         link::ensure_bridge(&config.bridge, config.subnet)?;
-        enable_forwarding()?;
+        enable_forwarding(IPV4_FORWARDING)?;
+        if let Some(ipv6) = config.ipv6 {
+            link::add_address6(&config.bridge, ipv6.gateway())?;
+            enable_forwarding(IPV6_FORWARDING)?;
+        }
         let network = Network {
             config,
             store,
@@ -212,6 +248,12 @@ impl Network {
         member(&self.config.bridge, a)
     }
 
+    /// The IPv6 address of the instance holding `a`, if it is dual stack.
+    fn ip6_of(&self, a: &AddressRecord) -> Option<Ipv6Addr> {
+        let net = self.config.ipv6?;
+        a.ipv6.then(|| net.address_of(a.ip))
+    }
+
     fn attachment_of(&self, a: AddressRecord) -> Attachment {
         Attachment {
             netns: link::netns_path(&netns_name(&self.config.bridge, &a.instance)),
@@ -219,6 +261,7 @@ impl Network {
             ip: a.ip,
             subnet: self.config.subnet,
             gateway: self.config.subnet.gateway(),
+            ip6: self.ip6_of(&a),
             instance: a.instance,
             service: a.service,
         }
@@ -235,18 +278,19 @@ impl Network {
     /// bridge, and lets it reach its own service's instances. Repeating it for an
     /// attached instance returns the same attachment; a partial one is rebuilt.
     pub fn attach(&self, instance: &str, service: &str) -> Result<Attachment> {
-        self.attach_vpc(instance, service, None)
+        self.attach_with(instance, service, Outbound::default())
     }
 
-    /// Like [`Network::attach`], with the instance's outbound traffic going through the
-    /// VPC connector `connector` (its ARN) when given: into the connector's subnets as
-    /// its security groups allow, and nowhere else they do not.
-    pub fn attach_vpc(
+    /// Like [`Network::attach`], with the instance's outbound traffic going where
+    /// `outbound` says.
+    pub fn attach_with(
         &self,
         instance: &str,
         service: &str,
-        connector: Option<&str>,
+        outbound: Outbound<'_>,
     ) -> Result<Attachment> {
+        let Outbound { connector, ipv6 } = outbound;
+        let ipv6 = ipv6 && connector.is_none() && self.config.ipv6.is_some();
         check_name("instance id", instance)?;
         check_name("service id", service)?;
         let bridge = &self.config.bridge;
@@ -261,6 +305,7 @@ impl Network {
             instance,
             service,
             connector,
+            ipv6,
         )?;
         let attachment = self.attachment_of(record.clone());
         let ns = netns_name(bridge, instance);
@@ -288,7 +333,14 @@ impl Network {
         let built = added.and_then(|()| {
             link::delete_namespace(&ns)?;
             link::delete(&attachment.veth)?;
-            link::create_instance(&ns, &attachment.veth, bridge, record.ip, self.config.subnet)?;
+            let ip6 = attachment.ip6.zip(self.config.ipv6.map(|n| n.gateway()));
+            link::create_instance(
+                &ns,
+                &attachment.veth,
+                bridge,
+                (record.ip, self.config.subnet),
+                ip6,
+            )?;
             Ok(())
         });
         if let Err(e) = built {
@@ -459,7 +511,7 @@ fn sync_rules(config: &NetConfig, store: &dyn Store) -> Result<()> {
     let held = ipam::all(store, &config.bridge)?;
     let members: Vec<_> = held.iter().map(|a| member(&config.bridge, a)).collect();
     let vpc = vpc::rules(store)?;
-    let script = nft::ruleset(&config.bridge, config.subnet, &members, &vpc);
+    let script = nft::ruleset(&config.bridge, config.subnet, config.ipv6, &members, &vpc);
     program::run("nft", &["-f", "-"], Some(&script))?;
     Ok(())
 }
@@ -502,14 +554,19 @@ pub fn leftovers(bridge: &str) -> Vec<String> {
     found
 }
 
-fn enable_forwarding() -> Result<()> {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+const IPV4_FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
+/// IPv6 forwarding is one switch for the host: it turns it on for every interface, and
+/// an interface that configures itself from router advertisements then needs
+/// `accept_ra = 2` to go on doing so.
+const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+fn enable_forwarding(path: &str) -> Result<()> {
     let io = |source| NetError::Io {
-        context: format!("cannot enable IPv4 forwarding ({PATH})"),
+        context: format!("cannot enable forwarding ({path})"),
         source,
     };
-    if std::fs::read_to_string(PATH).map_err(io)?.trim() != "1" {
-        std::fs::write(PATH, "1").map_err(io)?;
+    if std::fs::read_to_string(path).map_err(io)?.trim() != "1" {
+        std::fs::write(path, "1").map_err(io)?;
     }
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! moves interfaces between them and configures them inside, so none of that needs this
 //! process to enter a namespace. A batch of commands costs one process.
 
+use crate::ipv6::{self, Ipv6Subnet};
 use crate::program::{self, ProgramError};
 use runway_model::Subnet;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::net::Ipv4Addr;
+use std::fmt::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// Where `ip netns` keeps its namespaces.
@@ -107,39 +109,49 @@ pub fn delete_namespace(name: &str) -> Result<(), ProgramError> {
     }
 }
 
-/// Creates namespace `netns` with `eth0` at `ip` (default route via the gateway), joined
-/// to `bridge` by a veth pair whose host end is `veth`. The host forgets the link address
-/// it knew for `ip` first: an earlier instance's, which it would go on sending to for
-/// seconds (health checks and requests lost) while other ports keep the bridge up.
+/// Creates namespace `netns` with `eth0` at `ip` in `subnet` (default route via its
+/// gateway), and at `ip6` too if given (an address and the gateway to route through),
+/// joined to `bridge` by a veth pair whose host end is `veth`. The host forgets the link
+/// address it knew for the addresses first: an earlier instance's, which it would go on
+/// sending to for seconds (health checks and requests lost) while other ports keep the
+/// bridge up.
 pub fn create_instance(
     netns: &str,
     veth: &str,
     bridge: &str,
-    ip: Ipv4Addr,
-    subnet: Subnet,
+    (ip, subnet): (Ipv4Addr, Subnet),
+    ip6: Option<(Ipv6Addr, Ipv6Addr)>,
 ) -> Result<(), ProgramError> {
-    program::run(
-        "ip",
-        &["-batch", "-"],
-        Some(&format!(
-            "neigh flush to {ip} dev {bridge}\n\
-             netns add {netns}\n\
-             link add {veth} type veth peer name eth0 netns {netns}\n\
-             link set {veth} master {bridge} up\n"
-        )),
-    )?;
-    program::run(
-        "ip",
-        &["-n", netns, "-batch", "-"],
-        Some(&format!(
-            "link set lo up\n\
-             addr add {ip}/{prefix} dev eth0\n\
-             link set eth0 up\n\
-             route add default via {gateway}\n",
-            prefix = subnet.prefix(),
-            gateway = subnet.gateway(),
-        )),
-    )?;
+    let mut host = format!("neigh flush to {ip} dev {bridge}\n");
+    if let Some((ip6, _)) = ip6 {
+        let _ = writeln!(host, "neigh flush to {ip6} dev {bridge}");
+    }
+    let _ = write!(
+        host,
+        "netns add {netns}\n\
+         link add {veth} type veth peer name eth0 netns {netns}\n\
+         link set {veth} master {bridge} up\n"
+    );
+    program::run("ip", &["-batch", "-"], Some(&host))?;
+    let mut inside = format!(
+        "link set lo up\n\
+         addr add {ip}/{prefix} dev eth0\n\
+         link set eth0 up\n\
+         route add default via {gateway}\n",
+        prefix = subnet.prefix(),
+        gateway = subnet.gateway(),
+    );
+    if let Some((ip6, gateway6)) = ip6 {
+        // No duplicate address detection: the address is the instance's alone, and
+        // detection would hold it unusable for a second.
+        let _ = write!(
+            inside,
+            "addr add {ip6}/{prefix} dev eth0 nodad\n\
+             route add default via {gateway6}\n",
+            prefix = ipv6::PREFIX,
+        );
+    }
+    program::run("ip", &["-n", netns, "-batch", "-"], Some(&inside))?;
     Ok(())
 }
 
@@ -168,6 +180,23 @@ pub fn conflicting_routes(subnet: Subnet, bridge: &str) -> Result<Vec<String>, P
         .collect())
 }
 
+/// The IPv6 routes of the main table that overlap `subnet` and do not go to `bridge`.
+pub fn conflicting_routes6(subnet: Ipv6Subnet, bridge: &str) -> Result<Vec<String>, ProgramError> {
+    let out = program::run("ip", &["-j", "-6", "route", "show", "table", "main"], None)?;
+    let routes: Vec<Route> = serde_json::from_str(out.trim()).unwrap_or_default();
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.dev.as_deref() != Some(bridge))
+        .filter_map(|r| {
+            // `default` and link-local routes do not claim the subnet's addresses.
+            let (addr, prefix) = r.dst.split_once('/').unwrap_or((&r.dst, "128"));
+            let addr: Ipv6Addr = addr.parse().ok()?;
+            (subnet.overlaps(addr, prefix.parse().ok()?) && prefix != "0")
+                .then(|| format!("{} dev {}", r.dst, r.dev.unwrap_or_default()))
+        })
+        .collect())
+}
+
 /// Gives link `name` an alias (`ip link set NAME alias TEXT`), which marks whose it is.
 pub fn set_alias(name: &str, alias: &str) -> Result<(), ProgramError> {
     program::run("ip", &["link", "set", "dev", name, "alias", alias], None).map(drop)
@@ -191,6 +220,18 @@ pub fn with_alias(prefix: &str) -> Vec<String> {
 pub fn add_address(name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), ProgramError> {
     let addr = format!("{ip}/{prefix}");
     program::run("ip", &["addr", "replace", &addr, "dev", name], None).map(drop)
+}
+
+/// Puts the IPv6 address `ip` (of a /64, without duplicate address detection) on
+/// `name` (idempotent).
+pub fn add_address6(name: &str, ip: Ipv6Addr) -> Result<(), ProgramError> {
+    let addr = format!("{ip}/{}", ipv6::PREFIX);
+    program::run(
+        "ip",
+        &["addr", "replace", &addr, "dev", name, "nodad"],
+        None,
+    )
+    .map(drop)
 }
 
 /// Takes `ip/prefix` off `name`, if it is there.

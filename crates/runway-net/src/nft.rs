@@ -25,7 +25,14 @@
 //! groups' ingress rules say (`endpoint_in`), and the host is reachable from a bridge
 //! runway made for a subnet (`user_bridges`) at those addresses only; nothing is
 //! forwarded from such a bridge but replies.
+//!
+//! IPv6: dual-stack instances have an address in the bridge's IPv6 /64 and leave from it,
+//! masqueraded, to anywhere but users' subnets' interfaces (`vpc_interfaces`); nothing
+//! else on the bridge is forwarded over IPv6 (so never between instances), and the host
+//! takes only neighbour discovery from it. Without an IPv6 subnet, no IPv6 packet leaves
+//! the bridge.
 
+use crate::ipv6::Ipv6Subnet;
 use runway_model::Subnet;
 use runway_model::network::SgRule;
 use std::collections::BTreeMap;
@@ -50,6 +57,8 @@ pub struct VpcRules {
     pub nets: Vec<Subnet>,
     /// The bridges runway made for subnets.
     pub bridges: Vec<String>,
+    /// Every subnet's interface (made by runway or named by the user).
+    pub interfaces: Vec<String>,
     pub connectors: Vec<ConnectorRules>,
     pub endpoints: Vec<EndpointRules>,
 }
@@ -112,6 +121,11 @@ fn vpc_declarations(vpc: &VpcRules, members: &[Member]) -> String {
         s,
         "  set user_bridges {{ type ifname;{} }}",
         list(vpc.bridges.iter().map(|b| format!("\"{b}\"")))
+    );
+    let _ = writeln!(
+        s,
+        "  set vpc_interfaces {{ type ifname;{} }}",
+        list(vpc.interfaces.iter().map(|b| format!("\"{b}\"")))
     );
     for c in &vpc.connectors {
         let id = &c.id;
@@ -238,9 +252,32 @@ fn services(members: &[Member]) -> String {
 }
 
 /// A script that (re)creates both tables of `bridge` with `members` and the rules of
-/// private networks, replacing whatever was there.
-pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member], vpc: &VpcRules) -> String {
+/// private networks, replacing whatever was there; dual-stack instances' IPv6 traffic
+/// leaves from `ipv6`.
+pub fn ruleset(
+    bridge: &str,
+    subnet: Subnet,
+    ipv6: Option<Ipv6Subnet>,
+    members: &[Member],
+    vpc: &VpcRules,
+) -> String {
     let t = table(bridge);
+    let (neighbours, ipv6_out, ipv6_nat) = match ipv6 {
+        Some(net) => (
+            format!(
+                "    iifname \"{bridge}\" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept\n"
+            ),
+            format!(
+                "    meta nfproto ipv6 ip6 saddr != {net} drop\n    meta nfproto ipv6 oifname @vpc_interfaces drop\n"
+            ),
+            format!("    ip6 saddr {net} oifname != \"{bridge}\" masquerade\n"),
+        ),
+        None => (
+            String::new(),
+            "    meta nfproto ipv6 drop\n".to_string(),
+            String::new(),
+        ),
+    };
     let mut s = delete_tables(bridge);
     let services = services(members);
     let declarations = vpc_declarations(vpc, members);
@@ -257,7 +294,7 @@ pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member], vpc: &VpcRules)
 {services}{declarations}  chain input {{
     type filter hook input priority filter; policy accept;
     iifname "{bridge}" ct state established,related accept
-    iifname "{bridge}" drop
+{neighbours}    iifname "{bridge}" drop
     ip daddr vmap @endpoint_in
     iifname @user_bridges ct state established,related accept
     iifname @user_bridges drop
@@ -276,13 +313,13 @@ pub fn ruleset(bridge: &str, subnet: Subnet, members: &[Member], vpc: &VpcRules)
     drop
   }}
   chain egress {{
-    ip saddr vmap @egress
+{ipv6_out}    ip saddr vmap @egress
     ip daddr @vpc_nets drop
   }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
 {snat}    ip saddr {subnet} oifname != "{bridge}" masquerade
-  }}
+{ipv6_nat}  }}
 }}
 table bridge {t} {{
 {services}  set port {{ type ifname;{ports} }}

@@ -366,6 +366,7 @@ pub(crate) fn rules(store: &dyn Store) -> Result<VpcRules> {
             .filter(|s| s.created)
             .map(|s| s.interface.clone())
             .collect(),
+        interfaces: subnets.iter().map(|s| s.interface.clone()).collect(),
         ..VpcRules::default()
     };
     for c in all::<VpcConnectorRecord>(&*tx)? {

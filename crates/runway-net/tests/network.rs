@@ -5,12 +5,12 @@
 use runway_model::Timestamp;
 use runway_model::network::*;
 use runway_model::records::ConfigStatus;
-use runway_net::{NetConfig, Network, Subnet, UserNetworks};
+use runway_net::{NetConfig, Network, Outbound, Subnet, UserNetworks};
 use runway_store::SqliteStore;
 use runway_store::{Store, Typed};
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +36,12 @@ fn network() -> (Network, Guard) {
 
 /// Like [`network`], keeping its records in `store`.
 fn network_on(store: Arc<SqliteStore>) -> (Network, Guard) {
+    network_with(store, false)
+}
+
+/// Like [`network_on`], with an IPv6 subnet for dual-stack instances if `ipv6`
+/// (`fd52:7e57:<n>::/64`).
+fn network_with(store: Arc<SqliteStore>, ipv6: bool) -> (Network, Guard) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     for _ in 0..20 {
         let n = std::process::id()
@@ -53,7 +59,15 @@ fn network_on(store: Arc<SqliteStore>) -> (Network, Guard) {
             continue;
         }
         let guard = Guard(bridge.clone());
-        match Network::setup(NetConfig { bridge, subnet }, store.clone()) {
+        let ipv6 = ipv6.then(|| format!("fd52:7e57:{:x}::/64", n & 0xffff).parse().unwrap());
+        match Network::setup(
+            NetConfig {
+                bridge,
+                subnet,
+                ipv6,
+            },
+            store.clone(),
+        ) {
             Ok(net) => return (net, guard),
             Err(runway_net::NetError::Conflict { .. }) => continue,
             Err(e) => panic!("setup failed: {e}"),
@@ -220,39 +234,41 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// An "internet" the host routes to: namespace `ns` behind the veth `veth`, with `host`
+/// (address/prefix) on the host's end and `inside` on the other; no route back to the
+/// instances, so only masquerading lets an answer return. Named after the test's bridge,
+/// it goes when the bridge is purged. Returns its path.
+fn outside(ns: &str, veth: &str, host: &str, inside: &str) -> std::path::PathBuf {
+    ip(&["netns", "add", ns]);
+    ip(&[
+        "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+    ]);
+    // IPv6 addresses without duplicate address detection, usable at once.
+    let nodad: &[&str] = if host.contains(':') { &["nodad"] } else { &[] };
+    ip(&[&["addr", "add", host, "dev", veth], nodad].concat());
+    ip(&["link", "set", veth, "up"]);
+    ip(&[&["-n", ns, "addr", "add", inside, "dev", "eth0"], nodad].concat());
+    ip(&["-n", ns, "link", "set", "eth0", "up"]);
+    Path::new("/run/netns").join(ns)
+}
+
 #[test]
 fn instances_reach_the_outside_through_nat() {
     let (net, _guard) = network();
     let bridge = net.config().bridge.clone();
     let a1 = net.attach("a1", "svc-a").unwrap();
-    // An "internet" the host routes to: a namespace behind its own veth, with no route
-    // back to the instances' subnet, so only masquerading lets an answer return.
     let third = net.config().subnet.network().octets()[2];
     let (host_ip, wan_ip) = (
         format!("10.205.{third}.1"),
         Ipv4Addr::new(10, 205, third, 2),
     );
-    let wan_ns = format!("runway-{bridge}-wan");
-    let wan_veth = format!("{bridge}w");
-    ip(&["netns", "add", &wan_ns]);
-    ip(&[
-        "link", "add", &wan_veth, "type", "veth", "peer", "name", "eth0", "netns", &wan_ns,
-    ]);
-    ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &wan_veth]);
-    ip(&["link", "set", &wan_veth, "up"]);
-    ip(&[
-        "-n",
-        &wan_ns,
-        "addr",
-        "add",
+    let wan_ns = outside(
+        &format!("runway-{bridge}-wan"),
+        &format!("{bridge}w"),
+        &format!("{host_ip}/30"),
         &format!("{wan_ip}/30"),
-        "dev",
-        "eth0",
-    ]);
-    ip(&["-n", &wan_ns, "link", "set", "eth0", "up"]);
-    let listener = in_netns(&Path::new("/run/netns").join(&wan_ns), move || {
-        TcpListener::bind((wan_ip, 9000)).unwrap()
-    });
+    );
+    let listener = in_netns(&wan_ns, move || TcpListener::bind((wan_ip, 9000)).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // Every try is answered; the listener (which keeps the namespace and its veth
@@ -325,6 +341,111 @@ fn parallel_attaches_and_detaches_leave_no_address_element_or_link() {
     assert_eq!(String::from_utf8_lossy(&ports.stdout), "");
 }
 
+#[test]
+fn dual_stack_instances_reach_the_outside_over_ipv6_and_nothing_else() {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let (net, _guard) = network_with(store.clone(), true);
+    let bridge = net.config().bridge.clone();
+    let ipv6 = net.config().ipv6.unwrap();
+    let dual = Outbound {
+        connector: None,
+        ipv6: true,
+    };
+    let a1 = net.attach_with("a1", "svc-a", dual).unwrap();
+    let b1 = net.attach_with("b1", "svc-b", dual).unwrap();
+    let c1 = net.attach("c1", "svc-c").unwrap();
+    assert_eq!(a1.ip6, Some(ipv6.address_of(a1.ip)));
+    assert_eq!(c1.ip6, None, "IPv4 only unless asked");
+    // A connector's instances stay IPv4 only.
+    assert_eq!(
+        net.attach_with(
+            "d1",
+            "svc-d",
+            Outbound {
+                connector: Some("arn:aws:apprunner:us-east-1:000000000000:vpcconnector/x/1/0f"),
+                ipv6: true,
+            },
+        )
+        .unwrap()
+        .ip6,
+        None
+    );
+    assert_eq!(net.attach_with("a1", "svc-a", dual).unwrap(), a1);
+
+    // An IPv6 "internet".
+    let wan_veth = format!("{bridge}v");
+    let wan_net = format!("{:x}", ipv6.network().segments()[2]);
+    let (host_ip, wan_ip): (Ipv6Addr, Ipv6Addr) = (
+        format!("fd52:7e58:{wan_net}::1").parse().unwrap(),
+        format!("fd52:7e58:{wan_net}::2").parse().unwrap(),
+    );
+    let wan_ns = outside(
+        &format!("runway-{bridge}-wan6"),
+        &wan_veth,
+        &format!("{host_ip}/64"),
+        &format!("{wan_ip}/64"),
+    );
+    let wan = SocketAddr::from((wan_ip, 9000));
+    let seen = serve_in(&wan_ns, wan);
+
+    // Other services' instances and the host's ports, over IPv6.
+    serve(in_netns(&b1.netns, || {
+        TcpListener::bind("[::]:8000").unwrap()
+    }));
+    let host_gw = TcpListener::bind((ipv6.gateway(), 0)).unwrap();
+    let host_gw_addr = host_gw.local_addr().unwrap();
+    serve(host_gw);
+    let host_any = TcpListener::bind("[::]:0").unwrap();
+    let host_any_port = host_any.local_addr().unwrap().port();
+    serve(host_any);
+    let b1_ip6 = b1.ip6.unwrap();
+    assert!(reaches(SocketAddr::from((b1_ip6, 8000))), "the probe works");
+
+    let from_a1 = in_netns(&a1.netns, move || {
+        [
+            reaches_soon(wan),
+            reaches(SocketAddr::from((b1_ip6, 8000))),
+            reaches(host_gw_addr),
+            reaches(SocketAddr::from((ipv6.gateway(), host_any_port))),
+            reaches(SocketAddr::from((host_ip, host_any_port))),
+        ]
+    });
+    assert_eq!(
+        from_a1,
+        [true, false, false, false, false],
+        "outside, b1, host gateway, host any, host's outer address"
+    );
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        IpAddr::V6(host_ip),
+        "the outside sees the host, not {}",
+        a1.ip6.unwrap()
+    );
+    assert!(
+        !in_netns(&c1.netns, move || reaches(wan)),
+        "an IPv4-only instance has no way out over IPv6"
+    );
+    // Once that interface is a user's subnet, IPv6 does not go there either.
+    let third = net.config().subnet.network().octets()[2];
+    let user_subnet = SubnetRecord {
+        id: new_ec2_id("subnet"),
+        vpc_id: "vpc-12345678".into(),
+        cidr: format!("10.210.{third}.0/24").parse().unwrap(),
+        interface: wan_veth.clone(),
+        created: false,
+        state: NetworkState::Available,
+        message: None,
+        tags: vec![],
+        created_at: Timestamp::now(),
+    };
+    save(&store, &[&user_subnet]);
+    net.sync_rules().unwrap();
+    assert!(
+        !in_netns(&a1.netns, move || reaches(wan)),
+        "a user's subnet's interface is out of reach over IPv6"
+    );
+}
+
 /// Writes `records` into `store` in one transaction.
 fn save<R: runway_store::Record>(store: &SqliteStore, records: &[&R]) {
     let mut tx = store.begin().unwrap();
@@ -382,6 +503,14 @@ fn serve_in(ns: &Path, addr: SocketAddr) -> std::sync::mpsc::Receiver<std::net::
         }
     });
     rx
+}
+
+/// Outbound traffic through the connector `arn`.
+fn via(arn: &str) -> Outbound<'_> {
+    Outbound {
+        connector: Some(arn),
+        ipv6: false,
+    }
 }
 
 /// A few tries, since a fresh link may drop the first SYN.
@@ -493,13 +622,13 @@ fn connectors_follow_their_groups_endpoints_admit_by_ingress_rules_and_isolation
     let db = host_on(&runtime, &subnet.interface, "db", at(10));
     let seen = serve_in(&db, SocketAddr::from((at(10), 7000)));
     let _other_port = serve_in(&db, SocketAddr::from((at(10), 7001)));
-    let vpc_instance = net.attach_vpc("i1", "svc-a", Some(&connector.arn)).unwrap();
+    let vpc_instance = net.attach_with("i1", "svc-a", via(&connector.arn)).unwrap();
     let plain = net.attach("i2", "svc-b").unwrap();
     serve(in_netns(&plain.netns, || {
         TcpListener::bind("0.0.0.0:8000").unwrap()
     }));
     // Another service through the same connector.
-    let neighbour = net.attach_vpc("i3", "svc-c", Some(&connector.arn)).unwrap();
+    let neighbour = net.attach_with("i3", "svc-c", via(&connector.arn)).unwrap();
     serve(in_netns(&neighbour.netns, || {
         TcpListener::bind("0.0.0.0:8000").unwrap()
     }));

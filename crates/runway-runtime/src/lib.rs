@@ -119,6 +119,9 @@ pub struct InstanceSpec {
     /// The VPC connector (its ARN) the instance's outbound traffic goes through; none:
     /// NAT to the internet.
     pub vpc_connector: Option<String>,
+    /// An IPv6 address too (App Runner's IpAddressType DUAL_STACK), when the network
+    /// has an IPv6 subnet and the instance no connector.
+    pub ipv6: bool,
 }
 
 /// Secret environment variables; the Debug form shows their names only.

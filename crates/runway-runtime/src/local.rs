@@ -870,9 +870,13 @@ impl Inner {
         let dir = self.config.instance_dir(id);
         let (image, lowers) = self.image_layers(&spec.image, record.id_map)?;
         let t_img = t.elapsed();
-        let attachment =
-            self.net
-                .attach_vpc(id.as_str(), &spec.service_id, spec.vpc_connector.as_deref())?;
+        let outbound = runway_net::Outbound {
+            connector: spec.vpc_connector.as_deref(),
+            ipv6: spec.ipv6,
+        };
+        let attachment = self
+            .net
+            .attach_with(id.as_str(), &spec.service_id, outbound)?;
         let t_net = t.elapsed();
         create_bundle_dirs(&dir)?;
         if let Some(map) = record.id_map {

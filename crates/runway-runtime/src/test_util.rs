@@ -416,7 +416,11 @@ pub fn test_net() -> TestNet {
         };
         let subnet = Subnet::new(Ipv4Addr::new(10, 203, third, 0), 24).expect("a valid /24");
         return TestNet {
-            config: NetConfig { bridge, subnet },
+            config: NetConfig {
+                bridge,
+                subnet,
+                ipv6: None,
+            },
             _bridge: bridge_res,
             _subnet: subnet_res,
         };
@@ -622,6 +626,7 @@ pub fn testapp_spec(service: &str, image: &ImageRef) -> InstanceSpec {
             unhealthy_threshold: 3,
         },
         vpc_connector: None,
+        ipv6: false,
     }
 }
 

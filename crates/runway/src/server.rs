@@ -64,6 +64,11 @@ pub struct ServerArgs {
     /// The private IPv4 subnet instances get addresses from [default: 10.201.0.0/16].
     #[arg(long)]
     subnet: Option<String>,
+    /// An IPv6 /64 (e.g. a unique local fdXX:XXXX:XXXX:1::/64) that gives instances of
+    /// DUAL_STACK services an IPv6 address and a way out over IPv6 (masqueraded); this
+    /// turns on the host's IPv6 forwarding [default: none, instances are IPv4 only].
+    #[arg(long, value_name = "PREFIX/64")]
+    ipv6_subnet: Option<String>,
     /// An address of this host (routed to it, on its uplink) that a VPC connector may
     /// take as its services' static outbound address with the tag
     /// runway:egress-address; repeat for more. In the config file: egress-addresses = [...].
@@ -375,6 +380,12 @@ impl ServerArgs {
                     .unwrap_or_else(|| "10.201.0.0/16".into())
                     .parse()
                     .map_err(|e| anyhow::anyhow!("subnet: {e}"))?,
+                ipv6: self
+                    .ipv6_subnet
+                    .or(file.ipv6_subnet)
+                    .map(|s| s.parse())
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("ipv6-subnet: {e}"))?,
             },
             base_domain: self
                 .base_domain

@@ -27,7 +27,7 @@ fn members() -> Vec<Member> {
 #[test]
 fn ruleset_replaces_both_tables_with_a_chain_per_service() {
     let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
-    let s = ruleset("rwt1", subnet, &members(), &VpcRules::default());
+    let s = ruleset("rwt1", subnet, None, &members(), &VpcRules::default());
     assert!(s.starts_with(&delete_tables("rwt1")));
     assert!(s.contains("table inet runway_rwt1 {"));
     assert!(s.contains("table bridge runway_rwt1 {"));
@@ -49,7 +49,7 @@ fn ruleset_replaces_both_tables_with_a_chain_per_service() {
 #[test]
 fn empty_sets_have_no_elements_clause() {
     let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
-    let s = ruleset("rwt1", subnet, &[], &VpcRules::default());
+    let s = ruleset("rwt1", subnet, None, &[], &VpcRules::default());
     assert!(!s.contains("elements"));
     assert!(s.contains("set port { type ifname; }"));
     assert!(!s.contains("svc_"));
@@ -108,6 +108,7 @@ fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
     let vpc = VpcRules {
         nets: vec![net, "10.250.2.0/24".parse().unwrap()],
         bridges: vec!["rsabc".into()],
+        interfaces: vec!["rsabc".into()],
         connectors: vec![ConnectorRules {
             id: "c0ffee".into(),
             nets: vec![(net, Ipv4Addr::new(10, 250, 1, 254))],
@@ -124,7 +125,7 @@ fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
             ingress: vec![rule("tcp", 443, 444, "10.250.1.0/24")],
         }],
     };
-    let s = ruleset("rwt1", subnet, &ms, &vpc);
+    let s = ruleset("rwt1", subnet, None, &ms, &vpc);
     for expected in [
         "set vpc_nets { type ipv4_addr; flags interval; elements = { 10.250.1.0/24, 10.250.2.0/24 }; }",
         "set user_bridges { type ifname; elements = { \"rsabc\" }; }",
@@ -146,4 +147,29 @@ fn connectors_and_endpoints_get_chains_from_their_groups_rules() {
     assert!(s.find("snat to").unwrap() < s.find("masquerade").unwrap());
     let add = add_member("rwt1", &ms[1]);
     assert!(add.contains("add element inet runway_rwt1 egress { 10.201.3.3 : jump conn_c0ffee }"));
+}
+
+#[test]
+fn ipv6_leaves_only_from_the_instances_network_and_never_into_user_subnets() {
+    let subnet: Subnet = "10.201.3.0/24".parse().unwrap();
+    let vpc = VpcRules {
+        interfaces: vec!["rsabc".into(), "lan0".into()],
+        ..VpcRules::default()
+    };
+    let ipv6: Ipv6Subnet = "fd42:7:7:1::/64".parse().unwrap();
+    let s = ruleset("rwt1", subnet, Some(ipv6), &members(), &vpc);
+    for expected in [
+        "set vpc_interfaces { type ifname; elements = { \"rsabc\", \"lan0\" }; }",
+        "iifname \"rwt1\" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "meta nfproto ipv6 ip6 saddr != fd42:7:7:1::/64 drop",
+        "meta nfproto ipv6 oifname @vpc_interfaces drop",
+        "ip6 saddr fd42:7:7:1::/64 oifname != \"rwt1\" masquerade",
+    ] {
+        assert!(s.contains(expected), "missing {expected:?} in\n{s}");
+    }
+    // Neighbour discovery is let in before everything else from the bridge is dropped.
+    assert!(s.find("nd-neighbor-solicit").unwrap() < s.find("iifname \"rwt1\" drop").unwrap());
+    let without = ruleset("rwt1", subnet, None, &members(), &vpc);
+    assert!(without.contains("meta nfproto ipv6 drop"));
+    assert!(!without.contains("icmpv6") && !without.contains("ip6 saddr"));
 }

@@ -408,6 +408,7 @@ impl Drop for Server {
         config.net = NetConfig {
             bridge: self.bridge.clone(),
             subnet: self.subnet.parse().expect("subnet"),
+            ipv6: None,
         };
         if let Err(e) = runway_runtime::purge(&config) {
             eprintln!("cleaning up after the test server failed: {e}");

@@ -3,8 +3,9 @@
 //! app built from source that queries PostgreSQL (in a namespace on a user subnet) with
 //! psycopg through a connector, and cannot without one or once the rule is revoked; a
 //! private service that answers a client inside its VPC and not on the public listener;
-//! and isolation between services and from the host's ports that holds whatever
-//! networks they join.
+//! dual stack (IPv6 clients, and instances that reach the internet over IPv6); and
+//! isolation between services and from the host's ports that holds whatever networks
+//! they join.
 
 use crate::deploy::{create_testapp, get, wait_op};
 use crate::harness::{Aws, Server};
@@ -426,8 +427,9 @@ fn free_subnet() -> (String, String, [u8; 2]) {
 }
 
 /// An "internet" for one server: a namespace behind a veth from the host (198.18.<b>.1,
-/// and .7 for a static egress address) whose server at .2:9000 answers every
-/// connection with the address it came from. Removed when dropped.
+/// and .7 for a static egress address; fd52:7e5a:<b>::1 over IPv6) whose servers at .2
+/// and ::2, port 9000, answer every connection with the address it came from. Removed
+/// when dropped.
 struct Wan {
     veth: String,
     ns: String,
@@ -456,6 +458,14 @@ impl Wan {
                 &veth,
             ]));
         }
+        run(Command::new("ip").args([
+            "addr",
+            "add",
+            &format!("{}1/64", wan6_prefix(b)),
+            "dev",
+            &veth,
+            "nodad",
+        ]));
         run(Command::new("ip").args(["link", "set", &veth, "up"]));
         run(Command::new("ip").args([
             "-n",
@@ -466,25 +476,44 @@ impl Wan {
             "dev",
             "eth0",
         ]));
+        run(Command::new("ip").args([
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}2/64", wan6_prefix(b)),
+            "dev",
+            "eth0",
+            "nodad",
+        ]));
         run(Command::new("ip").args(["-n", &ns, "link", "set", "eth0", "up"]));
         let child = Command::new("ip")
             .args(["netns", "exec", &ns, "python3", "-c"])
             .arg(format!(
-                "import socket\n\
-                 s = socket.socket()\n\
-                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                 s.bind(('198.18.{b}.2', 9000))\n\
-                 s.listen()\n\
-                 while True:\n\
-                 \x20   c, peer = s.accept()\n\
-                 \x20   c.sendall(peer[0].encode() + b'\\n')\n\
-                 \x20   c.close()\n"
+                "import socket, threading\n\
+                 def serve(family, addr):\n\
+                 \x20   s = socket.socket(family)\n\
+                 \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 \x20   s.bind((addr, 9000))\n\
+                 \x20   s.listen()\n\
+                 \x20   while True:\n\
+                 \x20       c, peer = s.accept()\n\
+                 \x20       c.sendall(peer[0].encode() + b'\\n')\n\
+                 \x20       c.close()\n\
+                 threading.Thread(target=serve, args=(socket.AF_INET6, '{}2'), daemon=True).start()\n\
+                 serve(socket.AF_INET, '198.18.{b}.2')\n",
+                wan6_prefix(b)
             ))
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         wan(child)
     }
+}
+
+/// The IPv6 network of [`Wan`] `b`, up to its last group (`fd52:7e5a:<b>::`).
+fn wan6_prefix(b: u8) -> String {
+    format!("fd52:7e5a:{b:x}::")
 }
 
 impl Drop for Wan {
@@ -739,6 +768,9 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         "python3=runtimes/python3:latest",
         "--egress-address",
         &static_egress,
+        // Dual-stack instances.
+        "--ipv6-subnet",
+        &format!("fd52:7e59:{a:x}{b:02x}::/64"),
         // A dual-stack listener, for IPv6 clients.
         "--https-listen",
         "[::]:0",
@@ -746,6 +778,7 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     crate::source::import_base(&server, "python3");
     let _wan = Wan::start(&server, b);
     let outside = format!("/tcp?addr=198.18.{b}.2:9000");
+    let outside6 = format!("/tcp?addr={}2:9000", wan6_prefix(b));
 
     // The network: a VPC, a subnet on a bridge runway makes, a group that lets only
     // PostgreSQL and the "internet" server out, a connector with a static outbound
@@ -887,9 +920,113 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         404,
         "an IPv4 service does not answer IPv6 clients"
     );
+    let (status, body) = ask(&server, &host, &outside6);
+    assert_eq!(
+        status, 502,
+        "an IPv4 service's instances have no IPv6: {body}"
+    );
 
-    // Switching to the connector (and to dual stack) is a deployment that drops no
-    // request.
+    // Dual stack: IPv6 clients are served, and instances reach the internet over IPv6
+    // (from the host's address).
+    let op = server.boto3_with(
+        "vpc_egress.py",
+        &[("SERVICE_ARN", &arn), ("CONNECTOR_ARN", "")],
+    );
+    assert_eq!(wait_op(&server, &arn, op.trim()), "SUCCEEDED");
+    assert_eq!(
+        https_v6(&server, &host, "/healthz"),
+        (200, "ok".to_string()),
+        "a dual-stack service answers IPv6 clients"
+    );
+    assert_eq!(
+        ask(&server, &host, &outside6),
+        (200, format!("open: {}1", wan6_prefix(b)))
+    );
+    let (status, body) = ask(&server, &host, &pets);
+    assert_eq!(status, 502, "still no way into the subnet: {body}");
+    // Nor the host's ports over IPv6, at its address on the instances' bridge or
+    // elsewhere (runway-net's network test proves other services' instances out of
+    // reach over IPv6 too).
+    let host_port = std::net::TcpListener::bind("[::]:0").unwrap();
+    let port = host_port.local_addr().unwrap().port();
+    for target in [
+        format!("fd52:7e59:{a:x}{b:02x}::1:{port}"),
+        format!("{}1:{port}", wan6_prefix(b)),
+    ] {
+        let (status, body) = ask(&server, &host, &format!("/tcp?addr={target}"));
+        assert_eq!(
+            status, 502,
+            "the instance reached the host at {target}: {body}"
+        );
+    }
+    drop(host_port);
+    // Nor another dual-stack service's instance, nor it this one, over IPv6, though
+    // both listen there.
+    let ipv6: runway_net::Ipv6Subnet = format!("fd52:7e59:{a:x}{b:02x}::/64").parse().unwrap();
+    let out = server
+        .runway()
+        .args(["deploy", "--name", "neighbour", "--source"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    crate::source::assert_ok(&out, "runway deploy --source (a second service)");
+    let services = server.aws(&["list-services"]).ok();
+    let neighbour = services["ServiceSummaryList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["ServiceName"] == "neighbour")
+        .unwrap()
+        .clone();
+    let (neighbour_arn, neighbour_host) = (
+        id(&neighbour, &["ServiceArn"]),
+        id(&neighbour, &["ServiceUrl"]),
+    );
+    let op = server.boto3_with(
+        "vpc_egress.py",
+        &[("SERVICE_ARN", &neighbour_arn), ("CONNECTOR_ARN", "")],
+    );
+    assert_eq!(wait_op(&server, &neighbour_arn, op.trim()), "SUCCEEDED");
+    let address6 = |arn: &str| {
+        let instances =
+            crate::deploy::extension(&server, "ListInstances", json!({ "ServiceArn": arn }));
+        let healthy = instances["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["State"] == "healthy")
+            .unwrap_or_else(|| panic!("no healthy instance of {arn}: {instances}"));
+        let address: std::net::SocketAddr = id(healthy, &["Address"]).parse().unwrap();
+        let std::net::IpAddr::V4(v4) = address.ip() else {
+            panic!("{address} is not an IPv4 address");
+        };
+        std::net::SocketAddr::from((ipv6.address_of(v4), address.port()))
+    };
+    for (from, to) in [
+        (&host, address6(&neighbour_arn)),
+        (&neighbour_host, address6(&arn)),
+    ] {
+        assert!(
+            std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).is_ok(),
+            "the probe works: the host reaches {to}"
+        );
+        let (status, body) = ask(
+            &server,
+            from,
+            &format!("/tcp?addr={}:{}", to.ip(), to.port()),
+        );
+        assert_eq!(
+            status, 502,
+            "{from} reached another service at {to}: {body}"
+        );
+    }
+    let (status, body) = ask(&server, &neighbour_host, &outside6);
+    assert_eq!(
+        status, 200,
+        "the neighbour reaches the internet over IPv6: {body}"
+    );
+
+    // Switching to the connector is a deployment that drops no request.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failures = {
         let (stop, https, ca, host) = (
@@ -941,7 +1078,12 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     assert_eq!(
         https_v6(&server, &host, "/healthz"),
         (200, "ok".to_string()),
-        "a dual-stack service answers IPv6 clients"
+        "still dual stack for clients"
+    );
+    let (status, body) = ask(&server, &host, &outside6);
+    assert_eq!(
+        status, 502,
+        "a connector's instances are IPv4 only, as App Runner's VPC egress: {body}"
     );
     // Static outbound addresses: the connector's in its subnet, its egress address outside.
     let seen = query_path(&dsn, "SELECT host(inet_client_addr())");

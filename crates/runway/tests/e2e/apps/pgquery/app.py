@@ -58,6 +58,11 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("%s\n" % (format % args))
 
 
+class DualStackServer(ThreadingHTTPServer):
+    # "::" takes IPv4 connections too (as ::ffff:a.b.c.d), for the dual-stack tests.
+    address_family = socket.AF_INET6
+
+
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    DualStackServer(("::", port), Handler).serve_forever()
