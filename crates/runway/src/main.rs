@@ -11,6 +11,7 @@
 mod adapters;
 mod client;
 mod commands;
+mod dataplane;
 mod domains;
 mod listeners;
 mod network_commands;
@@ -126,6 +127,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run the router process (started by `runway server`, not by people).
+    #[command(hide = true)]
+    RouterProcess(dataplane::RouterProcessArgs),
     /// Run an instance's shim (started by the runtime, not by people).
     #[command(hide = true)]
     Shim {
@@ -207,6 +211,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Shim { args } => return runway_runtime::shim::main(args.into_iter()),
+        Command::RouterProcess(args) => dataplane::router_process(args),
         Command::Logs { args, client } => commands::logs(args, &client),
         Command::Server(args) => server::run(*args),
         Command::Login(args) => commands::login(args),

@@ -138,7 +138,8 @@ fn upload(
     bytes: u64,
     args: &[&str],
 ) -> (u16, String, u64) {
-    let pid = server.pid();
+    // The router process streams the body.
+    let pid = server.router_pid().expect("the router process runs");
     let before = rss_kib(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
