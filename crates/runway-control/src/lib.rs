@@ -10,6 +10,10 @@
 //! counts, and publishes the route table. Any of them can be killed at any point and
 //! resume from the store.
 //!
+//! It reaches the router through [`RouterPort`]: the in-process [`Router`] or `runway
+//! server`'s client of the router process; what it asks of it (loads, instance loads)
+//! is answered after every route table it set before.
+//!
 //! It must never hold state that matters only in memory, never serve requests or sit in
 //! their path, and never start an instance for a revision nobody asked for.
 

@@ -12,17 +12,23 @@
 //!
 //! When `runway server` starts it adopts a router process that runs (same listen
 //! addresses and base domain, same protocol), pushing everything it wants served again;
-//! otherwise it asks the old one to drain and exit and starts a new one. While the server
+//! otherwise it asks the old one to drain and exit and starts a new one. A restart
+//! (`runway restart-router`, or a server start that finds the router's binary replaced)
+//! starts a new router process with `--take-over`: it takes the listening sockets
+//! (SCM_RIGHTS on [`HANDOVER_SOCKET`]) and the last routes and settings from the running
+//! one and serves at once, while the old one stops accepting, drains and exits. While the server
 //! runs it reconnects to the router process, and starts it again if it has died. When the
 //! server stops (SIGTERM, or kill -9), the router process runs on, as instances do, so
 //! apps stay reachable; `runway purge` stops it.
 //!
-//! Departures from DESIGN.md ("the router runs inside runway server"): the router is a
-//! second process, so that the control plane may crash, restart or be upgraded without
-//! dropping a request; its metrics are served by the server's metrics listener from the
-//! router process's registry (fetched per scrape); a router process whose binary is
-//! older than the server's is replaced on the server's start (a brief refusal of
-//! connections: the listening sockets are not handed over yet).
+//! This is DESIGN.md's "data plane outlives the control plane" for traffic. Where it
+//! falls short for now: the router's metrics are served by the server's metrics
+//! listener, fetched from the router process per scrape (none while the server is
+//! down); a router process that must be replaced (other addresses, base domain or
+//! protocol) refuses connections for the moment the new one takes to bind (sockets are
+//! handed over only between router processes with the same settings). Domains waiting
+//! for their certificate get a placeholder from the local CA made by the router process
+//! itself (one per name with a notice), not the issuer's.
 
 use anyhow::{Context, Result, bail};
 use runway_certs::{CertStore, Challenges, HttpAnswers};
@@ -52,6 +58,8 @@ pub const SOCKET: &str = "router.sock";
 pub const PID_FILE: &str = "router.pid";
 /// Held by the running router process: one per data directory.
 const LOCK_FILE: &str = "router.lock";
+/// Where a new router process takes the listening sockets from the running one.
+const HANDOVER_SOCKET: &str = "router-handover.sock";
 /// The router process's log, in the data directory.
 pub const LOG_FILE: &str = "logs/router.log";
 /// Bumped when a message changes meaning: a router process speaking another is replaced.
@@ -78,6 +86,11 @@ pub struct RouterProcessArgs {
     https_bind: Option<SocketAddr>,
     #[arg(long)]
     base_domain: String,
+    /// Take the listening sockets and the state of the running router process, which
+    /// then finishes its requests and exits (a restart or upgrade without refusing a
+    /// connection).
+    #[arg(long)]
+    take_over: bool,
     #[arg(long, default_value = "info")]
     log_filter: String,
     #[arg(long, default_value = "human")]
@@ -128,6 +141,10 @@ pub struct Hello {
     http_listen: SocketAddr,
     https_listen: SocketAddr,
     base_domain: String,
+    #[serde(default)]
+    log_filter: String,
+    #[serde(default)]
+    log_format: String,
     /// Where it listens for plain HTTP.
     pub http: SocketAddr,
     /// Where it listens for HTTPS.
@@ -176,7 +193,15 @@ pub fn router_process(args: RouterProcessArgs) -> Result<()> {
         .write(true)
         .open(args.data_dir.join(LOCK_FILE))
         .context("cannot open the router lock")?;
-    if lock.try_lock().is_err() {
+    if args.take_over {
+        // The one taken over holds the lock until it has drained; ours after.
+        std::thread::spawn(move || {
+            if lock.lock().is_ok() {
+                std::thread::park();
+                drop(lock);
+            }
+        });
+    } else if lock.try_lock().is_err() {
         bail!(
             "a router process already serves {}",
             args.data_dir.display()
@@ -197,7 +222,10 @@ struct Certificates {
     base_domain: String,
     master: Arc<runway_secrets::MasterKey>,
     challenges: Arc<Challenges>,
-    current: RwLock<(Arc<runway_certs::SniResolver>, Fingerprint)>,
+    current: RwLock<(CertStore, Fingerprint)>,
+    /// Names of domains waiting for their certificate (those with a notice): served a
+    /// placeholder from the local CA, as the issuer does in its own process.
+    waiting: Mutex<Vec<String>>,
 }
 
 impl Certificates {
@@ -219,8 +247,28 @@ impl Certificates {
             base_domain: base_domain.to_string(),
             master,
             challenges,
-            current: RwLock::new((store.resolver(), fingerprint)),
+            current: RwLock::new((store, fingerprint)),
+            waiting: Mutex::new(Vec::new()),
         }))
+    }
+
+    fn store(&self) -> CertStore {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Serves placeholders for `names` where no certificate is served (blocking).
+    fn placeholders(&self, names: Vec<String>) {
+        let store = self.store();
+        for name in &names {
+            if let Err(e) = store.serve_placeholder(std::slice::from_ref(name)) {
+                tracing::warn!(%name, error = %e, "cannot serve a placeholder certificate");
+            }
+        }
+        *lock(&self.waiting) = names;
     }
 
     /// Opens the store again if a certificate file changed.
@@ -231,7 +279,9 @@ impl Certificates {
         }
         let store = CertStore::open(&self.dir, self.master.clone(), &self.base_domain)?;
         store.resolver().set_challenges(self.challenges.clone());
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store.resolver(), now);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store, now);
+        let waiting = lock(&self.waiting).clone();
+        self.placeholders(waiting);
         tracing::info!("certificates reloaded");
         Ok(())
     }
@@ -255,13 +305,7 @@ impl rustls::server::ResolvesServerCert for Certificates {
         &self,
         hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let resolver = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone();
-        resolver.resolve(hello)
+        self.store().resolver().resolve(hello)
     }
 }
 
@@ -304,14 +348,122 @@ struct Process {
     certs: Arc<Certificates>,
     tls: Arc<rustls::ServerConfig>,
     hello: Hello,
-    /// Private listeners: their stop signal and task.
+    /// Private listeners: their stop signal, task and socket.
     private: tokio::sync::Mutex<HashMap<SocketAddr, PrivateListener>>,
+    /// The public listeners' sockets (HTTP, HTTPS), for a handover.
+    public: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    /// The last of what the control plane set, for a handover.
+    state: Mutex<HandedState>,
+    /// Handed over: the new process owns the socket and pid files.
+    handed_over: std::sync::atomic::AtomicBool,
     stop: watch::Sender<bool>,
+}
+
+/// What a router process hands its successor besides the sockets.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct HandedState {
+    routes: Option<RouteTable>,
+    https_port: Option<u16>,
+    notices: Option<HashMap<String, String>>,
+    private_addresses: Option<HashMap<IpAddr, String>>,
+    answers: Option<HttpAnswers>,
+    /// The private listeners' addresses, in the order of their sockets after the two
+    /// public ones.
+    #[serde(default)]
+    listeners: Vec<SocketAddr>,
 }
 
 struct PrivateListener {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    socket: std::os::fd::OwnedFd,
+}
+
+/// Serves HTTPS for private services on `listener` until told or until all stop.
+fn private_listener(
+    process_stop: &watch::Sender<bool>,
+    router: &Router,
+    tls: &Arc<rustls::ServerConfig>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<PrivateListener> {
+    let socket = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
+    let (stop, mut stopping) = watch::channel(false);
+    let (router, tls) = (router.clone(), tls.clone());
+    let mut all = process_stop.subscribe();
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => {}
+                _ = all.wait_for(|s| *s) => {}
+            }
+        };
+        router.serve_https(listener, tls, stopped).await
+    });
+    Ok(PrivateListener { stop, task, socket })
+}
+
+/// Takes the running router process's sockets and state (blocking).
+fn take_over(dir: &Path) -> Result<(Vec<std::os::fd::OwnedFd>, HandedState)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let stream = std::os::unix::net::UnixStream::connect(dir.join(HANDOVER_SOCKET))
+        .context("cannot reach the running router process to take over")?;
+    stream.set_read_timeout(Some(CALL_TIMEOUT))?;
+    let mut data = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            &stream,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        if got.bytes == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..got.bytes]);
+    }
+    let state: HandedState =
+        serde_json::from_slice(&data).context("the router process handed over no state")?;
+    if fds.len() != 2 + state.listeners.len() {
+        bail!("the router process handed over {} sockets", fds.len());
+    }
+    Ok((fds, state))
+}
+
+/// Hands the sockets and state to a successor on `stream` (blocking).
+fn hand_over(process: &Process, stream: std::os::unix::net::UnixStream) -> Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    use std::os::fd::AsFd;
+    let private = process.private.blocking_lock();
+    let mut state = lock(&process.state).clone();
+    state.listeners = private.keys().copied().collect();
+    let mut fds = vec![process.public.0.as_fd(), process.public.1.as_fd()];
+    fds.extend(state.listeners.iter().map(|a| private[a].socket.as_fd()));
+    let data = serde_json::to_vec(&state)?;
+    let mut space =
+        vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        bail!("too many sockets to hand over");
+    }
+    let (first, rest) = data.split_at(data.len().min(1024));
+    sendmsg(
+        &stream,
+        &[std::io::IoSlice::new(first)],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    std::io::Write::write_all(&mut &stream, rest)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(())
 }
 
 async fn serve(args: RouterProcessArgs) -> Result<()> {
@@ -332,25 +484,76 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
     )
     .context("cannot start the router")?;
     router.set_acme_responder(Some(Arc::new(Answers(challenges.clone()))));
-    let http_addr = args.http_bind.unwrap_or(args.http_listen);
-    let http = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("cannot listen for the router (HTTP) on {http_addr}"))?;
-    let https_addr = args.https_bind.unwrap_or(args.https_listen);
-    let https = tokio::net::TcpListener::bind(https_addr)
-        .await
-        .with_context(|| format!("cannot listen for the router (HTTPS) on {https_addr}"))?;
+    let (http, https, handed) = if args.take_over {
+        let dir = dir.clone();
+        let (fds, state) = tokio::task::spawn_blocking(move || take_over(&dir)).await??;
+        let mut listeners = Vec::new();
+        for fd in fds {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            listeners.push(tokio::net::TcpListener::from_std(listener)?);
+        }
+        let mut listeners = listeners.into_iter();
+        let (Some(http), Some(https)) = (listeners.next(), listeners.next()) else {
+            bail!("no public listeners handed over");
+        };
+        (http, https, Some((state, listeners.collect::<Vec<_>>())))
+    } else {
+        let http_addr = args.http_bind.unwrap_or(args.http_listen);
+        let http = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .with_context(|| format!("cannot listen for the router (HTTP) on {http_addr}"))?;
+        let https_addr = args.https_bind.unwrap_or(args.https_listen);
+        let https = tokio::net::TcpListener::bind(https_addr)
+            .await
+            .with_context(|| format!("cannot listen for the router (HTTPS) on {https_addr}"))?;
+        (http, https, None)
+    };
+    let public = (
+        std::os::fd::AsFd::as_fd(&http).try_clone_to_owned()?,
+        std::os::fd::AsFd::as_fd(&https).try_clone_to_owned()?,
+    );
     let hello = Hello {
         protocol: PROTOCOL,
         pid: std::process::id(),
         http_listen: args.http_listen,
         https_listen: args.https_listen,
         base_domain: args.base_domain.clone(),
+        log_filter: args.log_filter.clone(),
+        log_format: args.log_format.clone(),
         http: http.local_addr()?,
         https: https.local_addr()?,
     };
     router.set_https_port(hello.https.port());
     let (stop, _) = watch::channel(false);
+    // What the predecessor served, served from the first connection on.
+    let mut private = HashMap::new();
+    let mut state = HandedState::default();
+    if let Some((handed, listeners)) = handed {
+        if let Some(port) = handed.https_port {
+            router.set_https_port(port);
+        }
+        if let Some(p) = &handed.private_addresses {
+            router.set_private_addresses(p.clone());
+        }
+        if let Some(n) = &handed.notices {
+            router.set_host_notices(n.clone());
+        }
+        if let Some(a) = &handed.answers {
+            let _ = certs.challenges.serve_answers(a.clone());
+        }
+        if let Some(r) = &handed.routes
+            && let Err(e) = router.set_routes(r.clone())
+        {
+            tracing::warn!(error = %e, "the handed-over routes are refused");
+        }
+        for (addr, listener) in handed.listeners.iter().zip(listeners) {
+            private.insert(*addr, private_listener(&stop, &router, &tls, listener)?);
+        }
+        state = handed;
+        state.listeners.clear();
+        tracing::info!("took over the listening sockets and routes of the previous router process");
+    }
     let stopped = |stop: &watch::Sender<bool>| {
         let mut rx = stop.subscribe();
         async move {
@@ -369,9 +572,14 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     let control = UnixListener::bind(&socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let handover_path = dir.join(HANDOVER_SOCKET);
+    let _ = std::fs::remove_file(&handover_path);
+    let handover = UnixListener::bind(&handover_path)
+        .with_context(|| format!("cannot listen on {}", handover_path.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&handover_path, std::fs::Permissions::from_mode(0o600))?;
     }
     runway_store::fs::write_atomic(
         &dir.join(PID_FILE),
@@ -385,7 +593,10 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
         certs,
         tls,
         hello,
-        private: Default::default(),
+        private: tokio::sync::Mutex::new(private),
+        public,
+        state: Mutex::new(state),
+        handed_over: Default::default(),
         stop,
     });
     let signal = shutdown_signal();
@@ -402,13 +613,37 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            accepted = handover.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let p = process.clone();
+                    let handed = tokio::task::spawn_blocking(move || {
+                        let stream = stream.into_std()?;
+                        stream.set_nonblocking(false)?;
+                        hand_over(&p, stream)
+                    })
+                    .await;
+                    match handed {
+                        Ok(Ok(())) => {
+                            tracing::info!("handed the listening sockets over to a new router process");
+                            process.handed_over.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "handover failed"),
+                        Err(e) => tracing::error!(error = %e, "handover failed"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "handover socket accept failed"),
+            },
             _ = &mut signal => break,
             _ = stopping.wait_for(|s| *s) => break,
         }
     }
     tracing::info!("router process stopping: finishing requests in flight");
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    if !process.handed_over.load(Ordering::Relaxed) {
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(&handover_path);
+        let _ = std::fs::remove_file(dir.join(PID_FILE));
+    }
     let _ = process.stop.send(true);
     let private: Vec<_> = process.private.lock().await.drain().collect();
     for (_, l) in private {
@@ -472,7 +707,16 @@ async fn connection(process: Arc<Process>, stream: UnixStream) {
         }
     });
     let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(text)) = lines.next_line().await {
+    let mut stopping = process.stop.subscribe();
+    loop {
+        // A stopping router process (drained, or handed over) lets its controller go.
+        let text = tokio::select! {
+            next = lines.next_line() => match next {
+                Ok(Some(text)) => text,
+                _ => break,
+            },
+            _ = stopping.wait_for(|s| *s) => break,
+        };
         let envelope: Envelope = match serde_json::from_str(&text) {
             Ok(e) => e,
             Err(e) => {
@@ -506,23 +750,33 @@ async fn handle(process: &Arc<Process>, request: Request) -> Reply {
     let router = &process.router;
     match request {
         Request::Hello => Reply::Hello(process.hello.clone()),
-        Request::SetRoutes(table) => match router.set_routes(table) {
-            Ok(()) => Reply::Ok,
+        Request::SetRoutes(table) => match router.set_routes(table.clone()) {
+            Ok(()) => {
+                lock(&process.state).routes = Some(table);
+                Reply::Ok
+            }
             Err(e) => error(e),
         },
         Request::SetHttpsPort(port) => {
             router.set_https_port(port);
+            lock(&process.state).https_port = Some(port);
             Reply::Ok
         }
         Request::SetNotices(notices) => {
+            lock(&process.state).notices = Some(notices.clone());
+            let names: Vec<String> = notices.keys().cloned().collect();
             router.set_host_notices(notices);
+            let certs = process.certs.clone();
+            let _ = tokio::task::spawn_blocking(move || certs.placeholders(names)).await;
             Reply::Ok
         }
         Request::SetPrivateAddresses(addresses) => {
+            lock(&process.state).private_addresses = Some(addresses.clone());
             router.set_private_addresses(addresses);
             Reply::Ok
         }
         Request::SetAnswers(answers) => {
+            lock(&process.state).answers = Some(answers.clone());
             let challenges = process.certs.challenges.clone();
             match tokio::task::spawn_blocking(move || challenges.serve_answers(answers)).await {
                 Ok(Ok(())) => Reply::Ok,
@@ -543,21 +797,13 @@ async fn handle(process: &Arc<Process>, request: Request) -> Reply {
             if private.contains_key(&addr) {
                 return Reply::Ok;
             }
-            match tokio::net::TcpListener::bind(addr).await {
+            match tokio::net::TcpListener::bind(addr)
+                .await
+                .and_then(|listener| {
+                    private_listener(&process.stop, router, &process.tls, listener)
+                }) {
                 Ok(listener) => {
-                    let (stop, mut stopping) = watch::channel(false);
-                    let (router, tls) = (router.clone(), process.tls.clone());
-                    let mut all = process.stop.subscribe();
-                    let task = tokio::spawn(async move {
-                        let stopped = async move {
-                            tokio::select! {
-                                _ = stopping.wait_for(|s| *s) => {}
-                                _ = all.wait_for(|s| *s) => {}
-                            }
-                        };
-                        router.serve_https(listener, tls, stopped).await
-                    });
-                    private.insert(addr, PrivateListener { stop, task });
+                    private.insert(addr, listener);
                     tracing::info!(%addr, "private listener started");
                     Reply::Ok
                 }
@@ -678,7 +924,14 @@ impl RouterClient {
                 && hello.http_listen == launch.http_listen
                 && hello.https_listen == launch.https_listen
                 && hello.base_domain == launch.base_domain;
-            if same {
+            if same && exe_replaced(hello.pid) {
+                tracing::info!(
+                    pid = hello.pid,
+                    "the running router process's binary was replaced: a new one takes over its sockets"
+                );
+                drop(conn);
+                adopted = Some(spawn(&launch, Some((hello.http, hello.https)), true).await?);
+            } else if same {
                 tracing::info!(pid = hello.pid, http = %hello.http, https = %hello.https, "adopted the running router process");
                 adopted = Some((conn, hello));
             } else {
@@ -701,7 +954,7 @@ impl RouterClient {
         }
         let (conn, hello) = match adopted {
             Some(a) => a,
-            None => spawn(&launch, None).await?,
+            None => spawn(&launch, None, false).await?,
         };
         let client = RouterClient {
             inner: Arc::new(Inner {
@@ -749,7 +1002,7 @@ impl RouterClient {
                 },
                 Err(_) if !router_running(&self.inner.launch.data_dir) => {
                     tracing::warn!("the router process is gone: starting it again");
-                    match spawn(&self.inner.launch, Some(self.inner.bound)).await {
+                    match spawn(&self.inner.launch, Some(self.inner.bound), false).await {
                         Ok((c, hello)) => {
                             tracing::info!(pid = hello.pid, "router process started again");
                             Some(c)
@@ -1058,7 +1311,11 @@ async fn wait_gone(dir: &Path) -> Result<()> {
 
 /// Starts a router process (in its own process group: it outlives the server) and
 /// connects to it.
-async fn spawn(launch: &Launch, bind: Option<(SocketAddr, SocketAddr)>) -> Result<(Conn, Hello)> {
+async fn spawn(
+    launch: &Launch,
+    bind: Option<(SocketAddr, SocketAddr)>,
+    take_over: bool,
+) -> Result<(Conn, Hello)> {
     let log_path = launch.data_dir.join(LOG_FILE);
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -1086,6 +1343,7 @@ async fn spawn(launch: &Launch, bind: Option<(SocketAddr, SocketAddr)>) -> Resul
                 ]
             }))
             .args(["--base-domain", &launch.base_domain])
+            .args(take_over.then_some("--take-over"))
             .args(["--log-filter", &launch.log_filter])
             .args(["--log-format", &launch.log_format])
             .stdin(std::process::Stdio::null())
@@ -1122,6 +1380,37 @@ async fn spawn(launch: &Launch, bind: Option<(SocketAddr, SocketAddr)>) -> Resul
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether process `pid` runs a binary that has since been replaced (an upgrade).
+fn exe_replaced(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|p| p.to_string_lossy().ends_with(" (deleted)"))
+}
+
+/// Replaces the data directory's router process with one of `program` that takes over
+/// its listening sockets and state, while the old one finishes its requests in flight:
+/// no connection is refused. Returns the old and the new process's ids.
+pub async fn restart(dir: &Path, program: &Path) -> Result<(u32, u32)> {
+    let stream = UnixStream::connect(dir.join(SOCKET))
+        .await
+        .with_context(|| format!("no router process serves {}", dir.display()))?;
+    let (_, old) = hello(stream).await?;
+    let launch = Launch {
+        program: program.to_path_buf(),
+        data_dir: dir.to_path_buf(),
+        http_listen: old.http_listen,
+        https_listen: old.https_listen,
+        base_domain: old.base_domain.clone(),
+        log_filter: Some(old.log_filter.clone())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "info".into()),
+        log_format: Some(old.log_format.clone())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "human".into()),
+    };
+    let (_, new) = spawn(&launch, Some((old.http, old.https)), true).await?;
+    Ok((old.pid, new.pid))
 }
 
 /// Stops the data directory's router process, if one runs (for `runway purge`): it

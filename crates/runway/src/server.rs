@@ -652,6 +652,20 @@ pub fn purge(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// `runway restart-router`: a new router process takes over the running one's sockets
+/// and routes (see `dataplane`).
+pub fn restart_router(args: ServerArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let program = std::env::current_exe().context("cannot find the runway binary")?;
+    let (old, new) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::dataplane::restart(&config.data_dir, &program))?;
+    println!("Router process {new} took over from {old}, which finishes its requests in flight.");
+    Ok(())
+}
+
 fn runtime_config(config: &Config) -> Result<RuntimeConfig> {
     let mut runtime = RuntimeConfig::new(
         config.data_dir.join("runtime"),
