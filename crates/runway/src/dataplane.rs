@@ -1414,7 +1414,7 @@ pub async fn restart(dir: &Path, program: &Path) -> Result<(u32, u32)> {
 }
 
 /// Stops the data directory's router process, if one runs (for `runway purge`): it
-/// finishes the requests in flight first.
+/// finishes the requests in flight first, for up to 30 s.
 pub fn stop(dir: &Path) -> Result<bool> {
     if !router_running(dir) {
         return Ok(false);
@@ -1427,9 +1427,18 @@ pub fn stop(dir: &Path) -> Result<bool> {
     if let Some(pid) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Requests in flight get half a minute; then it is killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut killed = false;
     while router_running(dir) {
-        if Instant::now() > deadline {
+        if Instant::now() > deadline && !killed {
+            tracing::warn!(pid, "the router process does not stop: killing it");
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            killed = true;
+        }
+        if Instant::now() > deadline + Duration::from_secs(10) {
             bail!("the router process (pid {pid}) does not stop");
         }
         std::thread::sleep(Duration::from_millis(50));

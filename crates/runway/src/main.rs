@@ -46,8 +46,8 @@ struct Cli {
 enum Command {
     /// Start the platform.
     Server(Box<server::ServerArgs>),
-    /// Stop every instance and remove runway's network from this host (takes the same
-    /// options as `server`; the server must be stopped).
+    /// Stop the router process and every instance and remove runway's network from this
+    /// host (takes the same options as `server`; the server must be stopped).
     Purge(Box<server::ServerArgs>),
     /// Restart the router process without refusing a connection (after upgrading
     /// runway): a new one takes over the listening sockets and routes, the old one

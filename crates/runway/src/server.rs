@@ -633,8 +633,8 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .block_on(serve(config, files))
 }
 
-/// `runway purge`: stops every instance of the data directory and removes runway's
-/// network, mounts and containers from the host (the data itself stays). For
+/// `runway purge`: stops the router process and every instance of the data directory
+/// and removes runway's network, mounts and containers from the host (the data itself stays). For
 /// uninstalling, and for benchmarks and tests that must leave the host clean.
 pub fn purge(args: ServerArgs) -> Result<()> {
     let config = args.resolve()?;
