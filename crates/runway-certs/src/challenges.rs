@@ -41,6 +41,18 @@ pub struct Challenges {
     http: ArcSwap<HashMap<(String, String), String>>,
     alpn: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
     txt: Option<Arc<dyn TxtPublisher>>,
+    /// Counts rebuilds, for whoever copies the answers elsewhere (the router process).
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// The HTTP-01 and TLS-ALPN-01 answers in force, as another process needs them to answer
+/// the same challenges ([`Challenges::answers`], [`Challenges::serve_answers`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HttpAnswers {
+    /// HTTP-01: (host, token, key authorization).
+    pub http: Vec<(String, String, String)>,
+    /// TLS-ALPN-01: (host, key authorization).
+    pub alpn: Vec<(String, String)>,
 }
 
 /// DNS-01's TXT value: the base64url SHA-256 of the key authorization (RFC 8555 8.4).
@@ -58,7 +70,42 @@ impl Challenges {
             http: ArcSwap::from_pointee(HashMap::new()),
             alpn: ArcSwap::from_pointee(HashMap::new()),
             txt,
+            changed: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Every HTTP-01 and TLS-ALPN-01 answer of the orders in flight.
+    pub fn answers(&self) -> HttpAnswers {
+        let orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = HttpAnswers::default();
+        for answers in orders.values() {
+            all.http.extend(answers.http.iter().cloned());
+            all.alpn.extend(answers.alpn.iter().cloned());
+        }
+        all.http.sort();
+        all.alpn.sort();
+        all
+    }
+
+    /// Changes whenever the answers do.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Answers exactly `answers` from now on, in place of every order's (for a process
+    /// that serves what another one's issuer decided: the router process).
+    pub fn serve_answers(&self, answers: HttpAnswers) -> Result<(), String> {
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        orders.clear();
+        orders.insert(
+            String::new(),
+            OrderAnswers {
+                http: answers.http,
+                alpn: answers.alpn,
+                txt: Vec::new(),
+            },
+        );
+        self.rebuild(&orders)
     }
 
     /// Whether DNS-01 records can be published.
@@ -116,6 +163,7 @@ impl Challenges {
         }
         self.http.store(Arc::new(http));
         self.alpn.store(Arc::new(alpn));
+        self.changed.send_modify(|n| *n += 1);
         if let Some(publisher) = &self.txt {
             publisher.publish(txt)?;
         }

@@ -30,7 +30,7 @@ mod metrics;
 mod resolver;
 
 pub use acme::AcmeConfig;
-pub use challenges::{ACME_TLS_ALPN, Challenges, TxtPublisher, dns_value};
+pub use challenges::{ACME_TLS_ALPN, Challenges, HttpAnswers, TxtPublisher, dns_value};
 pub use endpoint::EndpointCert;
 pub use issuer::Issuer;
 pub use resolver::SniResolver;

@@ -248,7 +248,7 @@ impl Controller {
         let deadline = Instant::now() + limit;
         let mut quiet = 0;
         while quiet < 2 && Instant::now() < deadline {
-            let load = self.inner.router.instance_load(id.as_str());
+            let load = self.inner.router.instance_load(id.as_str()).await;
             if load.routed || load.in_flight > 0 {
                 quiet = 0;
             } else {

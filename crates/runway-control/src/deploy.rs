@@ -394,6 +394,7 @@ impl Controller {
                     .inner
                     .router
                     .stats()
+                    .await
                     .iter()
                     .any(|s| old.contains(&s.revision_id) && (s.in_flight > 0 || s.queued > 0));
                 if busy && now < until {

@@ -10,6 +10,10 @@
 //! counts, and publishes the route table. Any of them can be killed at any point and
 //! resume from the store.
 //!
+//! It reaches the router through [`RouterPort`]: the in-process [`Router`] or `runway
+//! server`'s client of the router process; what it asks of it (loads, instance loads)
+//! is answered after every route table it set before.
+//!
 //! It must never hold state that matters only in memory, never serve requests or sit in
 //! their path, and never start an instance for a revision nobody asked for.
 
@@ -26,7 +30,7 @@ mod spec;
 use autoscaler::ScalerConfig;
 use runway_model::records::{ResolvedImage, SecretPin, ServiceRecord};
 use runway_model::shapes::{CodeRepository, HttpConfiguration};
-use runway_router::Router;
+use runway_router::{Demand, InstanceLoad, RevisionStats, RouteTable, Router, RoutesError};
 use runway_runtime::{Backoff, Runtime};
 use runway_store::{Store, StoreError, Txn};
 use std::collections::{HashMap, HashSet};
@@ -38,6 +42,35 @@ use tokio::sync::Notify;
 
 /// A boxed future, for the object-safe [`ImageResolver`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the controller needs of the request router: the in-process [`Router`] (tests,
+/// embedders), or `runway server`'s client of the router process, which outlives it.
+pub trait RouterPort: Send + Sync + 'static {
+    /// Replaces the route table (see [`Router::set_routes`]).
+    fn set_routes(&self, routes: RouteTable) -> Result<(), RoutesError>;
+    /// Every revision's load (see [`Router::stats`]).
+    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>>;
+    /// Where an instance stands, reflecting every table set before the call (see
+    /// [`Router::instance_load`]). A router that cannot be asked answers routed.
+    fn instance_load<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, InstanceLoad>;
+    /// Revisions with requests waiting (see [`Router::demand`]).
+    fn demand(&self) -> tokio::sync::watch::Receiver<Demand>;
+}
+
+impl RouterPort for Router {
+    fn set_routes(&self, routes: RouteTable) -> Result<(), RoutesError> {
+        Router::set_routes(self, routes)
+    }
+    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>> {
+        Box::pin(std::future::ready(Router::stats(self)))
+    }
+    fn instance_load<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, InstanceLoad> {
+        Box::pin(std::future::ready(Router::instance_load(self, instance_id)))
+    }
+    fn demand(&self) -> tokio::sync::watch::Receiver<Demand> {
+        Router::demand(self)
+    }
+}
 
 /// Where a revision's image comes from. The binary implements it over the registry and
 /// the source builder.
@@ -201,7 +234,7 @@ impl std::fmt::Debug for Controller {
 struct Inner {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
-    router: Router,
+    router: Arc<dyn RouterPort>,
     images: Arc<dyn ImageResolver>,
     /// Set once, before the loops run ([`Controller::with_secrets`]).
     secrets: std::sync::OnceLock<Arc<dyn SecretResolver>>,
@@ -241,7 +274,7 @@ impl Controller {
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
-        router: Router,
+        router: impl RouterPort,
         images: Arc<dyn ImageResolver>,
         config: ControlConfig,
     ) -> Controller {
@@ -250,7 +283,7 @@ impl Controller {
                 scaling: Mutex::new(scaling::Scaling::new(config.scaler.clone())),
                 store,
                 runtime,
-                router,
+                router: Arc::new(router),
                 images,
                 secrets: std::sync::OnceLock::new(),
                 config,

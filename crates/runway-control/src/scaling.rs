@@ -55,7 +55,7 @@ impl Controller {
     async fn scale(&self, sample: bool) -> crate::Result<()> {
         let snap = self.snapshot().await?;
         let now = Instant::now();
-        let stats = self.inner.router.stats();
+        let stats = self.inner.router.stats().await;
         let waiting = self.inner.router.demand().borrow().waiting.clone();
         let instances = self.inner.runtime.list();
         let mut changes: Vec<(String, String, u32)> = Vec::new();

@@ -204,7 +204,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use tokio::sync::watch;
 
 /// Where an instance stands in the router, for draining it before it stops.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstanceLoad {
     /// The route table sends it new requests.
     pub routed: bool,

@@ -67,7 +67,7 @@ pub const QUEUED_AVERAGE: &str = "runway_router_queued_average";
 pub const QUEUED_SECONDS: &str = "runway_router_queued_seconds";
 
 /// One revision's load, as the autoscaler reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RevisionStats {
     pub service_id: String,
     pub revision_id: String,

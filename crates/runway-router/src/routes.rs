@@ -26,13 +26,13 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 32 * 1024 * 1024;
 pub const TAG_SEPARATOR: &str = "---";
 
 /// Every service the router serves. Swapped whole with [`crate::Router::set_routes`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RouteTable {
     pub services: Vec<ServiceRoute>,
 }
 
 /// How to reach one service.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceRoute {
     /// The service's id; metrics and the access log are labelled with it.
     pub service_id: String,
@@ -101,7 +101,9 @@ impl ServiceRoute {
 }
 
 /// The protocol spoken to instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Upstream {
     /// HTTP/1.1 over pooled keep-alive connections.
     #[default]
@@ -112,7 +114,7 @@ pub enum Upstream {
 }
 
 /// The bounded FIFO queue of a revision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueConfig {
     /// Requests that may wait at once; more get 503.
     pub capacity: usize,
@@ -130,7 +132,7 @@ impl Default for QueueConfig {
 }
 
 /// One revision of a service.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RevisionRoute {
     pub revision_id: String,
     /// Share of the service's untagged traffic; a service's percents add up to 100.
@@ -142,7 +144,7 @@ pub struct RevisionRoute {
 }
 
 /// A healthy instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub instance_id: String,
     pub addr: SocketAddr,

@@ -3,13 +3,13 @@
 //! TLS-ALPN-01 certificates, DNS-01 TXT records, the service hosts DNS answers for, and
 //! the page a domain shows while its certificate is on its way.
 
+use crate::dataplane::RouterClient;
 use anyhow::{Context, Result, bail};
 use runway_certs::{AcmeConfig, CertStore, Challenges, Issuer, TxtPublisher};
 use runway_control::Controller;
 use runway_dns::{Dns, ZoneConfig};
 use runway_model::domains::{ChallengeKind, DomainRecord, DomainStatus};
 use runway_model::records::{ServiceRecord, ServiceStatus};
-use runway_router::{AcmeResponder, Router};
 use runway_secrets::MasterKey;
 use runway_store::{Query, Store, Typed};
 use std::collections::{BTreeMap, HashMap};
@@ -114,7 +114,7 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     pub master: Arc<MasterKey>,
     pub certs: CertStore,
-    pub router: Router,
+    pub router: RouterClient,
     pub controller: Controller,
 }
 
@@ -155,16 +155,6 @@ struct DnsTxt(Dns);
 impl TxtPublisher for DnsTxt {
     fn publish(&self, records: BTreeMap<String, Vec<String>>) -> Result<(), String> {
         self.0.set_txt(records).map_err(|e| e.to_string())
-    }
-}
-
-/// HTTP-01 answers for the router.
-#[derive(Debug)]
-struct HttpAnswers(Arc<Challenges>);
-
-impl AcmeResponder for HttpAnswers {
-    fn respond(&self, host: &str, token: &str) -> Option<String> {
-        self.0.http01(host, token)
     }
 }
 
@@ -217,9 +207,12 @@ where
             .map(|d| Arc::new(DnsTxt(d)) as Arc<dyn TxtPublisher>),
     ));
     parts.certs.resolver().set_challenges(challenges.clone());
-    parts
-        .router
-        .set_acme_responder(Some(Arc::new(HttpAnswers(challenges.clone()))));
+    // The router process answers HTTP-01 and TLS-ALPN-01 challenges as they change.
+    tasks.push(
+        parts
+            .router
+            .follow_challenges(challenges.clone(), stopped()),
+    );
     let refresh = Arc::new(Notify::new());
     let issuer = Issuer::new(
         domains.acme.clone(),
@@ -275,7 +268,7 @@ where
 
 /// Serves every live service's host in DNS, and gives each domain that is not ACTIVE
 /// its page.
-async fn publish(store: &dyn Store, dns: Option<&Dns>, router: &Router) -> Result<()> {
+async fn publish(store: &dyn Store, dns: Option<&Dns>, router: &RouterClient) -> Result<()> {
     let (services, records) = {
         let tx = store.begin()?;
         let services: Vec<ServiceRecord> = tx
@@ -337,6 +330,8 @@ async fn publish(store: &dyn Store, dns: Option<&Dns>, router: &Router) -> Resul
         }
     }
     router.set_host_notices(notices);
+    // Certificates issued or removed since: the router process reads them again.
+    router.reload_certificates();
     Ok(())
 }
 

@@ -1,5 +1,7 @@
-//! The `runway` binary: `runway server` runs the platform; every other command is a
-//! client of its App Runner API, signing requests with the key the server saved.
+//! The `runway` binary: `runway server` runs the platform, with the router in a process
+//! of its own that it supervises (`runway router-process`, see `dataplane`); every other
+//! command is a client of its App Runner API, signing requests with the key the server
+//! saved.
 //!
 //! The binary wires the crates together and talks to people; it must hold no platform
 //! logic of its own.
@@ -11,6 +13,7 @@
 mod adapters;
 mod client;
 mod commands;
+mod dataplane;
 mod domains;
 mod listeners;
 mod network_commands;
@@ -43,9 +46,13 @@ struct Cli {
 enum Command {
     /// Start the platform.
     Server(Box<server::ServerArgs>),
-    /// Stop every instance and remove runway's network from this host (takes the same
-    /// options as `server`; the server must be stopped).
+    /// Stop the router process and every instance and remove runway's network from this
+    /// host (takes the same options as `server`; the server must be stopped).
     Purge(Box<server::ServerArgs>),
+    /// Restart the router process without refusing a connection (after upgrading
+    /// runway): a new one takes over the listening sockets and routes, the old one
+    /// finishes its requests in flight (takes the same options as `server`).
+    RestartRouter(Box<server::ServerArgs>),
     /// List, describe and delete services.
     Services {
         #[command(subcommand)]
@@ -126,6 +133,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run the router process (started by `runway server`, not by people).
+    #[command(hide = true)]
+    RouterProcess(dataplane::RouterProcessArgs),
     /// Run an instance's shim (started by the runtime, not by people).
     #[command(hide = true)]
     Shim {
@@ -207,10 +217,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Shim { args } => return runway_runtime::shim::main(args.into_iter()),
+        Command::RouterProcess(args) => dataplane::router_process(args),
         Command::Logs { args, client } => commands::logs(args, &client),
         Command::Server(args) => server::run(*args),
         Command::Login(args) => commands::login(args),
         Command::Purge(args) => server::purge(*args),
+        Command::RestartRouter(args) => server::restart_router(*args),
         Command::Services { command, client } => commands::services(command, &client),
         Command::Deploy { args, client } => commands::deploy(args, &client),
         Command::Operations { command, client } => commands::operations(command, &client),

@@ -6,20 +6,19 @@
 //! store, so a restart picks up where it was; it runs when the API changes something and
 //! every few seconds otherwise.
 
+use crate::dataplane::RouterClient;
 use runway_control::Controller;
 use runway_model::Timestamp;
 use runway_model::network::{
     IngressConnectionRecord, IngressStatus, NetworkState, VpcEndpointRecord,
 };
 use runway_net::{Converged, UserNetworks};
-use runway_router::Router;
 use runway_store::{Query, Store, Typed};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 /// The port private services are served on at an endpoint's addresses.
 pub const PRIVATE_HTTPS_PORT: u16 = 443;
@@ -30,25 +29,25 @@ const PERIOD: Duration = Duration::from_secs(10);
 /// What the loop works with.
 pub struct Networks {
     pub user: Arc<UserNetworks>,
-    pub router: Router,
+    pub router: RouterClient,
     pub controller: Controller,
     pub store: Arc<dyn Store>,
-    pub tls: Arc<rustls::ServerConfig>,
     pub wake: Arc<Notify>,
     /// The router's public HTTPS listener: if it holds port 443 on every address, it
     /// serves the endpoints' addresses too.
     pub public_https: SocketAddr,
 }
 
-/// A private listener the loop started.
+/// A private listener the loop started (in the router process).
 struct Listener {
     endpoint: String,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The router process listens on it (else its public listener serves it).
+    own: bool,
 }
 
 impl Networks {
-    /// Runs until `stopped` completes, then stops its listeners gracefully.
+    /// Runs until `stopped` completes. Its listeners live in the router process and
+    /// serve on while the server is down.
     pub async fn run(self, stopped: impl std::future::Future<Output = ()>) {
         let mut listeners: HashMap<IpAddr, Listener> = HashMap::new();
         // Endpoints whose addresses the last pass could not listen on, and why.
@@ -62,12 +61,6 @@ impl Networks {
                 _ = &mut stopped => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(PERIOD) => {}
-            }
-        }
-        for (_, mut l) in listeners.drain() {
-            let _ = l.stop.send(true);
-            if let Some(task) = l.task.take() {
-                let _ = task.await;
             }
         }
     }
@@ -93,10 +86,11 @@ impl Networks {
             .map(|(ip, _)| *ip)
             .collect();
         for ip in gone {
-            if let Some(mut l) = listeners.remove(&ip) {
-                let _ = l.stop.send(true);
-                if let Some(task) = l.task.take() {
-                    let _ = task.await;
+            if let Some(l) = listeners.remove(&ip) {
+                if l.own {
+                    self.router
+                        .unlisten(SocketAddr::new(ip, PRIVATE_HTTPS_PORT))
+                        .await;
                 }
                 tracing::info!(%ip, endpoint = %l.endpoint, "private listener stopped");
             }
@@ -109,14 +103,13 @@ impl Networks {
                 continue;
             }
             match self.listen(*ip).await {
-                Ok(task) => {
+                Ok(own) => {
                     tracing::info!(%ip, %endpoint, port = PRIVATE_HTTPS_PORT, "private listener started");
                     listeners.insert(
                         *ip,
                         Listener {
                             endpoint: endpoint.clone(),
-                            stop: task.0,
-                            task: task.1,
+                            own,
                         },
                     );
                 }
@@ -150,35 +143,24 @@ impl Networks {
         Ok(())
     }
 
-    /// Starts serving HTTPS on `ip`:443; the router's own public listener serves the
-    /// address instead when it holds port 443 on every address (the router scopes
-    /// connections by the local address they reached).
-    async fn listen(
-        &self,
-        ip: IpAddr,
-    ) -> std::io::Result<(watch::Sender<bool>, Option<JoinHandle<std::io::Result<()>>>)> {
-        let (stop, mut stopping) = watch::channel(false);
+    /// Starts serving HTTPS on `ip`:443 in the router process (whether it does: the
+    /// router's own public listener serves the address instead when it holds port 443
+    /// on every address, for the router scopes connections by the local address they
+    /// reached).
+    async fn listen(&self, ip: IpAddr) -> Result<bool, crate::dataplane::ListenError> {
         let addr = SocketAddr::new(ip, PRIVATE_HTTPS_PORT);
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
+        match self.router.listen(addr).await {
+            Ok(()) => Ok(true),
             Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
+                if e.in_use
                     && self.public_https.port() == PRIVATE_HTTPS_PORT
                     && self.public_https.ip().is_unspecified() =>
             {
                 tracing::info!(%addr, "the public HTTPS listener holds the port and serves the endpoint");
-                return Ok((stop, None));
+                Ok(false)
             }
-            Err(e) => return Err(e),
-        };
-        let (router, tls) = (self.router.clone(), self.tls.clone());
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            };
-            router.serve_https(listener, tls, stopped).await
-        });
-        Ok((stop, Some(task)))
+            Err(e) => Err(e),
+        }
     }
 }
 

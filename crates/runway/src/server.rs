@@ -8,7 +8,6 @@ use runway_build::{BuildJobs, Builder, BuilderConfig};
 use runway_certs::CertStore;
 use runway_control::{ControlConfig, Controller};
 use runway_registry::{Registry, RegistryConfig};
-use runway_router::{AccessLogConfig, Router, RouterConfig};
 use runway_runtime::{LocalRuntime, NetConfig, Runtime, RuntimeConfig, ShimCommand};
 use runway_secrets::MasterKey;
 use runway_store::{SqliteStore, Store};
@@ -645,19 +644,36 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .block_on(serve(config, files))
 }
 
-/// `runway purge`: stops every instance of the data directory and removes runway's
-/// network, mounts and containers from the host (the data itself stays). For
+/// `runway purge`: stops the router process and every instance of the data directory
+/// and removes runway's network, mounts and containers from the host (the data itself stays). For
 /// uninstalling, and for benchmarks and tests that must leave the host clean.
 pub fn purge(args: ServerArgs) -> Result<()> {
     let config = args.resolve()?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let runtime = runtime_config(&config)?;
+    if crate::dataplane::stop(&config.data_dir)? {
+        println!("Stopped the router process.");
+    }
     runway_runtime::purge(&runtime).context("cannot remove runway's instances and network")?;
     println!(
         "Stopped every instance of {} and removed bridge {}.",
         config.data_dir.display(),
         config.net.bridge
     );
+    Ok(())
+}
+
+/// `runway restart-router`: a new router process takes over the running one's sockets
+/// and routes (see `dataplane`).
+pub fn restart_router(args: ServerArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let program = std::env::current_exe().context("cannot find the runway binary")?;
+    let (old, new) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::dataplane::restart(&config.data_dir, &program))?;
+    println!("Router process {new} took over from {old}, which finishes its requests in flight.");
     Ok(())
 }
 
@@ -761,6 +777,13 @@ async fn serve(config: Config, files: u64) -> Result<()> {
     let runtime = LocalRuntime::open(runtime_config, store.clone(), images, &mut metrics)
         .await
         .context("cannot start the instance runtime (runway server runs as root)")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
     let certs = {
         let (dir, master, domain) = (
             dir.join("certs"),
@@ -771,14 +794,26 @@ async fn serve(config: Config, files: u64) -> Result<()> {
             .await?
             .context("cannot prepare the TLS certificates")?
     };
-    let router = Router::new(
-        RouterConfig {
-            access_log: Some(AccessLogConfig::new(dir.join("logs").join("access"))),
-            ..Default::default()
+    // The router runs in its own process, which outlives this one: adopt it, or start it.
+    let (router, router_hello) = crate::dataplane::RouterClient::start(
+        crate::dataplane::Launch {
+            program: std::env::current_exe().context("cannot find the runway binary")?,
+            data_dir: dir.clone(),
+            http_listen: config.http_listen,
+            https_listen: config.https_listen,
+            base_domain: config.base_domain.clone(),
+            log_filter: config.log_filter.clone(),
+            log_format: match config.log_format {
+                LogFormat::Json => "json".into(),
+                _ => "human".into(),
+            },
         },
-        &mut metrics,
+        stopped(),
     )
-    .context("cannot start the router")?;
+    .await
+    .context("cannot start the router process")?;
+    let (http_addr, https_addr) = (router_hello.http, router_hello.https);
+    router.set_https_port(https_addr.port());
     let (api_listener, api_addr) = bind("API", config.api_listen).await?;
     let (registry_listener, registry_addr) = bind("registry", config.registry_listen).await?;
     let endpoint_cert =
@@ -788,10 +823,7 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         .map(|cert| cert.server_config())
         .transpose()
         .context("cannot build the API and registry TLS configuration")?;
-    let (http_listener, http_addr) = bind("router (HTTP)", config.http_listen).await?;
-    let (https_listener, https_addr) = bind("router (HTTPS)", config.https_listen).await?;
     let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_listen).await?;
-    router.set_https_port(https_addr.port());
     let registry_hosts = registry
         .remember_hosts(&listeners::registry_hosts(&config, registry_addr))
         .await
@@ -835,13 +867,6 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         account: config.account_id.clone(),
     }));
     let networks_wake = Arc::new(tokio::sync::Notify::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let domains = crate::domains::start(
         &config,
         crate::domains::Parts {
@@ -1027,17 +1052,6 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         stopped(),
     ));
     let gc_task = registry.spawn_gc(REGISTRY_GC_INTERVAL, stopped());
-    let http_task = tokio::spawn({
-        let (router, stopped) = (router.clone(), stopped());
-        async move { router.serve_http(http_listener, stopped).await }
-    });
-    let tls = certs
-        .server_config()
-        .context("cannot build the TLS configuration")?;
-    let https_task = tokio::spawn({
-        let (router, stopped, tls) = (router.clone(), stopped(), tls.clone());
-        async move { router.serve_https(https_listener, tls, stopped).await }
-    });
     let networks_task = config.controller.then(|| {
         let networks = crate::networks::Networks {
             user: Arc::new(runway_net::UserNetworks::new(
@@ -1047,7 +1061,6 @@ async fn serve(config: Config, files: u64) -> Result<()> {
             router: router.clone(),
             controller: controller.clone(),
             store: store.clone(),
-            tls: tls.clone(),
             wake: networks_wake.clone(),
             public_https: https_addr,
         };
@@ -1065,7 +1078,7 @@ async fn serve(config: Config, files: u64) -> Result<()> {
         }
     });
     let metrics_task = tokio::spawn({
-        let app = runway_telemetry::metrics_app(metrics);
+        let app = metrics_app(metrics, router.clone());
         let (server, stopped) = (metrics_server, stopped());
         async move {
             server
@@ -1084,8 +1097,6 @@ async fn serve(config: Config, files: u64) -> Result<()> {
     let _ = stop_tx.send(true);
     api_task.await??;
     registry_task.await??;
-    http_task.await??;
-    https_task.await??;
     controller_task.await?;
     if let Some(task) = networks_task {
         task.await?;
@@ -1097,8 +1108,45 @@ async fn serve(config: Config, files: u64) -> Result<()> {
     if let Some(task) = poll_task {
         task.await?;
     }
-    tracing::info!("runway stopped");
+    tracing::info!(
+        router_pid = router_hello.pid,
+        "runway stopped (the router process serves on)"
+    );
     Ok(())
+}
+
+/// The server's metrics, then the router process's.
+fn metrics_app(
+    registry: Arc<runway_telemetry::Registry>,
+    router: crate::dataplane::RouterClient,
+) -> axum::Router {
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (registry, router) = (registry.clone(), router.clone());
+            async move {
+                let mut body = String::new();
+                if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+                    tracing::error!(error = %e, "cannot encode metrics");
+                    return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                if let Some(more) = router.metrics().await
+                    && let Some(mine) = body.strip_suffix("# EOF\n")
+                {
+                    body = format!("{mine}{more}");
+                }
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    )
 }
 
 /// How often the registry removes blobs that no image needs.

@@ -185,7 +185,7 @@ pub fn create_testapp(server: &Server, name: &str, env: Value, extra: Value) -> 
 }
 
 /// Deploys the test app with new environment variables; returns the operation id.
-fn update_env(server: &Server, arn: &str, name: &str, env: Value) -> String {
+pub fn update_env(server: &Server, arn: &str, name: &str, env: Value) -> String {
     let source = json!({ "ImageRepository": image_input(server, name, env) });
     let out = server
         .aws(&[
@@ -224,7 +224,7 @@ pub fn wait_op(server: &Server, arn: &str, id: &str) -> String {
     }
 }
 
-fn greeting(server: &Server, host: &str) -> String {
+pub fn greeting(server: &Server, host: &str) -> String {
     let (status, body) = get(server, host, "/env");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str::<Value>(&body).unwrap()["GREETING"]

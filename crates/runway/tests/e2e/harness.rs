@@ -189,7 +189,19 @@ impl Server {
         }
     }
 
-    /// The server process's id (its router serves in it).
+    /// The router process's id, while one serves the data directory.
+    pub fn router_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.data_dir().join("router.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
+    }
+
+    /// The server process's id (the control plane; the router serves in its own).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("the server runs")
     }
@@ -399,6 +411,16 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // So does the router process.
+        if let Some(pid) = self.router_pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}/exe")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         // Instances outlive the server by design; a test's must not outlive the test.
         let mut config = RuntimeConfig::new(

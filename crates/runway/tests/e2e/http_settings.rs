@@ -138,7 +138,8 @@ fn upload(
     bytes: u64,
     args: &[&str],
 ) -> (u16, String, u64) {
-    let pid = server.pid();
+    // The router process streams the body.
+    let pid = server.router_pid().expect("the router process runs");
     let before = rss_kib(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -321,7 +322,7 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
     );
     assert!(
         grown < 64,
-        "the server grew by {grown} MiB during the upload"
+        "the router process grew by {grown} MiB during the upload"
     );
 
     // A rollback restores the settings the earlier revision was deployed with.

@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod auth;
 mod cli;
+mod dataplane;
 mod deploy;
 mod domains;
 mod durability;

@@ -2,10 +2,11 @@
 //! VPC connectors and VPC ingress connections through `apprunner`, with their errors; an
 //! app built from source that queries PostgreSQL (in a namespace on a user subnet) with
 //! psycopg through a connector, and cannot without one or once the rule is revoked; a
-//! private service that answers a client inside its VPC and not on the public listener;
-//! dual stack (IPv6 clients, and instances that reach the internet over IPv6); and
-//! isolation between services and from the host's ports that holds whatever networks
-//! they join.
+//! private service that answers a client inside its VPC and not on the public listener,
+//! also while the server is killed and after it restarts (the router process holds the
+//! endpoint's listener); dual stack (IPv6 clients, and instances that reach the internet
+//! over IPv6); and isolation between services and from the host's ports that holds
+//! whatever networks they join.
 
 use crate::deploy::{create_testapp, get, wait_op};
 use crate::harness::{Aws, Server};
@@ -1314,4 +1315,160 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         &["VpcIngressConnection", "Status"],
     );
     assert_eq!(client.https_get(&server, &hidden_host, &endpoint_ip).0, 404);
+}
+
+#[test]
+fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_server_kill() {
+    let (vpc_cidr, cidr, [a, b]) = free_subnet();
+    let at = |last: u8| format!("10.{a}.{b}.{last}");
+    let mut server = Server::start();
+    let vpc = id(
+        &server.ec2(&["create-vpc", "--cidr-block", &vpc_cidr]).ok(),
+        &["Vpc", "VpcId"],
+    );
+    let subnet = id(
+        &server
+            .ec2(&["create-subnet", "--vpc-id", &vpc, "--cidr-block", &cidr])
+            .ok(),
+        &["Subnet", "SubnetId"],
+    );
+    let described = wait_for(
+        "the subnet",
+        "available",
+        || {
+            server
+                .ec2(&["describe-subnets", "--subnet-ids", &subnet])
+                .ok()
+        },
+        &["Subnets", "0", "State"],
+    );
+    let bridge = described["Subnets"][0]["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Key"] == "runway:interface")
+        .unwrap()["Value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let clients = id(
+        &server
+            .ec2(&[
+                "create-security-group",
+                "--group-name",
+                "clients",
+                "--description",
+                "who may call private services",
+                "--vpc-id",
+                &vpc,
+            ])
+            .ok(),
+        &["GroupId"],
+    );
+    server
+        .ec2(&[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &clients,
+            "--protocol",
+            "tcp",
+            "--port",
+            "443",
+            "--cidr",
+            &format!("{}/32", at(20)),
+        ])
+        .ok();
+    let endpoint = id(
+        &server
+            .ec2(&[
+                "create-vpc-endpoint",
+                "--vpc-id",
+                &vpc,
+                "--vpc-endpoint-type",
+                "Interface",
+                "--service-name",
+                "com.amazonaws.us-east-1.apprunner.requests",
+                "--subnet-ids",
+                &subnet,
+                "--security-group-ids",
+                &clients,
+            ])
+            .ok()["VpcEndpoint"],
+        &["VpcEndpointId"],
+    );
+    let described = wait_for(
+        "the endpoint",
+        "available",
+        || {
+            server
+                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
+                .ok()
+        },
+        &["VpcEndpoints", "0", "State"],
+    );
+    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
+    let endpoint_ip = id(
+        &server
+            .ec2(&[
+                "describe-network-interfaces",
+                "--network-interface-ids",
+                &eni,
+            ])
+            .ok()["NetworkInterfaces"][0],
+        &["PrivateIpAddress"],
+    );
+    let (hidden_arn, hidden_host) = create_testapp(
+        &server,
+        "hidden",
+        json!({}),
+        json!({ "NetworkConfiguration": { "IngressConfiguration": { "IsPubliclyAccessible": false } } }),
+    );
+    let connection = id(
+        &server
+            .aws(&[
+                "create-vpc-ingress-connection",
+                "--service-arn",
+                &hidden_arn,
+                "--vpc-ingress-connection-name",
+                "hidden-in",
+                "--ingress-vpc-configuration",
+                &format!("VpcId={vpc},VpcEndpointId={endpoint}"),
+            ])
+            .ok()["VpcIngressConnection"],
+        &["VpcIngressConnectionArn"],
+    );
+    wait_for(
+        "the ingress connection",
+        "AVAILABLE",
+        || {
+            server
+                .aws(&[
+                    "describe-vpc-ingress-connection",
+                    "--vpc-ingress-connection-arn",
+                    &connection,
+                ])
+                .ok()
+        },
+        &["VpcIngressConnection", "Status"],
+    );
+    let client = Namespace::on(&server, &bridge, "cl", &format!("{}/24", at(20)));
+    let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(&server, &hidden_host, "/").0,
+        404,
+        "a private service is not on the public listener"
+    );
+    // The private listener lives in the router process: it serves while the server is
+    // down, and the next server adopts it.
+    server.kill();
+    let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
+    assert_eq!(status, 200, "served while the server is down: {body}");
+    server.relaunch();
+    // A starting server removes namespaces named like its own leftovers: the client's too.
+    drop(client);
+    let client = Namespace::on(&server, &bridge, "cl", &format!("{}/24", at(20)));
+    let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
+    assert_eq!(status, 200, "served after the restart: {body}");
+    assert_eq!(get(&server, &hidden_host, "/").0, 404);
 }

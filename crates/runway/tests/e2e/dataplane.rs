@@ -1,0 +1,261 @@
+//! The data plane outlives the control plane: the router runs in its own process, which
+//! serves through a kill -9 and a restart of `runway server` and is adopted by the next
+//! one.
+
+use crate::deploy::{create_testapp, greeting, update_env, wait_op};
+use crate::harness::Server;
+use serde_json::json;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Router processes serving `server`'s data directory, by their command lines.
+fn router_processes(server: &Server) -> Vec<u32> {
+    let dir = server.data_dir().to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "router-process") && args.contains(&dir) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits until `ok` has counted `more` successes past `from` (the loop goes on).
+fn wait_for_successes(ok: &AtomicUsize, from: usize, more: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while ok.load(Ordering::Relaxed) < from + more {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request loop stalled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loop of HTTPS requests (a new connection each) to `host` through the router until
+/// stopped: the failures, with the count of successes kept in `ok`.
+fn request_loop(
+    server: &Server,
+    host: &str,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let (host, https, ca) = (
+        host.to_string(),
+        server.https.clone(),
+        server.data_dir().join("certs/ca.pem"),
+    );
+    std::thread::spawn(move || {
+        let port = https.rsplit(':').next().unwrap().to_string();
+        let mut failed = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-w",
+                    "\n%{http_code}",
+                    "--max-time",
+                    "10",
+                    "--cacert",
+                ])
+                .arg(&ca)
+                .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+                .arg(format!("https://{host}:{port}/env"))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.ends_with("\n200") {
+                ok.fetch_add(1, Ordering::Relaxed);
+            } else {
+                failed.push(format!(
+                    "{text} {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        failed
+    })
+}
+
+#[test]
+fn a_killed_control_plane_fails_no_request_and_its_restart_adopts_the_router() {
+    let mut server = Server::start();
+    let (arn, host) = create_testapp(&server, "nonstop", json!({ "GREETING": "one" }), json!({}));
+    assert_eq!(greeting(&server, &host), "one");
+    let router = server.router_pid().expect("a router process runs");
+    assert_ne!(router, server.pid(), "the router has a process of its own");
+
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    server.kill();
+    let at_kill = ok.load(Ordering::Relaxed);
+    // Several seconds, and many requests, without a control plane.
+    std::thread::sleep(Duration::from_secs(5));
+    wait_for_successes(&ok, at_kill, 20);
+    server.relaunch();
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let failed = looper.join().unwrap();
+    let total = ok.load(Ordering::Relaxed) + failed.len();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} requests failed across the kill and restart: {failed:?}",
+        failed.len()
+    );
+
+    // The restarted server adopted the router process rather than starting another.
+    assert_eq!(server.router_pid(), Some(router));
+    assert_eq!(router_processes(&server), vec![router]);
+    assert!(
+        server.log().contains("adopted the running router process"),
+        "{}",
+        server.log()
+    );
+    // And it drives it: a deployment after the restart is served.
+    let op = update_env(&server, &arn, "nonstop", json!({ "GREETING": "two" }));
+    assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
+    assert_eq!(greeting(&server, &host), "two");
+
+    // A graceful stop (SIGTERM) leaves the router serving too, and the next server
+    // adopts it again.
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let failed = looper.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed across a graceful restart: {failed:?}"
+    );
+    assert_eq!(router_processes(&server), vec![router]);
+    assert_eq!(greeting(&server, &host), "two");
+}
+
+#[test]
+fn a_router_process_that_dies_is_started_again_and_given_the_routes() {
+    let server = Server::start();
+    let (_, host) = create_testapp(&server, "phoenix", json!({ "GREETING": "back" }), json!({}));
+    let router = server.router_pid().expect("a router process runs");
+    let _ = Command::new("kill")
+        .args(["-KILL", &router.to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = server.router_pid()
+            && pid != router
+            && crate::deploy::get(&server, &host, "/env").0 == 200
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new router process served the app:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(greeting(&server, &host), "back");
+    assert_eq!(router_processes(&server).len(), 1);
+}
+
+#[test]
+fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connection() {
+    let server = Server::start();
+    let (arn, host) = create_testapp(&server, "handover", json!({ "GREETING": "one" }), json!({}));
+    let old = server.router_pid().expect("a router process runs");
+    // A request in flight across the handover finishes on the old router process.
+    let slow = {
+        let (host, port, ca) = (
+            host.clone(),
+            server.https.rsplit(':').next().unwrap().to_string(),
+            server.data_dir().join("certs/ca.pem"),
+        );
+        std::thread::spawn(move || {
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "-w",
+                    "\n%{http_code}",
+                    "--max-time",
+                    "30",
+                    "--cacert",
+                ])
+                .arg(&ca)
+                .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+                .arg(format!("https://{host}:{port}/sleep?ms=3000"))
+                .output()
+                .unwrap()
+        })
+    };
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = server
+        .runway()
+        .arg("restart-router")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at_handover = ok.load(Ordering::Relaxed);
+    wait_for_successes(&ok, at_handover, 20);
+    stop.store(true, Ordering::Relaxed);
+    let failed = looper.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} requests failed across the handover: {failed:?}",
+        failed.len()
+    );
+    let slow = slow.join().unwrap();
+    let text = String::from_utf8_lossy(&slow.stdout);
+    assert!(
+        text.ends_with("\n200"),
+        "the request in flight was cut: {text} {}",
+        String::from_utf8_lossy(&slow.stderr)
+    );
+
+    let new = server.router_pid().expect("a router process runs");
+    assert_ne!(new, old, "a new router process serves");
+    // The old one drained and exited; the server drives the new one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while router_processes(&server).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old router process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(router_processes(&server), vec![new]);
+    let op = update_env(&server, &arn, "handover", json!({ "GREETING": "two" }));
+    assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
+    assert_eq!(greeting(&server, &host), "two");
+}
