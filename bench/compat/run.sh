@@ -27,6 +27,8 @@ else
   runway=${CARGO_TARGET_DIR:-$PWD/target}/release/runway
 fi
 work=$(mktemp -d /tmp/runway-compat.XXXX)
+# Instances run in user namespaces: their root reaches the data directory through it.
+chmod 755 "$work"
 data=$work/data
 flags=(--data-dir "$data" --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 --http-listen 127.0.0.1:0
   --https-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --bridge rwcompat --subnet 10.251.0.0/24)
