@@ -11,6 +11,7 @@
 # never part of runway: clone them yourself. Base images for the runtimes they name are
 # made with scripts/base-image (cached under /var/cache/runway/rootfs) and imported into
 # the server this script starts (its own data directory, bridge and ports).
+# BRIDGE and SUBNET (rwcompat, 10.251.0.0/24) let two runs go side by side.
 # Results: bench/compat/results.tsv (name, commit, runtime, result, HTTP status, seconds,
 # note); a summary line at the end. Run as root.
 set -euo pipefail
@@ -27,9 +28,12 @@ else
   runway=${CARGO_TARGET_DIR:-$PWD/target}/release/runway
 fi
 work=$(mktemp -d /tmp/runway-compat.XXXX)
+# Instances run in user namespaces: their root reaches the data directory through it.
+chmod 755 "$work"
 data=$work/data
 flags=(--data-dir "$data" --api-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 --http-listen 127.0.0.1:0
-  --https-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --bridge rwcompat --subnet 10.251.0.0/24)
+  --https-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --bridge "${BRIDGE:-rwcompat}"
+  --subnet "${SUBNET:-10.251.0.0/24}")
 cleanup() {
   [[ -n "${server:-}" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   "$runway" purge "${flags[@]}" >/dev/null 2>&1 || true

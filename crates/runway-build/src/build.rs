@@ -511,7 +511,7 @@ impl Builder {
         }
 
         // 6. The image.
-        let start = script::start_script(&plan.pre_run, &plan.run_command);
+        let start = script::start_script(&plan.run_command);
         let run = RunSettings {
             cmd: Some(script::with_bash(&start)),
             env: image_env,

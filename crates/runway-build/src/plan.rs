@@ -57,12 +57,15 @@ pub struct BuildPlan {
 }
 
 impl BuildPlan {
-    /// The build commands in order: pre-build, build, post-build.
+    /// The build commands in order: pre-build, build, post-build, then `run.pre-run`,
+    /// which App Runner runs while it makes the run image (in the build, with the
+    /// build's environment), not when an instance starts.
     pub fn commands(&self) -> Vec<String> {
         self.pre_build
             .iter()
             .chain(&self.build)
             .chain(&self.post_build)
+            .chain(&self.pre_run)
             .cloned()
             .collect()
     }

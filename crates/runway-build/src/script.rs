@@ -1,6 +1,6 @@
 //! The shell scripts a build runs: the build commands, in one shell (so `cd` and
 //! `export` carry over as in CodeBuild), each announced by a marker line so the log says
-//! which one failed; and the image's start command (pre-run, then the run command).
+//! which one failed (`run.pre-run` last); and the image's start command.
 
 /// The prefix of the line announcing each build command: `--> [2/3] npm ci`.
 pub const MARKER: &str = "--> [";
@@ -67,17 +67,11 @@ pub fn parse_marker(line: &str) -> Option<usize> {
     number.parse().ok()
 }
 
-/// The image's start script: the pre-run commands, then the run command, replacing the
-/// shell when it is a single simple command so that it gets the stop signal itself.
-pub fn start_script(pre_run: &[String], command: &str) -> String {
+/// The image's start command: the run command, replacing the shell when it is a single
+/// simple command so that it gets the stop signal itself. (`run.pre-run` is not part of
+/// it: it runs at the end of the build.)
+pub fn start_script(command: &str) -> String {
     let mut s = String::new();
-    if !pre_run.is_empty() {
-        s.push_str("set -e\n");
-        for c in pre_run {
-            s.push_str(c.trim_end());
-            s.push('\n');
-        }
-    }
     let command = command.trim();
     let simple = !command.contains(['\n', ';', '&', '|', '(', ')', '`'])
         && !command.starts_with("cd ")

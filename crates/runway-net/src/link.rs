@@ -111,8 +111,8 @@ pub fn delete_namespace(name: &str) -> Result<(), ProgramError> {
 
 /// Creates namespace `netns` with `eth0` at `ip` in `subnet` (default route via its
 /// gateway), and at `ip6` too if given (an address and the gateway to route through),
-/// joined to `bridge` by a veth pair whose host end is `veth`. The host forgets the link
-/// address it knew for the addresses first: an earlier instance's, which it would go on
+/// joined to `bridge` by a veth pair whose host end is `veth`, where any user may listen on
+/// any port. The host forgets the link address it knew for the addresses first: an earlier instance's, which it would go on
 /// sending to for seconds (health checks and requests lost) while other ports keep the
 /// bridge up.
 pub fn create_instance(
@@ -152,6 +152,21 @@ pub fn create_instance(
         );
     }
     program::run("ip", &["-n", netns, "-batch", "-"], Some(&inside))?;
+    // Any port for the instance's processes: App Runner's apps run as root and may
+    // listen on port 80, and runway's root is a user namespace's, which the host-owned
+    // namespace would refuse ports below 1024 (as Docker does, since 20.10).
+    program::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ],
+        None,
+    )?;
     Ok(())
 }
 

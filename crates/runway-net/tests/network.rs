@@ -186,6 +186,18 @@ fn attach_is_idempotent_and_rebuilds_a_partial_attachment() {
 }
 
 #[test]
+fn instances_may_listen_on_ports_below_1024() {
+    // App Runner's apps run as root and may listen on port 80; runway's run as root of a
+    // user namespace, which the host-owned network namespace must let bind any port.
+    let (net, _guard) = network();
+    let a = net.attach("i1", "svc").unwrap();
+    let start = in_netns(&a.netns, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap()
+    });
+    assert_eq!(start.trim(), "0");
+}
+
+#[test]
 fn an_address_given_again_is_reached_at_once() {
     let (net, _guard) = network();
     let on = |ip: Ipv4Addr| SocketAddr::from((ip, 8000));

@@ -26,9 +26,16 @@ fn from_apprunner_yaml() {
     assert_eq!(p.origin, PlanOrigin::ConfigFile);
     assert_eq!(p.runtime, Runtime::Python3);
     assert_eq!(p.runtime_version.as_deref(), Some("3.11.4"));
+    // pre-run runs in the build, last, as App Runner runs it while making the run image
+    // (python311's `pip3 install` there reaches PyPI with the build's trust and proxy).
     assert_eq!(
         p.commands(),
-        vec!["echo a", "pip install -r requirements.txt", "echo c"]
+        vec![
+            "echo a",
+            "pip install -r requirements.txt",
+            "echo c",
+            "echo pre"
+        ]
     );
     // The user's build env replaces the runtime's default of the same name.
     let pip: Vec<_> = p
