@@ -111,10 +111,10 @@ pub fn delete_namespace(name: &str) -> Result<(), ProgramError> {
 
 /// Creates namespace `netns` with `eth0` at `ip` in `subnet` (default route via its
 /// gateway), and at `ip6` too if given (an address and the gateway to route through),
-/// joined to `bridge` by a veth pair whose host end is `veth`, where any user may listen on
-/// any port. The host forgets the link address it knew for the addresses first: an earlier instance's, which it would go on
-/// sending to for seconds (health checks and requests lost) while other ports keep the
-/// bridge up.
+/// joined to `bridge` by a veth pair whose host end is `veth`, where any user may listen
+/// on any port. The host forgets the link address it knew for the addresses first: an
+/// earlier instance's, which it would go on sending to for seconds (health checks and
+/// requests lost) while other ports keep the bridge up.
 pub fn create_instance(
     netns: &str,
     veth: &str,
