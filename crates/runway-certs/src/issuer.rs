@@ -212,7 +212,7 @@ impl Issuer {
     /// Issues, renews and removes certificates until `shutdown` completes.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        if let Err(e) = self.start().await {
+        if let Err(e) = self.restore().await {
             tracing::error!(error = %e, "the certificate issuer cannot start");
         }
         loop {
@@ -237,8 +237,10 @@ impl Issuer {
     }
 
     /// Before the first pass: the base domain's record (when its certificate comes from
-    /// the CA) and the answers of orders a previous run left in flight.
-    async fn start(&self) -> Result<()> {
+    /// the CA) and the answers of orders a previous run left in flight. Call it before the
+    /// DNS server answers (as [`Issuer::run`] does again, harmlessly): a CA that checks an
+    /// order placed before a restart must find its answer, not a name that does not exist.
+    pub async fn restore(&self) -> Result<()> {
         let inner = &self.inner;
         let mut tx = inner.store.begin()?;
         if inner.config.base_domain && tx.load::<DomainRecord>(&inner.base_domain)?.is_none() {

@@ -190,15 +190,12 @@ where
             let tcp = tokio::net::TcpListener::bind(local)
                 .await
                 .with_context(|| format!("cannot listen for DNS (TCP) on {local}"))?;
-            let server = dns.clone();
-            let stop = stopped();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server.serve(udp, tcp, stop).await {
-                    tracing::error!(error = %e, "the DNS server stopped");
-                }
-            }));
-            (Some(dns), Some(local))
+            (Some((dns, udp, tcp)), Some(local))
         }
+        None => (None, None),
+    };
+    let (dns, dns_sockets) = match dns {
+        Some((dns, udp, tcp)) => (Some(dns.clone()), Some((dns, udp, tcp))),
         None => (None, None),
     };
     let challenges = Arc::new(Challenges::new(
@@ -230,6 +227,19 @@ where
             refresh.notify_one();
         }
     });
+    // The answers of orders in flight before the DNS server answers anything (queries
+    // that come meanwhile wait in the sockets).
+    if let Err(e) = issuer.restore().await {
+        tracing::error!(error = %e, "the certificate issuer cannot restore its orders");
+    }
+    if let Some((server, udp, tcp)) = dns_sockets {
+        let stop = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.serve(udp, tcp, stop).await {
+                tracing::error!(error = %e, "the DNS server stopped");
+            }
+        }));
+    }
     {
         let (issuer, stop) = (issuer.clone(), stopped());
         tasks.push(tokio::spawn(async move { issuer.run(stop).await }));
