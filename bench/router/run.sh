@@ -436,6 +436,10 @@ if ("grpc", "runway") in med:
           f"(user {r[3]:.2f}); backend {d[5]:.2f} µs per call direct, {r[5]:.2f} through runway; "
           f"backend busy {d[0] * d[5] / 1e6:.2f} cores direct, {r[0] * r[5] / 1e6:.2f} through runway "
           f"(of {BACKEND_THREADS} thread(s): below that, the backend is not the limit)")
+    total_d, total_r = d[5] + d[6], sum(r[3:])
+    print(f"    whole system per call: direct {total_d:.2f} µs, through runway {total_r:.2f} µs "
+          f"(ratio {total_d / total_r:.2f}); ceiling with a zero-cost runway user space: "
+          f"{total_d / (total_r - r[3]):.2f}x direct")
     goal(f"gRPC unary through the router >= 0.8x direct: {r[0] / d[0]:.2f}x", r[0] >= 0.8 * d[0])
 if ("h1busy", "runway") in med:
     n, r = med["h1busy", "nginx"], med["h1busy", "runway"]
