@@ -1,6 +1,9 @@
 //! runway's router as the benchmark runs it (bench/router): plain HTTP on ADDR, one
 //! service at `127.0.0.1` and `bench.runway.localhost` whose one revision has one
-//! instance, the backend at BACKEND. MaxConcurrency is set high enough never to queue.
+//! instance, the backend at BACKEND, over HTTP/1.1; and a second service at
+//! `grpc.runway.localhost` with the same backend over h2c (the instance protocol of gRPC
+//! services). MaxConcurrency is set high enough never to queue; request bodies may have
+//! any size (the 1 GiB upload) and the request timeout is 10 minutes.
 //! The access log is off, as nginx's is in the same run, unless `BENCH_ACCESS_LOG` names
 //! a directory for it. THREADS threads serve ([`Router::serve_on_threads`]);
 //! `BENCH_MODE=multi` serves on one multi-threaded runtime instead
@@ -10,6 +13,7 @@
 
 use runway_router::{
     AccessLogConfig, Endpoint, RevisionRoute, RouteTable, Router, RouterConfig, ServiceRoute,
+    UNLIMITED_REQUEST_BODY, Upstream,
 };
 
 fn main() -> std::io::Result<()> {
@@ -31,6 +35,8 @@ fn main() -> std::io::Result<()> {
     service.hosts.push("127.0.0.1".into());
     service.https_redirect = false;
     service.max_concurrency = 10_000;
+    service.max_request_body = UNLIMITED_REQUEST_BODY;
+    service.request_timeout = std::time::Duration::from_secs(600);
     service.revisions.push(RevisionRoute {
         revision_id: "bench-1".into(),
         percent: 100,
@@ -40,9 +46,14 @@ fn main() -> std::io::Result<()> {
             addr: backend,
         }],
     });
+    let mut grpc = service.clone();
+    grpc.service_id = "bench-grpc".into();
+    grpc.hosts = vec!["grpc.runway.localhost".into()];
+    grpc.upstream = Upstream::H2c;
+    grpc.revisions[0].revision_id = "bench-grpc-1".into();
     router
         .set_routes(RouteTable {
-            services: vec![service],
+            services: vec![service, grpc],
         })
         .map_err(std::io::Error::other)?;
     let listener = std::net::TcpListener::bind(&addr)?;
