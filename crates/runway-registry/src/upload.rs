@@ -307,7 +307,11 @@ impl Uploads {
             let entry = entry?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata()?;
+            // An upload that finished meanwhile took its directory with it: nothing to do.
+            let meta = match entry.metadata() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            };
             if meta.is_file() {
                 if name.ends_with(".tmp") && meta.modified()? < cutoff {
                     let _ = fs::remove_file(&path);
@@ -325,7 +329,11 @@ impl Uploads {
                 },
                 None => None,
             };
-            if last_activity(&path)? >= cutoff {
+            let active = match last_activity(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            };
+            if active >= cutoff {
                 continue;
             }
             if let Some(mut guard) = guard {
