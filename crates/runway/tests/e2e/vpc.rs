@@ -712,6 +712,113 @@ impl Drop for Postgres {
 }
 
 /// Polls `describe` until `field` of its answer is `want`.
+/// A private service (`hidden`, not publicly accessible) in `vpc`, served through an
+/// interface endpoint in `subnet` to `client` alone (a security group admitting it on
+/// 443), and its VPC ingress connection (`hidden-in`).
+struct Private {
+    endpoint: String,
+    endpoint_ip: String,
+    arn: String,
+    host: String,
+    connection: String,
+}
+
+fn private_service(server: &Server, vpc: &str, subnet: &str, client: &str) -> Private {
+    let clients = id(
+        &server
+            .ec2(&[
+                "create-security-group",
+                "--group-name",
+                "clients",
+                "--description",
+                "who may call private services",
+                "--vpc-id",
+                vpc,
+            ])
+            .ok(),
+        &["GroupId"],
+    );
+    server
+        .ec2(&[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &clients,
+            "--protocol",
+            "tcp",
+            "--port",
+            "443",
+            "--cidr",
+            &format!("{client}/32"),
+        ])
+        .ok();
+    let endpoint = id(
+        &server
+            .ec2(&[
+                "create-vpc-endpoint",
+                "--vpc-id",
+                vpc,
+                "--vpc-endpoint-type",
+                "Interface",
+                "--service-name",
+                "com.amazonaws.us-east-1.apprunner.requests",
+                "--subnet-ids",
+                subnet,
+                "--security-group-ids",
+                &clients,
+            ])
+            .ok()["VpcEndpoint"],
+        &["VpcEndpointId"],
+    );
+    let described = wait_for(
+        "the endpoint",
+        "available",
+        || {
+            server
+                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
+                .ok()
+        },
+        &["VpcEndpoints", "0", "State"],
+    );
+    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
+    let endpoint_ip = id(
+        &server
+            .ec2(&[
+                "describe-network-interfaces",
+                "--network-interface-ids",
+                &eni,
+            ])
+            .ok()["NetworkInterfaces"][0],
+        &["PrivateIpAddress"],
+    );
+    let (hidden_arn, hidden_host) = create_testapp(
+        server,
+        "hidden",
+        json!({}),
+        json!({ "NetworkConfiguration": { "IngressConfiguration": { "IsPubliclyAccessible": false } } }),
+    );
+    let connection = id(
+        &server
+            .aws(&[
+                "create-vpc-ingress-connection",
+                "--service-arn",
+                &hidden_arn,
+                "--vpc-ingress-connection-name",
+                "hidden-in",
+                "--ingress-vpc-configuration",
+                &format!("VpcId={vpc},VpcEndpointId={endpoint}"),
+            ])
+            .ok()["VpcIngressConnection"],
+        &["VpcIngressConnectionArn"],
+    );
+    Private {
+        endpoint,
+        endpoint_ip,
+        arn: hidden_arn,
+        host: hidden_host,
+        connection,
+    }
+}
+
 fn wait_for(what: &str, want: &str, describe: impl Fn() -> Value, field: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1098,92 +1205,13 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     );
 
     // A private service, served through an interface endpoint to one client address.
-    let clients = id(
-        &server
-            .ec2(&[
-                "create-security-group",
-                "--group-name",
-                "clients",
-                "--description",
-                "who may call private services",
-                "--vpc-id",
-                &vpc,
-            ])
-            .ok(),
-        &["GroupId"],
-    );
-    server
-        .ec2(&[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &clients,
-            "--protocol",
-            "tcp",
-            "--port",
-            "443",
-            "--cidr",
-            &format!("{}/32", at(20)),
-        ])
-        .ok();
-    let endpoint = id(
-        &server
-            .ec2(&[
-                "create-vpc-endpoint",
-                "--vpc-id",
-                &vpc,
-                "--vpc-endpoint-type",
-                "Interface",
-                "--service-name",
-                "com.amazonaws.us-east-1.apprunner.requests",
-                "--subnet-ids",
-                &subnet,
-                "--security-group-ids",
-                &clients,
-            ])
-            .ok()["VpcEndpoint"],
-        &["VpcEndpointId"],
-    );
-    let described = wait_for(
-        "the endpoint",
-        "available",
-        || {
-            server
-                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
-                .ok()
-        },
-        &["VpcEndpoints", "0", "State"],
-    );
-    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
-    let endpoint_ip = id(
-        &server
-            .ec2(&[
-                "describe-network-interfaces",
-                "--network-interface-ids",
-                &eni,
-            ])
-            .ok()["NetworkInterfaces"][0],
-        &["PrivateIpAddress"],
-    );
-    let (hidden_arn, hidden_host) = create_testapp(
-        &server,
-        "hidden",
-        json!({}),
-        json!({ "NetworkConfiguration": { "IngressConfiguration": { "IsPubliclyAccessible": false } } }),
-    );
-    let connection = id(
-        &server
-            .aws(&[
-                "create-vpc-ingress-connection",
-                "--service-arn",
-                &hidden_arn,
-                "--vpc-ingress-connection-name",
-                "hidden-in",
-                "--ingress-vpc-configuration",
-                &format!("VpcId={vpc},VpcEndpointId={endpoint}"),
-            ])
-            .ok()["VpcIngressConnection"],
-        &["VpcIngressConnectionArn"],
-    );
+    let Private {
+        endpoint,
+        endpoint_ip,
+        arn: hidden_arn,
+        host: hidden_host,
+        connection,
+    } = private_service(&server, &vpc, &subnet, &at(20));
     let describe_connection = || {
         server
             .aws(&[
@@ -1351,92 +1379,12 @@ fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_se
         .as_str()
         .unwrap()
         .to_string();
-    let clients = id(
-        &server
-            .ec2(&[
-                "create-security-group",
-                "--group-name",
-                "clients",
-                "--description",
-                "who may call private services",
-                "--vpc-id",
-                &vpc,
-            ])
-            .ok(),
-        &["GroupId"],
-    );
-    server
-        .ec2(&[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &clients,
-            "--protocol",
-            "tcp",
-            "--port",
-            "443",
-            "--cidr",
-            &format!("{}/32", at(20)),
-        ])
-        .ok();
-    let endpoint = id(
-        &server
-            .ec2(&[
-                "create-vpc-endpoint",
-                "--vpc-id",
-                &vpc,
-                "--vpc-endpoint-type",
-                "Interface",
-                "--service-name",
-                "com.amazonaws.us-east-1.apprunner.requests",
-                "--subnet-ids",
-                &subnet,
-                "--security-group-ids",
-                &clients,
-            ])
-            .ok()["VpcEndpoint"],
-        &["VpcEndpointId"],
-    );
-    let described = wait_for(
-        "the endpoint",
-        "available",
-        || {
-            server
-                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
-                .ok()
-        },
-        &["VpcEndpoints", "0", "State"],
-    );
-    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
-    let endpoint_ip = id(
-        &server
-            .ec2(&[
-                "describe-network-interfaces",
-                "--network-interface-ids",
-                &eni,
-            ])
-            .ok()["NetworkInterfaces"][0],
-        &["PrivateIpAddress"],
-    );
-    let (hidden_arn, hidden_host) = create_testapp(
-        &server,
-        "hidden",
-        json!({}),
-        json!({ "NetworkConfiguration": { "IngressConfiguration": { "IsPubliclyAccessible": false } } }),
-    );
-    let connection = id(
-        &server
-            .aws(&[
-                "create-vpc-ingress-connection",
-                "--service-arn",
-                &hidden_arn,
-                "--vpc-ingress-connection-name",
-                "hidden-in",
-                "--ingress-vpc-configuration",
-                &format!("VpcId={vpc},VpcEndpointId={endpoint}"),
-            ])
-            .ok()["VpcIngressConnection"],
-        &["VpcIngressConnectionArn"],
-    );
+    let Private {
+        endpoint_ip,
+        host: hidden_host,
+        connection,
+        ..
+    } = private_service(&server, &vpc, &subnet, &at(20));
     wait_for(
         "the ingress connection",
         "AVAILABLE",
