@@ -259,3 +259,93 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
     assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
     assert_eq!(greeting(&server, &host), "two");
 }
+
+#[test]
+fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
+    let mut server = Server::start();
+    let (arn, host) = create_testapp(&server, "keepopen", json!({ "GREETING": "one" }), json!({}));
+    let old = server.router_pid().expect("a router process runs");
+    let (https, old_http) = (server.https.clone(), server.http.clone());
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    // Requests to the HTTPS listener, which the new settings keep.
+    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    wait_for_successes(&ok, 0, 5);
+    // An address the router cannot have fails the start and changes nothing.
+    let log = server.restart_failing_with(&["--http-listen", "192.0.2.1:0"]);
+    assert!(
+        log.contains("cannot listen for the router on 192.0.2.1:0"),
+        "{log}"
+    );
+    assert_eq!(server.router_pid(), Some(old));
+    let at_failure = ok.load(Ordering::Relaxed);
+    wait_for_successes(&ok, at_failure, 5);
+    server.relaunch();
+    assert_eq!(server.router_pid(), Some(old), "{}", server.log());
+    // The operator moves the HTTP listener: the router process must be replaced.
+    server.restart_with(&["--http-listen", "127.0.0.2:0"]);
+    let at_restart = ok.load(Ordering::Relaxed);
+    wait_for_successes(&ok, at_restart, 20);
+    stop.store(true, Ordering::Relaxed);
+    let failed = looper.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} requests failed across the restart with other settings: {failed:?}",
+        failed.len()
+    );
+    assert!(
+        server
+            .log()
+            .contains("a new one takes over the sockets that stay"),
+        "{}",
+        server.log()
+    );
+
+    // A new router process serves, on the same HTTPS port and the new HTTP address.
+    let new = server.router_pid().expect("a router process runs");
+    assert_ne!(new, old, "the router process was replaced");
+    assert_eq!(server.https, https);
+    assert!(server.http.contains("127.0.0.2:"), "{}", server.http);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while router_processes(&server).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old router process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(router_processes(&server), vec![new]);
+    let status_line = |url: &str| {
+        let addr = url.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(addr).ok()?;
+        use std::io::{Read, Write};
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(
+                format!("GET /env HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .ok()?;
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines().next().map(str::to_string)
+    };
+    let answered = status_line(&server.http);
+    assert!(
+        answered
+            .as_deref()
+            .is_some_and(|l| l.starts_with("HTTP/1.1 ")),
+        "the new HTTP listener does not answer: {answered:?}"
+    );
+    // The dropped one is closed.
+    assert_eq!(status_line(&old_http), None, "{old_http} still answers");
+
+    // The server drives the new router process.
+    let op = update_env(&server, &arn, "keepopen", json!({ "GREETING": "two" }));
+    assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
+    assert_eq!(greeting(&server, &host), "two");
+}
