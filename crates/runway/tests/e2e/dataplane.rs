@@ -261,6 +261,79 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
 }
 
 #[test]
+fn health_checking_and_replacement_resume_after_a_control_plane_restart() {
+    use crate::reliability::{answered_by, app_pid, instances, wait_events};
+    let mut server = Server::start_with(&["--replace-grace", "1"]);
+    let (arn, host) = create_testapp(&server, "revived", json!({}), json!({}));
+    let first = instances(&server, &arn)[0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = first[..12].to_string();
+    assert_eq!(answered_by(&server, &host).as_deref(), Some(short.as_str()));
+
+    // The control plane dies; meanwhile the app hangs (its HTTP health check gets no
+    // answer, and neither do requests).
+    server.kill();
+    let pid = app_pid(&server, &first);
+    let status = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = scopeguard(pid);
+
+    // The restarted server checks the adopted instance again, takes it out of the
+    // routes and replaces it.
+    server.relaunch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let second = loop {
+        if let Some(by) = answered_by(&server, &host)
+            && by != short
+        {
+            break by;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hung instance was not replaced after the restart:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    wait_events(
+        &server,
+        "revived",
+        &[
+            &format!("Instance {short} failed its health checks"),
+            &format!("Replacing instance {short}, which fails its health checks"),
+            &format!("Instance {short} stopped: it was replaced"),
+        ],
+    );
+    drop(stopped);
+    let now: Vec<String> = instances(&server, &arn)
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0].starts_with(&second), "{now:?} {second}");
+}
+
+/// Sends SIGCONT to `pid` when dropped, so that a failing test leaves no stopped
+/// process behind (the server's cleanup then stops it).
+fn scopeguard(pid: u32) -> impl Drop {
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    Cont(pid)
+}
+
+#[test]
 fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
     let mut server = Server::start();
     let (arn, host) = create_testapp(&server, "keepopen", json!({ "GREETING": "one" }), json!({}));
