@@ -1328,11 +1328,11 @@ impl RouterPort for RouterClient {
         Ok(())
     }
 
-    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>> {
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<RevisionStats>>> {
         Box::pin(async move {
             match self.call(Request::Stats).await {
-                Some(Reply::Stats(stats)) => stats,
-                _ => Vec::new(),
+                Some(Reply::Stats(stats)) => Some(stats),
+                _ => None,
             }
         })
     }
