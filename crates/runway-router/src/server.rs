@@ -347,7 +347,9 @@ pub(crate) enum NegotiationFailed {
 /// Takes a new connection to where HTTP starts: the TLS handshake (at most `config`'s
 /// handshake timeout) and ALPN with `tls`, or else a look for the HTTP/2 preface (h2c
 /// with prior knowledge, at most its header read timeout). The connection lingers when
-/// it is closed ([`Lingering`]).
+/// it is closed ([`Lingering`]). A graceful stop of the listener does not cut it short:
+/// its client connected before the listener stopped (a handover to another process, say)
+/// and gets its first request answered; only a hard stop ends it.
 pub(crate) async fn negotiate(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
@@ -371,7 +373,7 @@ pub(crate) async fn negotiate(
                     }
                     Err(_) => return Err(NegotiationFailed::Tls),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => return Err(NegotiationFailed::Other),
+                _ = stop.wait_for(Stop::hard) => return Err(NegotiationFailed::Other),
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             Ok(Negotiated::Tls(Box::new(stream), h2))
@@ -384,7 +386,7 @@ pub(crate) async fn negotiate(
                     // The client left, or sent too little in time.
                     _ => Err(NegotiationFailed::Other),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => Err(NegotiationFailed::Other),
+                _ = stop.wait_for(Stop::hard) => Err(NegotiationFailed::Other),
             }
         }
     }
