@@ -390,13 +390,13 @@ impl Controller {
                     .chain(instances.iter().map(|i| i.revision_id.clone()))
                     .filter(|r| !serves(r))
                     .collect();
-                let busy = self
-                    .inner
-                    .router
-                    .stats()
-                    .await
-                    .iter()
-                    .any(|s| old.contains(&s.revision_id) && (s.in_flight > 0 || s.queued > 0));
+                // A router that cannot tell (its process is down or starting again) may
+                // still have requests for them: they get the whole drain timeout.
+                let busy = self.inner.router.stats().await.is_none_or(|stats| {
+                    stats
+                        .iter()
+                        .any(|s| old.contains(&s.revision_id) && (s.in_flight > 0 || s.queued > 0))
+                });
                 if busy && now < until {
                     return Outcome::default();
                 }

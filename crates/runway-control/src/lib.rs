@@ -48,8 +48,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait RouterPort: Send + Sync + 'static {
     /// Replaces the route table (see [`Router::set_routes`]).
     fn set_routes(&self, routes: RouteTable) -> Result<(), RoutesError>;
-    /// Every revision's load (see [`Router::stats`]).
-    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>>;
+    /// Every revision's load (see [`Router::stats`]); `None` when the router cannot
+    /// answer (its process is down or starting again), which is no load.
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<RevisionStats>>>;
     /// Where an instance stands, reflecting every table set before the call (see
     /// [`Router::instance_load`]). A router that cannot be asked answers routed.
     fn instance_load<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, InstanceLoad>;
@@ -61,8 +62,8 @@ impl RouterPort for Router {
     fn set_routes(&self, routes: RouteTable) -> Result<(), RoutesError> {
         Router::set_routes(self, routes)
     }
-    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>> {
-        Box::pin(std::future::ready(Router::stats(self)))
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<RevisionStats>>> {
+        Box::pin(std::future::ready(Some(Router::stats(self))))
     }
     fn instance_load<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, InstanceLoad> {
         Box::pin(std::future::ready(Router::instance_load(self, instance_id)))

@@ -1,6 +1,9 @@
 //! The autoscale loop: every tick (and whenever the router reports requests waiting) it
 //! feeds each serving revision's measured concurrency to that revision's [`Decider`] and
-//! stores the instance count it decides; the converger does the rest.
+//! stores the instance count it decides; the converger does the rest. While the router
+//! cannot say what it carries (its process down or starting again) nothing is decided,
+//! and a router process started again, which counts from zero, is measured from its
+//! first reading on: an unknown load never scales a revision in.
 
 use crate::autoscaler::{Decider, ScalerConfig};
 use crate::{Controller, lock};
@@ -55,7 +58,12 @@ impl Controller {
     async fn scale(&self, sample: bool) -> crate::Result<()> {
         let snap = self.snapshot().await?;
         let now = Instant::now();
-        let stats = self.inner.router.stats().await;
+        let Some(stats) = self.inner.router.stats().await else {
+            // The router process is down or starting again: what it would say is not
+            // known, and no load is not the same as none. The counts stay as they are.
+            tracing::debug!("the router's load is unknown: no autoscaling decision");
+            return Ok(());
+        };
         let waiting = self.inner.router.demand().borrow().waiting.clone();
         let instances = self.inner.runtime.list();
         let mut changes: Vec<(String, String, u32)> = Vec::new();
@@ -94,7 +102,11 @@ impl Controller {
                         // over the interval since the last sample.
                         let seconds = s.concurrency_seconds + s.queued_seconds;
                         let previous = last.insert(revision.clone(), (now, seconds));
-                        if let Some((then, before)) = previous {
+                        // A router process started again counts from zero: its first
+                        // reading is only where the next one is measured from.
+                        if let Some((then, before)) = previous
+                            && seconds >= before
+                        {
                             let elapsed = now.duration_since(then).as_secs_f64();
                             if elapsed > 0.0 {
                                 decider.record(now, (seconds - before) / elapsed);

@@ -1017,3 +1017,116 @@ async fn an_instance_failing_its_health_checks_is_replaced_and_again_only_after_
     let _ = stop.send(());
     run.await.unwrap();
 }
+
+/// The router process as the controller sees it through `runway server`'s client: it
+/// can be down (it answers no load), and one started again counts its load from zero.
+/// The load is made up: `concurrency` requests in flight on every routed revision.
+#[derive(Clone)]
+struct RestartingRouter {
+    router: Router,
+    /// Whether it runs, and since when.
+    up: Arc<Mutex<(bool, std::time::Instant)>>,
+    concurrency: f64,
+}
+
+impl runway_control::RouterPort for RestartingRouter {
+    fn set_routes(
+        &self,
+        routes: runway_router::RouteTable,
+    ) -> Result<(), runway_router::RoutesError> {
+        self.router.set_routes(routes)
+    }
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<runway_router::RevisionStats>>> {
+        let (up, since) = *self.up.lock().unwrap();
+        let stats = up.then(|| {
+            let seconds = since.elapsed().as_secs_f64() * self.concurrency;
+            self.router
+                .stats()
+                .into_iter()
+                .map(|mut s| {
+                    s.concurrency_seconds = seconds;
+                    s.queued_seconds = 0.0;
+                    s
+                })
+                .collect()
+        });
+        Box::pin(std::future::ready(stats))
+    }
+    fn instance_load<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, runway_router::InstanceLoad> {
+        Box::pin(std::future::ready(self.router.instance_load(instance_id)))
+    }
+    fn demand(&self) -> tokio::sync::watch::Receiver<runway_router::Demand> {
+        self.router.demand()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autoscaler_keeps_the_load_it_knew_while_the_router_process_is_down_or_restarted() {
+    let w = world("good:v1", 1);
+    let router = RestartingRouter {
+        router: w.router.clone(),
+        up: Arc::new(Mutex::new((true, std::time::Instant::now()))),
+        // With MaxConcurrency 100 and 70 % utilization: 4 instances.
+        concurrency: 250.0,
+    };
+    let stable_window = Duration::from_millis(1000);
+    let c = Controller::new(
+        w.store.clone(),
+        w.runtime.clone(),
+        router.clone(),
+        w.images.clone(),
+        ControlConfig {
+            poll_interval: Duration::from_millis(20),
+            stop_grace: Duration::from_millis(10),
+            drain_timeout: Duration::from_millis(100),
+            scale_interval: Duration::from_millis(50),
+            scaler: runway_control::autoscaler::ScalerConfig {
+                stable_window,
+                panic_window: Duration::from_millis(200),
+                scale_to_zero_grace: stable_window,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let run = running(&c);
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+    let rev = w.state().traffic[0].revision.clone();
+    let desired = || w.state().desired.get(&rev).copied().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while desired() != 4 || w.runtime.count(&rev) != 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not scale to 4: {}",
+            desired()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The climb's panic mode ends; the load holds it at 4.
+    tokio::time::sleep(stable_window * 2).await;
+    assert_eq!(desired(), 4);
+
+    // The router process is down for longer than the stable window, then a new one
+    // starts, counting from zero: no load known is no reason to scale in.
+    let mut fewest = u32::MAX;
+    let mut watch = async |period: Duration| {
+        let until = std::time::Instant::now() + period;
+        while std::time::Instant::now() < until {
+            fewest = fewest.min(desired());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    router.up.lock().unwrap().0 = false;
+    watch(stable_window * 3).await;
+    *router.up.lock().unwrap() = (true, std::time::Instant::now());
+    watch(stable_window * 3).await;
+    assert_eq!(fewest, 4, "scaled in while the router's load was unknown");
+    assert_eq!(desired(), 4);
+    run.abort();
+}

@@ -319,7 +319,7 @@ async fn connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let config = &shared.config;
-    let negotiated = negotiate(stream, tls, &conn, config).await;
+    let negotiated = negotiate(stream, tls, &conn, config, |s| *s != Stop::Running).await;
     match negotiated {
         Ok(Negotiated::Tls(stream, h2)) => {
             serve_io(shared, TokioIo::new(stream), h2, conn, service).await

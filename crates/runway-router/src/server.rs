@@ -314,7 +314,7 @@ async fn connection(
     conn: Arc<ConnInfo>,
 ) {
     let config = &inner.config;
-    let negotiated = negotiate(stream, tls, &conn, config).await;
+    let negotiated = negotiate(stream, tls, &conn, config, Stop::hard).await;
     match negotiated {
         // A TLS-ALPN-01 validation (RFC 8737) ends with its handshake: the CA has seen the
         // challenge certificate and sends no request.
@@ -347,12 +347,16 @@ pub(crate) enum NegotiationFailed {
 /// Takes a new connection to where HTTP starts: the TLS handshake (at most `config`'s
 /// handshake timeout) and ALPN with `tls`, or else a look for the HTTP/2 preface (h2c
 /// with prior knowledge, at most its header read timeout). The connection lingers when
-/// it is closed ([`Lingering`]).
+/// it is closed ([`Lingering`]). It is given up when the listener's stop is `given_up`:
+/// the router's listeners wait for a hard stop, since a client that connected before its
+/// listener stopped (a handover to another process, say) is owed an answer to its first
+/// request; the application listeners give up at once (their clients retry).
 pub(crate) async fn negotiate(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     conn: &ConnInfo,
     config: &crate::RouterConfig,
+    given_up: fn(&Stop) -> bool,
 ) -> Result<Negotiated, NegotiationFailed> {
     let (handshake_timeout, header_timeout) =
         (config.tls_handshake_timeout, config.header_read_timeout);
@@ -371,7 +375,7 @@ pub(crate) async fn negotiate(
                     }
                     Err(_) => return Err(NegotiationFailed::Tls),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => return Err(NegotiationFailed::Other),
+                _ = stop.wait_for(given_up) => return Err(NegotiationFailed::Other),
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             Ok(Negotiated::Tls(Box::new(stream), h2))
@@ -384,7 +388,7 @@ pub(crate) async fn negotiate(
                     // The client left, or sent too little in time.
                     _ => Err(NegotiationFailed::Other),
                 },
-                _ = stop.wait_for(|s| *s != Stop::Running) => Err(NegotiationFailed::Other),
+                _ = stop.wait_for(given_up) => Err(NegotiationFailed::Other),
             }
         }
     }

@@ -11,12 +11,15 @@
 //! metrics are answered on request; demand (requests waiting for capacity) is pushed.
 //!
 //! When `runway server` starts it adopts a router process that runs (same listen
-//! addresses and base domain, same protocol), pushing everything it wants served again;
-//! otherwise it asks the old one to drain and exit and starts a new one. A restart
-//! (`runway restart-router`, or a server start that finds the router's binary replaced)
-//! starts a new router process with `--take-over`: it takes the listening sockets
+//! addresses and base domain, same protocol), pushing everything it wants served again.
+//! A restart (`runway restart-router`, or a server start that finds the router's binary
+//! replaced or its settings changed) starts a new router process with `--take-over`: it
+//! binds the addresses the running one does not hold, then takes the listening sockets
 //! (SCM_RIGHTS on [`HANDOVER_SOCKET`]) and the last routes and settings from the running
-//! one and serves at once, while the old one stops accepting, drains and exits. While the server
+//! one, keeps the sockets whose address is still wanted (an unchanged port-0 address
+//! keeps its port), closes the others, and serves at once, while the old one stops
+//! accepting, closes its listeners, drains and exits. Only a router process speaking
+//! another protocol is asked to drain and exit before a new one binds. While the server
 //! runs it reconnects to the router process, and starts it again if it has died. When the
 //! server stops (SIGTERM, or kill -9), the router process runs on, as instances do, so
 //! apps stay reachable; `runway purge` stops it.
@@ -24,9 +27,10 @@
 //! This is DESIGN.md's "data plane outlives the control plane" for traffic. Where it
 //! falls short for now: the router's metrics are served by the server's metrics
 //! listener, fetched from the router process per scrape (none while the server is
-//! down); a router process that must be replaced (other addresses, base domain or
-//! protocol) refuses connections for the moment the new one takes to bind (sockets are
-//! handed over only between router processes with the same settings). Domains waiting
+//! down); a router process speaking another protocol refuses connections for the moment
+//! the new one takes to bind, and so does an address that is given up for an
+//! overlapping one (`0.0.0.0:443` for `[::]:443`) until the old process has closed it.
+//! Domains waiting
 //! for their certificate get a placeholder from the local CA made by the router process
 //! itself (one per name with a notice), not the issuer's.
 
@@ -350,8 +354,8 @@ struct Process {
     hello: Hello,
     /// Private listeners: their stop signal, task and socket.
     private: tokio::sync::Mutex<HashMap<SocketAddr, PrivateListener>>,
-    /// The public listeners' sockets (HTTP, HTTPS), for a handover.
-    public: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    /// The public listeners' sockets (HTTP, HTTPS), for a handover; closed after one.
+    public: Mutex<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>>,
     /// The last of what the control plane set, for a handover.
     state: Mutex<HandedState>,
     /// Handed over: the new process owns the socket and pid files.
@@ -445,7 +449,11 @@ fn hand_over(process: &Process, stream: std::os::unix::net::UnixStream) -> Resul
     let private = process.private.blocking_lock();
     let mut state = lock(&process.state).clone();
     state.listeners = private.keys().copied().collect();
-    let mut fds = vec![process.public.0.as_fd(), process.public.1.as_fd()];
+    let public = lock(&process.public);
+    let Some((http, https)) = public.as_ref() else {
+        bail!("the listening sockets were handed over already");
+    };
+    let mut fds = vec![http.as_fd(), https.as_fd()];
     fds.extend(state.listeners.iter().map(|a| private[a].socket.as_fd()));
     let data = serde_json::to_vec(&state)?;
     let mut space =
@@ -466,6 +474,27 @@ fn hand_over(process: &Process, stream: std::os::unix::net::UnixStream) -> Resul
     Ok(())
 }
 
+/// Binds `addr` after a handover: the previous process closes the listeners it gave up
+/// (one may overlap `addr`, as `0.0.0.0:443` does `[::]:443`) as soon as it has handed
+/// over, so "in use" is waited out for a while.
+async fn bind_after_handover(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                tracing::info!(%addr, "listening on a new address");
+                return Ok(l);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot listen for the router on {addr}"));
+            }
+        }
+    }
+}
+
 async fn serve(args: RouterProcessArgs) -> Result<()> {
     let dir = args.data_dir.clone();
     let challenges = Arc::new(Challenges::new(runway_certs::provider(), None));
@@ -484,26 +513,77 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
     )
     .context("cannot start the router")?;
     router.set_acme_responder(Some(Arc::new(Answers(challenges.clone()))));
+    let http_addr = args.http_bind.unwrap_or(args.http_listen);
+    let https_addr = args.https_bind.unwrap_or(args.https_listen);
     let (http, https, handed) = if args.take_over {
+        // Addresses the running process does not hold are bound before it is asked for
+        // its sockets: one that cannot be had fails this process while the old one
+        // serves on. An address it holds (kept, or overlapping one it gives up) is
+        // "in use" until the handover.
+        let mut early = Vec::new();
+        for addr in [http_addr, https_addr] {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => early.push((addr, l)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot listen for the router on {addr}"));
+                }
+            }
+        }
         let dir = dir.clone();
         let (fds, state) = tokio::task::spawn_blocking(move || take_over(&dir)).await??;
-        let mut listeners = Vec::new();
+        let mut pool = Vec::new();
         for fd in fds {
             let listener = std::net::TcpListener::from(fd);
-            listener.set_nonblocking(true)?;
-            listeners.push(tokio::net::TcpListener::from_std(listener)?);
+            pool.push((listener.local_addr()?, listener));
         }
-        let mut listeners = listeners.into_iter();
-        let (Some(http), Some(https)) = (listeners.next(), listeners.next()) else {
-            bail!("no public listeners handed over");
+        let mut take = |addr: SocketAddr| {
+            let i = pool.iter().position(|(a, _)| *a == addr)?;
+            Some(pool.remove(i).1)
         };
-        (http, https, Some((state, listeners.collect::<Vec<_>>())))
+        let http = take(http_addr);
+        let https = take(https_addr);
+        let private: Vec<_> = state
+            .listeners
+            .iter()
+            .filter_map(|addr| Some((*addr, take(*addr)?)))
+            .collect();
+        // Listeners no longer wanted close (the old process finishes their requests).
+        for (addr, _) in pool.drain(..) {
+            tracing::info!(%addr, "closing a listener the new settings drop");
+        }
+        let https_kept = https.is_some();
+        let mut bound = |addr: SocketAddr| {
+            let i = early.iter().position(|(a, _)| *a == addr)?;
+            Some(early.remove(i).1)
+        };
+        let (early_http, early_https) = (bound(http_addr), bound(https_addr));
+        let http = match http.or(early_http) {
+            Some(l) => l,
+            None => bind_after_handover(http_addr).await?,
+        };
+        let https = match https.or(early_https) {
+            Some(l) => l,
+            None => bind_after_handover(https_addr).await?,
+        };
+        let tokio_listener = |l: std::net::TcpListener| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        };
+        let private = private
+            .into_iter()
+            .map(|(addr, l)| Ok::<_, std::io::Error>((addr, tokio_listener(l)?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        (
+            tokio_listener(http)?,
+            tokio_listener(https)?,
+            Some((state, private, https_kept)),
+        )
     } else {
-        let http_addr = args.http_bind.unwrap_or(args.http_listen);
         let http = tokio::net::TcpListener::bind(http_addr)
             .await
             .with_context(|| format!("cannot listen for the router (HTTP) on {http_addr}"))?;
-        let https_addr = args.https_bind.unwrap_or(args.https_listen);
         let https = tokio::net::TcpListener::bind(https_addr)
             .await
             .with_context(|| format!("cannot listen for the router (HTTPS) on {https_addr}"))?;
@@ -529,8 +609,9 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
     // What the predecessor served, served from the first connection on.
     let mut private = HashMap::new();
     let mut state = HandedState::default();
-    if let Some((handed, listeners)) = handed {
-        if let Some(port) = handed.https_port {
+    if let Some((handed, listeners, https_kept)) = handed {
+        // The public HTTPS port the control plane gave, unless HTTPS moved.
+        if let Some(port) = handed.https_port.filter(|_| https_kept) {
             router.set_https_port(port);
         }
         if let Some(p) = &handed.private_addresses {
@@ -547,8 +628,8 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
         {
             tracing::warn!(error = %e, "the handed-over routes are refused");
         }
-        for (addr, listener) in handed.listeners.iter().zip(listeners) {
-            private.insert(*addr, private_listener(&stop, &router, &tls, listener)?);
+        for (addr, listener) in listeners {
+            private.insert(addr, private_listener(&stop, &router, &tls, listener)?);
         }
         state = handed;
         state.listeners.clear();
@@ -594,7 +675,7 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
         tls,
         hello,
         private: tokio::sync::Mutex::new(private),
-        public,
+        public: Mutex::new(Some(public)),
         state: Mutex::new(state),
         handed_over: Default::default(),
         stop,
@@ -645,10 +726,18 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
         let _ = std::fs::remove_file(dir.join(PID_FILE));
     }
     let _ = process.stop.send(true);
+    // Every listener stops accepting and closes now (a successor may bind an address
+    // that overlaps one it gave up); the requests in flight finish.
+    lock(&process.public).take();
     let private: Vec<_> = process.private.lock().await.drain().collect();
+    let mut tasks = Vec::new();
     for (_, l) in private {
         let _ = l.stop.send(true);
-        let _ = l.task.await;
+        drop(l.socket);
+        tasks.push(l.task);
+    }
+    for task in tasks {
+        let _ = task.await;
     }
     http_task.await??;
     https_task.await??;
@@ -934,10 +1023,28 @@ impl RouterClient {
             } else if same {
                 tracing::info!(pid = hello.pid, http = %hello.http, https = %hello.https, "adopted the running router process");
                 adopted = Some((conn, hello));
+            } else if hello.protocol == PROTOCOL {
+                // Other addresses or another base domain: a new router process takes the
+                // listening sockets it keeps (where an address is unchanged, it keeps
+                // the port a port 0 was given), binds the new ones, and the old one
+                // closes those dropped, finishes its requests and exits.
+                tracing::info!(
+                    pid = hello.pid,
+                    "the running router process has other settings: a new one takes over the sockets that stay"
+                );
+                drop(conn);
+                let keep = |wanted: SocketAddr, was: SocketAddr, bound: SocketAddr| {
+                    if wanted == was { bound } else { wanted }
+                };
+                let bind = (
+                    keep(launch.http_listen, hello.http_listen, hello.http),
+                    keep(launch.https_listen, hello.https_listen, hello.https),
+                );
+                adopted = Some(spawn(&launch, Some(bind), true).await?);
             } else {
                 tracing::warn!(
                     pid = hello.pid,
-                    "the running router process has other settings: replacing it"
+                    "the running router process speaks another protocol: replacing it"
                 );
                 let (_, mut write) = conn;
                 write
@@ -1221,11 +1328,11 @@ impl RouterPort for RouterClient {
         Ok(())
     }
 
-    fn stats(&self) -> BoxFuture<'_, Vec<RevisionStats>> {
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<RevisionStats>>> {
         Box::pin(async move {
             match self.call(Request::Stats).await {
-                Some(Reply::Stats(stats)) => stats,
-                _ => Vec::new(),
+                Some(Reply::Stats(stats)) => Some(stats),
+                _ => None,
             }
         })
     }

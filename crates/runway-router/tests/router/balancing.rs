@@ -262,6 +262,37 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_a_graceful_shutdown_gets_its_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let mut router = TestRouter::start(RouterConfig::default()).await;
+    router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
+    let registry = router.registry.clone();
+    let open = move || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry.lock().unwrap()).unwrap();
+        text.lines()
+            .any(|l| l == "runway_router_open_connections 1")
+    };
+    // The client has connected (the router accepted) but not yet sent its request when
+    // the listener stops, as when a new router process takes the socket over.
+    let mut client = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    eventually(open).await;
+    router.shutdown();
+    let addr = router.addr;
+    eventually(|| std::net::TcpStream::connect(addr).is_err()).await;
+    client
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = client.read_to_string(&mut text).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(text.ends_with("hello from a"), "{text:?}");
+    router.task.take().unwrap().await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_queued_on_a_revision_that_leaves_go_to_its_successor() {
     let router = TestRouter::start(RouterConfig::default()).await;
     router.set_services(vec![service("svc", HOST, "old-rev", vec![])]);

@@ -101,6 +101,13 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        if let Err(status) = self.try_launch() {
+            panic!("runway server exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Starts the server; how it exited if it does not start.
+    fn try_launch(&mut self) -> Result<(), std::process::ExitStatus> {
         // A relaunched server keeps its registry's address, as a configured one does:
         // image references of its services name it.
         let previous = self
@@ -171,14 +178,15 @@ impl Server {
                 self.http = field("http");
                 self.https = field("https");
                 self.metrics = field("metrics");
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("runway server exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
@@ -227,6 +235,28 @@ impl Server {
             self.log()
         );
         self.launch();
+    }
+
+    /// Stops the server with SIGTERM and starts it again with `flags` instead of the ones
+    /// it had, as when an operator changes its configuration.
+    pub fn restart_with(&mut self, flags: &[&str]) {
+        self.flags = flags.iter().map(|f| f.to_string()).collect();
+        self.restart();
+    }
+
+    /// Stops the server with SIGTERM and starts it with `flags`, which must make it fail:
+    /// its log. The server stays stopped (with its former flags) for [`Server::relaunch`].
+    pub fn restart_failing_with(&mut self, flags: &[&str]) -> String {
+        let status = self.signal("-TERM").expect("server was running");
+        assert!(status.success(), "{}", self.log());
+        let former = std::mem::replace(
+            &mut self.flags,
+            flags.iter().map(|f| f.to_string()).collect(),
+        );
+        let started = self.try_launch();
+        self.flags = former;
+        assert!(started.is_err(), "the server started with {flags:?}");
+        self.log()
     }
 
     /// Stops the server with SIGTERM and starts it again with its registry on another

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The instances of service `arn`, as `Runway.ListInstances` reports them.
-fn instances(server: &Server, arn: &str) -> Vec<Value> {
+pub(crate) fn instances(server: &Server, arn: &str) -> Vec<Value> {
     extension(server, "ListInstances", json!({ "ServiceArn": arn }))["Instances"]
         .as_array()
         .cloned()
@@ -19,7 +19,7 @@ fn instances(server: &Server, arn: &str) -> Vec<Value> {
 }
 
 /// The host pid of instance `id`'s app, from runc.
-fn app_pid(server: &Server, id: &str) -> u32 {
+pub(crate) fn app_pid(server: &Server, id: &str) -> u32 {
     let out = Command::new("runc")
         .arg("--root")
         .arg(server.data_dir().join("runtime/runc"))
@@ -36,7 +36,7 @@ fn app_pid(server: &Server, id: &str) -> u32 {
 }
 
 /// The service's event log, as `runway events` prints it.
-fn events(server: &Server, name: &str) -> String {
+pub(crate) fn events(server: &Server, name: &str) -> String {
     let out = server.runway().args(["events", name]).output().unwrap();
     assert!(
         out.status.success(),
@@ -47,7 +47,7 @@ fn events(server: &Server, name: &str) -> String {
 }
 
 /// Waits until the event log of `name` has a line containing each of `want`.
-fn wait_events(server: &Server, name: &str, want: &[&str]) -> String {
+pub(crate) fn wait_events(server: &Server, name: &str, want: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let log = events(server, name);
@@ -64,7 +64,7 @@ fn wait_events(server: &Server, name: &str, want: &[&str]) -> String {
 }
 
 /// The instance (first 12 digits of its id) that answered `/` at `host` within 3 s.
-fn answered_by(server: &Server, host: &str) -> Option<String> {
+pub(crate) fn answered_by(server: &Server, host: &str) -> Option<String> {
     let port = server.https.rsplit(':').next().unwrap();
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "3", "--cacert"])

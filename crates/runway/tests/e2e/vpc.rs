@@ -1419,4 +1419,33 @@ fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_se
     let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
     assert_eq!(status, 200, "served after the restart: {body}");
     assert_eq!(get(&server, &hidden_host, "/").0, 404);
+
+    // A server started with other router settings has a new router process take the
+    // private listener over with the public ones it keeps.
+    let router = server.router_pid().expect("a router process runs");
+    drop(client);
+    server.restart_with(&["--http-listen", "127.0.0.2:0"]);
+    assert_ne!(
+        server.router_pid(),
+        Some(router),
+        "the router process was replaced"
+    );
+    let client = Namespace::on(&server, &bridge, "cl", &format!("{}/24", at(20)));
+    let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
+    assert_eq!(status, 200, "served after the router's replacement: {body}");
+    let router_log =
+        std::fs::read_to_string(server.data_dir().join("logs/router.log")).unwrap_or_default();
+    // Handed over, not bound again: only the public HTTP listener was dropped.
+    assert_eq!(
+        router_log.matches("private listener started").count(),
+        1,
+        "{router_log}"
+    );
+    assert_eq!(
+        router_log
+            .matches("closing a listener the new settings drop")
+            .count(),
+        1,
+        "{router_log}"
+    );
 }
