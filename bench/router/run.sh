@@ -12,6 +12,7 @@
 #   DURATION=5 ROUNDS=1 bench/router/run.sh
 #   CONNS=128 bench/router/run.sh       more connections
 #   PARTS="grpc transfer" bench/router/run.sh   only some parts (small grpc neighbour transfer)
+#   ROUTER_BIN=/tmp/old/bench_router bench/router/run.sh   a saved router build (before/after)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -65,7 +66,7 @@ NGINX_H2=$(free_port)
 "$TARGET/release/examples/bench_backend" "127.0.0.1:$BACKEND" "$BACKEND_THREADS" &
 BACKEND_PID=$!
 pids+=($!)
-"$TARGET/release/examples/bench_router" "127.0.0.1:$RUNWAY" "127.0.0.1:$BACKEND" "$PROXY_THREADS" &
+"${ROUTER_BIN:-$TARGET/release/examples/bench_router}" "127.0.0.1:$RUNWAY" "127.0.0.1:$BACKEND" "$PROXY_THREADS" &
 RUNWAY_PID=$!
 pids+=($!)
 

@@ -23,10 +23,11 @@ use hyper::client::conn::{http1 as hyper_http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
 
 /// How connections to instances are made and kept.
 #[derive(Debug, Clone)]
@@ -65,18 +66,29 @@ fn segment() -> usize {
 /// Idle HTTP/1.1 connections of one thread, with when they became idle.
 type Idle = Mutex<Vec<(http1::Conn, Instant)>>;
 
+/// One thread's h2c connection to an instance: made by the first request that needs it,
+/// and awaited by the requests that arrive during its handshake instead of each dialing
+/// its own (a burst of requests at start opened dozens). A connection that failed or
+/// closed is replaced by a new cell.
+type H2Cell = Arc<OnceCell<Result<H2Sender, String>>>;
+type H2Slot = Mutex<H2Cell>;
+
 /// An instance's connections, one segment per thread.
 #[derive(Debug)]
 pub(crate) enum Pool {
     Http1(Box<[Idle]>),
-    H2c(Box<[Mutex<Option<H2Sender>>]>),
+    H2c(Box<[H2Slot]>),
 }
 
 impl Pool {
     pub(crate) fn new(protocol: Upstream) -> Self {
         match protocol {
             Upstream::Http1 => Pool::Http1((0..SEGMENTS).map(|_| Mutex::new(Vec::new())).collect()),
-            Upstream::H2c => Pool::H2c((0..SEGMENTS).map(|_| Mutex::new(None)).collect()),
+            Upstream::H2c => Pool::H2c(
+                (0..SEGMENTS)
+                    .map(|_| Mutex::new(Arc::new(OnceCell::new())))
+                    .collect(),
+            ),
         }
     }
 }
@@ -245,6 +257,15 @@ async fn connect_h2(addr: SocketAddr, settings: &UpstreamSettings) -> Result<H2S
     Ok(sender)
 }
 
+/// Drops a failed or closed h2c connection from its `slot`, unless another request has
+/// replaced it already, so that the next request makes a new one.
+fn forget_h2(slot: &H2Slot, failed: &H2Cell) {
+    let mut current = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if Arc::ptr_eq(&current, failed) {
+        *current = Arc::new(OnceCell::new());
+    }
+}
+
 /// An idle pooled connection of this thread that is still open, ready for a request
 /// made at `now`.
 fn checkout(
@@ -361,44 +382,48 @@ pub(crate) async fn send(
             }
         },
         Pool::H2c(segments) => {
-            let shared = &segments[segment()];
+            let slot = &segments[segment()];
             forwarded.apply(req.headers_mut());
             for_h2(&mut req);
-            let mut fresh = false;
             loop {
-                let current = shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .filter(|s| !s.is_closed())
-                    .cloned();
-                let mut sender = match current {
-                    Some(sender) => sender,
-                    None => {
-                        let sender = match connect_h2(addr, settings).await {
-                            Ok(sender) => sender,
-                            Err(reason) => return Err(not_sent(reason, req)),
-                        };
-                        fresh = true;
-                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
-                        sender
+                let cell = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                // Made (or being made) for this request and the ones that came with it:
+                // a failure is the instance's answer, not a stale connection's.
+                let fresh = !cell.initialized();
+                let made = cell.get_or_init(|| connect_h2(addr, settings)).await;
+                let mut sender = match made {
+                    Ok(sender) if !sender.is_closed() => sender.clone(),
+                    Ok(_) if !fresh => {
+                        forget_h2(slot, &cell);
+                        continue;
+                    }
+                    Ok(_) => {
+                        forget_h2(slot, &cell);
+                        return Err(not_sent(format!("h2c connection to {addr} closed"), req));
+                    }
+                    Err(reason) => {
+                        forget_h2(slot, &cell);
+                        return Err(not_sent(reason.clone(), req));
                     }
                 };
                 if let Err(e) = sender.ready().await {
+                    forget_h2(slot, &cell);
                     if fresh {
                         return Err(not_sent(e.to_string(), req));
                     }
-                    shared.lock().unwrap_or_else(|e| e.into_inner()).take();
                     continue;
                 }
                 match sender.try_send_request(req).await {
                     Ok(response) => return Ok(response.map(UpstreamBody::Hyper)),
                     Err(mut e) => match e.take_message() {
                         Some(back) if !fresh => {
-                            shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            forget_h2(slot, &cell);
                             req = back;
                         }
-                        Some(back) => return Err(not_sent(e.into_error().to_string(), back)),
+                        Some(back) => {
+                            forget_h2(slot, &cell);
+                            return Err(not_sent(e.into_error().to_string(), back));
+                        }
                         None => return Err(SendError::failed(e.into_error())),
                     },
                 }

@@ -55,6 +55,39 @@ async fn http2_clients_are_served_over_h1_and_h2c_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_requests_shares_one_h2c_connection_per_thread() {
+    let a = Backend::start("a").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+    svc.upstream = Upstream::H2c;
+    router.set_services(vec![svc]);
+    // 48 requests at once on 8 client connections, before any h2c connection exists:
+    // they wait for the handshake of their thread's connection instead of each dialing.
+    let mut replies = Vec::new();
+    for _ in 0..8 {
+        let mut client = h2c_client(router.addr).await;
+        for i in 0..6 {
+            let req = Request::get(format!("http://{HOST}/headers?i={i}"))
+                .body(full(""))
+                .unwrap();
+            replies.push(client.send_request(req));
+        }
+    }
+    for reply in futures_util::future::join_all(replies).await {
+        assert_eq!(reply.unwrap().status(), StatusCode::OK);
+    }
+    let connections = a
+        .stats
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    // One per router thread (the test runtime has two).
+    assert!(
+        (1..=2).contains(&connections),
+        "{connections} connections to the instance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_arrive_before_the_response_ends() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;

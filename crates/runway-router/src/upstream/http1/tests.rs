@@ -344,34 +344,97 @@ async fn large_heads_grow_the_buffer_up_to_the_limit() {
     }
 }
 
-#[tokio::test]
-async fn large_bodies_stream_through_in_pieces() {
-    const SIZE: usize = 3 * 1024 * 1024 + 17;
-    let addr = instance(|mut stream: TcpStream| async move {
-        read_head(&mut stream).await;
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
-        stream.write_all(&body).await.unwrap();
-        let _ = stream.read(&mut [0u8; 1]).await;
-    })
-    .await;
-    let mut response = send_ok(connect(addr).await, get("/")).await;
-    assert_eq!(response.body().size_hint().exact(), Some(SIZE as u64));
+/// The bytes of a large test body: a pattern that shows any byte out of place.
+fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Reads `response`'s body, checking it against [`pattern`] and that each frame fits
+/// in one body read; the number of frames.
+async fn read_pattern(response: &mut Response<ResponseBody>, size: usize) -> usize {
     let mut frames = 0;
     let mut seen = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| response.body_mut().poll_frame(cx)).await {
         let data = frame.unwrap().into_data().unwrap();
-        assert!(data.len() <= READ_SIZE);
-        for (i, b) in data.iter().enumerate() {
-            assert_eq!(*b, ((seen + i) % 251) as u8);
-        }
+        assert!(data.len() <= BODY_READ);
+        assert_eq!(&data[..], &pattern(seen, data.len())[..], "at {seen}");
         seen += data.len();
         frames += 1;
     }
-    assert_eq!(seen, SIZE);
-    assert!(frames > 1);
+    assert_eq!(seen, size);
+    frames
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through_in_pieces() {
+    const SIZE: usize = 3 * 1024 * 1024 + 17;
+    // Two responses written at once, the second before it was asked for: the reads of
+    // the first body must stop at its length and leave the second response alone.
+    let addr = instance(|mut stream: TcpStream| async move {
+        read_head(&mut stream).await;
+        let mut both = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+        both.extend_from_slice(&pattern(0, SIZE));
+        both.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        stream.write_all(&both).await.unwrap();
+        let _ = stream.read(&mut [0u8; 1]).await;
+    })
+    .await;
+    let conn = connect(addr).await;
+    let mut response = send_ok(conn, get("/")).await;
+    assert_eq!(response.body().size_hint().exact(), Some(SIZE as u64));
+    assert!(read_pattern(&mut response, SIZE).await > 1);
+    let conn = response.body_mut().take_reusable().expect("reusable");
+    let mut second = send_ok(conn, get("/")).await;
+    assert_eq!(read_body(second.body_mut()).await.unwrap().0, b"ok");
+}
+
+#[tokio::test]
+async fn large_chunks_and_close_delimited_bodies_stream_through() {
+    const CHUNK: usize = 700 * 1024 + 3;
+    let addr = instance(|mut stream: TcpStream| async move {
+        read_head(&mut stream).await;
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for (offset, len) in [(0, CHUNK), (CHUNK, 5), (CHUNK + 5, CHUNK)] {
+            out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+            out.extend_from_slice(&pattern(offset, len));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\nx-t: 1\r\n\r\n");
+        stream.write_all(&out).await.unwrap();
+        let _ = stream.read(&mut [0u8; 1]).await;
+    })
+    .await;
+    let mut response = send_ok(connect(addr).await, get("/")).await;
+    let (data, trailers) = read_body(response.body_mut()).await.unwrap();
+    assert_eq!(data, pattern(0, 2 * CHUNK + 5));
+    assert_eq!(trailers.unwrap()["x-t"], "1");
     assert!(response.body_mut().take_reusable().is_some());
+
+    let addr = instance(|mut stream: TcpStream| async move {
+        read_head(&mut stream).await;
+        stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        stream.write_all(&pattern(0, 2 * CHUNK)).await.unwrap();
+    })
+    .await;
+    let mut response = send_ok(connect(addr).await, get("/")).await;
+    read_pattern(&mut response, 2 * CHUNK).await;
+    assert!(response.body_mut().take_reusable().is_none());
+
+    // A large body cut short is an error, not a shorter body.
+    let addr = instance(|mut stream: TcpStream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&pattern(0, CHUNK)).await.unwrap();
+    })
+    .await;
+    let mut response = send_ok(connect(addr).await, get("/")).await;
+    assert!(matches!(
+        read_body(response.body_mut()).await,
+        Err(Error::Incomplete)
+    ));
 }
 
 #[tokio::test]
