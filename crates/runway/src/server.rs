@@ -1,5 +1,7 @@
 //! `runway server`: configuration (flags over a TOML file over defaults), the data
-//! directory, the admin key, the listeners, and graceful shutdown.
+//! directory, the admin key, the listeners, and graceful shutdown. The API is served on
+//! its own threads at a higher CPU priority than the rest, so that it answers while
+//! instances starting and the controller take every CPU.
 
 use crate::listeners::{self, PublicHost};
 use anyhow::{Context, Result, bail};
