@@ -9,7 +9,7 @@
 # first column with `/` as `+` (aws-containers+hello-app-runner), at the commit listed
 # (the script checks it out if the checkout is a git clone). The repositories' code is
 # never part of runway: clone them yourself. Base images for the runtimes they name are
-# made with scripts/base-image (cached under /var/cache/runway/rootfs) and imported into
+# made with scripts/base-image (cached under /var/cache/runway/rootfs, by recipe) and imported into
 # the server this script starts (its own data directory, bridge and ports).
 # BRIDGE and SUBNET (rwcompat, 10.251.0.0/24) let two runs go side by side.
 # Results: bench/compat/results.tsv (name, commit, runtime, result, HTTP status, seconds,
@@ -55,7 +55,10 @@ import_base() {
   runtime=${spec%@*}
   version=$([[ "$spec" == *@* ]] && echo "${spec#*@}" || true)
   [[ "$imported" == *" $spec "* ]] && return 0
-  dir=/var/cache/runway/rootfs/$runtime${version:+-$version}
+  # Keyed by the script's recipe: an image made by an older recipe is not reused.
+  local key
+  key=$(scripts/base-image --recipe "$spec" | sha256sum | cut -c1-12) || return 1
+  dir=/var/cache/runway/rootfs/$runtime${version:+-$version}-$key
   if [[ ! -f "$dir.complete" ]]; then
     rm -rf "$dir"
     scripts/base-image --rootfs-only "$spec" "$dir" || return 1

@@ -253,8 +253,13 @@ macro_rules! checked_scalar {
     };
 }
 
+// 1.0, and the other 1.x a public repository wrote (`version: 1.10`) and App Runner
+// built: there has only ever been one version of the file.
 checked_scalar!(Version, (), |s| {
-    if s == "1.0" || s == "1" {
+    let minor = s
+        .strip_prefix("1.")
+        .unwrap_or(if s == "1" { "0" } else { "x" });
+    if !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
         Err(format!("expected version 1.0, found {s:?}"))

@@ -300,10 +300,13 @@ impl Runtime {
     }
 
     /// The runtime `apprunner.yaml` calls `name`, in any case (`Nodejs12`), with
-    /// surrounding blanks and dots ignored (`python3.11`); runway's earlier names `php8`
-    /// and `ruby3` too.
+    /// blanks and dots ignored (`python3.11`, `Nodejs 12`, which public apprunner.yaml
+    /// files use); runway's earlier names `php8` and `ruby3` too.
     pub fn from_name(name: &str) -> Option<Runtime> {
-        let name: String = name.trim().chars().filter(|c| *c != '.').collect();
+        let name: String = name
+            .chars()
+            .filter(|c| *c != '.' && !c.is_whitespace())
+            .collect();
         TABLE
             .iter()
             .find(|i| i.names.iter().any(|n| n.eq_ignore_ascii_case(&name)))

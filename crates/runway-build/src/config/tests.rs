@@ -141,6 +141,13 @@ fn unknown_keys_are_errors_with_their_line() {
 
 #[test]
 fn bad_values_are_errors_at_the_value() {
+    for version in ["1", "1.0", "1.10"] {
+        let text =
+            format!("version: {version}\nruntime: python3\nrun:\n  command: python3 app.py\n");
+        parse(&text).unwrap_or_else(|e| panic!("version {version}: {e}"));
+    }
+    let e = err("version: 1.x\nruntime: python3\n");
+    assert!(e.message.contains("expected version 1.0"), "{e}");
     let e = err("version: 2.0\nruntime: python3\n");
     assert_eq!((e.line, e.column), (1, 10), "{e}");
     assert!(e.message.contains("expected version 1.0"), "{e}");

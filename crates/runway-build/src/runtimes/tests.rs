@@ -43,6 +43,7 @@ fn apprunner_yaml_names_are_case_insensitive_with_runways_earlier_names() {
         ("ruby3", Runtime::Ruby31),
         ("GO1", Runtime::Go1),
         ("python3.11", Runtime::Python311),
+        ("Nodejs 12", Runtime::Nodejs12),
     ] {
         assert_eq!(Runtime::from_name(name), Some(runtime), "{name}");
     }

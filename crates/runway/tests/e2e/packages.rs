@@ -2,7 +2,8 @@
 //! Runner's samples do, through whatever TLS-inspecting proxy the host trusts (builds
 //! trust the host's certificate authorities): a Flask app's `requirements.txt` from PyPI,
 //! deployed with `runway deploy --source`, and an Express app's `package-lock.json` from
-//! npm, deployed through the App Runner API from a git repository.
+//! npm, deployed through the App Runner API from a git repository; and a Node.js app whose
+//! native dependency (bcrypt) node-gyp compiles in the build.
 
 use crate::deploy::{get, wait_status_within};
 use crate::harness::{RawRequest, Server};
@@ -164,5 +165,42 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
     assert!(
         took >= 3.0,
         "the failed build took {took} s by its times: {op}"
+    );
+}
+
+/// A Node.js app with a native dependency deploys from source: `npm ci` of bcrypt, whose
+/// C++ node-gyp compiles in the build (App Runner's Node.js runtimes have the compilers;
+/// the prebuilt binaries come from GitHub, out of reach on many machines). On nodejs14,
+/// whose npm 6 brings node-gyp 5: Python 3.11 and the image's own Node.js headers.
+#[test]
+fn a_native_node_module_is_compiled_in_the_build_and_the_app_answers() {
+    let server = Server::start_with(&["--runtime-image", "nodejs14=runtimes/nodejs14:latest"]);
+    import_base(&server, "nodejs14");
+    let apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps");
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("bcrypt");
+    copy_dir(&apps.join("bcrypt"), &app);
+    let out = server
+        .runway()
+        .args(["deploy", "--source"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = assert_ok(&out, "runway deploy --source (bcrypt)");
+    assert!(
+        stdout.contains("CXX(target) Release/obj.target/bcrypt_lib/src/bcrypt.o")
+            && stdout.contains("bcrypt_lib.node"),
+        "node-gyp compiled bcrypt in the build:\n{stdout}"
+    );
+    let services = server.aws(&["list-services"]).ok();
+    let host = services["ServiceSummaryList"][0]["ServiceUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = get(&server, &host, "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("bcrypt 5.1.1 on Node.js 14.") && body.ends_with(": ok\n"),
+        "{body}"
     );
 }
