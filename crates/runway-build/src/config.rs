@@ -253,8 +253,8 @@ macro_rules! checked_scalar {
     };
 }
 
-// 1.0, and the other 1.x a public repository wrote (`version: 1.10`) and App Runner
-// built: there has only ever been one version of the file.
+// 1.0, and the other 1.x a public repository wrote (`version: 1.10`; its history
+// suggests App Runner took it): there has only ever been one version of the file.
 checked_scalar!(Version, (), |s| {
     let minor = s
         .strip_prefix("1.")
