@@ -831,32 +831,25 @@ impl ResponseBody {
             let available = conn.end - conn.start;
             match framing {
                 ResponseFraming::Length(left) => {
-                    if available == 0 && left >= BODY_DIRECT {
-                        let data = match ready!(conn.poll_read_body(cx, left)) {
+                    let data = if available > 0 {
+                        let n = (available as u64).min(left) as usize;
+                        let data = Bytes::copy_from_slice(&conn.available()[..n]);
+                        conn.start += n;
+                        data
+                    } else if left >= BODY_DIRECT {
+                        match ready!(conn.poll_read_body(cx, left)) {
                             Ok(data) if data.is_empty() => return self.fail(Error::Incomplete),
                             Ok(data) => data,
                             Err(e) => return self.fail(e),
-                        };
-                        let left = left - data.len() as u64;
-                        if left == 0 {
-                            self.framing = None;
-                            self.done = true;
-                        } else {
-                            self.framing = Some(ResponseFraming::Length(left));
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    if available == 0 {
+                    } else {
                         match ready!(conn.poll_fill(cx, READ_SIZE)) {
                             Ok(0) => return self.fail(Error::Incomplete),
                             Ok(_) => continue,
                             Err(e) => return self.fail(e),
                         }
-                    }
-                    let n = (available as u64).min(left) as usize;
-                    let data = Bytes::copy_from_slice(&conn.available()[..n]);
-                    conn.start += n;
-                    let left = left - n as u64;
+                    };
+                    let left = left - data.len() as u64;
                     if left == 0 {
                         self.framing = None;
                         self.done = true;
@@ -939,26 +932,25 @@ fn decode_chunk(
                 }
             }
             Chunk::Data(left) => {
-                if available.is_empty() && left >= BODY_DIRECT {
+                let data = if !available.is_empty() {
+                    let n = (available.len() as u64).min(left) as usize;
+                    let data = Bytes::copy_from_slice(&available[..n]);
+                    conn.start += n;
+                    Some(data)
+                } else if left >= BODY_DIRECT {
                     let data = ready!(conn.poll_read_body(cx, left))?;
                     if data.is_empty() {
                         return Poll::Ready(Err(Error::Incomplete));
                     }
+                    Some(data)
+                } else {
+                    None
+                };
+                if let Some(data) = data {
                     let next = if data.len() as u64 == left {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left - data.len() as u64)
-                    };
-                    return Poll::Ready(Ok((Some(next), Some(Frame::data(data)))));
-                }
-                if !available.is_empty() {
-                    let n = (available.len() as u64).min(left) as usize;
-                    let data = Bytes::copy_from_slice(&available[..n]);
-                    conn.start += n;
-                    let next = if n as u64 == left {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left - n as u64)
                     };
                     return Poll::Ready(Ok((Some(next), Some(Frame::data(data)))));
                 }
