@@ -273,7 +273,7 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
 
 #[test]
 fn health_checking_and_replacement_resume_after_a_control_plane_restart() {
-    use crate::reliability::{answered_by, app_pid, instances, wait_events};
+    use crate::reliability::{answered_by, app_pid, hang, instances, wait_events};
     let mut server = Server::start_with(&["--replace-grace", "1"]);
     let (arn, host) = create_testapp(&server, "revived", json!({}), json!({}));
     let first = instances(&server, &arn)[0]["InstanceId"]
@@ -286,13 +286,7 @@ fn health_checking_and_replacement_resume_after_a_control_plane_restart() {
     // The control plane dies; meanwhile the app hangs (its HTTP health check gets no
     // answer, and neither do requests).
     server.kill();
-    let pid = app_pid(&server, &first);
-    let status = Command::new("kill")
-        .args(["-STOP", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let stopped = scopeguard(pid);
+    let stopped = hang(app_pid(&server, &first));
 
     // The restarted server checks the adopted instance again, takes it out of the
     // routes and replaces it.
@@ -327,21 +321,6 @@ fn health_checking_and_replacement_resume_after_a_control_plane_restart() {
         .collect();
     assert_eq!(now.len(), 1, "{now:?}");
     assert!(now[0].starts_with(&second), "{now:?} {second}");
-}
-
-/// Sends SIGCONT to `pid` when dropped, so that a failing test leaves no stopped
-/// process behind (the server's cleanup then stops it).
-fn scopeguard(pid: u32) -> impl Drop {
-    struct Cont(u32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-CONT", &self.0.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    Cont(pid)
 }
 
 #[test]

@@ -35,6 +35,27 @@ pub(crate) fn app_pid(server: &Server, id: &str) -> u32 {
     state["pid"].as_u64().unwrap() as u32
 }
 
+/// Stops `pid` (SIGSTOP): the app hangs, accepting no request and answering no health
+/// check. The guard sends SIGCONT when dropped, so that a failing test leaves no stopped
+/// process behind.
+pub(crate) fn hang(pid: u32) -> impl Drop {
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Cont(pid)
+}
+
 /// The service's event log, as `runway events` prints it.
 pub(crate) fn events(server: &Server, name: &str) -> String {
     let out = server.runway().args(["events", name]).output().unwrap();
@@ -96,12 +117,7 @@ fn a_hung_app_is_replaced_and_crashes_and_oom_kills_are_service_events() {
     assert_eq!(answered_by(&server, &host).as_deref(), Some(&first[..12]));
 
     // The app hangs: it accepts no request and answers no health check.
-    let pid = app_pid(&server, &first);
-    let status = Command::new("kill")
-        .args(["-STOP", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let _hung = hang(app_pid(&server, &first));
     let hung = Instant::now();
     let second = loop {
         if let Some(by) = answered_by(&server, &host)
