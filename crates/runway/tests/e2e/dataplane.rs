@@ -32,72 +32,90 @@ fn router_processes(server: &Server) -> Vec<u32> {
     found
 }
 
-/// Waits until `ok` has counted `more` successes past `from` (the loop goes on).
-fn wait_for_successes(ok: &AtomicUsize, from: usize, more: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while ok.load(Ordering::Relaxed) < from + more {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request loop stalled"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+/// A loop of HTTPS requests (a new connection each) to a host through the router, on a
+/// thread of its own until [`RequestLoop::finish`], counting its successes.
+struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl RequestLoop {
+    /// Requests to `host`, checking the router's certificate.
+    fn start(server: &Server, host: &str) -> Self {
+        Self::start_checking(server, host, true)
     }
-}
 
-/// A loop of HTTPS requests (a new connection each) to `host` through the router until
-/// stopped: the failures, with the count of successes kept in `ok`.
-fn request_loop(
-    server: &Server,
-    host: &str,
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<Vec<String>> {
-    request_loop_checking(server, host, true, stop, ok)
-}
-
-/// [`request_loop`], checking the router's certificate only if `verify`.
-fn request_loop_checking(
-    server: &Server,
-    host: &str,
-    verify: bool,
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<Vec<String>> {
-    let (host, https, ca) = (
-        host.to_string(),
-        server.https.clone(),
-        server.data_dir().join("certs/ca.pem"),
-    );
-    std::thread::spawn(move || {
-        let port = https.rsplit(':').next().unwrap().to_string();
-        let mut failed = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let out = Command::new("curl")
-                .args([
-                    "-sS",
-                    "-w",
-                    "\n%{http_code}",
-                    "--max-time",
-                    "10",
-                    if verify { "--cacert" } else { "--insecure" },
-                ])
-                .args(verify.then_some(&ca))
-                .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-                .arg(format!("https://{host}:{port}/env"))
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.ends_with("\n200") {
-                ok.fetch_add(1, Ordering::Relaxed);
-            } else {
-                failed.push(format!(
-                    "{text} {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+    /// [`RequestLoop::start`], checking the router's certificate only if `verify`.
+    fn start_checking(server: &Server, host: &str, verify: bool) -> Self {
+        let (stop, ok) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (host, https, ca) = (
+            host.to_string(),
+            server.https.clone(),
+            server.data_dir().join("certs/ca.pem"),
+        );
+        let thread = std::thread::spawn({
+            let (stop, ok) = (stop.clone(), ok.clone());
+            move || {
+                let port = https.rsplit(':').next().unwrap().to_string();
+                let mut failed = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let out = Command::new("curl")
+                        .args([
+                            "-sS",
+                            "-w",
+                            "\n%{http_code}",
+                            "--max-time",
+                            "10",
+                            if verify { "--cacert" } else { "--insecure" },
+                        ])
+                        .args(verify.then_some(&ca))
+                        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+                        .arg(format!("https://{host}:{port}/env"))
+                        .output()
+                        .unwrap();
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    if text.ends_with("\n200") {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.push(format!(
+                            "{text} {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ));
+                    }
+                }
+                failed
             }
+        });
+        RequestLoop { stop, ok, thread }
+    }
+
+    /// The requests answered 200 so far.
+    fn successes(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` requests have succeeded after the first `from`.
+    fn wait_for(&self, from: usize, more: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.successes() < from + more {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request loop stalled"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        failed
-    })
+    }
+
+    /// Stops the loop: the requests that succeeded, and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failed = self.thread.join().unwrap();
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
 }
 
 #[test]
@@ -108,22 +126,17 @@ fn a_killed_control_plane_fails_no_request_and_its_restart_adopts_the_router() {
     let router = server.router_pid().expect("a router process runs");
     assert_ne!(router, server.pid(), "the router has a process of its own");
 
-    let (stop, ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    let looper = RequestLoop::start(&server, &host);
     std::thread::sleep(Duration::from_secs(1));
     server.kill();
-    let at_kill = ok.load(Ordering::Relaxed);
+    let at_kill = looper.successes();
     // Several seconds, and many requests, without a control plane.
     std::thread::sleep(Duration::from_secs(5));
-    wait_for_successes(&ok, at_kill, 20);
+    looper.wait_for(at_kill, 20);
     server.relaunch();
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let failed = looper.join().unwrap();
-    let total = ok.load(Ordering::Relaxed) + failed.len();
+    let (succeeded, failed) = looper.finish();
+    let total = succeeded + failed.len();
     assert!(
         failed.is_empty(),
         "{} of {total} requests failed across the kill and restart: {failed:?}",
@@ -145,16 +158,11 @@ fn a_killed_control_plane_fails_no_request_and_its_restart_adopts_the_router() {
 
     // A graceful stop (SIGTERM) leaves the router serving too, and the next server
     // adopts it again.
-    let (stop, ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    let looper = RequestLoop::start(&server, &host);
     std::thread::sleep(Duration::from_millis(500));
     server.restart();
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let failed = looper.join().unwrap();
+    let (_, failed) = looper.finish();
     assert!(
         failed.is_empty(),
         "requests failed across a graceful restart: {failed:?}"
@@ -219,11 +227,7 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
                 .unwrap()
         })
     };
-    let (stop, ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
+    let looper = RequestLoop::start(&server, &host);
     std::thread::sleep(Duration::from_millis(1000));
     let out = server
         .runway()
@@ -237,10 +241,9 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let at_handover = ok.load(Ordering::Relaxed);
-    wait_for_successes(&ok, at_handover, 20);
-    stop.store(true, Ordering::Relaxed);
-    let failed = looper.join().unwrap();
+    let at_handover = looper.successes();
+    looper.wait_for(at_handover, 20);
+    let (_, failed) = looper.finish();
     assert!(
         failed.is_empty(),
         "{} requests failed across the handover: {failed:?}",
@@ -329,13 +332,9 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
     let (arn, host) = create_testapp(&server, "keepopen", json!({ "GREETING": "one" }), json!({}));
     let old = server.router_pid().expect("a router process runs");
     let (https, old_http) = (server.https.clone(), server.http.clone());
-    let (stop, ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
     // Requests to the HTTPS listener, which the new settings keep.
-    let looper = request_loop(&server, &host, stop.clone(), ok.clone());
-    wait_for_successes(&ok, 0, 5);
+    let looper = RequestLoop::start(&server, &host);
+    looper.wait_for(0, 5);
     // An address the router cannot have fails the start and changes nothing.
     let log = server.restart_failing_with(&["--http-listen", "192.0.2.1:0"]);
     assert!(
@@ -343,16 +342,15 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
         "{log}"
     );
     assert_eq!(server.router_pid(), Some(old));
-    let at_failure = ok.load(Ordering::Relaxed);
-    wait_for_successes(&ok, at_failure, 5);
+    let at_failure = looper.successes();
+    looper.wait_for(at_failure, 5);
     server.relaunch();
     assert_eq!(server.router_pid(), Some(old), "{}", server.log());
     // The operator moves the HTTP listener: the router process must be replaced.
     server.restart_with(&["--http-listen", "127.0.0.2:0"]);
-    let at_restart = ok.load(Ordering::Relaxed);
-    wait_for_successes(&ok, at_restart, 20);
-    stop.store(true, Ordering::Relaxed);
-    let failed = looper.join().unwrap();
+    let at_restart = looper.successes();
+    looper.wait_for(at_restart, 20);
+    let (_, failed) = looper.finish();
     assert!(
         failed.is_empty(),
         "{} requests failed across the restart with other settings: {failed:?}",
@@ -416,12 +414,8 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
     // The service keeps the host name it was given, which the new base domain's
     // certificate does not name (not yet: serving the former base domain's certificate
     // as well), so this loop does not check the certificate.
-    let (stop, ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let looper = request_loop_checking(&server, &host, false, stop.clone(), ok.clone());
-    wait_for_successes(&ok, 0, 5);
+    let looper = RequestLoop::start_checking(&server, &host, false);
+    looper.wait_for(0, 5);
     let (http, before) = (server.http.clone(), server.router_pid());
     server.restart_with(&[
         "--http-listen",
@@ -429,10 +423,9 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
         "--base-domain",
         "moved.localhost",
     ]);
-    let at_restart = ok.load(Ordering::Relaxed);
-    wait_for_successes(&ok, at_restart, 20);
-    stop.store(true, Ordering::Relaxed);
-    let failed = looper.join().unwrap();
+    let at_restart = looper.successes();
+    looper.wait_for(at_restart, 20);
+    let (_, failed) = looper.finish();
     assert!(
         failed.is_empty(),
         "{} requests failed across the restart with another base domain: {failed:?}",
