@@ -100,6 +100,16 @@ impl Server {
         cmd
     }
 
+    /// `runway deploy --source DIR`, as a user deploys a checkout; its output, whether
+    /// it succeeded or not.
+    pub fn deploy_source(&self, dir: &Path) -> Output {
+        self.runway()
+            .args(["deploy", "--source"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    }
+
     fn launch(&mut self) {
         if let Err(status) = self.try_launch() {
             panic!("runway server exited with {status}:\n{}", self.log());

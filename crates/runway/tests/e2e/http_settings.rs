@@ -535,12 +535,7 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps/grpc-echo"),
         &app,
     );
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = assert_ok(&out, "runway deploy --source (pip install grpcio)");
     assert!(
         stdout.contains("Service grpc-echo is running at"),

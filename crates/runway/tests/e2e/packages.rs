@@ -46,12 +46,7 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&flask)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&flask);
     let stdout = assert_ok(&out, "runway deploy --source (Flask)");
     assert!(
         stdout.contains("Successfully installed") && stdout.contains("Flask-3.0.3"),
@@ -128,12 +123,7 @@ fn builds_install_packages_from_pypi_and_npm_and_the_apps_answer() {
         "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo $((6*7))-marker; sleep 3; exit 1\nrun:\n  command: python3 app.py\n",
     )
     .unwrap();
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&slow)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&slow);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert_eq!(
@@ -180,12 +170,7 @@ fn a_native_node_module_is_compiled_in_the_build_and_the_app_answers() {
     let work = tempfile::tempdir().unwrap();
     let app = work.path().join("bcrypt");
     copy_dir(&apps.join("bcrypt"), &app);
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = assert_ok(&out, "runway deploy --source (bcrypt)");
     assert!(
         stdout.contains("CXX(target) Release/obj.target/bcrypt_lib/src/bcrypt.o")

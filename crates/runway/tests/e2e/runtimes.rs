@@ -86,12 +86,7 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
         &app,
         "version: 1.0\nruntime: Python3\nbuild:\n  commands:\n    build:\n      - python -c 'import sys; print(sys.version)'\n      - pip --version\nrun:\n  runtime-version: 3.8.16\n  command: python app.py\n  network:\n    port: 8000\n",
     );
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = assert_ok(&out, "runway deploy --source (Python3 at 3.8.16)");
     assert!(
         stdout.contains("runtime-version 3.8.16 has no image here; the nearest, Python 3.9 (runtimes/python3:3.9)"),
@@ -117,12 +112,7 @@ fn runtimes_are_listed_set_checked_and_versions_honoured() {
         &app,
         "version: 1.0\nruntime: python3\nrun:\n  runtime-version: 3.12\n  command: python app.py\n",
     );
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(

@@ -78,12 +78,7 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello"),
         &app,
     );
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = assert_ok(&out, "runway deploy --source");
     assert!(stdout.contains("Building upload://sha256:"), "{stdout}");
     assert!(
@@ -104,12 +99,7 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
 
     // A build that fails: the operation fails naming the command; the app keeps serving.
     std::fs::write(app.join("app.py"), "def broken(:\n").unwrap();
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
@@ -150,12 +140,7 @@ fn sources_are_built_and_served_and_a_failing_build_leaves_the_app_serving() {
         "version: 1.0\nruntime: python3\nrun:\n  command: python3 app.py\n  network:\n    port: eighty\n",
     )
     .unwrap();
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("apprunner.yaml line 6, column"), "{stdout}");
@@ -451,12 +436,7 @@ fn a_build_longer_than_the_deploy_timeout_deploys_and_later_events_carry_their_t
     );
     assert!(yaml.contains("sleep 8"), "{yaml}");
     std::fs::write(app.join("apprunner.yaml"), yaml).unwrap();
-    let out = server
-        .runway()
-        .args(["deploy", "--source"])
-        .arg(&app)
-        .output()
-        .unwrap();
+    let out = server.deploy_source(&app);
     let stdout = assert_ok(&out, "runway deploy --source");
     assert!(
         stdout.contains("Service slowbuild is running at"),
