@@ -3,7 +3,7 @@
 //! no panic on any header map (fuzzed in `fuzz/`).
 
 use crate::rand::next_u64;
-use crate::text::{HEX, push_ip};
+use crate::text::{hex8, hex16, push_ip};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -292,14 +292,6 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Writes `n` as 16 hex digits into `out`.
-fn put_hex(out: &mut [u8], n: u64) {
-    for (i, byte) in n.to_be_bytes().iter().enumerate() {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
-}
-
 fn valid_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
@@ -319,8 +311,8 @@ fn valid_trace_id(value: &HeaderValue) -> bool {
 /// A new random request id: 32 hex digits.
 pub(crate) fn new_request_id() -> HeaderValue {
     let mut id = [0u8; 32];
-    put_hex(&mut id[..16], next_u64());
-    put_hex(&mut id[16..], next_u64());
+    id[..16].copy_from_slice(&hex16(next_u64()));
+    id[16..].copy_from_slice(&hex16(next_u64()));
     // Owned by a shared allocation from the start: the id is cloned for the access log
     // and the response, and a copied buffer would be reallocated on its first clone.
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
@@ -334,13 +326,11 @@ fn new_trace_id() -> [u8; TRACE_ID_LEN] {
         .map_or(0, |d| d.as_secs());
     let mut id = [0u8; TRACE_ID_LEN];
     id[..7].copy_from_slice(b"Root=1-");
-    let mut hex = [0u8; 16];
-    put_hex(&mut hex, epoch);
-    id[7..15].copy_from_slice(&hex[8..]);
+    // The low 32 bits of the epoch seconds, as X-Ray writes them.
+    id[7..15].copy_from_slice(&hex8(epoch as u32));
     id[15] = b'-';
-    put_hex(&mut hex, next_u64());
-    id[16..24].copy_from_slice(&hex[8..]);
-    put_hex(&mut id[24..], next_u64());
+    id[16..24].copy_from_slice(&hex8(next_u64() as u32));
+    id[24..].copy_from_slice(&hex16(next_u64()));
     id
 }
 
