@@ -40,13 +40,7 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// Upgrade unless `upgrade` (then `Connection: upgrade` is kept).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most requests and responses carry none: one pass over the names, no lookups.
-    let any = headers.keys().any(|name| {
-        matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-        ) || name.as_str().starts_with("proxy-")
-    });
-    if !any {
+    if !headers.keys().any(is_hop_by_hop) {
         // An HTTP/2 WebSocket (extended CONNECT) has none, and needs one for HTTP/1.1.
         if upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -96,6 +90,41 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether [`strip_hop_by_hop`] removes a header named `name` whatever Connection says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// What a request's header names say about the work its headers need, found in one pass
+/// over them: most requests need none of it, and each lookup by name hashes the name.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestNames {
+    /// A hop-by-hop header is present (see [`strip_hop_by_hop`]).
+    pub hop_by_hop: bool,
+    /// An Upgrade header is present.
+    pub upgrade: bool,
+    /// An Expect header is present.
+    pub expect: bool,
+}
+
+impl RequestNames {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut names = RequestNames::default();
+        for name in headers.keys() {
+            if is_hop_by_hop(name) {
+                names.hop_by_hop = true;
+                names.upgrade |= *name == header::UPGRADE;
+            } else if *name == header::EXPECT {
+                names.expect = true;
+            }
+        }
+        names
     }
 }
 
