@@ -45,5 +45,5 @@ INSTRUCTIONS=$(awk '/^(summary|totals):/ {print $2; exit}' "$DUMP")
 echo "requests: $REQUESTS"
 echo "instructions: $INSTRUCTIONS"
 echo "instructions per request: $((INSTRUCTIONS / REQUESTS))"
-# KEEP=file keeps the profile for callgrind_annotate.
+# KEEP=file keeps the profile (read it with bench/router/callgrind-top.py).
 if [ -n "${KEEP:-}" ]; then cp "$DUMP" "$KEEP"; fi

@@ -3,7 +3,7 @@
 //! no panic on any header map (fuzzed in `fuzz/`).
 
 use crate::rand::next_u64;
-use crate::text::{HEX, push_ip};
+use crate::text::{hex8, hex16, push_ip};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -40,13 +40,7 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// Upgrade unless `upgrade` (then `Connection: upgrade` is kept).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most requests and responses carry none: one pass over the names, no lookups.
-    let any = headers.keys().any(|name| {
-        matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-        ) || name.as_str().starts_with("proxy-")
-    });
-    if !any {
+    if !headers.keys().any(is_hop_by_hop) {
         // An HTTP/2 WebSocket (extended CONNECT) has none, and needs one for HTTP/1.1.
         if upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -96,6 +90,41 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether [`strip_hop_by_hop`] removes a header named `name` whatever Connection says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// What a request's header names say about the work its headers need, found in one pass
+/// over them: most requests need none of it, and each lookup by name hashes the name.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestNames {
+    /// A hop-by-hop header is present (see [`strip_hop_by_hop`]).
+    pub hop_by_hop: bool,
+    /// An Upgrade header is present.
+    pub upgrade: bool,
+    /// An Expect header is present.
+    pub expect: bool,
+}
+
+impl RequestNames {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut names = RequestNames::default();
+        for name in headers.keys() {
+            if is_hop_by_hop(name) {
+                names.hop_by_hop = true;
+                names.upgrade |= *name == header::UPGRADE;
+            } else if *name == header::EXPECT {
+                names.expect = true;
+            }
+        }
+        names
     }
 }
 
@@ -292,14 +321,6 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Writes `n` as 16 hex digits into `out`.
-fn put_hex(out: &mut [u8], n: u64) {
-    for (i, byte) in n.to_be_bytes().iter().enumerate() {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
-}
-
 fn valid_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
@@ -319,8 +340,8 @@ fn valid_trace_id(value: &HeaderValue) -> bool {
 /// A new random request id: 32 hex digits.
 pub(crate) fn new_request_id() -> HeaderValue {
     let mut id = [0u8; 32];
-    put_hex(&mut id[..16], next_u64());
-    put_hex(&mut id[16..], next_u64());
+    id[..16].copy_from_slice(&hex16(next_u64()));
+    id[16..].copy_from_slice(&hex16(next_u64()));
     // Owned by a shared allocation from the start: the id is cloned for the access log
     // and the response, and a copied buffer would be reallocated on its first clone.
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
@@ -334,13 +355,11 @@ fn new_trace_id() -> [u8; TRACE_ID_LEN] {
         .map_or(0, |d| d.as_secs());
     let mut id = [0u8; TRACE_ID_LEN];
     id[..7].copy_from_slice(b"Root=1-");
-    let mut hex = [0u8; 16];
-    put_hex(&mut hex, epoch);
-    id[7..15].copy_from_slice(&hex[8..]);
+    // The low 32 bits of the epoch seconds, as X-Ray writes them.
+    id[7..15].copy_from_slice(&hex8(epoch as u32));
     id[15] = b'-';
-    put_hex(&mut hex, next_u64());
-    id[16..24].copy_from_slice(&hex[8..]);
-    put_hex(&mut id[24..], next_u64());
+    id[16..24].copy_from_slice(&hex8(next_u64() as u32));
+    id[24..].copy_from_slice(&hex16(next_u64()));
     id
 }
 

@@ -95,6 +95,15 @@ pub mod fuzzing {
             }
         }
         let upgrade = crate::headers::is_upgrade_request(&headers);
+        // The one pass over the names agrees with the lookups it saves.
+        let names = crate::headers::RequestNames::of(&headers);
+        assert_eq!(names.upgrade, headers.contains_key(http::header::UPGRADE));
+        assert_eq!(names.expect, headers.contains_key(http::header::EXPECT));
+        if !names.hop_by_hop {
+            let mut stripped = headers.clone();
+            crate::headers::strip_hop_by_hop(&mut stripped, false);
+            assert_eq!(stripped, headers);
+        }
         let mut response = headers.clone();
         crate::headers::strip_hop_by_hop(&mut headers, upgrade);
         let client = crate::headers::client_value([127, 0, 0, 1].into());

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use runway_telemetry::Registry;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `runway_router_requests_total{service, revision, class}`: requests answered, by status
 /// class (`1xx` ... `5xx`), counted when the response ends.
@@ -410,19 +410,30 @@ struct MeterState {
     /// Request-seconds since `origin`.
     total: f64,
     level: u32,
-    last: Instant,
+    /// When the meter last advanced, in nanoseconds after `origin` (a u64 lasts 584
+    /// years): every reading costs one clock subtraction, the rest is integer work.
+    last: u64,
     /// Request-seconds of the most recent closed windows, newest last.
     closed: std::collections::VecDeque<f64>,
 }
 
+/// Nanoseconds in a second.
+const NANOS: u64 = 1_000_000_000;
+
+/// `ns` nanoseconds in seconds.
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / NANOS as f64
+}
+
 impl MeterState {
     fn advance(&mut self, now: Instant) {
-        let now = now.max(self.last);
-        let target = now.duration_since(self.origin).as_secs();
+        // A reading from before the last one counts as the last one.
+        let now = (now.saturating_duration_since(self.origin).as_nanos() as u64).max(self.last);
+        let target = now / NANOS;
         if target > self.window {
             let level = f64::from(self.level);
-            let boundary = self.origin + Duration::from_secs(self.window + 1);
-            let part = level * boundary.duration_since(self.last).as_secs_f64();
+            let boundary = (self.window + 1) * NANOS;
+            let part = level * seconds(boundary - self.last);
             self.open += part;
             self.total += part;
             self.closed.push_back(self.open);
@@ -437,9 +448,9 @@ impl MeterState {
             }
             self.window = target;
             self.open = 0.0;
-            self.last = self.origin + Duration::from_secs(target);
+            self.last = target * NANOS;
         }
-        let part = f64::from(self.level) * now.duration_since(self.last).as_secs_f64();
+        let part = f64::from(self.level) * seconds(now - self.last);
         self.open += part;
         self.total += part;
         self.last = now;
@@ -456,7 +467,7 @@ impl ConcurrencyMeter {
                 open: 0.0,
                 total: 0.0,
                 level: 0,
-                last: now,
+                last: 0,
                 closed: std::collections::VecDeque::with_capacity(HISTORY + 1),
             }),
         }

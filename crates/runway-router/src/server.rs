@@ -131,6 +131,9 @@ pub(crate) async fn drive<C>(
     });
     let watchdog = tokio::time::sleep_until(first.into());
     let mut watchdog = std::pin::pin!(watchdog);
+    // When the watchdog last went off: a request deadline no later than that is one
+    // whose request has not been polled since, and must not set it off again at once.
+    let mut fired = Instant::now();
     let linger = loop {
         tokio::select! {
             biased;
@@ -141,9 +144,10 @@ pub(crate) async fn drive<C>(
                 return;
             }
             _ = stop.wait_for(|s| *s != Stop::Running) => break FOREVER,
-            _ = watchdog.as_mut(), if idle.is_some() => {
+            _ = watch(watchdog.as_mut(), idle, fired), if idle.is_some() => {
                 if let Some((clock, timeout, close)) = idle {
                     let now = Instant::now();
+                    fired = now;
                     match clock.deadline(timeout) {
                         Some(deadline) if deadline <= now => {
                             tracing::debug!("client connection idle too long: closed");
@@ -161,11 +165,42 @@ pub(crate) async fn drive<C>(
         }
     };
     conn.as_mut().graceful();
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.wait_for(Stop::hard) => {}
-        _ = tokio::time::sleep(linger) => {}
+    let linger = tokio::time::sleep(linger);
+    let mut linger = std::pin::pin!(linger);
+    // Requests still waiting for their instances keep their deadlines.
+    watchdog.as_mut().reset((Instant::now() + FOREVER).into());
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.as_mut() => return,
+            _ = stop.wait_for(Stop::hard) => return,
+            _ = linger.as_mut() => return,
+            _ = watch(watchdog.as_mut(), idle, fired), if idle.is_some() => {
+                fired = Instant::now();
+                watchdog.as_mut().reset((fired + FOREVER).into());
+            }
+        }
     }
+}
+
+/// The watchdog of [`drive`], moved earlier first if the request the connection serves
+/// has an earlier deadline (see [`crate::conn::timeout_at`]); the request, polled before
+/// it in the same turn, has then registered it. Deadlines not after `fired` are ignored.
+fn watch<'a>(
+    mut watchdog: Pin<&'a mut tokio::time::Sleep>,
+    idle: Option<(&'a IdleClock, Duration, IdleClose)>,
+    fired: Instant,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        if let Some((clock, _, _)) = idle
+            && let Some(deadline) = clock.request_deadline()
+            && deadline > fired
+            && deadline < watchdog.deadline().into_std()
+        {
+            watchdog.as_mut().reset(deadline.into());
+        }
+        watchdog.as_mut().poll(cx)
+    })
 }
 
 impl Router {
@@ -475,6 +510,8 @@ pub(crate) async fn serve_connection<T, S, B>(
         let idle = Some((&conn.idle, header_timeout, IdleClose::Graceful));
         drive(h2b.serve_connection(io, service), stop, idle).await;
     } else {
+        // A request runs in the connection's task: its deadline is the watchdog's to keep.
+        conn.idle.keep_deadlines();
         let idle = Some((&conn.idle, header_timeout, IdleClose::Drop));
         drive(h1.serve_connection(io, service).with_upgrades(), stop, idle).await;
     }

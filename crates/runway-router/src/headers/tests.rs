@@ -223,3 +223,28 @@ fn websocket_keys_are_16_random_bytes_in_base64() {
     );
     assert_ne!(new_websocket_key(), key);
 }
+
+#[test]
+fn request_names_say_which_work_the_headers_need() {
+    let plain = RequestNames::of(&map(&[("host", "a"), ("accept", "*/*")]));
+    assert!(!plain.hop_by_hop && !plain.upgrade && !plain.expect);
+    let upgrade = RequestNames::of(&map(&[("connection", "upgrade"), ("upgrade", "websocket")]));
+    assert!(upgrade.hop_by_hop && upgrade.upgrade && !upgrade.expect);
+    let proxy = RequestNames::of(&map(&[
+        ("proxy-authorization", "x"),
+        ("expect", "100-continue"),
+    ]));
+    assert!(proxy.hop_by_hop && !proxy.upgrade && proxy.expect);
+}
+
+#[test]
+fn the_fuzz_target_for_headers_holds_on_samples() {
+    for sample in [
+        &b"host: a.example\naccept: */*"[..],
+        b"host: a\nconnection: upgrade\nupgrade: websocket\nexpect: 100-continue",
+        b"proxy-foo: 1\nconnection: x-a, close\nx-a: 1\nte: trailers",
+        b"x-forwarded-for: 10.0.0.1\nx-request-id: abc\nx-amzn-trace-id: Root=1-x",
+    ] {
+        crate::fuzzing::headers(sample);
+    }
+}

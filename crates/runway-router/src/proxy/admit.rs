@@ -15,6 +15,7 @@ use crate::shared::Shared;
 use crate::table::{HostTarget, RouteCache};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,11 +85,15 @@ pub(super) fn admit(
     if !conn.tls && service.https_redirect && !req.uri().path().starts_with(ACME_CHALLENGE_PREFIX) {
         return Err(Box::new(answer::redirect(&host, req, shared.https_port())));
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // A request with no body to come declares none worth a lookup.
+    let declared = if req.body().is_end_stream() {
+        None
+    } else {
+        req.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     if declared.is_some_and(|len| len > service.max_request_body) {
         return Err(refuse(RouterError::BodyTooLarge));
     }

@@ -39,14 +39,21 @@ pub(super) fn shape(
     admitted: &Admitted,
 ) -> Outgoing {
     let h2_websocket = admitted.h2_websocket;
+    let names = headers::RequestNames::of(req.headers());
     // An HTTP/1.1 upgrade keeps Connection/Upgrade and takes over both connections.
     let upgrade = h2_websocket
-        || (req.version() < Version::HTTP_2 && headers::is_upgrade_request(req.headers()));
+        || (names.upgrade
+            && req.version() < Version::HTTP_2
+            && headers::is_upgrade_request(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     {
         let headers = req.headers_mut();
-        headers::strip_hop_by_hop(headers, upgrade);
-        headers.remove(header::EXPECT);
+        if names.hop_by_hop || upgrade {
+            headers::strip_hop_by_hop(headers, upgrade);
+        }
+        if names.expect {
+            headers.remove(header::EXPECT);
+        }
         if h2_websocket {
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             headers.insert(header::SEC_WEBSOCKET_KEY, headers::new_websocket_key());

@@ -486,3 +486,57 @@ async fn an_instance_that_refuses_connections_is_ejected_and_its_requests_retrie
         "{text}"
     );
 }
+
+/// Request timeouts on HTTP/1.1 are kept by the connection's watchdog, not by a timer per
+/// request: each request on a keep-alive connection gets its 504 at its own deadline,
+/// whether that comes before the connection's header timeout or after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_keep_alive_connection_times_out_at_its_own_deadline() {
+    for (request_timeout, header_timeout) in [(1, 30), (2, 1)] {
+        let a = Backend::start("a").await;
+        let config = RouterConfig {
+            header_read_timeout: Duration::from_secs(header_timeout),
+            ..RouterConfig::default()
+        };
+        let router = TestRouter::start(config).await;
+        let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
+        svc.request_timeout = Duration::from_secs(request_timeout);
+        router.set_services(vec![svc]);
+        let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for (n, path) in ["/wait", "/", "/wait", "/wait", "/"]
+            .into_iter()
+            .enumerate()
+        {
+            let req = Request::get(path)
+                .header(http::header::HOST, HOST)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            let started = std::time::Instant::now();
+            sender.ready().await.unwrap();
+            let response = sender.send_request(req).await.unwrap();
+            let took = started.elapsed();
+            if path == "/wait" {
+                assert_eq!(
+                    response.status(),
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "request {n}"
+                );
+                let expected = Duration::from_secs(request_timeout);
+                assert!(
+                    took >= expected && took < expected + Duration::from_millis(900),
+                    "request {n} ({request_timeout} s timeout, {header_timeout} s header timeout) took {took:?}"
+                );
+            } else {
+                assert_eq!(response.status(), StatusCode::OK, "request {n}");
+            }
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+        }
+    }
+}
