@@ -617,7 +617,7 @@ pub fn choose(
         let notes = |reference: &str, held: Option<&str>| {
             let mut notes = Vec::new();
             if rt != runtime {
-                notes.push(fallback_note(runtime, rt));
+                notes.push(fallback_note(runtime, rt, version));
             }
             if let (Some(asked), Some(held)) = (version, held)
                 && !version_matches(held, asked)
@@ -776,16 +776,20 @@ esac
     s
 }
 
-/// The note when `used` builds what `asked` was asked for.
-fn fallback_note(asked: Runtime, used: Runtime) -> String {
+/// The note when `used` builds what `asked` was asked for (at `version`, when one was):
+/// the import it names is of that version, since an image of another would not be used.
+fn fallback_note(asked: Runtime, used: Runtime, version: Option<&str>) -> String {
     let why = if asked.retired() {
         "App Runner retired it"
     } else {
         "runway has no base image for it here"
     };
+    let version = version
+        .map(|v| format!(" --version {v}"))
+        .unwrap_or_default();
     format!(
         "runtime {asked} ({}) is built with {used} ({}): {why}; import its image with \
-         `scripts/base-image {asked}` to use it",
+         `scripts/base-image {asked}{version}` to use it",
         asked.describe(),
         used.describe()
     )

@@ -311,6 +311,54 @@ async fn a_nodejs_app_without_apprunner_yaml_is_built_by_detection() {
     );
 }
 
+/// What App Runner's Amazon Linux build images have and build commands use: Python's
+/// own `ensurepip` (Debian's refuses to run for the system Python), and `free` and `ps`
+/// (procps), which public apprunner.yaml files run to watch a build's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn build_commands_may_run_ensurepip_free_and_ps_as_on_amazon_linux() {
+    let s = setup(&[("python311", "python311")]).await;
+    let repo = s.t.path("tools");
+    git_repo(
+        &repo,
+        "main",
+        &[
+            (
+                "apprunner.yaml",
+                "version: 1.0\n\
+                 runtime: python311\n\
+                 build:\n\
+                 \x20 commands:\n\
+                 \x20   pre-build:\n\
+                 \x20     - python3 -m ensurepip --upgrade\n\
+                 \x20     - free -m\n\
+                 \x20     - ps aux | head -n 3\n\
+                 \x20   build:\n\
+                 \x20     - python3 -m pip --version > pip-version.txt\n\
+                 run:\n\
+                 \x20 command: python3 server.py\n",
+            ),
+            (
+                "server.py",
+                "import http.server\n\
+                 class H(http.server.BaseHTTPRequestHandler):\n\
+                 \x20   def do_GET(self):\n\
+                 \x20       body = open('pip-version.txt', 'rb').read().split(b' ')[0] + b'\\n'\n\
+                 \x20       self.send_response(200)\n\
+                 \x20       self.end_headers()\n\
+                 \x20       self.wfile.write(body)\n\
+                 http.server.HTTPServer(('0.0.0.0', 8080), H).serve_forever()\n",
+            ),
+        ],
+    );
+    let request = s.request("tools", &repo);
+    let built = s.build(&request).await.unwrap();
+    let (status, body) = s.serve(&built).await;
+    assert_eq!((status, body.as_str()), (200, "pip\n"));
+    let log = std::fs::read_to_string(&request.log_path).unwrap();
+    assert!(log.contains("Mem:"), "{log}");
+    assert!(log.contains("PID"), "{log}");
+}
+
 fn layer_entries(path: &PathBuf) -> Vec<String> {
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap());
     tar::Archive::new(gz)

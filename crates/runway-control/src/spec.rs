@@ -1,6 +1,7 @@
 //! Translations from stored records to what the runtime and the router take.
 
 use crate::snapshot::Snapshot;
+use runway_model::arn::Arn;
 use runway_model::http::{HttpSettings, InstanceProtocol};
 use runway_model::records::{RevisionRecord, ServiceRecord};
 use runway_router::{
@@ -35,6 +36,22 @@ pub(crate) fn instance_spec(
         },
         _ => Probe::Tcp,
     };
+    let mut env: Vec<(String, String)> = config
+        .runtime_environment_variables
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    // App Runner's instances are told their region as the AWS SDKs look for it, so that
+    // `boto3.client("s3")` and the like work without one in the code; a service that sets
+    // either variable keeps its own.
+    if let Some(arn) = Arn::parse(&service.arn) {
+        for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+            if !env.iter().any(|(k, _)| k == name) {
+                env.push((name.to_string(), arn.region.clone()));
+            }
+        }
+    }
     Some(InstanceSpec {
         service_id: service.id.clone(),
         revision_id: revision.id.clone(),
@@ -43,12 +60,7 @@ pub(crate) fn instance_spec(
             digest: image.digest.clone(),
         },
         start_command: config.start_command.clone(),
-        env: config
-            .runtime_environment_variables
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        env,
         // Resolved from the revision's pins when an instance starts.
         secrets: Default::default(),
         port: config

@@ -106,7 +106,10 @@ fn a_retired_runtime_falls_back_to_its_successor_and_says_so() {
     assert_eq!(c.reference, "docker.io/library/node:22-slim");
     let note = c.fallback.unwrap();
     assert!(
-        note.contains("nodejs16") && note.contains("nodejs22") && note.contains("retired"),
+        note.contains("nodejs16")
+            && note.contains("nodejs22")
+            && note.contains("retired")
+            && note.contains("`scripts/base-image nodejs16`"),
         "{note}"
     );
     // `python3` with `3.11` is the successor's line; `3` means it too.
@@ -181,9 +184,15 @@ fn a_version_without_an_image_gets_the_nearest_one_and_says_so() {
         ("runtimes/python3:3.9.2", None)
     );
     // `3.11` of python3 is its successor's line.
+    // The import it names is of the version asked for: python3's 3.9 image would not do.
     let c = choose(Runtime::Python3, Some("3.11"), imported).unwrap();
     assert_eq!(c.reference, "runtimes/python311:3.11.2");
-    assert!(c.fallback.unwrap().contains("is built with python311"));
+    let note = c.fallback.unwrap();
+    assert!(
+        note.contains("is built with python311")
+            && note.contains("`scripts/base-image python3 --version 3.11`"),
+        "{note}"
+    );
     // A patch release this machine lacks: the same minor version's.
     let c = choose(Runtime::Python311, Some("3.11.9"), imported).unwrap();
     assert_eq!(c.reference, "runtimes/python311:3.11.2");

@@ -101,3 +101,41 @@ fn the_models_defaults_are_the_routers() {
         runway_router::MAX_IDLE_TIMEOUT
     );
 }
+
+#[test]
+fn instances_are_told_their_region_unless_the_service_sets_it() {
+    let mut service = service();
+    service.arn = "arn:aws:apprunner:eu-west-3:000000000000:service/app/svc1".into();
+    let mut rev = revision("r1", &service, None);
+    rev.image = Some(ResolvedImage {
+        repository: "builds/app".into(),
+        digest: "sha256:00".into(),
+    });
+    let env = instance_spec(&service, &rev).unwrap().env;
+    let get = |env: &[(String, String)], k: &str| {
+        env.iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get(&env, "AWS_REGION"), ["eu-west-3"]);
+    assert_eq!(get(&env, "AWS_DEFAULT_REGION"), ["eu-west-3"]);
+
+    // The service's own value wins, once.
+    let image = rev
+        .spec
+        .source_configuration
+        .image_repository
+        .get_or_insert_with(Default::default);
+    image
+        .image_configuration
+        .get_or_insert_with(Default::default)
+        .runtime_environment_variables = Some(
+        [("AWS_REGION".to_string(), "us-west-2".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    let env = instance_spec(&service, &rev).unwrap().env;
+    assert_eq!(get(&env, "AWS_REGION"), ["us-west-2"]);
+    assert_eq!(get(&env, "AWS_DEFAULT_REGION"), ["eu-west-3"]);
+}

@@ -114,6 +114,10 @@ fn an_image_pushed_and_deployed_is_served_over_https() {
     let env: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(env["GREETING"], "hi there");
     assert_eq!(env["PORT"], "8080");
+    // As on App Runner, the instance knows its region (the service ARN's) for AWS SDKs.
+    let region = arn.split(':').nth(3).unwrap();
+    assert_eq!(env["AWS_REGION"], region);
+    assert_eq!(env["AWS_DEFAULT_REGION"], region);
 
     let ops = server.aws(&["list-operations", "--service-arn", &arn]).ok();
     assert_eq!(ops["OperationSummaryList"][0]["Status"], "SUCCEEDED");
