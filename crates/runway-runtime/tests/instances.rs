@@ -565,6 +565,23 @@ async fn opening_removes_what_a_crash_left_behind() {
             .await
             .unwrap();
     let status = healthy(&s.rt, &id).await;
+    // The runtime reports an instance healthy before it records that: wait for the
+    // write, or it could land after the record is deleted below (seen under load).
+    let recorded = || {
+        use runway_store::Store;
+        let tx = s.store.read().unwrap();
+        let doc = tx.get("runtime-instance", id.as_str()).unwrap().unwrap();
+        let record: serde_json::Value = serde_json::from_str(&doc.body).unwrap();
+        !record["healthy_since"].is_null()
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !recorded() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the healthy state is never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let Setup {
         rt,
         env,
