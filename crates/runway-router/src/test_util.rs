@@ -512,11 +512,23 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let response = sender.send_request(req).await?;
+    let response = h1_client(addr).await.send_request(req).await?;
     read(response).await
+}
+
+/// An HTTP/1.1 client connection to `addr`, driven by a task of its own.
+pub async fn h1_client<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    sender
 }
 
 /// Reads a whole response.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
+use runway_router::test_util::{Backend, TestRouter, eventually, get, h1_client, send_h1, service};
 use runway_router::{Endpoint, QueueConfig, RouterConfig};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -502,12 +502,7 @@ async fn each_request_on_a_keep_alive_connection_times_out_at_its_own_deadline()
         let mut svc = service("svc", HOST, "rev", vec![a.endpoint()]);
         svc.request_timeout = Duration::from_secs(request_timeout);
         router.set_services(vec![svc]);
-        let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h1_client(router.addr).await;
         for (n, path) in ["/wait", "/", "/wait", "/wait", "/"]
             .into_iter()
             .enumerate()

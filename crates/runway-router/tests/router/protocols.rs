@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use runway_router::test_util::{
-    Backend, Extra, TestRouter, full, grpc_frame, grpc_messages, h2c_client, service,
+    Backend, Extra, TestRouter, full, grpc_frame, grpc_messages, h1_client, h2c_client, service,
 };
 use runway_router::{RouterConfig, Upstream};
 use std::sync::Arc;
@@ -92,12 +92,7 @@ async fn server_sent_events_arrive_before_the_response_ends() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
     router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
-    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1_client(router.addr).await;
     let req = Request::get("/sse/3")
         .header("host", HOST)
         .body(Empty::<Bytes>::new())
@@ -121,12 +116,7 @@ async fn request_bodies_stream_to_the_instance() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
     router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
-    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1_client(router.addr).await;
     // A chunked upload whose chunks come one by one; /echo streams each back, so each
     // echo arriving before the next chunk is sent shows no side buffers the whole body.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
@@ -286,12 +276,7 @@ async fn http1_keep_alive_reuses_instance_connections() {
     let a = Backend::start("a").await;
     let router = TestRouter::start(RouterConfig::default()).await;
     router.set_services(vec![service("svc", HOST, "rev", vec![a.endpoint()])]);
-    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1_client(router.addr).await;
     for i in 0..50 {
         let req = Request::post("/echo")
             .header("host", HOST)

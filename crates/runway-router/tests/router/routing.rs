@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use runway_router::test_util::{Backend, TestRouter, eventually, get, send_h1, service};
+use runway_router::test_util::{Backend, TestRouter, eventually, get, h1_client, send_h1, service};
 use runway_router::{
     AccessLogConfig, AcmeResponder, RevisionRoute, RouteTable, RouterConfig, RoutesError, Upstream,
 };
@@ -472,12 +472,7 @@ async fn keep_alive_connections_follow_their_hosts_and_route_changes() {
         .unwrap();
 
     // One connection per protocol, each request naming its host.
-    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let (mut h1, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h1 = h1_client(router.addr).await;
     let mut h2 = runway_router::test_util::h2c_client(router.addr).await;
     let mut ask = async |host: &str| {
         let req = || {

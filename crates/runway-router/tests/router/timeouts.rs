@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
-use runway_router::test_util::{Backend, TestRouter, eventually, service};
+use runway_router::test_util::{Backend, TestRouter, eventually, h1_client, service};
 use runway_router::{RouterConfig, UNLIMITED_REQUEST_BODY};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,21 +29,6 @@ async fn router_for(backend: &Backend) -> TestRouter {
     router
 }
 
-/// An HTTP/1.1 client connection to the router.
-async fn h1(
-    router: &TestRouter,
-) -> hyper::client::conn::http1::SendRequest<
-    http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
-> {
-    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 fn get(path: &str) -> Request<http_body_util::combinators::BoxBody<Bytes, std::io::Error>> {
     Request::get(path)
         .header("host", HOST)
@@ -57,7 +42,7 @@ async fn streams_and_upgrades_outlive_the_request_timeout_while_bytes_flow() {
     let router = router_for(&a).await;
 
     // Server-sent events, 3 s in all: the request timeout ended with the response head.
-    let mut client = h1(&router).await;
+    let mut client = h1_client(router.addr).await;
     let response = client.send_request(get("/sse/5")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
@@ -100,7 +85,7 @@ async fn streams_and_upgrades_outlive_the_request_timeout_while_bytes_flow() {
         .header("host", HOST)
         .body(BodyExt::boxed(upload))
         .unwrap();
-    let mut client = h1(&router).await;
+    let mut client = h1_client(router.addr).await;
     let response = tokio::spawn(client.send_request(req));
     let sender = tokio::spawn(async move {
         for _ in 0..5 {
@@ -123,7 +108,7 @@ async fn silent_streams_and_upgrades_end_after_the_idle_timeout() {
     let router = router_for(&a).await;
 
     // An event, then silence: cut after the 2 s idle timeout, not the 1 s request one.
-    let mut client = h1(&router).await;
+    let mut client = h1_client(router.addr).await;
     let response = client.send_request(get("/sse/2")).await.unwrap();
     let mut body = response.into_body();
     body.frame().await.unwrap().unwrap();
