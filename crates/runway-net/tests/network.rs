@@ -217,8 +217,9 @@ fn an_address_given_again_is_reached_at_once() {
     serve(in_netns(&first.netns, || {
         TcpListener::bind("0.0.0.0:8000").unwrap()
     }));
-    // The host learns the old instance's link address.
-    assert!(reaches(on(first.ip)));
+    // The host learns the old instance's link address (a first connection to a new
+    // veth may need a retry on a loaded host; the point of the test is the second).
+    assert!(reaches_soon(on(first.ip)));
     net.detach("old").unwrap();
     // The next instance gets the same address behind a new veth: the host must not keep
     // sending to the old one's link address (it would until it probes again, seconds
