@@ -32,13 +32,6 @@ pub fn run_thread_realtime() -> io::Result<()> {
     }
 }
 
-/// Whether the calling thread runs under a real-time policy.
-pub fn thread_is_realtime() -> bool {
-    // SAFETY: sched_getscheduler takes no pointers; pid 0 names the calling thread.
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    policy & !SCHED_RESET_ON_FORK == libc::SCHED_RR
-}
-
 /// Gives the heap's free memory back to the system: mimalloc's (the global allocator of
 /// the `runway` binary) free pages, including those of threads that have exited, and the
 /// free memory of the C library's malloc arenas, which C libraries (SQLite) allocate from
@@ -59,6 +52,13 @@ pub fn release_free_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the calling thread runs under a real-time policy.
+    fn thread_is_realtime() -> bool {
+        // SAFETY: sched_getscheduler takes no pointers; pid 0 names the calling thread.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        policy & !SCHED_RESET_ON_FORK == libc::SCHED_RR
+    }
 
     #[test]
     fn a_thread_made_realtime_starts_ordinary_threads() {
