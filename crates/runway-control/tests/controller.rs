@@ -15,6 +15,7 @@ use runway_runtime::{
 };
 use runway_store::{SqliteStore, Store, Typed};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -253,7 +254,11 @@ fn spec(image: &str) -> ServiceSpec {
 }
 
 fn world(image: &str, min_size: i64) -> World {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    world_in(Arc::new(SqliteStore::in_memory().unwrap()), image, min_size)
+}
+
+/// A service (with a pending CreateService) in `store`, which may hold others.
+fn world_in(store: Arc<dyn Store>, image: &str, min_size: i64) -> World {
     let now = Timestamp::now();
     let id = ids::new_resource_id();
     let service = ServiceRecord {
@@ -268,7 +273,7 @@ fn world(image: &str, min_size: i64) -> World {
         spec: spec(image),
     };
     let mut tx = store.begin().unwrap();
-    tx.create(&AutoScalingRecord {
+    tx.save(&AutoScalingRecord {
         arn: ASC.into(),
         name: "DefaultConfiguration".into(),
         revision: 1,
@@ -440,6 +445,18 @@ impl World {
 fn running(c: &Controller) -> tokio::task::JoinHandle<()> {
     let c = c.clone();
     tokio::spawn(async move { c.run(std::future::pending()).await })
+}
+
+/// The first operation of `w`'s service.
+fn first_op_of(w: &World) -> String {
+    let q = runway_store::Query::default();
+    let tx = w.store.read().unwrap();
+    let ops = tx.load_all::<OperationRecord>(&q).unwrap();
+    ops.into_iter()
+        .map(|(_, op)| op)
+        .find(|op| op.service_arn == w.service.arn)
+        .unwrap()
+        .id
 }
 
 fn first_op(w: &World) -> String {
@@ -1129,4 +1146,56 @@ async fn the_autoscaler_keeps_the_load_it_knew_while_the_router_process_is_down_
     assert_eq!(fewest, 4, "scaled in while the router's load was unknown");
     assert_eq!(desired(), 4);
     run.abort();
+}
+
+/// A store whose writes take a while, counting the threads waiting to write at once.
+struct SlowWrites {
+    store: SqliteStore,
+    waiting: AtomicUsize,
+    most_waiting: AtomicUsize,
+}
+
+impl Store for SlowWrites {
+    fn begin(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        self.store.begin()
+    }
+
+    fn begin_relaxed(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        let now = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_waiting.fetch_max(now, Ordering::SeqCst);
+        let tx = self.store.begin_relaxed();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+        tx
+    }
+
+    fn read(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        self.store.read()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_deployments_at_once_wait_for_the_store_on_a_few_threads() {
+    // 40 services created at once: each deployment step writes its progress, and the
+    // store takes one write at a time. Before, each waiting write held a thread of its
+    // own (120 threads for 200 services in bench/api).
+    let store = Arc::new(SlowWrites {
+        store: SqliteStore::in_memory().unwrap(),
+        waiting: AtomicUsize::new(0),
+        most_waiting: AtomicUsize::new(0),
+    });
+    let worlds: Vec<World> = (0..40)
+        .map(|_| world_in(store.clone(), "good:v1", 1))
+        .collect();
+    let run = running(&worlds[0].controller());
+    for w in &worlds {
+        let op = first_op_of(w);
+        assert_eq!(w.settle(&op).await.status, OperationStatus::Succeeded);
+    }
+    run.abort();
+    let most = store.most_waiting.load(Ordering::SeqCst);
+    assert!(
+        most <= 4,
+        "{most} of the controller's writes waited for the store on threads at once"
+    );
 }
