@@ -1,7 +1,8 @@
 //! runway's certificates (its ACM): a local certificate authority created on first start,
-//! a wildcard certificate for the base domain signed by it, certificates for custom
-//! domains, and the SNI resolver and rustls server configuration the router serves them
-//! with; the ACME issuer ([`Issuer`], instant-acme) that takes custom domains (and,
+//! a wildcard certificate for the base domain signed by it (and, in memory, one for each
+//! former base domain that services created before a change of base domain still use),
+//! certificates for custom domains, and the SNI resolver and rustls server configuration
+//! the router serves them with; the ACME issuer ([`Issuer`], instant-acme) that takes custom domains (and,
 //! when asked, the base domain) from association to a served and renewed certificate
 //! from a public CA, answering DNS-01, HTTP-01 and TLS-ALPN-01 challenges
 //! ([`Challenges`]), each domain a resumable state machine in the store; and the
@@ -43,8 +44,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The CA certificate users trust, relative to the certificate directory.
 pub const CA_FILE: &str = "ca.pem";
@@ -127,6 +129,10 @@ struct Inner {
     created_ca: bool,
     resolver: Arc<SniResolver>,
     provider: Arc<CryptoProvider>,
+    /// The names served for former base domains (see
+    /// [`CertStore::serve_former_base_domains`]): the domain each is for, and the key
+    /// inserted for it (so that only that one is ever removed).
+    former: Mutex<HashMap<String, (String, Arc<CertifiedKey>)>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -159,6 +165,25 @@ pub fn valid_domain(name: &str) -> bool {
         })
 }
 
+/// The former base domains among services' default host names (`<name>-<id>.<domain>`):
+/// each host's domain (what follows its first label) that is not `base_domain`. Services
+/// keep the host name they were created with when the server is restarted with another
+/// `--base-domain`, so these are the base domains the server had before that some service
+/// still uses. Hosts that are not a label and a valid domain name are skipped.
+pub fn former_base_domains<'a>(
+    base_domain: &str,
+    default_hosts: impl IntoIterator<Item = &'a str>,
+) -> BTreeSet<String> {
+    default_hosts
+        .into_iter()
+        .filter_map(|host| host.split_once('.').map(|(_, domain)| domain))
+        .filter(|domain| {
+            *domain != base_domain && !domain.starts_with("*.") && valid_domain(domain)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 impl CertStore {
     /// Opens the certificate directory `dir` (created with mode 0700 if missing): loads
     /// the local CA, creating it on first start, and the wildcard certificate for
@@ -184,6 +209,7 @@ impl CertStore {
                 created_ca,
                 resolver,
                 provider,
+                former: Mutex::new(HashMap::new()),
             }),
         };
         store.load_wildcard()?;
@@ -314,6 +340,60 @@ impl CertStore {
         let certified = Arc::new(self.certified(first, chain, key)?);
         for name in names.iter().filter(|n| !self.serves(n)) {
             self.inner.resolver.insert(name, certified.clone());
+        }
+        Ok(())
+    }
+
+    /// Serves, for each of `domains` (former base domains, see [`former_base_domains`]), a
+    /// wildcard certificate from the local CA for `*.<domain>` (and `<domain>`), in memory
+    /// only, so that services created under a former base domain keep a certificate that
+    /// clients trusting the CA accept. A name is served only where nothing else serves
+    /// it: a certificate saved for it (an ACME wildcard of the time it was the base
+    /// domain, a custom domain) keeps winning, and the bare `<domain>` is left alone when
+    /// a wildcard of its parent covers it, so the base domain's and custom domains'
+    /// certificates never change. Names served by an earlier call for a domain no longer
+    /// in `domains` stop being served. Blocking (key generation) when a domain is new.
+    pub fn serve_former_base_domains(&self, domains: &BTreeSet<String>) -> Result<()> {
+        let resolver = &self.inner.resolver;
+        let mut served = self.inner.former.lock().unwrap_or_else(|e| e.into_inner());
+        // Names no longer wanted go; so do records of names another certificate has
+        // replaced since (that one stays).
+        served.retain(|name, (domain, key)| {
+            if domains.contains(domain.as_str()) && *domain != self.inner.base_domain {
+                return resolver.is_same(name, key);
+            }
+            resolver.remove_if_same(name, key);
+            false
+        });
+        for domain in domains {
+            if *domain == self.inner.base_domain
+                || domain.starts_with("*.")
+                || !valid_domain(domain)
+            {
+                continue;
+            }
+            let wildcard = format!("*.{domain}");
+            let parent_covered = domain
+                .split_once('.')
+                .is_some_and(|(_, parent)| self.serves(&format!("*.{parent}")));
+            let mut names = Vec::new();
+            if !self.serves(&wildcard) {
+                names.push(wildcard.clone());
+            }
+            if !self.serves(domain) && !parent_covered {
+                names.push(domain.clone());
+            }
+            if names.is_empty() {
+                continue;
+            }
+            let issued = self.inner.ca.issue(&[wildcard.clone(), domain.clone()])?;
+            let (chain, key) = parse_pem(&wildcard, &issued.chain_pem, &issued.key_pem)?;
+            let certified = Arc::new(self.certified(&wildcard, chain, key)?);
+            for name in names {
+                resolver.insert(&name, certified.clone());
+                served.insert(name, (domain.clone(), certified.clone()));
+            }
+            tracing::info!(%domain, "serving a local CA wildcard for a former base domain");
         }
         Ok(())
     }

@@ -55,6 +55,28 @@ impl SniResolver {
         removed
     }
 
+    /// Stops serving `name`'s certificate if it is still `key` (not one set since);
+    /// whether it was.
+    pub fn remove_if_same(&self, name: &str, key: &Arc<CertifiedKey>) -> bool {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let name = name.to_ascii_lowercase();
+        if !self.is_same(&name, key) {
+            return false;
+        }
+        let mut map = HashMap::clone(&self.by_name.load());
+        map.remove(&name);
+        self.by_name.store(Arc::new(map));
+        true
+    }
+
+    /// Whether `key` is the certificate set for exactly `name`.
+    pub fn is_same(&self, name: &str, key: &Arc<CertifiedKey>) -> bool {
+        self.by_name
+            .load()
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|k| Arc::ptr_eq(k, key))
+    }
+
     /// Answers TLS-ALPN-01 validations from `challenges` from now on.
     pub fn set_challenges(&self, challenges: Arc<Challenges>) {
         self.challenges.store(Some(challenges));

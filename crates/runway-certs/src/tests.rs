@@ -261,3 +261,164 @@ fn refresh_reissues_a_wildcard_close_to_expiry() {
     let ca = store.ca_pem().to_string();
     assert!(handshake(store.server_config().unwrap(), &ca, "x-1.runway.localhost").is_ok());
 }
+
+/// The leaf certificate served for `name` (by SNI; `None`: no server name).
+fn served_leaf(store: &CertStore, name: Option<&str>) -> Option<Vec<u8>> {
+    let key = store.resolver().lookup(name)?;
+    Some(key.cert.first()?.as_ref().to_vec())
+}
+
+fn leaf_of(chain_pem: &str) -> Vec<u8> {
+    CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[test]
+fn former_base_domains_are_the_default_hosts_domains_but_the_base_domain() {
+    let hosts = [
+        "hello-1234abcd.moved.localhost",
+        "old-1234abcd.runway.localhost",
+        "older-1234abcd.apps.example.com",
+        "again-1234abcd.runway.localhost",
+        "bare-1234abcd.localhost",
+        "nodots",
+        "bad-1.Upper.example",
+        "bad-2.*.example",
+        "bad-3..example",
+    ];
+    let former = former_base_domains("moved.localhost", hosts);
+    assert_eq!(
+        former.into_iter().collect::<Vec<_>>(),
+        ["apps.example.com", "localhost", "runway.localhost"]
+    );
+    assert!(former_base_domains("moved.localhost", ["a-1.moved.localhost"]).is_empty());
+    assert!(former_base_domains("moved.localhost", []).is_empty());
+}
+
+#[test]
+fn a_former_base_domain_gets_a_local_wildcard_until_no_service_uses_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("certs");
+    let key = master(data.path());
+    drop(CertStore::open(&dir, key.clone(), "runway.localhost").unwrap());
+    let store = CertStore::open(&dir, key, "moved.localhost").unwrap();
+    let ca = store.ca_pem().to_string();
+    let config = store.server_config().unwrap();
+    let default = served_leaf(&store, None);
+    assert!(handshake(config.clone(), &ca, "old-1.runway.localhost").is_err());
+
+    let former = BTreeSet::from(["runway.localhost".to_string()]);
+    store.serve_former_base_domains(&former).unwrap();
+    for name in [
+        "old-1.runway.localhost",
+        "v2---old-1.runway.localhost",
+        "runway.localhost",
+        "new-1.moved.localhost",
+        "moved.localhost",
+    ] {
+        assert!(handshake(config.clone(), &ca, name).is_ok(), "{name}");
+    }
+    assert_eq!(
+        served_leaf(&store, None),
+        default,
+        "the default is still the base domain's"
+    );
+    let old = served_leaf(&store, Some("old-1.runway.localhost"));
+    assert_ne!(old, default);
+    // The same domains again: nothing is reissued.
+    store.serve_former_base_domains(&former).unwrap();
+    assert_eq!(served_leaf(&store, Some("old-1.runway.localhost")), old);
+
+    // The last service under it is gone: so is its certificate.
+    store.serve_former_base_domains(&BTreeSet::new()).unwrap();
+    assert!(handshake(config.clone(), &ca, "old-1.runway.localhost").is_err());
+    assert!(!store.serves("*.runway.localhost"));
+    assert!(!store.serves("runway.localhost"));
+    assert!(handshake(config, &ca, "new-1.moved.localhost").is_ok());
+}
+
+#[test]
+fn a_saved_certificate_for_a_former_base_domain_keeps_winning() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("certs");
+    let store = CertStore::open(&dir, master(data.path()), "apps.example.com").unwrap();
+    let ca = store.ca_pem().to_string();
+    // The wildcard a public CA issued while old.example.com was the base domain (here:
+    // another runway's CA, which our clients do not trust), and a custom domain in it.
+    let other = tempfile::tempdir().unwrap();
+    let public = CertStore::open(
+        &other.path().join("certs"),
+        master(other.path()),
+        "elsewhere.localhost",
+    )
+    .unwrap();
+    let names = [
+        "*.old.example.com".to_string(),
+        "old.example.com".to_string(),
+    ];
+    let acme = public.inner.ca.issue(&names).unwrap();
+    store
+        .save_certificate(&names, &acme.chain_pem, &acme.key_pem)
+        .unwrap();
+    store.issue_local("shop.old.example.com").unwrap();
+    let shop = served_leaf(&store, Some("shop.old.example.com"));
+    let base = served_leaf(&store, Some("x-1.apps.example.com"));
+    let default = served_leaf(&store, None);
+
+    let former = BTreeSet::from(["old.example.com".to_string()]);
+    store.serve_former_base_domains(&former).unwrap();
+    for name in ["svc-1.old.example.com", "old.example.com"] {
+        assert_eq!(
+            served_leaf(&store, Some(name)),
+            Some(leaf_of(&acme.chain_pem)),
+            "{name}"
+        );
+    }
+    assert_eq!(served_leaf(&store, Some("shop.old.example.com")), shop);
+    assert_eq!(served_leaf(&store, Some("x-1.apps.example.com")), base);
+    assert_eq!(served_leaf(&store, None), default);
+
+    // Once the saved one is removed, the local CA's stands in at the next call.
+    store.remove_certificate(&names).unwrap();
+    store.serve_former_base_domains(&former).unwrap();
+    let config = store.server_config().unwrap();
+    assert!(handshake(config.clone(), &ca, "svc-1.old.example.com").is_ok());
+    assert_eq!(served_leaf(&store, Some("shop.old.example.com")), shop);
+    // A certificate saved for it later replaces the local one, and is not removed when
+    // the domain is no longer used.
+    store
+        .save_certificate(&names, &acme.chain_pem, &acme.key_pem)
+        .unwrap();
+    store.serve_former_base_domains(&BTreeSet::new()).unwrap();
+    assert_eq!(
+        served_leaf(&store, Some("svc-1.old.example.com")),
+        Some(leaf_of(&acme.chain_pem))
+    );
+}
+
+#[test]
+fn a_former_base_domain_under_the_base_domain_leaves_the_base_wildcard_its_name() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("certs");
+    let store = CertStore::open(&dir, master(data.path()), "example.com").unwrap();
+    let ca = store.ca_pem().to_string();
+    let apex = served_leaf(&store, Some("apps.example.com"));
+    let base = served_leaf(&store, Some("x-1.example.com"));
+    // The base domain itself is never a former one.
+    store
+        .serve_former_base_domains(&BTreeSet::from([
+            "apps.example.com".to_string(),
+            "example.com".to_string(),
+        ]))
+        .unwrap();
+    // `apps.example.com` is one label under the base domain: its wildcard keeps it.
+    assert_eq!(served_leaf(&store, Some("apps.example.com")), apex);
+    assert_eq!(served_leaf(&store, Some("x-1.example.com")), base);
+    assert_eq!(served_leaf(&store, None), base);
+    let config = store.server_config().unwrap();
+    assert!(handshake(config, &ca, "svc-1.apps.example.com").is_ok());
+}

@@ -32,7 +32,10 @@
 //! overlapping one (`0.0.0.0:443` for `[::]:443`) until the old process has closed it.
 //! Domains waiting
 //! for their certificate get a placeholder from the local CA made by the router process
-//! itself (one per name with a notice), not the issuer's.
+//! itself (one per name with a notice), not the issuer's; so do former base domains
+//! (after a restart with another `--base-domain`, services created before keep their
+//! host names): a wildcard for each that a route's default host still uses, unless a
+//! saved certificate serves it.
 
 use anyhow::{Context, Result, bail};
 use runway_certs::{CertStore, Challenges, HttpAnswers};
@@ -230,6 +233,9 @@ struct Certificates {
     /// Names of domains waiting for their certificate (those with a notice): served a
     /// placeholder from the local CA, as the issuer does in its own process.
     waiting: Mutex<Vec<String>>,
+    /// Former base domains that routes' default hosts still use: served a wildcard from
+    /// the local CA (see [`Certificates::former_domains`]).
+    former: Mutex<BTreeSet<String>>,
 }
 
 impl Certificates {
@@ -253,6 +259,7 @@ impl Certificates {
             challenges,
             current: RwLock::new((store, fingerprint)),
             waiting: Mutex::new(Vec::new()),
+            former: Mutex::new(BTreeSet::new()),
         }))
     }
 
@@ -266,13 +273,45 @@ impl Certificates {
 
     /// Serves placeholders for `names` where no certificate is served (blocking).
     fn placeholders(&self, names: Vec<String>) {
-        let store = self.store();
-        for name in &names {
-            if let Err(e) = store.serve_placeholder(std::slice::from_ref(name)) {
-                tracing::warn!(%name, error = %e, "cannot serve a placeholder certificate");
-            }
-        }
+        serve_placeholders(&self.store(), &names);
         *lock(&self.waiting) = names;
+    }
+
+    /// The former base domains that `table`'s default hosts use.
+    ///
+    /// After a restart with another `--base-domain`, services created before keep their
+    /// host names under the former one. The router process finds those domains in the
+    /// routes it serves (each route's first host is the service's default host) rather
+    /// than being told by the server: the routes are handed over with the listening
+    /// sockets, so a router process that replaces one for a new base domain serves these
+    /// certificates from its first handshake, before any server has connected to it.
+    fn former_domains(&self, table: &RouteTable) -> BTreeSet<String> {
+        runway_certs::former_base_domains(
+            &self.base_domain,
+            table
+                .services
+                .iter()
+                .filter_map(|s| s.hosts.first())
+                .map(String::as_str),
+        )
+    }
+
+    /// Whether `former` differs from the former base domains served.
+    fn former_changed(&self, former: &BTreeSet<String>) -> bool {
+        *lock(&self.former) != *former
+    }
+
+    /// Serves a local-CA wildcard for each of the former base domains `former`, and
+    /// stops serving those no longer in it (blocking: key generation).
+    fn set_former(&self, former: BTreeSet<String>) {
+        let mut current = lock(&self.former);
+        if *current == former {
+            return;
+        }
+        // Kept as it was on failure: the next routes try again.
+        if serve_former(&self.store(), &former) {
+            *current = former;
+        }
     }
 
     /// Opens the store again if a certificate file changed.
@@ -283,9 +322,11 @@ impl Certificates {
         }
         let store = CertStore::open(&self.dir, self.master.clone(), &self.base_domain)?;
         store.resolver().set_challenges(self.challenges.clone());
+        // In memory only: served by the new store before it replaces the old one, so no
+        // handshake misses them.
+        serve_placeholders(&store, &lock(&self.waiting));
+        let _ = serve_former(&store, &lock(&self.former));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store, now);
-        let waiting = lock(&self.waiting).clone();
-        self.placeholders(waiting);
         tracing::info!("certificates reloaded");
         Ok(())
     }
@@ -301,6 +342,26 @@ impl Certificates {
             runway_certs::ACME_TLS_ALPN.to_vec(),
         ];
         Ok(Arc::new(config))
+    }
+}
+
+/// Serves placeholders from the local CA for `names` where no certificate is served.
+fn serve_placeholders(store: &CertStore, names: &[String]) {
+    for name in names {
+        if let Err(e) = store.serve_placeholder(std::slice::from_ref(name)) {
+            tracing::warn!(%name, error = %e, "cannot serve a placeholder certificate");
+        }
+    }
+}
+
+/// See [`CertStore::serve_former_base_domains`]; whether it succeeded.
+fn serve_former(store: &CertStore, domains: &BTreeSet<String>) -> bool {
+    match store.serve_former_base_domains(domains) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the certificates of former base domains");
+            false
+        }
     }
 }
 
@@ -623,10 +684,16 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
         if let Some(a) = &handed.answers {
             let _ = certs.challenges.serve_answers(a.clone());
         }
-        if let Some(r) = &handed.routes
-            && let Err(e) = router.set_routes(r.clone())
-        {
-            tracing::warn!(error = %e, "the handed-over routes are refused");
+        if let Some(r) = &handed.routes {
+            match router.set_routes(r.clone()) {
+                Ok(()) => {
+                    // Before the first handshake: a new base domain leaves the services'
+                    // host names under the former one.
+                    let (certs, former) = (certs.clone(), certs.former_domains(r));
+                    tokio::task::spawn_blocking(move || certs.set_former(former)).await?;
+                }
+                Err(e) => tracing::warn!(error = %e, "the handed-over routes are refused"),
+            }
         }
         for (addr, listener) in listeners {
             private.insert(addr, private_listener(&stop, &router, &tls, listener)?);
@@ -841,7 +908,12 @@ async fn handle(process: &Arc<Process>, request: Request) -> Reply {
         Request::Hello => Reply::Hello(process.hello.clone()),
         Request::SetRoutes(table) => match router.set_routes(table.clone()) {
             Ok(()) => {
+                let former = process.certs.former_domains(&table);
                 lock(&process.state).routes = Some(table);
+                if process.certs.former_changed(&former) {
+                    let certs = process.certs.clone();
+                    let _ = tokio::task::spawn_blocking(move || certs.set_former(former)).await;
+                }
                 Reply::Ok
             }
             Err(e) => error(e),

@@ -411,10 +411,10 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
     assert_eq!(greeting(&server, &host), "two");
 
     // Another base domain replaces the router process too, with every listener kept.
-    // The service keeps the host name it was given, which the new base domain's
-    // certificate does not name (not yet: serving the former base domain's certificate
-    // as well), so this loop does not check the certificate.
-    let looper = RequestLoop::start_checking(&server, &host, false);
+    // The service keeps the host name it was given, under the former base domain, whose
+    // certificate (from the local CA) the new router process serves as well: this loop
+    // checks the certificate across the restart.
+    let looper = RequestLoop::start(&server, &host);
     looper.wait_for(0, 5);
     let (http, before) = (server.http.clone(), server.router_pid());
     server.restart_with(&[
@@ -437,4 +437,30 @@ fn a_restart_with_other_router_settings_keeps_the_unchanged_listeners_open() {
         "the router process was replaced"
     );
     assert_eq!((&server.https, &server.http), (&https, &http));
+
+    // A service created now is under the new base domain; both answer over HTTPS with
+    // the certificate checked against the CA.
+    let (_, moved) = create_testapp(&server, "moved", json!({ "GREETING": "new" }), json!({}));
+    assert!(moved.ends_with(".moved.localhost"), "{moved}");
+    assert!(!host.ends_with(".moved.localhost"), "{host}");
+    assert_eq!(greeting(&server, &moved), "new");
+    assert_eq!(greeting(&server, &host), "two");
+
+    // Once no service uses the former base domain, its certificate is no longer served:
+    // the old host name gets the new base domain's, which clients refuse.
+    server.aws(&["delete-service", "--service-arn", &arn]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = crate::deploy::get(&server, &host, "/env");
+        if status == 0 {
+            assert!(body.contains("SSL"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the former base domain's certificate is still served ({status} {body})"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(greeting(&server, &moved), "new");
 }
