@@ -1,12 +1,14 @@
 //! The few calls into the kernel and the C library that runway needs and no safe crate
 //! offers: real-time scheduling for the threads that must answer while the machine is
-//! saturated, and giving freed heap memory back to the system.
+//! saturated, giving freed heap memory back to the system, and waiting for a descriptor
+//! (a process's pidfd) in the async runtime without a thread.
 //!
 //! This is the one crate of the workspace that contains `unsafe` code (STYLE.md); each
 //! block says why it is sound. It must never grow into a general FFI layer: a call that
 //! a well-kept crate (rustix, nix) offers safely belongs there, not here.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 /// `SCHED_RESET_ON_FORK` (linux/sched.h): processes and threads the thread starts do not
 /// inherit its real-time policy.
@@ -58,6 +60,22 @@ pub fn release_thread_free_memory() {
     // SAFETY: mi_collect takes no pointers and may be called from any thread at any
     // time; it collects the calling thread's heap.
     unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// Ends once `fd` turns readable (for a pidfd: once its process has ended), waiting in
+/// the current tokio runtime's reactor rather than on a thread; `fd` is closed when the
+/// future is dropped. Call it within a tokio runtime (with I/O enabled).
+pub fn readable(fd: OwnedFd) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    // SAFETY: the AsyncFd takes `fd` by value and owns it: an OwnedFd is open, nothing
+    // else can close it, and it is closed only when the AsyncFd drops it, after taking it
+    // out of the reactor; so it stays the same open descriptor while registered.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }?;
+    Ok(async move {
+        // An error from the reactor ends the wait too: the caller then looks for itself.
+        let _ = fd.readable().await;
+    })
 }
 
 #[cfg(test)]
@@ -157,5 +175,27 @@ mod tests {
             after + 32 * 1024 < held,
             "{held} KiB held before, {after} KiB after releasing"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pidfd_turns_readable_when_its_process_ends() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: pidfd_open takes a pid and flags, no pointers.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(raw >= 0, "pidfd_open: {}", io::Error::last_os_error());
+        // SAFETY: `raw` is a descriptor pidfd_open just opened, owned by nothing else.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        let ended = readable(fd).unwrap();
+        tokio::pin!(ended);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(100), &mut ended).await;
+        assert!(early.is_err(), "readable before the process ended");
+        tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+            .await
+            .expect("not readable after the process ended");
+        assert!(child.try_wait().unwrap().is_some(), "the process had ended");
     }
 }
