@@ -164,20 +164,15 @@ impl Inner {
         generation: u64,
         mut child: Child,
     ) {
-        let weak = Arc::downgrade(self);
-        let handle = self.handle.clone();
-        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        match process_end(&handle, pid) {
-            Ok(ended) => {
-                handle.clone().spawn(async move {
-                    ended.await;
-                    // The shim has ended: reaping it does not wait.
-                    let _ = child.wait();
-                    notify_exit(weak, handle, inst, generation);
-                });
-            }
+        match process_end(&self.handle, rustix::process::Pid::from_child(&child)) {
+            Ok(ended) => self.on_end(inst, generation, async move {
+                ended.await;
+                // The shim has ended: reaping it does not wait.
+                let _ = child.wait();
+            }),
             Err(e) => {
                 tracing::debug!(instance = %inst.id, error = %e, "no pidfd for the shim; a thread waits for it");
+                let (weak, handle) = (Arc::downgrade(self), self.handle.clone());
                 std::thread::spawn(move || {
                     let _ = child.wait();
                     notify_exit(weak, handle, inst, generation);
@@ -189,20 +184,33 @@ impl Inner {
     /// Waits for a shim another runway process started (not this one's child, so
     /// nothing to reap) to end, on its pidfd; one that is already gone counts as ended.
     pub(super) fn watch_pid(self: &Arc<Self>, inst: Arc<Instance>, generation: u64, pid: i32) {
-        let weak = Arc::downgrade(self);
-        let handle = self.handle.clone();
-        match process_end(&handle, pid) {
-            Ok(ended) => {
-                handle.clone().spawn(async move {
-                    ended.await;
-                    notify_exit(weak, handle, inst, generation);
-                });
-            }
+        let watched = rustix::process::Pid::from_raw(pid)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            .and_then(|p| process_end(&self.handle, p));
+        match watched {
+            Ok(ended) => self.on_end(inst, generation, ended),
             Err(e) => {
                 tracing::debug!(instance = %inst.id, %pid, error = %e, "the shim has ended or cannot be watched");
-                notify_exit(weak, handle, inst, generation);
+                self.on_end(inst, generation, std::future::ready(()));
             }
         }
+    }
+
+    /// Handles the end of `inst`'s shim once `ended` completes (in the async runtime, if
+    /// the runtime still exists then).
+    fn on_end(
+        self: &Arc<Self>,
+        inst: Arc<Instance>,
+        generation: u64,
+        ended: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let weak = Arc::downgrade(self);
+        self.handle.spawn(async move {
+            ended.await;
+            if let Some(inner) = weak.upgrade() {
+                inner.on_exit(inst, generation).await;
+            }
+        });
     }
 
     /// Probes an instance until its container ends or it is stopped.
@@ -287,16 +295,15 @@ impl Inner {
 /// Ends when process `pid` has ended (its pidfd turns readable), without a thread.
 fn process_end(
     handle: &tokio::runtime::Handle,
-    pid: i32,
+    pid: rustix::process::Pid,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let pid = rustix::process::Pid::from_raw(pid)
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK)?;
     let _entered = handle.enter();
     runway_sys::readable(fd)
 }
 
-/// Tells the runtime (if it still exists) that a shim ended.
+/// Tells the runtime (if it still exists) that a shim ended, from a thread that waited
+/// for it.
 fn notify_exit(
     weak: Weak<Inner>,
     handle: tokio::runtime::Handle,
