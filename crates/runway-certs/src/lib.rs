@@ -177,11 +177,15 @@ pub fn former_base_domains<'a>(
     default_hosts
         .into_iter()
         .filter_map(|host| host.split_once('.').map(|(_, domain)| domain))
-        .filter(|domain| {
-            *domain != base_domain && !domain.starts_with("*.") && valid_domain(domain)
-        })
+        .filter(|domain| is_former(base_domain, domain))
         .map(str::to_string)
         .collect()
+}
+
+/// Whether `domain` can be a former base domain while the base domain is `base_domain`:
+/// a valid domain name, not a wildcard, and not the base domain itself.
+fn is_former(base_domain: &str, domain: &str) -> bool {
+    domain != base_domain && !domain.starts_with("*.") && valid_domain(domain)
 }
 
 impl CertStore {
@@ -359,17 +363,14 @@ impl CertStore {
         // Names no longer wanted go; so do records of names another certificate has
         // replaced since (that one stays).
         served.retain(|name, (domain, key)| {
-            if domains.contains(domain.as_str()) && *domain != self.inner.base_domain {
+            if domains.contains(domain.as_str()) && is_former(&self.inner.base_domain, domain) {
                 return resolver.is_same(name, key);
             }
             resolver.remove_if_same(name, key);
             false
         });
         for domain in domains {
-            if *domain == self.inner.base_domain
-                || domain.starts_with("*.")
-                || !valid_domain(domain)
-            {
+            if !is_former(&self.inner.base_domain, domain) {
                 continue;
             }
             let wildcard = format!("*.{domain}");
