@@ -40,9 +40,8 @@ pub fn run_thread_realtime() -> io::Result<()> {
 /// and which glibc keeps per thread that ever allocated at once with another. Costs a
 /// walk over the heaps: call it now and then, not per request.
 pub fn release_free_memory() {
-    // SAFETY: mi_collect takes no pointers and may be called from any thread at any
-    // time; with `force` it also frees the segments of exited threads.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    // Collecting the calling thread's heap also frees the segments of exited threads.
+    release_thread_free_memory();
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes no pointers and is thread-safe (it takes each arena's
     // lock); 0 keeps no extra padding at the top of the main heap.
