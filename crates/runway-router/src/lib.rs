@@ -12,7 +12,8 @@
 //! Its connection handling (limits, timeouts, graceful shutdown) also serves runway's API
 //! and registry listeners ([`AppServer`]), with a cap on connections in all and per
 //! client address. A connection made to a private listener's address reaches only the
-//! private services routed there; IPv6 clients reach only dual-stack services.
+//! private services routed there, and one to a private listener whose address is no
+//! longer named is closed; IPv6 clients reach only dual-stack services.
 //!
 //! The router reads routes and publishes load; it must never call the controller, never
 //! buffer a whole body, never block a request on logging, never put a host or path from
@@ -431,6 +432,8 @@ impl Router {
     /// endpoints): a connection made to one of them, on any listener, reaches only the
     /// services whose route names that listener in `private_listeners`, and public
     /// services are not served there. Connections keep the scope they were accepted with.
+    /// A listener served with [`Router::serve_private`] closes the connections made to
+    /// an address this leaves out.
     pub fn set_private_addresses(
         &self,
         addresses: std::collections::HashMap<std::net::IpAddr, String>,

@@ -212,7 +212,7 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        self.serve(listener, None, shutdown).await
+        self.serve(listener, None, false, shutdown).await
     }
 
     /// Serves HTTPS on `listener` with `tls` (see `runway_certs::CertStore::server_config`:
@@ -224,7 +224,24 @@ impl Router {
         tls: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        self.serve(listener, Some(TlsAcceptor::from(tls)), shutdown)
+        self.serve(listener, Some(TlsAcceptor::from(tls)), false, shutdown)
+            .await
+    }
+
+    /// Serves a private listener (App Runner's interface endpoint) like
+    /// [`Router::serve_https`], or plain HTTP without `tls`: a connection reaches the
+    /// services routed to the listener its local address is named for (see
+    /// [`Router::set_private_addresses`]), and a connection to an address that is not
+    /// (or no longer) named is closed at once, never served as public. Whatever the order
+    /// in which addresses are named and listeners stopped, a private listener serves no
+    /// public service.
+    pub async fn serve_private(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.serve(listener, tls.map(TlsAcceptor::from), true, shutdown)
             .await
     }
 
@@ -262,7 +279,7 @@ impl Router {
                                 let stop = async move {
                                     let _ = shutdown.wait_for(|stop| *stop).await;
                                 };
-                                router.serve(listener, tls, stop).await
+                                router.serve(listener, tls, false, stop).await
                             })
                         });
                     let _ = tx.send(result);
@@ -276,6 +293,7 @@ impl Router {
         &self,
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
+        private: bool,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(Stop::Running);
@@ -291,6 +309,13 @@ impl Router {
                             .local_addr()
                             .ok()
                             .and_then(|local| inner.private.load().get(&local.ip()).cloned());
+                        if private && scope.is_none() {
+                            // A private listener whose address is no longer named: it
+                            // is being stopped, and serves nobody meanwhile.
+                            tracing::debug!(%client, "connection to an unnamed private address closed");
+                            drop(stream);
+                            continue;
+                        }
                         let ipv6 = match client.ip() {
                             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
                             std::net::IpAddr::V4(_) => false,

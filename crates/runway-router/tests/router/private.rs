@@ -130,3 +130,66 @@ async fn ipv6_clients_reach_only_dual_stack_services() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_listener_whose_address_is_no_longer_named_serves_nothing() {
+    let public = Backend::start("public").await;
+    let private = Backend::start("private").await;
+    let router = TestRouter::start(RouterConfig::default()).await;
+    let mut hidden = service("a", "a-1.runway.localhost", "r1", vec![private.endpoint()]);
+    hidden.public = false;
+    hidden.private_listeners = vec!["vpce-a".into()];
+    let open = service(
+        "open",
+        "open-1.runway.localhost",
+        "r2",
+        vec![public.endpoint()],
+    );
+    router.set_services(vec![hidden, open]);
+    let listener = TcpListener::bind("127.0.0.3:0")
+        .await
+        .expect("bind 127.0.0.3");
+    let private_addr = listener.local_addr().unwrap();
+    router
+        .router
+        .set_private_addresses(HashMap::from([(private_addr.ip(), "vpce-a".to_string())]));
+    let serving = router.router.clone();
+    tokio::spawn(async move {
+        serving
+            .serve_private(listener, None, std::future::pending())
+            .await
+    });
+    assert_eq!(
+        get(private_addr, "a-1.runway.localhost", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(private_addr, "open-1.runway.localhost", "/")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The endpoint is gone (its listener not yet stopped): its address is not named.
+    router.router.set_private_addresses(HashMap::new());
+    for host in ["a-1.runway.localhost", "open-1.runway.localhost"] {
+        let req = http::Request::get("/")
+            .header(http::header::HOST, host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let reply = runway_router::test_util::send_h1(private_addr, req).await;
+        assert!(
+            reply.is_err(),
+            "{host} on a private listener no longer named: {:?}",
+            reply.map(|r| r.status)
+        );
+    }
+    assert_eq!(public.requests(), 0, "no public service was served there");
+    assert_eq!(
+        get(router.addr, "open-1.runway.localhost", "/")
+            .await
+            .status,
+        StatusCode::OK,
+        "the public listener serves on"
+    );
+}
