@@ -4,7 +4,10 @@
 //! hidden subcommand of the same binary) in its own process group, as the runtime starts
 //! instance shims, and talks to it over a unix socket in the data directory
 //! ([`SOCKET`]): one JSON message a line each way. The router process holds the public
-//! HTTP and HTTPS listeners and the private ones (VPC interface endpoints), opens the
+//! HTTP and HTTPS listeners and the private ones (VPC interface endpoints: it stops one
+//! as soon as the private addresses it is given leave its address out, so the listener
+//! of an endpoint deleted while no server ran stops at the next server's first network
+//! pass, and a new process that takes over closes such a listener), opens the
 //! certificate store of the data directory itself (reading it again when told), and
 //! serves from the last routes, host notices, private addresses and ACME answers it was
 //! given, whether or not a control plane is connected. Load readings, instance loads and
@@ -413,7 +416,8 @@ struct Process {
     certs: Arc<Certificates>,
     tls: Arc<rustls::ServerConfig>,
     hello: Hello,
-    /// Private listeners: their stop signal, task and socket.
+    /// Private listeners: their stop signal, task and socket. Each one's address is
+    /// among the last private addresses set: setting them stops those left out.
     private: tokio::sync::Mutex<HashMap<SocketAddr, PrivateListener>>,
     /// The public listeners' sockets (HTTP, HTTPS), for a handover; closed after one.
     public: Mutex<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>>,
@@ -444,7 +448,9 @@ struct PrivateListener {
     socket: std::os::fd::OwnedFd,
 }
 
-/// Serves HTTPS for private services on `listener` until told or until all stop.
+/// Serves HTTPS for private services on `listener` until told or until all stop (a
+/// connection to it while its address is not among the private addresses is closed: see
+/// [`Router::serve_private`]).
 fn private_listener(
     process_stop: &watch::Sender<bool>,
     router: &Router,
@@ -462,9 +468,22 @@ fn private_listener(
                 _ = all.wait_for(|s| *s) => {}
             }
         };
-        router.serve_https(listener, tls, stopped).await
+        router.serve_private(listener, Some(tls), stopped).await
     });
     Ok(PrivateListener { stop, task, socket })
+}
+
+/// Stops a private listener that is no longer wanted: it stops accepting and closes its
+/// socket at once; its requests in flight finish in the background (up to the router's
+/// grace period), so the control connection that stopped it is not held up.
+fn stop_private(addr: SocketAddr, listener: PrivateListener, why: &'static str) {
+    let PrivateListener { stop, task, socket } = listener;
+    let _ = stop.send(true);
+    drop(socket);
+    tokio::spawn(async move {
+        let _ = task.await;
+        tracing::info!(%addr, reason = why, "private listener stopped");
+    });
 }
 
 /// Takes the running router process's sockets and state (blocking).
@@ -695,8 +714,21 @@ async fn serve(args: RouterProcessArgs) -> Result<()> {
                 Err(e) => tracing::warn!(error = %e, "the handed-over routes are refused"),
             }
         }
+        let named = |addr: &SocketAddr| {
+            handed
+                .private_addresses
+                .as_ref()
+                .is_some_and(|p| p.contains_key(&addr.ip()))
+        };
         for (addr, listener) in listeners {
-            private.insert(addr, private_listener(&stop, &router, &tls, listener)?);
+            if named(&addr) {
+                private.insert(addr, private_listener(&stop, &router, &tls, listener)?);
+            } else {
+                // Not among the private addresses: the listener of an endpoint gone
+                // while no server ran, kept by a predecessor from before router
+                // processes stopped those themselves. Closed, not served.
+                tracing::info!(%addr, "closing a private listener whose address is no longer private");
+            }
         }
         state = handed;
         state.listeners.clear();
@@ -933,7 +965,21 @@ async fn handle(process: &Arc<Process>, request: Request) -> Reply {
         }
         Request::SetPrivateAddresses(addresses) => {
             lock(&process.state).private_addresses = Some(addresses.clone());
+            let stale: Vec<(SocketAddr, PrivateListener)> = {
+                let mut private = process.private.lock().await;
+                let gone: Vec<SocketAddr> = private
+                    .keys()
+                    .filter(|a| !addresses.contains_key(&a.ip()))
+                    .copied()
+                    .collect();
+                gone.into_iter()
+                    .filter_map(|a| Some((a, private.remove(&a)?)))
+                    .collect()
+            };
             router.set_private_addresses(addresses);
+            for (addr, l) in stale {
+                stop_private(addr, l, "its address is no longer private");
+            }
             Reply::Ok
         }
         Request::SetAnswers(answers) => {

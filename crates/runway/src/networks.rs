@@ -47,7 +47,11 @@ struct Listener {
 
 impl Networks {
     /// Runs until `stopped` completes. Its listeners live in the router process and
-    /// serve on while the server is down.
+    /// serve on while the server is down. A server that adopts a running router process
+    /// starts with none it knows of: its first pass listens again on the addresses still
+    /// wanted (the router process keeps those it has), and the private addresses it
+    /// sends stop the router process's listeners on any others (an endpoint deleted
+    /// while no server ran).
     pub async fn run(self, stopped: impl std::future::Future<Output = ()>) {
         let mut listeners: HashMap<IpAddr, Listener> = HashMap::new();
         // Endpoints whose addresses the last pass could not listen on, and why.
@@ -96,7 +100,8 @@ impl Networks {
             }
         }
         // Name the addresses before anything listens there, so that no connection is
-        // ever taken for a public one.
+        // ever taken for a public one. The router process stops its listeners on any
+        // address left out (those this loop did not start: see `run`).
         self.router.set_private_addresses(wanted.clone());
         for (ip, endpoint) in &wanted {
             if listeners.contains_key(ip) {

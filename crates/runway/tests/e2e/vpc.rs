@@ -4,7 +4,7 @@
 //! psycopg through a connector, and cannot without one or once the rule is revoked; a
 //! private service that answers a client inside its VPC and not on the public listener,
 //! also while the server is killed and after it restarts (the router process holds the
-//! endpoint's listener); dual stack (IPv6 clients, and instances that reach the internet
+//! endpoint's listener, and stops that of an endpoint deleted meanwhile); dual stack (IPv6 clients, and instances that reach the internet
 //! over IPv6); and isolation between services and from the host's ports that holds
 //! whatever networks they join.
 
@@ -1447,5 +1447,197 @@ fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_se
             .count(),
         1,
         "{router_log}"
+    );
+}
+
+/// Whether something listens on TCP `ip`:443 in this (the router process's) namespace.
+fn listens_on_443(ip: &str) -> bool {
+    let out = Command::new("ss").args(["-Hltn"]).output().unwrap();
+    let want = format!("{ip}:443");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().nth(3) == Some(want.as_str()))
+}
+
+/// Waits up to 30 s for `listens_on_443(ip)` to be `want`.
+fn wait_listening(ip: &str, want: bool, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listens_on_443(ip) != want {
+        assert!(
+            Instant::now() < deadline,
+            "{ip}:443 listening should be {want}:\n{}\n{}",
+            server.log(),
+            std::fs::read_to_string(server.data_dir().join("logs/router.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_endpoint_deleted_while_no_server_runs_loses_its_listener_at_the_next_start() {
+    let (vpc_cidr, cidr, [a, b]) = free_subnet();
+    let at = |last: u8| format!("10.{a}.{b}.{last}");
+    let mut server = Server::start();
+    let vpc = id(
+        &server.ec2(&["create-vpc", "--cidr-block", &vpc_cidr]).ok(),
+        &["Vpc", "VpcId"],
+    );
+    let subnet = id(
+        &server
+            .ec2(&["create-subnet", "--vpc-id", &vpc, "--cidr-block", &cidr])
+            .ok(),
+        &["Subnet", "SubnetId"],
+    );
+    let described = wait_for(
+        "the subnet",
+        "available",
+        || {
+            server
+                .ec2(&["describe-subnets", "--subnet-ids", &subnet])
+                .ok()
+        },
+        &["Subnets", "0", "State"],
+    );
+    let bridge = described["Subnets"][0]["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Key"] == "runway:interface")
+        .unwrap()["Value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // An endpoint that stays, serving a private service...
+    let Private {
+        endpoint_ip: kept_ip,
+        host: hidden_host,
+        connection,
+        ..
+    } = private_service(&server, &vpc, &subnet, &at(20));
+    wait_for(
+        "the ingress connection",
+        "AVAILABLE",
+        || {
+            server
+                .aws(&[
+                    "describe-vpc-ingress-connection",
+                    "--vpc-ingress-connection-arn",
+                    &connection,
+                ])
+                .ok()
+        },
+        &["VpcIngressConnection", "Status"],
+    );
+    // ... and one that goes while no server runs.
+    let group = id(
+        &server
+            .ec2(&[
+                "create-security-group",
+                "--group-name",
+                "others",
+                "--description",
+                "callers of the endpoint that goes",
+                "--vpc-id",
+                &vpc,
+            ])
+            .ok(),
+        &["GroupId"],
+    );
+    let gone = id(
+        &server
+            .ec2(&[
+                "create-vpc-endpoint",
+                "--vpc-id",
+                &vpc,
+                "--vpc-endpoint-type",
+                "Interface",
+                "--service-name",
+                "com.amazonaws.us-east-1.apprunner.requests",
+                "--subnet-ids",
+                &subnet,
+                "--security-group-ids",
+                &group,
+            ])
+            .ok()["VpcEndpoint"],
+        &["VpcEndpointId"],
+    );
+    let described = wait_for(
+        "the second endpoint",
+        "available",
+        || {
+            server
+                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &gone])
+                .ok()
+        },
+        &["VpcEndpoints", "0", "State"],
+    );
+    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
+    let gone_ip = id(
+        &server
+            .ec2(&[
+                "describe-network-interfaces",
+                "--network-interface-ids",
+                &eni,
+            ])
+            .ok()["NetworkInterfaces"][0],
+        &["PrivateIpAddress"],
+    );
+    assert_ne!(gone_ip, kept_ip);
+    wait_listening(&kept_ip, true, &server);
+    wait_listening(&gone_ip, true, &server);
+
+    // The endpoint goes while no server runs. No user command does that without a
+    // server, so the store is changed as DeleteVpcEndpoints does (its interfaces
+    // released, its record removed): a server killed right after such a delete, before
+    // its network loop ran, leaves the same.
+    let router = server.router_pid().expect("a router process runs");
+    server.kill();
+    {
+        use runway_model::network::{InterfaceOwner, NetworkInterfaceRecord, VpcEndpointRecord};
+        use runway_store::{Query, Store, Typed};
+        let store = runway_store::SqliteStore::open(&server.data_dir().join("state.db")).unwrap();
+        let mut tx = store.begin().unwrap();
+        let owner = InterfaceOwner::Endpoint { id: gone.clone() };
+        for (_, i) in tx
+            .load_all::<NetworkInterfaceRecord>(&Query::default())
+            .unwrap()
+        {
+            if i.owner == owner {
+                assert!(tx.remove::<NetworkInterfaceRecord>(&i.id).unwrap());
+            }
+        }
+        assert!(tx.remove::<VpcEndpointRecord>(&gone).unwrap());
+        tx.commit().unwrap();
+    }
+    assert!(
+        listens_on_443(&gone_ip),
+        "the router process serves on while no server runs"
+    );
+
+    server.relaunch();
+    assert_eq!(
+        server.router_pid(),
+        Some(router),
+        "the running router process was adopted, not replaced"
+    );
+    wait_listening(&gone_ip, false, &server);
+    let router_log =
+        std::fs::read_to_string(server.data_dir().join("logs/router.log")).unwrap_or_default();
+    assert!(
+        router_log.contains("its address is no longer private"),
+        "{router_log}"
+    );
+    // The endpoint that stays is served on, by the listener it had.
+    assert!(listens_on_443(&kept_ip));
+    let client = Namespace::on(&server, &bridge, "cl", &format!("{}/24", at(20)));
+    let (status, body) = client.https_get(&server, &hidden_host, &kept_ip);
+    assert_eq!(status, 200, "the endpoint that stays serves: {body}");
+    // Nothing answers at the address of the one gone.
+    let (status, body) = client.https_get(&server, &hidden_host, &gone_ip);
+    assert_eq!(status, 0, "nothing serves at {gone_ip}: {body}");
+    assert_eq!(
+        router_log.matches("private listener started").count(),
+        2,
+        "no listener was started again: {router_log}"
     );
 }
