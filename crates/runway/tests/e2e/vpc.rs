@@ -1475,6 +1475,19 @@ fn wait_listening(ip: &str, want: bool, server: &Server) {
 
 #[test]
 fn an_endpoint_deleted_while_no_server_runs_loses_its_listener_at_the_next_start() {
+    endpoint_deleted_while_no_server_runs(false);
+}
+
+#[test]
+fn an_endpoint_deleted_while_no_server_runs_loses_its_listener_also_after_a_router_restart() {
+    endpoint_deleted_while_no_server_runs(true);
+}
+
+/// An endpoint deleted while no server runs: the router process serves on with its
+/// listener until the next server starts, which stops it (and keeps the other
+/// endpoint's); with `restart_router`, a new router process takes the listener over in
+/// between (`runway restart-router` while no server runs).
+fn endpoint_deleted_while_no_server_runs(restart_router: bool) {
     let (vpc_cidr, cidr, [a, b]) = free_subnet();
     let at = |last: u8| format!("10.{a}.{b}.{last}");
     let mut server = Server::start();
@@ -1613,6 +1626,27 @@ fn an_endpoint_deleted_while_no_server_runs_loses_its_listener_at_the_next_start
         listens_on_443(&gone_ip),
         "the router process serves on while no server runs"
     );
+    let router = if restart_router {
+        let out = server
+            .runway()
+            .arg("restart-router")
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = server.router_pid().expect("a router process runs");
+        assert_ne!(new, router, "a new router process took over");
+        // Nobody told it the endpoint went: it takes the listener over with the rest.
+        assert!(listens_on_443(&gone_ip));
+        new
+    } else {
+        router
+    };
 
     server.relaunch();
     assert_eq!(
