@@ -1371,7 +1371,8 @@ impl RouterClient {
         self.push(|d| d.notices = Some(copy), Request::SetNotices(notices));
     }
 
-    /// See [`Router::set_private_addresses`].
+    /// Names the private addresses (see [`Router::set_private_addresses`]); the router
+    /// process stops its private listeners on any address left out.
     pub fn set_private_addresses(&self, addresses: HashMap<IpAddr, String>) {
         let copy = addresses.clone();
         self.push(
