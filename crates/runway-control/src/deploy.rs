@@ -136,16 +136,10 @@ impl Controller {
             return Ok(false);
         };
         let now = Timestamp::now();
+        // The snapshot holds the unfinished operations of services that are not deleted
+        // (the API takes none behind a deletion), so the service is there.
         let Some(service) = snap.service(&op.service_arn).cloned() else {
-            // The service is gone (deleted by an earlier operation): nothing to do.
-            let mut op = op;
-            op.status = OperationStatus::Failed;
-            op.message = Some("the service was deleted before this operation ran".into());
-            let outcome = Outcome {
-                op: Some(finish(op, now)),
-                ..Default::default()
-            };
-            return self.commit(outcome, now).await;
+            return Ok(false);
         };
         let instances: Vec<InstanceStatus> = self
             .inner

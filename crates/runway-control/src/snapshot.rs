@@ -35,13 +35,24 @@ impl Snapshot {
             .map(|(_, s)| s)
             .filter(|s| s.status != ServiceStatus::Deleted)
             .collect();
+        // Deleted services keep their records (describe, operations, events), but nothing
+        // is decided from them: what hangs off a service is read for the others only, so
+        // a pass costs what runs, not everything that ever ran.
+        let arns: Vec<String> = services.iter().map(|s| s.arn.clone()).collect();
+        let of_services = Query {
+            parents: Some(arns.clone()),
+            ..Query::default()
+        };
         let states = tx
-            .load_all::<ServiceState>(&all)?
+            .load_all::<ServiceState>(&Query {
+                ids: Some(arns),
+                ..Query::default()
+            })?
             .into_iter()
             .map(|(_, s)| (s.service_arn.clone(), s))
             .collect();
         let revisions = tx
-            .load_all::<RevisionRecord>(&all)?
+            .load_all::<RevisionRecord>(&of_services)?
             .into_iter()
             .map(|(_, r)| (r.id.clone(), r))
             .collect();
@@ -51,7 +62,7 @@ impl Snapshot {
             .map(|(_, a)| (a.arn.clone(), a))
             .collect();
         let unfinished = tx
-            .load_all::<OperationRecord>(&all)?
+            .load_all::<OperationRecord>(&of_services)?
             .into_iter()
             .map(|(_, o)| o)
             .filter(|o| !o.status.is_final())

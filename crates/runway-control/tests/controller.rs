@@ -1199,3 +1199,141 @@ async fn many_deployments_at_once_wait_for_the_store_on_a_few_threads() {
         "{most} of the controller's writes waited for the store on threads at once"
     );
 }
+
+/// A store that counts the documents its read transactions list that belong to one
+/// service (its state, revisions and operations).
+struct ReadsOf {
+    store: SqliteStore,
+    arn: Mutex<Option<String>>,
+    read: Arc<AtomicUsize>,
+}
+
+impl Store for ReadsOf {
+    fn begin(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        self.store.begin()
+    }
+
+    fn begin_relaxed(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        self.store.begin_relaxed()
+    }
+
+    fn read(&self) -> runway_store::Result<Box<dyn runway_store::Txn + '_>> {
+        Ok(Box::new(CountingTxn {
+            inner: self.store.read()?,
+            arn: self.arn.lock().unwrap().clone(),
+            read: self.read.clone(),
+        }))
+    }
+}
+
+struct CountingTxn<'a> {
+    inner: Box<dyn runway_store::Txn + 'a>,
+    arn: Option<String>,
+    read: Arc<AtomicUsize>,
+}
+
+impl runway_store::Txn for CountingTxn<'_> {
+    fn get(&self, kind: &str, id: &str) -> runway_store::Result<Option<runway_store::Doc>> {
+        self.inner.get(kind, id)
+    }
+
+    fn list(
+        &self,
+        kind: &str,
+        query: &runway_store::Query,
+    ) -> runway_store::Result<Vec<runway_store::Doc>> {
+        let docs = self.inner.list(kind, query)?;
+        if let Some(arn) = &self.arn {
+            let mine = docs
+                .iter()
+                .filter(|d| d.parent.as_ref() == Some(arn) || (kind != "service" && d.id == *arn))
+                .count();
+            self.read.fetch_add(mine, Ordering::SeqCst);
+        }
+        Ok(docs)
+    }
+
+    fn insert(
+        &mut self,
+        kind: &str,
+        id: &str,
+        name: Option<&str>,
+        parent: Option<&str>,
+        body: &str,
+    ) -> runway_store::Result<i64> {
+        self.inner.insert(kind, id, name, parent, body)
+    }
+
+    fn put(
+        &mut self,
+        kind: &str,
+        id: &str,
+        name: Option<&str>,
+        parent: Option<&str>,
+        body: &str,
+    ) -> runway_store::Result<i64> {
+        self.inner.put(kind, id, name, parent, body)
+    }
+
+    fn delete(&mut self, kind: &str, id: &str) -> runway_store::Result<bool> {
+        self.inner.delete(kind, id)
+    }
+
+    fn refused_write(&self) -> bool {
+        self.inner.refused_write()
+    }
+
+    fn commit(self: Box<Self>) -> runway_store::Result<()> {
+        self.inner.commit()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loops_no_longer_read_what_a_deleted_service_left() {
+    // A deleted service keeps its records (describe, operations, events), but the
+    // controller's passes, several a second, read what hangs off the services that are
+    // not deleted only: before, every pass decoded every state, revision and operation
+    // ever stored (bench/api: after 200 creates and deletes, most of the server's live
+    // heap was such a pass in flight).
+    let read = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(ReadsOf {
+        store: SqliteStore::in_memory().unwrap(),
+        arn: Mutex::new(None),
+        read: read.clone(),
+    });
+    let gone = world_in(store.clone(), "good:v1", 1);
+    let kept = world_in(store.clone(), "good:v2", 1);
+    let run = running(&gone.controller());
+    for w in [&gone, &kept] {
+        assert_eq!(
+            w.settle(&first_op_of(w)).await.status,
+            OperationStatus::Succeeded
+        );
+    }
+    let delete = gone.record(OperationType::DeleteService, None);
+    assert_eq!(
+        gone.settle(&delete).await.status,
+        OperationStatus::Succeeded
+    );
+    *store.arn.lock().unwrap() = Some(gone.service.arn.clone());
+    // The other service's life goes on: an update, and passes of every loop.
+    let update = kept.record(OperationType::UpdateService, Some(spec("good:v3")));
+    assert_eq!(
+        kept.settle(&update).await.status,
+        OperationStatus::Succeeded
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run.abort();
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        0,
+        "documents of the deleted service were read"
+    );
+    // They are still stored.
+    let tx = store.read().unwrap();
+    assert!(
+        tx.load::<ServiceState>(&gone.service.arn)
+            .unwrap()
+            .is_some()
+    );
+}

@@ -41,6 +41,10 @@ pub struct Doc {
 pub struct Query {
     pub name: Option<String>,
     pub parent: Option<String>,
+    /// Only documents under one of these parents (none if empty).
+    pub parents: Option<Vec<String>>,
+    /// Only documents with one of these ids (none if empty).
+    pub ids: Option<Vec<String>>,
     /// Only documents after this position (before it when descending).
     pub after: Option<i64>,
     pub limit: Option<usize>,

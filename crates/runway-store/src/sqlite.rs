@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a migration that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE docs (
         seq    INTEGER PRIMARY KEY AUTOINCREMENT,
         kind   TEXT NOT NULL,
@@ -20,7 +21,14 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX docs_by_name ON docs (kind, name);
     CREATE INDEX docs_by_parent ON docs (kind, parent, seq);
-"];
+",
+    "
+    -- A kind's documents in insertion order without sorting them (the rowid, seq, is the
+    -- index's last column): listings of every service or revision read them in order
+    -- instead of copying the kind's whole table into a sorter first.
+    CREATE INDEX docs_by_kind ON docs (kind);
+",
+];
 
 /// The SQLite store. Writes are serialised on one connection, each transaction
 /// `IMMEDIATE`; reads run on a pool of other connections, each on its own snapshot, so
@@ -238,6 +246,16 @@ impl Txn for SqliteTxn<'_> {
         if let Some(parent) = &q.parent {
             sql.push_str(" AND parent = ?");
             args.push(parent.clone().into());
+        }
+        // One parameter holds the whole set, so that the statement is the same (and
+        // cached) whatever its size, and no set exceeds SQLite's parameter limit.
+        for (column, set) in [("parent", &q.parents), ("id", &q.ids)] {
+            if let Some(set) = set {
+                sql.push_str(&format!(
+                    " AND {column} IN (SELECT value FROM json_each(?))"
+                ));
+                args.push(serde_json::json!(set).to_string().into());
+            }
         }
         if let Some(after) = q.after {
             sql.push_str(if q.descending {

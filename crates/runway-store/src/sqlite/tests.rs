@@ -145,6 +145,37 @@ fn queries_filter_order_and_page() {
         }),
         ["t4", "t3"]
     );
+    // Sets of parents and ids, in insertion order whatever the set's order.
+    assert_eq!(
+        ids(Query {
+            parents: Some(vec!["odd".into(), "nobody".into()]),
+            limit: Some(3),
+            ..Default::default()
+        }),
+        ["t1", "t3", "t5"]
+    );
+    assert_eq!(
+        ids(Query {
+            ids: Some(vec!["t7".into(), "t2".into(), "t42".into()]),
+            ..Default::default()
+        }),
+        ["t2", "t7"]
+    );
+    assert_eq!(
+        ids(Query {
+            ids: Some(vec!["t7".into()]),
+            parents: Some(vec!["even".into()]),
+            ..Default::default()
+        }),
+        Vec::<String>::new()
+    );
+    assert!(
+        ids(Query {
+            parents: Some(Vec::new()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
 }
 
 #[test]
