@@ -4,9 +4,9 @@
 //! psycopg through a connector, and cannot without one or once the rule is revoked; a
 //! private service that answers a client inside its VPC and not on the public listener,
 //! also while the server is killed and after it restarts (the router process holds the
-//! endpoint's listener, and stops that of an endpoint deleted meanwhile); dual stack (IPv6 clients, and instances that reach the internet
-//! over IPv6); and isolation between services and from the host's ports that holds
-//! whatever networks they join.
+//! endpoint's listener, and stops that of an endpoint deleted meanwhile); dual stack
+//! (IPv6 clients, and instances that reach the internet over IPv6); and isolation
+//! between services and from the host's ports that holds whatever networks they join.
 
 use crate::deploy::{create_testapp, get, wait_op};
 use crate::harness::{Aws, Server};
