@@ -34,31 +34,18 @@ pub fn run_thread_realtime() -> io::Result<()> {
     }
 }
 
-/// Gives the heap's free memory back to the system: mimalloc's (the global allocator of
-/// the `runway` binary) free pages, including those of threads that have exited, and the
-/// free memory of the C library's malloc arenas, which C libraries (SQLite) allocate from
-/// and which glibc keeps per thread that ever allocated at once with another. Costs a
-/// walk over the heaps: call it now and then, not per request.
+/// Gives the free memory of the C library's malloc arenas back to the system: glibc
+/// keeps an arena per thread that ever allocated at once with another, and gives back
+/// only the top of each on its own, so after a burst of work on many threads (200
+/// services created and deleted) it held several times what the server uses. Costs a
+/// walk over the arenas: call it now and then, not per request.
 pub fn release_free_memory() {
-    // Collecting the calling thread's heap also frees the segments of exited threads.
-    release_thread_free_memory();
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes no pointers and is thread-safe (it takes each arena's
     // lock); 0 keeps no extra padding at the top of the main heap.
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Gives the calling thread's own free heap pages back to the system (mimalloc frees
-/// and purges a thread's pages only on that thread: [`release_free_memory`], called
-/// elsewhere, cannot reach a living thread's heap). For threads that live long and
-/// handle bursts, such as an async runtime's workers: call it now and then when the
-/// thread is idle.
-pub fn release_thread_free_memory() {
-    // SAFETY: mi_collect takes no pointers and may be called from any thread at any
-    // time; it collects the calling thread's heap.
-    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Ends once `fd` turns readable (for a pidfd: once its process has ended), waiting in
@@ -106,9 +93,6 @@ mod tests {
         assert!(!thread_is_realtime(), "only the thread that asked");
     }
 
-    /// Held by the tests that measure the process's memory, which must not run at once.
-    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     /// Anonymous memory the process holds, in KiB.
     fn rss_anon_kib() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -118,11 +102,10 @@ mod tests {
 
     #[test]
     fn memory_freed_on_another_thread_is_given_back() {
-        let _alone = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
-        // A test binary allocates with the C library's malloc: 64 MiB in 64 KiB blocks
-        // (below the size malloc maps on its own) on a thread of its own, so in an
-        // arena of that thread, each followed by a small block that stays allocated, so
-        // that the freed blocks cannot merge and shrink the arena from its top.
+        // 64 MiB in 64 KiB blocks (below the size malloc maps on its own) on a thread of
+        // its own, so in an arena of that thread, each followed by a small block that
+        // stays allocated, so that the freed blocks cannot merge and shrink the arena
+        // from its top.
         let (held, pins) = std::thread::spawn(|| {
             let (blocks, pins): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (0..1024)
                 .map(|_| (vec![1u8; 64 << 10], vec![1u8; 16]))
@@ -140,40 +123,6 @@ mod tests {
             "{held} KiB held before, {after} KiB after releasing"
         );
         drop(pins);
-    }
-
-    #[test]
-    fn a_thread_gives_its_own_freed_pages_back() {
-        let _alone = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
-        // mimalloc (the runway binary's allocator) keeps a thread's freed pages until that
-        // thread collects them, where live blocks keep their segment: 64 MiB in 32 KiB
-        // blocks on this thread, each followed by a small block that stays allocated.
-        const BLOCK: usize = 32 << 10;
-        let alloc = |size: usize| {
-            // SAFETY: mi_malloc returns a block of at least `size` bytes (or null,
-            // checked), which this test alone writes and later frees once.
-            let block = unsafe { libmimalloc_sys::mi_malloc(size) }.cast::<u8>();
-            assert!(!block.is_null());
-            // SAFETY: the block is `size` bytes long and only this thread uses it.
-            unsafe { block.write_bytes(1, size) };
-            block
-        };
-        let free = |block: *mut u8| {
-            // SAFETY: `block` came from mi_malloc and is freed once.
-            unsafe { libmimalloc_sys::mi_free(block.cast()) };
-        };
-        let (blocks, pins): (Vec<*mut u8>, Vec<*mut u8>) =
-            (0..2048).map(|_| (alloc(BLOCK), alloc(16))).unzip();
-        blocks.into_iter().for_each(free);
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let held = rss_anon_kib();
-        release_thread_free_memory();
-        let after = rss_anon_kib();
-        pins.into_iter().for_each(free);
-        assert!(
-            after + 32 * 1024 < held,
-            "{held} KiB held before, {after} KiB after releasing"
-        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -28,12 +28,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc gives memory back to the system once it is free: with glibc's allocator the
-/// server kept about half of what a burst of work (200 services created and deleted)
-/// had freed, spread over one arena per busy thread (bench/api).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// runway: a self-hosted serverless web-hosting platform that speaks the App Runner API.
 #[derive(Debug, Parser)]
 #[command(name = "runway", version, about)]

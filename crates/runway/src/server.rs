@@ -642,13 +642,11 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let api_runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("runway-api")
         .on_thread_start(raise_priority)
-        .on_thread_park(release_idle_thread_memory)
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
         .context("cannot start the API's async runtime")?;
     let served = tokio::runtime::Builder::new_multi_thread()
-        .on_thread_park(release_idle_thread_memory)
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
@@ -691,32 +689,9 @@ fn raise_priority() {
 }
 
 /// How often the server gives the heap's free memory back to the system. After a burst
-/// (200 services created and deleted) the allocators kept 2-3x the server's baseline:
-/// mimalloc the pages of threads that had exited, glibc the arenas SQLite allocated in
-/// from several threads at once.
+/// (200 services created and deleted) glibc's malloc kept 2-3x the server's baseline in
+/// the arenas of the threads that had allocated at once.
 const RELEASE_MEMORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Gives the calling worker thread's free heap pages back when it goes idle, at most
-/// once every [`RELEASE_MEMORY_INTERVAL`]: the allocator frees a thread's pages only on
-/// that thread, so the periodic [`release_memory`] cannot reach the workers' heaps.
-fn release_idle_thread_memory() {
-    thread_local! {
-        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
-    }
-    let now = std::time::Instant::now();
-    let due = LAST.with(|last| {
-        let due = last
-            .get()
-            .is_none_or(|t| now.duration_since(t) >= RELEASE_MEMORY_INTERVAL);
-        if due {
-            last.set(Some(now));
-        }
-        due
-    });
-    if due {
-        runway_sys::release_thread_free_memory();
-    }
-}
 
 /// Gives free heap memory back every [`RELEASE_MEMORY_INTERVAL`] until `stopped`.
 async fn release_memory(stopped: impl std::future::Future<Output = ()>) {
