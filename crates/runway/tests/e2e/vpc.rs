@@ -1345,18 +1345,29 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
     assert_eq!(client.https_get(&server, &hidden_host, &endpoint_ip).0, 404);
 }
 
-#[test]
-fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_server_kill() {
-    let (vpc_cidr, cidr, [a, b]) = free_subnet();
-    let at = |last: u8| format!("10.{a}.{b}.{last}");
-    let mut server = Server::start();
+/// A VPC with a subnet (`cidr`, on a bridge runway creates) and a private service
+/// served at an endpoint there to clients at `client`, its ingress connection AVAILABLE.
+struct InVpc {
+    vpc: String,
+    subnet: String,
+    /// The subnet's bridge.
+    bridge: String,
+    private: Private,
+}
+
+fn private_service_in_a_new_vpc(
+    server: &Server,
+    vpc_cidr: &str,
+    cidr: &str,
+    client: &str,
+) -> InVpc {
     let vpc = id(
-        &server.ec2(&["create-vpc", "--cidr-block", &vpc_cidr]).ok(),
+        &server.ec2(&["create-vpc", "--cidr-block", vpc_cidr]).ok(),
         &["Vpc", "VpcId"],
     );
     let subnet = id(
         &server
-            .ec2(&["create-subnet", "--vpc-id", &vpc, "--cidr-block", &cidr])
+            .ec2(&["create-subnet", "--vpc-id", &vpc, "--cidr-block", cidr])
             .ok(),
         &["Subnet", "SubnetId"],
     );
@@ -1379,12 +1390,8 @@ fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_se
         .as_str()
         .unwrap()
         .to_string();
-    let Private {
-        endpoint_ip,
-        host: hidden_host,
-        connection,
-        ..
-    } = private_service(&server, &vpc, &subnet, &at(20));
+    let private = private_service(server, &vpc, &subnet, client);
+    let connection = private.connection.clone();
     wait_for(
         "the ingress connection",
         "AVAILABLE",
@@ -1399,6 +1406,29 @@ fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_se
         },
         &["VpcIngressConnection", "Status"],
     );
+    InVpc {
+        vpc,
+        subnet,
+        bridge,
+        private,
+    }
+}
+
+#[test]
+fn a_private_service_is_served_at_its_endpoint_by_the_router_process_across_a_server_kill() {
+    let (vpc_cidr, cidr, [a, b]) = free_subnet();
+    let at = |last: u8| format!("10.{a}.{b}.{last}");
+    let mut server = Server::start();
+    let InVpc {
+        bridge,
+        private:
+            Private {
+                endpoint_ip,
+                host: hidden_host,
+                ..
+            },
+        ..
+    } = private_service_in_a_new_vpc(&server, &vpc_cidr, &cidr, &at(20));
     let client = Namespace::on(&server, &bridge, "cl", &format!("{}/24", at(20)));
     let (status, body) = client.https_get(&server, &hidden_host, &endpoint_ip);
     assert_eq!(status, 200, "{body}");
@@ -1491,56 +1521,18 @@ fn endpoint_deleted_while_no_server_runs(restart_router: bool) {
     let (vpc_cidr, cidr, [a, b]) = free_subnet();
     let at = |last: u8| format!("10.{a}.{b}.{last}");
     let mut server = Server::start();
-    let vpc = id(
-        &server.ec2(&["create-vpc", "--cidr-block", &vpc_cidr]).ok(),
-        &["Vpc", "VpcId"],
-    );
-    let subnet = id(
-        &server
-            .ec2(&["create-subnet", "--vpc-id", &vpc, "--cidr-block", &cidr])
-            .ok(),
-        &["Subnet", "SubnetId"],
-    );
-    let described = wait_for(
-        "the subnet",
-        "available",
-        || {
-            server
-                .ec2(&["describe-subnets", "--subnet-ids", &subnet])
-                .ok()
-        },
-        &["Subnets", "0", "State"],
-    );
-    let bridge = described["Subnets"][0]["Tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["Key"] == "runway:interface")
-        .unwrap()["Value"]
-        .as_str()
-        .unwrap()
-        .to_string();
     // An endpoint that stays, serving a private service...
-    let Private {
-        endpoint_ip: kept_ip,
-        host: hidden_host,
-        connection,
-        ..
-    } = private_service(&server, &vpc, &subnet, &at(20));
-    wait_for(
-        "the ingress connection",
-        "AVAILABLE",
-        || {
-            server
-                .aws(&[
-                    "describe-vpc-ingress-connection",
-                    "--vpc-ingress-connection-arn",
-                    &connection,
-                ])
-                .ok()
-        },
-        &["VpcIngressConnection", "Status"],
-    );
+    let InVpc {
+        vpc,
+        subnet,
+        bridge,
+        private:
+            Private {
+                endpoint_ip: kept_ip,
+                host: hidden_host,
+                ..
+            },
+    } = private_service_in_a_new_vpc(&server, &vpc_cidr, &cidr, &at(20));
     // ... and one that goes while no server runs.
     let group = id(
         &server
