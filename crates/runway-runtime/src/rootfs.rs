@@ -219,6 +219,20 @@ mod tests {
     #[test]
     fn everything_below_a_directory_is_unmounted_deepest_first_and_again_harmlessly() {
         let dir = tempfile::tempdir().unwrap();
+        // Whatever fails, nothing stays mounted (dropped before the directory).
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                for m in mount_points()
+                    .iter()
+                    .filter(|m| m.starts_with(self.0))
+                    .rev()
+                {
+                    let _ = rustix::mount::unmount(m, UnmountFlags::DETACH);
+                }
+            }
+        }
+        let _unmount = Unmount(dir.path());
         let tmpfs = |at: &Path| {
             std::fs::create_dir_all(at).unwrap();
             rustix::mount::mount(
