@@ -723,6 +723,51 @@ struct Private {
     connection: String,
 }
 
+/// An interface endpoint for App Runner requests in `subnet` with security group
+/// `group`, once available: its id and its address.
+fn interface_endpoint(server: &Server, vpc: &str, subnet: &str, group: &str) -> (String, String) {
+    let endpoint = id(
+        &server
+            .ec2(&[
+                "create-vpc-endpoint",
+                "--vpc-id",
+                vpc,
+                "--vpc-endpoint-type",
+                "Interface",
+                "--service-name",
+                "com.amazonaws.us-east-1.apprunner.requests",
+                "--subnet-ids",
+                subnet,
+                "--security-group-ids",
+                group,
+            ])
+            .ok()["VpcEndpoint"],
+        &["VpcEndpointId"],
+    );
+    let described = wait_for(
+        "the endpoint",
+        "available",
+        || {
+            server
+                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
+                .ok()
+        },
+        &["VpcEndpoints", "0", "State"],
+    );
+    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
+    let ip = id(
+        &server
+            .ec2(&[
+                "describe-network-interfaces",
+                "--network-interface-ids",
+                &eni,
+            ])
+            .ok()["NetworkInterfaces"][0],
+        &["PrivateIpAddress"],
+    );
+    (endpoint, ip)
+}
+
 fn private_service(server: &Server, vpc: &str, subnet: &str, client: &str) -> Private {
     let clients = id(
         &server
@@ -751,45 +796,7 @@ fn private_service(server: &Server, vpc: &str, subnet: &str, client: &str) -> Pr
             &format!("{client}/32"),
         ])
         .ok();
-    let endpoint = id(
-        &server
-            .ec2(&[
-                "create-vpc-endpoint",
-                "--vpc-id",
-                vpc,
-                "--vpc-endpoint-type",
-                "Interface",
-                "--service-name",
-                "com.amazonaws.us-east-1.apprunner.requests",
-                "--subnet-ids",
-                subnet,
-                "--security-group-ids",
-                &clients,
-            ])
-            .ok()["VpcEndpoint"],
-        &["VpcEndpointId"],
-    );
-    let described = wait_for(
-        "the endpoint",
-        "available",
-        || {
-            server
-                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &endpoint])
-                .ok()
-        },
-        &["VpcEndpoints", "0", "State"],
-    );
-    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
-    let endpoint_ip = id(
-        &server
-            .ec2(&[
-                "describe-network-interfaces",
-                "--network-interface-ids",
-                &eni,
-            ])
-            .ok()["NetworkInterfaces"][0],
-        &["PrivateIpAddress"],
-    );
+    let (endpoint, endpoint_ip) = interface_endpoint(server, vpc, subnet, &clients);
     let (hidden_arn, hidden_host) = create_testapp(
         server,
         "hidden",
@@ -1548,45 +1555,7 @@ fn endpoint_deleted_while_no_server_runs(restart_router: bool) {
             .ok(),
         &["GroupId"],
     );
-    let gone = id(
-        &server
-            .ec2(&[
-                "create-vpc-endpoint",
-                "--vpc-id",
-                &vpc,
-                "--vpc-endpoint-type",
-                "Interface",
-                "--service-name",
-                "com.amazonaws.us-east-1.apprunner.requests",
-                "--subnet-ids",
-                &subnet,
-                "--security-group-ids",
-                &group,
-            ])
-            .ok()["VpcEndpoint"],
-        &["VpcEndpointId"],
-    );
-    let described = wait_for(
-        "the second endpoint",
-        "available",
-        || {
-            server
-                .ec2(&["describe-vpc-endpoints", "--vpc-endpoint-ids", &gone])
-                .ok()
-        },
-        &["VpcEndpoints", "0", "State"],
-    );
-    let eni = id(&described["VpcEndpoints"][0]["NetworkInterfaceIds"], &["0"]);
-    let gone_ip = id(
-        &server
-            .ec2(&[
-                "describe-network-interfaces",
-                "--network-interface-ids",
-                &eni,
-            ])
-            .ok()["NetworkInterfaces"][0],
-        &["PrivateIpAddress"],
-    );
+    let (gone, gone_ip) = interface_endpoint(&server, &vpc, &subnet, &group);
     assert_ne!(gone_ip, kept_ip);
     wait_listening(&kept_ip, true, &server);
     wait_listening(&gone_ip, true, &server);
