@@ -229,18 +229,7 @@ fn a_router_restart_hands_its_sockets_over_and_drains_without_refusing_a_connect
     };
     let looper = RequestLoop::start(&server, &host);
     std::thread::sleep(Duration::from_millis(1000));
-    let out = server
-        .runway()
-        .arg("restart-router")
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.restart_router();
     let at_handover = looper.successes();
     looper.wait_for(at_handover, 20);
     let (_, failed) = looper.finish();

@@ -207,6 +207,23 @@ impl Server {
         }
     }
 
+    /// `runway restart-router` for this data directory (a new router process takes the
+    /// listening sockets over while the old one drains); panics if it fails.
+    pub fn restart_router(&self) {
+        let out = self
+            .runway()
+            .arg("restart-router")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The router process's id, while one serves the data directory.
     pub fn router_pid(&self) -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(self.data_dir().join("router.pid"))

@@ -1588,18 +1588,7 @@ fn endpoint_deleted_while_no_server_runs(restart_router: bool) {
         "the router process serves on while no server runs"
     );
     let router = if restart_router {
-        let out = server
-            .runway()
-            .arg("restart-router")
-            .arg("--data-dir")
-            .arg(server.data_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        server.restart_router();
         let new = server.router_pid().expect("a router process runs");
         assert_ne!(new, router, "a new router process took over");
         // Nobody told it the endpoint went: it takes the listener over with the rest.
