@@ -965,17 +965,12 @@ async fn handle(process: &Arc<Process>, request: Request) -> Reply {
         }
         Request::SetPrivateAddresses(addresses) => {
             lock(&process.state).private_addresses = Some(addresses.clone());
-            let stale: Vec<(SocketAddr, PrivateListener)> = {
-                let mut private = process.private.lock().await;
-                let gone: Vec<SocketAddr> = private
-                    .keys()
-                    .filter(|a| !addresses.contains_key(&a.ip()))
-                    .copied()
-                    .collect();
-                gone.into_iter()
-                    .filter_map(|a| Some((a, private.remove(&a)?)))
-                    .collect()
-            };
+            let stale: Vec<(SocketAddr, PrivateListener)> = process
+                .private
+                .lock()
+                .await
+                .extract_if(|a, _| !addresses.contains_key(&a.ip()))
+                .collect();
             router.set_private_addresses(addresses);
             for (addr, l) in stale {
                 stop_private(addr, l, "its address is no longer private");
