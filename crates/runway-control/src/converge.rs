@@ -96,6 +96,7 @@ impl Controller {
         // started one instance too many).
         let starting = lock(&self.inner.starting).clone();
         let instances = self.inner.runtime.list();
+        self.stop_again(&instances);
         let mut by_revision: HashMap<&str, Vec<&InstanceStatus>> = HashMap::new();
         for i in instances.iter().filter(|i| i.state.is_active()) {
             by_revision
@@ -226,17 +227,36 @@ impl Controller {
             if routed {
                 this.drain(&id, this.inner.config.drain_timeout).await;
             }
-            if let Err(e) = this
+            let stopped = this
                 .inner
                 .runtime
                 .stop(&id, this.inner.config.stop_grace)
-                .await
-            {
-                tracing::warn!(instance = %id, error = %e, "stopping an instance failed");
-            }
+                .await;
             lock(&this.inner.draining).remove(id.as_str());
-            this.wake();
+            match stopped {
+                Ok(()) => this.wake(),
+                // The next pass tries again (`stop_again`), not at once.
+                Err(e) => tracing::warn!(instance = %id, error = %e, "stopping an instance failed"),
+            }
         });
+    }
+
+    /// Stops again the instances left stopping by a stop that failed (its teardown did):
+    /// nothing else would, and a pause or delete of their service waits for them.
+    fn stop_again(&self, instances: &[InstanceStatus]) {
+        let left: Vec<InstanceId> = {
+            let draining = lock(&self.inner.draining);
+            instances
+                .iter()
+                .filter(|i| {
+                    i.state == InstanceState::Stopping && !draining.contains_key(i.id.as_str())
+                })
+                .map(|i| i.id.clone())
+                .collect()
+        };
+        for id in left {
+            self.scale_in(id);
+        }
     }
 
     /// Waits, up to `limit`, until the route table no longer sends the instance requests

@@ -159,8 +159,13 @@ impl Controller {
                 ..Default::default()
             }
         } else if is_deployment(op.kind) || op.kind == OperationType::ResumeService {
-            self.deployment_step(&snap, service, op, &instances, now)
-                .await
+            // A deployment is over once the old revisions' instances are stopping: they
+            // serve nothing, and their grace period is theirs.
+            let active: Vec<InstanceStatus> = instances
+                .into_iter()
+                .filter(|i| i.state.is_active())
+                .collect();
+            self.deployment_step(&snap, service, op, &active, now).await
         } else {
             let outcome = self.stop_step(&snap, service, op, &instances, now);
             if let (Some(op), Some(service)) = (&outcome.op, &outcome.service)

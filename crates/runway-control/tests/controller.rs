@@ -27,6 +27,9 @@ struct FakeRuntime {
     next_port: Mutex<u16>,
     /// The secret environment each instance was started with, by revision.
     secrets: Mutex<Vec<(String, Env)>>,
+    /// How many stops fail next, leaving their instance stopping (as a teardown that
+    /// fails does).
+    failing_stops: AtomicUsize,
 }
 
 /// Environment variables.
@@ -126,7 +129,18 @@ impl Runtime for FakeRuntime {
         _grace: Duration,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            self.instances.lock().unwrap().retain(|i| &i.id != id);
+            let mut instances = self.instances.lock().unwrap();
+            let fail = self
+                .failing_stops
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                if let Some(i) = instances.iter_mut().find(|i| &i.id == id) {
+                    i.state = InstanceState::Stopping;
+                }
+                return Err(RuntimeError::Internal("cannot remove its mounts".into()));
+            }
+            instances.retain(|i| &i.id != id);
             Ok(())
         })
     }
@@ -564,6 +578,44 @@ async fn create_update_pause_resume_delete() {
 
     let _ = stop.send(());
     run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_waits_for_instances_whose_stop_failed_and_stops_them_again() {
+    let w = world("good:v1", 2);
+    let run = running(&w.controller());
+    assert_eq!(
+        w.settle(&first_op(&w)).await.status,
+        OperationStatus::Succeeded
+    );
+    assert_eq!(w.runtime.ids().len(), 2);
+    w.runtime.failing_stops.store(3, Ordering::SeqCst);
+    let delete = w.record(OperationType::DeleteService, None);
+    let mut seen_stopping = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !w.op(&delete).status.is_final() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete did not end: {:?}",
+            w.runtime.list()
+        );
+        let stopping = w
+            .runtime
+            .list()
+            .iter()
+            .any(|i| i.state == InstanceState::Stopping);
+        if stopping {
+            seen_stopping = true;
+            assert_ne!(w.service().status, ServiceStatus::Deleted);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(seen_stopping);
+    assert_eq!(w.op(&delete).status, OperationStatus::Succeeded);
+    assert_eq!(w.service().status, ServiceStatus::Deleted);
+    assert!(w.runtime.ids().is_empty());
+    assert_eq!(w.runtime.failing_stops.load(Ordering::SeqCst), 0);
+    run.abort();
 }
 
 /// A service built from a code repository (`url`, branch `main`).

@@ -280,7 +280,8 @@ pub trait Runtime: Send + Sync + 'static {
         grace: Duration,
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
-    /// Every instance that is not stopped.
+    /// Every instance that is not stopped: stopping ones too, which still hold their
+    /// container until their grace period and teardown are over.
     fn list(&self) -> Vec<InstanceStatus>;
 
     /// Changes in instances' lives, from now on.

@@ -1290,7 +1290,7 @@ impl Runtime for LocalRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter_map(|i| i.record().status())
-            .filter(|s| s.state.is_active())
+            .filter(|s| s.state != InstanceState::Stopped)
             .collect();
         out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
         out

@@ -118,6 +118,32 @@ async fn an_instance_serves_http_on_its_own_address_with_port_and_env() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_instance_is_listed_until_its_container_is_gone() {
+    let s = setup().await;
+    let id = s.rt.start(testapp_spec("svc-a", &s.image)).await.unwrap();
+    let status = healthy(&s.rt, &id).await;
+    // The test app is its container's first process and sets no handler for SIGTERM,
+    // which then does not end it: it runs on for the whole grace period.
+    let grace = Duration::from_secs(3);
+    let stop = tokio::spawn({
+        let rt = s.rt.clone();
+        let id = id.clone();
+        async move { rt.stop(&id, grace).await }
+    });
+    let stopping = wait_for("stopping", T, || {
+        s.rt.list()
+            .into_iter()
+            .find(|i| i.id == id && i.state == InstanceState::Stopping)
+    })
+    .await;
+    assert_eq!(stopping.addr, status.addr);
+    assert_eq!(get(status.addr, "/").await.0, 200, "it still serves");
+    stop.await.unwrap().unwrap();
+    assert!(s.rt.list().is_empty());
+    assert!(get_fails(status.addr).await);
+}
+
 async fn get_fails(addr: SocketAddr) -> bool {
     http_get(addr, "/", Duration::from_secs(1)).await.is_err()
 }

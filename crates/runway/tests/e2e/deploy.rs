@@ -247,6 +247,34 @@ pub fn runway_out(server: &Server, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Service `name`'s instances as `runway instances ls` shows them, once there are `n`
+/// (stopping ones are shown until their container is gone).
+fn wait_instances(server: &Server, name: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = runway_out(server, &["instances", "ls", name, "-o", "json"]);
+        let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+        if listed.len() == n {
+            return listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never had {n} instances: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether something answers HTTP at `address` (an instance's own, not the router's).
+fn answers(address: &str) -> bool {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "2"])
+        .arg(format!("http://{address}/"))
+        .status()
+        .unwrap()
+        .success()
+}
+
 #[test]
 fn updates_switch_without_dropping_a_request_and_bad_revisions_roll_back() {
     let server = Server::start();
@@ -340,13 +368,8 @@ fn updates_switch_without_dropping_a_request_and_bad_revisions_roll_back() {
     assert!(events.contains("Rolled back"), "{events}");
     let logs = runway_out(&server, &["logs", "steady"]);
     assert!(!logs.trim().is_empty(), "the instances' output is readable");
-    let instances = runway_out(&server, &["instances", "ls", "steady", "-o", "json"]);
-    let instances: Value = serde_json::from_str(&instances).unwrap();
-    assert_eq!(
-        instances.as_array().unwrap().len(),
-        1,
-        "only the serving revision runs: {instances}"
-    );
+    // Only the serving revision runs, once the failed one's instance has stopped.
+    wait_instances(&server, "steady", 1);
 }
 
 #[test]
@@ -408,12 +431,22 @@ fn pause_resume_and_delete() {
         json!({ "GREETING": "hello" }),
         json!({}),
     );
+    // The test app sets no handler for SIGTERM (as many apps do), so its instances run
+    // on for the whole stop grace period: a pause or delete ends only after that.
+    let address = |server: &Server| {
+        wait_instances(server, "pausable", 1)[0]["Address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before_pause = address(&server);
     let op = server.aws(&["pause-service", "--service-arn", &arn]).ok()["OperationId"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
     assert_eq!(wait_status(&server, &arn, "PAUSED")["Status"], "PAUSED");
+    assert!(!answers(&before_pause), "paused while its instance runs");
     let (status, body) = get(&server, &host, "/env");
     assert_eq!(status, 503, "{body}");
 
@@ -425,6 +458,7 @@ fn pause_resume_and_delete() {
     wait_status(&server, &arn, "RUNNING");
     assert_eq!(greeting(&server, &host), "hello");
 
+    let before_delete = address(&server);
     let op = server.aws(&["delete-service", "--service-arn", &arn]).ok()["OperationId"]
         .as_str()
         .unwrap()
@@ -434,6 +468,7 @@ fn pause_resume_and_delete() {
         .aws(&["describe-service", "--service-arn", &arn])
         .ok();
     assert_eq!(service["Service"]["Status"], "DELETED");
+    assert!(!answers(&before_delete), "deleted while its instance runs");
     assert!(service["Service"]["DeletedAt"].is_string());
     let (status, _) = get(&server, &host, "/env");
     assert_eq!(status, 404);
@@ -551,23 +586,8 @@ fn load_scales_out_and_back_in() {
     assert_eq!(failed, 0, "requests wait in the queue rather than fail");
     // Idle again: back to MinSize once the stable window has passed.
     wait_desired(&server, &arn, "one again", |n| n == 1);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = runway_out(&server, &["instances", "ls", "busy", "-o", "json"]);
-        let n = serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len();
-        if n == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "scaled-in instances were not stopped: {n}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // The scaled-in instances are stopped.
+    wait_instances(&server, "busy", 1);
 }
 
 #[test]
@@ -586,22 +606,8 @@ fn an_idle_service_scales_to_zero_and_a_request_wakes_it() {
         json!({ "AutoScalingConfigurationArn": asc }),
     );
     wait_desired(&server, &arn, "zero", |n| n == 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !serde_json::from_str::<Value>(&runway_out(
-        &server,
-        &["instances", "ls", "sleepy", "-o", "json"],
-    ))
-    .unwrap()
-    .as_array()
-    .unwrap()
-    .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the last instance was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // The last instance is stopped.
+    wait_instances(&server, "sleepy", 0);
     // The request waits in the router's queue while an instance starts.
     assert_eq!(greeting(&server, &host), "awake");
     assert!(desired(&server, &arn) >= 1);
@@ -638,13 +644,8 @@ fn apps_outlive_a_killed_server_and_deployments_finish_after_restart() {
     server.relaunch();
     assert_eq!(wait_op(&server, &arn, &op), "SUCCEEDED");
     assert_eq!(greeting(&server, &host), "after");
-    let after = runway_out(&server, &["instances", "ls", "sturdy", "-o", "json"]);
-    let after: Value = serde_json::from_str(&after).unwrap();
-    assert_eq!(
-        after.as_array().unwrap().len(),
-        1,
-        "no instance duplicated or orphaned: {after}"
-    );
+    // No instance duplicated or orphaned, once the old revision's has stopped.
+    let after = wait_instances(&server, "sturdy", 1);
     assert_eq!(after[0]["Restarts"], 0);
 }
 
