@@ -301,6 +301,9 @@ struct Inner {
     /// Layers owned by the user namespace's ids, for instances that run in one.
     userns_layers: Option<(IdMap, LayerCache)>,
     oci: OciRuntime,
+    /// The host's cgroup hierarchies, read once at start (each read is a whole mount
+    /// table, which a teardown would otherwise read again).
+    cgroups: Cgroups,
     instances: Mutex<HashMap<InstanceId, Arc<Instance>>>,
     events: broadcast::Sender<InstanceEvent>,
     /// Bounds the instances being created or torn down at once (programs, mounts,
@@ -564,7 +567,7 @@ impl LocalRuntime {
         config.validate()?;
         let metrics = RuntimeMetrics::register(registry);
         let handle = tokio::runtime::Handle::current();
-        let (config, net, layers, records) = {
+        let (config, net, cgroups, layers, records) = {
             let mut config = config;
             let store = store.clone();
             blocking(move || {
@@ -621,7 +624,7 @@ impl LocalRuntime {
                     .into_iter()
                     .map(|(_, r)| r)
                     .collect();
-                Ok((config, net, (layers, userns_layers), records))
+                Ok((config, net, cgroups, (layers, userns_layers), records))
             })
             .await?
         };
@@ -632,6 +635,7 @@ impl LocalRuntime {
             store,
             images,
             net,
+            cgroups,
             layers,
             userns_layers,
             instances: Mutex::new(HashMap::new()),
@@ -1071,9 +1075,7 @@ impl Inner {
             _ => {}
         }
         self.net.detach(id.as_str())?;
-        if let Ok(cgroups) = Cgroups::detect() {
-            cgroups.remove(&self.config.cgroup_path(id));
-        }
+        self.cgroups.remove(&self.config.cgroup_path(id));
         Ok(())
     }
 

@@ -450,9 +450,7 @@ impl Inner {
             Err(e) => return Err(io(format!("cannot remove {}", dir.display()))(e)),
         }
         self.net.detach(id.as_str())?;
-        if let Ok(cgroups) = Cgroups::detect() {
-            cgroups.remove(&self.config.job_cgroup_path(id));
-        }
+        self.cgroups.remove(&self.config.job_cgroup_path(id));
         Ok(())
     }
 

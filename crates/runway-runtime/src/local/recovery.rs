@@ -265,12 +265,10 @@ impl Inner {
         }
         let net_live: HashSet<String> = live.iter().map(|i| i.to_string()).collect();
         removed += self.net.sweep(&net_live)?;
-        if let Ok(cgroups) = Cgroups::detect() {
-            let parent = self.config.cgroup_parent();
-            for child in cgroups.children(&parent) {
-                if InstanceId::parse(&child).is_none_or(|id| !live.contains(&id)) {
-                    cgroups.remove(&format!("{parent}/{child}"));
-                }
+        let parent = self.config.cgroup_parent();
+        for child in self.cgroups.children(&parent) {
+            if InstanceId::parse(&child).is_none_or(|id| !live.contains(&id)) {
+                self.cgroups.remove(&format!("{parent}/{child}"));
             }
         }
         if removed > 0 {
