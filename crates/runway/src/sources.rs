@@ -188,17 +188,9 @@ struct Watched {
 
 fn watched(store: &Arc<dyn Store>) -> Result<Vec<Watched>, String> {
     let tx = store.read().map_err(|e| e.to_string())?;
-    let all = Query::default();
-    let services = tx
-        .load_all::<ServiceRecord>(&all)
-        .map_err(|e| e.to_string())?;
-    let revisions = tx
-        .load_all::<RevisionRecord>(&all)
-        .map_err(|e| e.to_string())?;
-    let ops = tx
-        .load_all::<OperationRecord>(&all)
-        .map_err(|e| e.to_string())?;
-    Ok(services
+    let services: Vec<ServiceRecord> = tx
+        .load_all::<ServiceRecord>(&Query::default())
+        .map_err(|e| e.to_string())?
         .into_iter()
         .map(|(_, s)| s)
         .filter(|s| {
@@ -206,6 +198,21 @@ fn watched(store: &Arc<dyn Store>) -> Result<Vec<Watched>, String> {
                 && s.spec.source_configuration.auto_deployments_enabled == Some(true)
                 && code_url(s).is_some_and(|(url, _)| !url.starts_with("upload://"))
         })
+        .collect();
+    // The revisions and operations of the watched services only: not those of every
+    // service that ever ran.
+    let of_watched = Query {
+        parents: Some(services.iter().map(|s| s.arn.clone()).collect()),
+        ..Query::default()
+    };
+    let revisions = tx
+        .load_all::<RevisionRecord>(&of_watched)
+        .map_err(|e| e.to_string())?;
+    let ops = tx
+        .load_all::<OperationRecord>(&of_watched)
+        .map_err(|e| e.to_string())?;
+    Ok(services
+        .into_iter()
         .map(|service| {
             let built = revisions
                 .iter()
