@@ -25,7 +25,7 @@ use runway_model::domains::{
     ChallengeKind, DomainRecord, DomainStatus, IssuedCertificate, OrderProgress, OrderStep,
     PendingChallenge, ValidationStatus, challenge_name,
 };
-use runway_model::records::{EventRecord, ServiceRecord, ServiceStatus};
+use runway_model::records::{EventRecord, ServiceRecord};
 use runway_secrets::MasterKey;
 use runway_store::{Query, Store, Typed};
 use runway_telemetry::Registry;
@@ -283,8 +283,12 @@ impl Issuer {
         let (records, services) = {
             let tx = self.inner.store.begin()?;
             let records = tx.load_all::<DomainRecord>(&Query::default())?;
+            // Services that are not deleted: a domain of any other is no longer served.
             let services: HashMap<String, ServiceRecord> = tx
-                .load_all::<ServiceRecord>(&Query::default())?
+                .load_all::<ServiceRecord>(&Query {
+                    current: true,
+                    ..Query::default()
+                })?
                 .into_iter()
                 .map(|(_, s)| (s.arn.clone(), s))
                 .collect();
@@ -304,9 +308,7 @@ impl Issuer {
             let before = (record.status, record.certificate.clone());
             let live = match &record.service_arn {
                 None => true,
-                Some(arn) => services
-                    .get(arn)
-                    .is_some_and(|s| s.status != ServiceStatus::Deleted),
+                Some(arn) => services.contains_key(arn),
             };
             let after = self.advance(record, live).await;
             match after {

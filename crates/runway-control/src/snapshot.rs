@@ -29,15 +29,17 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     pub fn load(tx: &dyn Txn) -> Result<Snapshot> {
         let all = Query::default();
+        // Deleted services keep their records (describe, operations, events), but nothing
+        // is decided from them: neither they nor what hangs off them is read, so a pass
+        // costs what runs, not everything that ever ran.
         let services: Vec<ServiceRecord> = tx
-            .load_all::<ServiceRecord>(&all)?
+            .load_all::<ServiceRecord>(&Query {
+                current: true,
+                ..Query::default()
+            })?
             .into_iter()
             .map(|(_, s)| s)
-            .filter(|s| s.status != ServiceStatus::Deleted)
             .collect();
-        // Deleted services keep their records (describe, operations, events), but nothing
-        // is decided from them: what hangs off a service is read for the others only, so
-        // a pass costs what runs, not everything that ever ran.
         let arns: Vec<String> = services.iter().map(|s| s.arn.clone()).collect();
         let of_services = Query {
             parents: Some(arns.clone()),

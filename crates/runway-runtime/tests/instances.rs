@@ -683,14 +683,13 @@ fn set_stored_state(store: &SqliteStore, id: &InstanceId, state: &str) {
     let doc = tx.get("runtime-instance", id.as_str()).unwrap().unwrap();
     let mut body: serde_json::Value = serde_json::from_str(&doc.body).unwrap();
     body["state"] = state.into();
-    tx.put(
-        &doc.kind,
-        &doc.id,
-        doc.name.as_deref(),
-        doc.parent.as_deref(),
-        &body.to_string(),
-    )
-    .unwrap();
+    let index = runway_store::Index {
+        name: doc.name.as_deref(),
+        parent: doc.parent.as_deref(),
+        archived: false,
+    };
+    tx.put(&doc.kind, &doc.id, index, &body.to_string())
+        .unwrap();
     tx.commit().unwrap();
 }
 

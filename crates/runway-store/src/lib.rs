@@ -3,12 +3,15 @@
 //! transactions), the typed [`Record`] layer on top of it, and atomic file writes for
 //! state that lives in files ([`fs::write_atomic`]).
 //!
-//! Documents are JSON bodies with a kind, an id and two indexed columns (name and
-//! parent), in insertion order. The interface is small enough that a PostgreSQL
+//! Documents are JSON bodies with a kind, an id and three indexed columns (name, parent,
+//! and whether the document is archived: kept for the record only, as a deleted
+//! service's is), in insertion order. The interface is small enough that a PostgreSQL
 //! implementation can satisfy it with the same schema (`jsonb` bodies).
 //!
 //! This crate must never interpret what it stores (that is the model's and the API's
-//! business) and never leave a half-written document or file visible after a crash.
+//! business; the records' own indexed values come from their [`Record`] impls, and the
+//! one migration that set them for documents stored before names the field it read) and
+//! never leave a half-written document or file visible after a crash.
 
 #![forbid(unsafe_code)]
 
@@ -45,6 +48,8 @@ pub struct Query {
     pub parents: Option<Vec<String>>,
     /// Only documents with one of these ids (none if empty).
     pub ids: Option<Vec<String>>,
+    /// Only current documents: not those kept for the record only ([`Index::archived`]).
+    pub current: bool,
     /// Only documents after this position (before it when descending).
     pub after: Option<i64>,
     pub limit: Option<usize>,
@@ -110,28 +115,26 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A transaction over the store.
+/// What the store indexes of a document besides its kind and id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Index<'a> {
+    /// For lookups by name.
+    pub name: Option<&'a str>,
+    /// For listing children (a service's operations).
+    pub parent: Option<&'a str>,
+    /// Kept for the record only (a deleted service): listings of current documents
+    /// ([`Query::current`]) skip it without reading it.
+    pub archived: bool,
+}
+
 pub trait Txn {
     fn get(&self, kind: &str, id: &str) -> Result<Option<Doc>>;
     fn list(&self, kind: &str, query: &Query) -> Result<Vec<Doc>>;
     /// Inserts a new document and returns its position; [`StoreError::Conflict`] if the
     /// kind and id exist.
-    fn insert(
-        &mut self,
-        kind: &str,
-        id: &str,
-        name: Option<&str>,
-        parent: Option<&str>,
-        body: &str,
-    ) -> Result<i64>;
+    fn insert(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64>;
     /// Inserts or replaces a document, keeping its position if it existed.
-    fn put(
-        &mut self,
-        kind: &str,
-        id: &str,
-        name: Option<&str>,
-        parent: Option<&str>,
-        body: &str,
-    ) -> Result<i64>;
+    fn put(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64>;
     /// Deletes a document; whether it existed.
     fn delete(&mut self, kind: &str, id: &str) -> Result<bool>;
     /// Whether this transaction refused a write because it is read-only

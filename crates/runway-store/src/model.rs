@@ -12,6 +12,11 @@ impl Record for ServiceRecord {
     fn name(&self) -> Option<&str> {
         Some(&self.name)
     }
+    /// A deleted service's record is kept (describe, its operations and events) but
+    /// nothing that runs is decided from it.
+    fn archived(&self) -> bool {
+        self.status == ServiceStatus::Deleted
+    }
 }
 
 impl Record for OperationRecord {

@@ -1,6 +1,6 @@
 //! Typed access: a [`Record`] is a serde type stored as one document.
 
-use crate::{Doc, Query, Result, StoreError, Txn};
+use crate::{Doc, Index, Query, Result, StoreError, Txn};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// A type stored as documents of one kind.
@@ -14,6 +14,18 @@ pub trait Record: Serialize + DeserializeOwned {
     }
     fn parent(&self) -> Option<&str> {
         None
+    }
+    /// Whether the record is kept for the record only ([`Index::archived`]).
+    fn archived(&self) -> bool {
+        false
+    }
+}
+
+fn index<R: Record>(record: &R) -> Index<'_> {
+    Index {
+        name: record.name(),
+        parent: record.parent(),
+        archived: record.archived(),
     }
 }
 
@@ -53,12 +65,12 @@ impl<T: Txn + ?Sized> Typed for T {
 
     fn create<R: Record>(&mut self, record: &R) -> Result<i64> {
         let body = encode(record)?;
-        self.insert(R::KIND, record.key(), record.name(), record.parent(), &body)
+        self.insert(R::KIND, record.key(), index(record), &body)
     }
 
     fn save<R: Record>(&mut self, record: &R) -> Result<i64> {
         let body = encode(record)?;
-        self.put(R::KIND, record.key(), record.name(), record.parent(), &body)
+        self.put(R::KIND, record.key(), index(record), &body)
     }
 
     fn remove<R: Record>(&mut self, id: &str) -> Result<bool> {

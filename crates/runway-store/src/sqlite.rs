@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite database in WAL mode (commits flushed to disk, or only
 //! handed to the OS for relaxed ones), one writer connection and a pool of readers.
 
-use crate::{Doc, Query, Result, Store, StoreError, Txn};
+use crate::{Doc, Index, Query, Result, Store, StoreError, Txn};
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +27,15 @@ const MIGRATIONS: &[&str] = &[
     -- index's last column): listings of every service or revision read them in order
     -- instead of copying the kind's whole table into a sorter first.
     CREATE INDEX docs_by_kind ON docs (kind);
+",
+    "
+    -- Documents kept for the record only (deleted services) are left out of listings of
+    -- current ones without being read: a pass over what runs costs what runs, not
+    -- everything that ever ran.
+    ALTER TABLE docs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    UPDATE docs SET archived = 1
+        WHERE kind = 'service' AND json_extract(body, '$.status') = 'DELETED';
+    CREATE INDEX docs_current ON docs (kind, archived);
 ",
 ];
 
@@ -247,6 +256,9 @@ impl Txn for SqliteTxn<'_> {
             sql.push_str(" AND parent = ?");
             args.push(parent.clone().into());
         }
+        if q.current {
+            sql.push_str(" AND archived = 0");
+        }
         // One parameter holds the whole set, so that the statement is the same (and
         // cached) whatever its size, and no set exceeds SQLite's parameter limit.
         for (column, set) in [("parent", &q.parents), ("id", &q.ids)] {
@@ -281,20 +293,19 @@ impl Txn for SqliteTxn<'_> {
         Ok(docs)
     }
 
-    fn insert(
-        &mut self,
-        kind: &str,
-        id: &str,
-        name: Option<&str>,
-        parent: Option<&str>,
-        body: &str,
-    ) -> Result<i64> {
+    fn insert(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64> {
+        let Index {
+            name,
+            parent,
+            archived,
+        } = index;
         let inserted = self
             .writable()?
             .query_row(
-                "INSERT INTO docs (kind, id, name, parent, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO docs (kind, id, name, parent, archived, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (kind, id) DO NOTHING RETURNING seq",
-                params![kind, id, name, parent, body],
+                params![kind, id, name, parent, archived, body],
                 |r| r.get(0),
             )
             .optional()?;
@@ -304,20 +315,20 @@ impl Txn for SqliteTxn<'_> {
         })
     }
 
-    fn put(
-        &mut self,
-        kind: &str,
-        id: &str,
-        name: Option<&str>,
-        parent: Option<&str>,
-        body: &str,
-    ) -> Result<i64> {
+    fn put(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64> {
+        let Index {
+            name,
+            parent,
+            archived,
+        } = index;
         Ok(self.writable()?.query_row(
-            "INSERT INTO docs (kind, id, name, parent, body) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO docs (kind, id, name, parent, archived, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (kind, id) DO UPDATE
-             SET name = excluded.name, parent = excluded.parent, body = excluded.body
+             SET name = excluded.name, parent = excluded.parent,
+                 archived = excluded.archived, body = excluded.body
              RETURNING seq",
-            params![kind, id, name, parent, body],
+            params![kind, id, name, parent, archived, body],
             |r| r.get(0),
         )?)
     }

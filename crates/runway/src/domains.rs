@@ -9,7 +9,7 @@ use runway_certs::{AcmeConfig, CertStore, Challenges, Issuer, TxtPublisher};
 use runway_control::Controller;
 use runway_dns::{Dns, ZoneConfig};
 use runway_model::domains::{ChallengeKind, DomainRecord, DomainStatus};
-use runway_model::records::{ServiceRecord, ServiceStatus};
+use runway_model::records::ServiceRecord;
 use runway_secrets::MasterKey;
 use runway_store::{Query, Store, Typed};
 use std::collections::{BTreeMap, HashMap};
@@ -282,10 +282,12 @@ async fn publish(store: &dyn Store, dns: Option<&Dns>, router: &RouterClient) ->
     let (services, records) = {
         let tx = store.begin()?;
         let services: Vec<ServiceRecord> = tx
-            .load_all::<ServiceRecord>(&Query::default())?
+            .load_all::<ServiceRecord>(&Query {
+                current: true,
+                ..Query::default()
+            })?
             .into_iter()
             .map(|(_, s)| s)
-            .filter(|s| s.status != ServiceStatus::Deleted)
             .collect();
         let records: Vec<DomainRecord> = tx
             .load_all::<DomainRecord>(&Query::default())?

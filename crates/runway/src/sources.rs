@@ -11,9 +11,7 @@ use axum::routing::post;
 use runway_api::Api;
 use runway_build::Builder;
 use runway_build::webhook::{self, WebhookError, WebhookEvent};
-use runway_model::records::{
-    ConnectionRecord, OperationRecord, RevisionRecord, ServiceRecord, ServiceStatus,
-};
+use runway_model::records::{ConnectionRecord, OperationRecord, RevisionRecord, ServiceRecord};
 use runway_secrets::MasterKey;
 use runway_store::{Query, Store, Typed};
 use serde_json::{Value, json};
@@ -188,14 +186,17 @@ struct Watched {
 
 fn watched(store: &Arc<dyn Store>) -> Result<Vec<Watched>, String> {
     let tx = store.read().map_err(|e| e.to_string())?;
+    let current = Query {
+        current: true,
+        ..Query::default()
+    };
     let services: Vec<ServiceRecord> = tx
-        .load_all::<ServiceRecord>(&Query::default())
+        .load_all::<ServiceRecord>(&current)
         .map_err(|e| e.to_string())?
         .into_iter()
         .map(|(_, s)| s)
         .filter(|s| {
-            s.status != ServiceStatus::Deleted
-                && s.spec.source_configuration.auto_deployments_enabled == Some(true)
+            s.spec.source_configuration.auto_deployments_enabled == Some(true)
                 && code_url(s).is_some_and(|(url, _)| !url.starts_with("upload://"))
         })
         .collect();

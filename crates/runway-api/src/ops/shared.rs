@@ -40,11 +40,10 @@ pub(crate) fn load_service(tx: &dyn Txn, arn: &Option<String>) -> OpResult<Servi
 
 /// The services that are not deleted, in creation order.
 pub(crate) fn live_services(tx: &dyn Txn) -> OpResult<Vec<(i64, ServiceRecord)>> {
-    Ok(tx
-        .load_all::<ServiceRecord>(&Query::default())?
-        .into_iter()
-        .filter(|(_, s)| s.status != ServiceStatus::Deleted)
-        .collect())
+    Ok(tx.load_all::<ServiceRecord>(&Query {
+        current: true,
+        ..Query::default()
+    })?)
 }
 
 /// A service's operations, newest first.

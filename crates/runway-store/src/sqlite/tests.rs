@@ -21,6 +21,10 @@ impl Record for Thing {
     fn parent(&self) -> Option<&str> {
         self.owner.as_deref()
     }
+    /// A negative count stands for a thing kept for the record only.
+    fn archived(&self) -> bool {
+        self.n < 0
+    }
 }
 
 fn thing(id: &str, name: &str, owner: Option<&str>) -> Thing {
@@ -179,6 +183,83 @@ fn queries_filter_order_and_page() {
 }
 
 #[test]
+fn listings_of_current_documents_skip_archived_ones_until_they_are_current_again() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut tx = store.begin().unwrap();
+    let mut old = thing("a", "old", Some("o"));
+    old.n = -1;
+    tx.create(&old).unwrap();
+    tx.create(&thing("b", "new", Some("o"))).unwrap();
+    let current = Query {
+        current: true,
+        ..Query::default()
+    };
+    let ids = |tx: &dyn Txn, q: &Query| -> Vec<String> {
+        tx.load_all::<Thing>(q)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t.id)
+            .collect()
+    };
+    assert_eq!(ids(&*tx, &current), ["b"]);
+    assert_eq!(ids(&*tx, &Query::default()), ["a", "b"], "all are kept");
+    let of_owner = Query {
+        parent: Some("o".into()),
+        ..current.clone()
+    };
+    assert_eq!(ids(&*tx, &of_owner), ["b"]);
+    old.n = 1;
+    tx.save(&old).unwrap();
+    assert_eq!(ids(&*tx, &current), ["a", "b"]);
+    let mut new = thing("b", "new", Some("o"));
+    new.n = -2;
+    tx.save(&new).unwrap();
+    assert_eq!(ids(&*tx, &current), ["a"]);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn services_deleted_before_the_archive_column_are_archived_by_its_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    // A database as the two migrations before it left it.
+    let conn = Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..2] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    for (id, status) in [("s1", "DELETED"), ("s2", "RUNNING"), ("s3", "PAUSED")] {
+        conn.execute(
+            "INSERT INTO docs (kind, id, name, body) VALUES ('service', ?1, ?1, ?2)",
+            params![id, serde_json::json!({ "status": status }).to_string()],
+        )
+        .unwrap();
+    }
+    // Another kind's body with the same field is not a service.
+    conn.execute(
+        "INSERT INTO docs (kind, id, body) VALUES ('operation', 'o1', '{\"status\":\"DELETED\"}')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    let tx = store.read().unwrap();
+    let current = Query {
+        current: true,
+        ..Query::default()
+    };
+    let ids: Vec<String> = tx
+        .list("service", &current)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["s2", "s3"]);
+    assert_eq!(tx.list("service", &Query::default()).unwrap().len(), 3);
+    assert_eq!(tx.list("operation", &current).unwrap().len(), 1);
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
@@ -196,7 +277,7 @@ fn a_newer_schema_is_refused() {
 fn corrupt_bodies_are_reported_not_panicked_on() {
     let store = SqliteStore::in_memory().unwrap();
     let mut tx = store.begin().unwrap();
-    tx.put("thing", "x", None, None, "{not json").unwrap();
+    tx.put("thing", "x", Index::default(), "{not json").unwrap();
     assert!(matches!(
         tx.load::<Thing>("x"),
         Err(StoreError::Corrupt { .. })
