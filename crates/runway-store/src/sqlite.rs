@@ -148,6 +148,15 @@ impl Store for SqliteStore {
         self.write("NORMAL")
     }
 
+    fn release_memory(&self) {
+        // Idle readers are opened again when needed; the writer's cache is emptied but
+        // its connection kept (an in-memory store's only copy of the data is there).
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        if let Err(e) = self.writer().execute_batch("PRAGMA shrink_memory") {
+            tracing::debug!(error = %e, "the store's cache was not emptied");
+        }
+    }
+
     fn read(&self) -> Result<Box<dyn Txn + '_>> {
         let conn = match &self.path {
             Some(path) => Held::Reader {

@@ -693,8 +693,9 @@ fn raise_priority() {
 /// the arenas of the threads that had allocated at once.
 const RELEASE_MEMORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Gives free heap memory back every [`RELEASE_MEMORY_INTERVAL`] until `stopped`.
-async fn release_memory(stopped: impl std::future::Future<Output = ()>) {
+/// Gives the store's caches and free heap memory back every [`RELEASE_MEMORY_INTERVAL`]
+/// until `stopped`.
+async fn release_memory(store: Arc<dyn Store>, stopped: impl std::future::Future<Output = ()>) {
     let mut every = tokio::time::interval(RELEASE_MEMORY_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stopped);
@@ -702,7 +703,12 @@ async fn release_memory(stopped: impl std::future::Future<Output = ()>) {
         tokio::select! {
             () = &mut stopped => return,
             _ = every.tick() => {
-                let _ = tokio::task::spawn_blocking(runway_sys::release_free_memory).await;
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    store.release_memory();
+                    runway_sys::release_free_memory();
+                })
+                .await;
             }
         }
     }
@@ -1160,7 +1166,7 @@ async fn serve(config: Config, files: u64, api_runtime: tokio::runtime::Handle) 
         }
     });
 
-    let memory_task = tokio::spawn(release_memory(stopped()));
+    let memory_task = tokio::spawn(release_memory(store.clone(), stopped()));
 
     shutdown_signal().await?;
     tracing::info!("shutting down: finishing requests in flight");

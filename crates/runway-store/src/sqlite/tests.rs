@@ -260,6 +260,40 @@ fn services_deleted_before_the_archive_column_are_archived_by_its_migration() {
 }
 
 #[test]
+fn what_was_stored_is_read_the_same_after_the_caches_are_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_disk = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let in_memory = SqliteStore::in_memory().unwrap();
+    for store in [&on_disk, &in_memory] {
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("a", "one", None)).unwrap();
+        tx.commit().unwrap();
+        // An idle reader, with its cache filled.
+        drop(store.read().unwrap().load::<Thing>("a").unwrap());
+        store.release_memory();
+        let tx = store.read().unwrap();
+        assert_eq!(
+            tx.load::<Thing>("a").unwrap(),
+            Some(thing("a", "one", None))
+        );
+        drop(tx);
+        let mut tx = store.begin().unwrap();
+        tx.create(&thing("b", "two", None)).unwrap();
+        tx.commit().unwrap();
+        store.release_memory();
+        assert_eq!(
+            store
+                .read()
+                .unwrap()
+                .load_all::<Thing>(&Query::default())
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
