@@ -303,18 +303,13 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn insert(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64> {
-        let Index {
-            name,
-            parent,
-            archived,
-        } = index;
         let inserted = self
             .writable()?
             .query_row(
                 "INSERT INTO docs (kind, id, name, parent, archived, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (kind, id) DO NOTHING RETURNING seq",
-                params![kind, id, name, parent, archived, body],
+                params![kind, id, index.name, index.parent, index.archived, body],
                 |r| r.get(0),
             )
             .optional()?;
@@ -325,11 +320,6 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn put(&mut self, kind: &str, id: &str, index: Index<'_>, body: &str) -> Result<i64> {
-        let Index {
-            name,
-            parent,
-            archived,
-        } = index;
         Ok(self.writable()?.query_row(
             "INSERT INTO docs (kind, id, name, parent, archived, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -337,7 +327,7 @@ impl Txn for SqliteTxn<'_> {
              SET name = excluded.name, parent = excluded.parent,
                  archived = excluded.archived, body = excluded.body
              RETURNING seq",
-            params![kind, id, name, parent, archived, body],
+            params![kind, id, index.name, index.parent, index.archived, body],
             |r| r.get(0),
         )?)
     }
