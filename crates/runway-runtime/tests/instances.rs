@@ -125,7 +125,7 @@ async fn a_stopping_instance_is_listed_until_its_container_is_gone() {
     let status = healthy(&s.rt, &id).await;
     // The test app is its container's first process and sets no handler for SIGTERM,
     // which then does not end it: it runs on for the whole grace period.
-    let grace = Duration::from_secs(3);
+    let grace = Duration::from_secs(5);
     let stop = tokio::spawn({
         let rt = s.rt.clone();
         let id = id.clone();
