@@ -237,22 +237,12 @@ pub fn greeting(server: &Server, host: &str) -> String {
         .to_string()
 }
 
-pub fn runway_out(server: &Server, args: &[&str]) -> String {
-    let out = server.runway().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "runway {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Service `name`'s instances as `runway instances ls` shows them, once there are `n`
 /// (stopping ones are shown until their container is gone).
 fn wait_instances(server: &Server, name: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = runway_out(server, &["instances", "ls", name, "-o", "json"]);
+        let out = server.runway_out(&["instances", "ls", name, "-o", "json"]);
         let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
         if listed.len() == n {
             return listed;
@@ -342,7 +332,7 @@ fn updates_switch_without_dropping_a_request_and_bad_revisions_roll_back() {
     assert_eq!(wait_status(&server, &arn, "RUNNING")["Status"], "RUNNING");
 
     // Rolling back redeploys the revision before the serving one, without rebuilding.
-    let out = runway_out(&server, &["rollback", "steady", "-o", "json"]);
+    let out = server.runway_out(&["rollback", "steady", "-o", "json"]);
     let op = serde_json::from_str::<Value>(&out).unwrap()["OperationId"]
         .as_str()
         .unwrap()
@@ -363,10 +353,10 @@ fn updates_switch_without_dropping_a_request_and_bad_revisions_roll_back() {
         "{revisions}"
     );
 
-    let events = runway_out(&server, &["events", "steady"]);
+    let events = server.runway_out(&["events", "steady"]);
     assert!(events.contains("Health check is successful"), "{events}");
     assert!(events.contains("Rolled back"), "{events}");
-    let logs = runway_out(&server, &["logs", "steady"]);
+    let logs = server.runway_out(&["logs", "steady"]);
     assert!(!logs.trim().is_empty(), "the instances' output is readable");
     // Only the serving revision runs, once the failed one's instance has stopped.
     wait_instances(&server, "steady", 1);
@@ -386,15 +376,12 @@ fn traffic_splits_by_percent_and_tags_name_revisions() {
         .map(|r| r["RevisionId"].as_str().unwrap().to_string())
         .collect();
     let (b, a) = (&ids[0], &ids[1]);
-    runway_out(
-        &server,
-        &[
-            "traffic",
-            "split",
-            &format!("{a}=50:blue"),
-            &format!("{b}=50:green"),
-        ],
-    );
+    server.runway_out(&[
+        "traffic",
+        "split",
+        &format!("{a}=50:blue"),
+        &format!("{b}=50:green"),
+    ]);
 
     // One curl, one thousand requests: count which revision answered each.
     let port = server.https.rsplit(':').next().unwrap();
@@ -622,7 +609,7 @@ fn apps_outlive_a_killed_server_and_deployments_finish_after_restart() {
         json!({ "GREETING": "before" }),
         json!({}),
     );
-    let before = runway_out(&server, &["instances", "ls", "sturdy", "-o", "json"]);
+    let before = server.runway_out(&["instances", "ls", "sturdy", "-o", "json"]);
     let before: Value = serde_json::from_str(&before).unwrap();
     let address = before[0]["Address"].as_str().unwrap().to_string();
 
@@ -691,7 +678,7 @@ fn images_from_another_registry_are_pulled_through_once() {
     let service = wait_status(&server, &arn, "RUNNING");
     let (status, _) = get(&server, service["ServiceUrl"].as_str().unwrap(), "/healthz");
     assert_eq!(status, 200);
-    let repositories = runway_out(&server, &["registry", "ls"]);
+    let repositories = server.runway_out(&["registry", "ls"]);
     assert!(
         repositories.contains("public/app"),
         "the image was copied into runway's registry: {repositories}"
@@ -712,7 +699,7 @@ fn images_from_another_registry_are_pulled_through_once() {
         .unwrap()
         .to_string();
     wait_status(&server, &arn, "CREATE_FAILED");
-    let events = runway_out(&server, &["events", "unreachable"]);
+    let events = server.runway_out(&["events", "unreachable"]);
     assert!(events.contains("127.0.0.1:9"), "{events}");
 }
 
@@ -744,7 +731,7 @@ fn private_upstream_images_are_pulled_with_a_connections_credentials() {
     let arn = create("anonymous", None);
     wait_status(&server, &arn, "CREATE_FAILED");
     let ops = server.aws(&["list-operations", "--service-arn", &arn]).ok();
-    let events = runway_out(&server, &["events", "anonymous"]);
+    let events = server.runway_out(&["events", "anonymous"]);
     assert!(events.contains(upstream.registry_host()), "{events}\n{ops}");
 
     // A connection with the upstream's user name and password pulls it.
@@ -767,18 +754,15 @@ fn private_upstream_images_are_pulled_with_a_connections_credentials() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("password"), &password).unwrap();
-    runway_out(
-        &server,
-        &[
-            "connections",
-            "credentials",
-            "upstream",
-            "--username",
-            &user,
-            "--token-file",
-            dir.path().join("password").to_str().unwrap(),
-        ],
-    );
+    server.runway_out(&[
+        "connections",
+        "credentials",
+        "upstream",
+        "--username",
+        &user,
+        "--token-file",
+        dir.path().join("password").to_str().unwrap(),
+    ]);
     let arn = create("withcreds", Some(&connection));
     let service = wait_status(&server, &arn, "RUNNING");
     let (status, _) = get(&server, service["ServiceUrl"].as_str().unwrap(), "/healthz");

@@ -100,6 +100,17 @@ impl Server {
         cmd
     }
 
+    /// What `runway ARGS` printed; panics with its error output if it failed.
+    pub fn runway_out(&self, args: &[&str]) -> String {
+        let out = self.runway().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "runway {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `runway deploy --source DIR`, as a user deploys a checkout; its output, whether
     /// it succeeded or not.
     pub fn deploy_source(&self, dir: &Path) -> Output {
@@ -210,18 +221,8 @@ impl Server {
     /// `runway restart-router` for this data directory (a new router process takes the
     /// listening sockets over while the old one drains); panics if it fails.
     pub fn restart_router(&self) {
-        let out = self
-            .runway()
-            .arg("restart-router")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let data_dir = self.data_dir().to_str().unwrap();
+        self.runway_out(&["restart-router", "--data-dir", data_dir]);
     }
 
     /// The router process's id, while one serves the data directory.

@@ -4,7 +4,7 @@
 //! limits, a 1 GiB streamed upload and server-sent events, Python `websockets` (and `h2`
 //! for RFC 8441) for WebSockets, grpcio for a gRPC service built from source.
 
-use crate::deploy::{create_testapp, extension, push_testapp, runway_out, wait_op, wait_status};
+use crate::deploy::{create_testapp, extension, push_testapp, wait_op, wait_status};
 use crate::harness::{RawRequest, Server};
 use crate::source::{assert_ok, copy_dir, import_base};
 use serde_json::{Value, json};
@@ -282,20 +282,17 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
 
     // Through the CLI: a longer timeout (the upload below must fit in it) and no body
     // limit.
-    let out = runway_out(
-        &server,
-        &[
-            "services",
-            "update",
-            "timeouts",
-            "--request-timeout",
-            "10m",
-            "--max-request-body",
-            "unlimited",
-        ],
-    );
+    let out = server.runway_out(&[
+        "services",
+        "update",
+        "timeouts",
+        "--request-timeout",
+        "10m",
+        "--max-request-body",
+        "unlimited",
+    ]);
     assert!(out.contains("serves with the new HTTP settings"), "{out}");
-    let described = runway_out(&server, &["services", "describe", "timeouts"]);
+    let described = server.runway_out(&["services", "describe", "timeouts"]);
     for line in [
         "Protocol:        http1\n",
         "Request timeout: 10m (set by the API)\n",
@@ -305,7 +302,7 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
         assert!(described.contains(line), "{line:?} in:\n{described}");
     }
     assert_eq!(sleep(4000).0, 200);
-    let json = runway_out(&server, &["services", "describe", "timeouts", "-o", "json"]);
+    let json = server.runway_out(&["services", "describe", "timeouts", "-o", "json"]);
     let json: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["ServiceName"], "timeouts", "App Runner's shape");
     assert_eq!(
@@ -326,7 +323,7 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
     );
 
     // A rollback restores the settings the earlier revision was deployed with.
-    let out = runway_out(&server, &["rollback", "timeouts", "-o", "json"]);
+    let out = server.runway_out(&["rollback", "timeouts", "-o", "json"]);
     let op = serde_json::from_str::<Value>(&out).unwrap()["OperationId"]
         .as_str()
         .unwrap()
@@ -341,20 +338,17 @@ fn http_settings_from_the_api_and_the_cli_are_shown_and_applied_without_a_rebuil
     // `runway deploy` takes the same flags.
     push_testapp(&server, "quick:v1");
     let image = format!("{}/quick:v1", server.registry_host());
-    let out = runway_out(
-        &server,
-        &[
-            "deploy",
-            "--image",
-            &image,
-            "--name",
-            "quick",
-            "--request-timeout",
-            "3",
-            "--idle-timeout",
-            "1m",
-        ],
-    );
+    let out = server.runway_out(&[
+        "deploy",
+        "--image",
+        &image,
+        "--name",
+        "quick",
+        "--request-timeout",
+        "3",
+        "--idle-timeout",
+        "1m",
+    ]);
     assert!(out.contains("Service quick is running at"), "{out}");
     let services = server.aws(&["list-services"]).ok();
     let quick = services["ServiceSummaryList"]
@@ -412,16 +406,13 @@ fn sse(server: &Server, host: &str, count: u32, interval_ms: u32) -> (usize, f64
 fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
     let server = Server::start();
     let (_, host) = create_testapp(&server, "limited", json!({}), json!({}));
-    runway_out(
-        &server,
-        &[
-            "services",
-            "update",
-            "limited",
-            "--max-request-body",
-            "1KiB",
-        ],
-    );
+    server.runway_out(&[
+        "services",
+        "update",
+        "limited",
+        "--max-request-body",
+        "1KiB",
+    ]);
     let (ca, port) = (ca(&server), https_port(&server));
     let body = "a".repeat(2000);
     let (status, echoed, _) = curl(&server, &host, "/echo", &["--data-binary", &body[..1024]]);
@@ -478,10 +469,7 @@ fn request_bodies_over_the_limit_get_413_over_http1_and_http2() {
 fn websockets_and_event_streams_outlive_the_request_timeout_and_idle_ones_are_closed() {
     let server = Server::start();
     let (arn, host) = create_testapp(&server, "streams", json!({}), json!({}));
-    let out = runway_out(
-        &server,
-        &["services", "update", "streams", "--idle-timeout", "5"],
-    );
+    let out = server.runway_out(&["services", "update", "streams", "--idle-timeout", "5"]);
     assert!(out.contains("serves with the new HTTP settings"), "{out}");
     assert_eq!(
         describe_http(&server, &arn)["ServingHttpConfiguration"]["RequestTimeoutSeconds"],
@@ -541,7 +529,7 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
         stdout.contains("Service grpc-echo is running at"),
         "{stdout}"
     );
-    let described = runway_out(&server, &["services", "describe", "grpc-echo"]);
+    let described = server.runway_out(&["services", "describe", "grpc-echo"]);
     assert!(
         described.contains("Protocol:        h2c\n"),
         "apprunner.yaml's protocol, not the API's:\n{described}"
@@ -581,10 +569,7 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
 
     // A rollback to the built revision restores its settings (and apprunner.yaml's
     // protocol, which no API call set), and the service stays one built from source.
-    let out = runway_out(
-        &server,
-        &["services", "update", "grpc-echo", "--request-timeout", "30"],
-    );
+    let out = server.runway_out(&["services", "update", "grpc-echo", "--request-timeout", "30"]);
     assert!(out.contains("serves with the new HTTP settings"), "{out}");
     let serving = &describe_http(&server, &arn)["ServingHttpConfiguration"];
     assert_eq!(
@@ -595,7 +580,7 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
         (&json!("H2C"), &json!(30)),
         "the API's timeout beside apprunner.yaml's protocol"
     );
-    let out = runway_out(&server, &["rollback", "grpc-echo", "-o", "json"]);
+    let out = server.runway_out(&["rollback", "grpc-echo", "-o", "json"]);
     let op = serde_json::from_str::<Value>(&out).unwrap()["OperationId"]
         .as_str()
         .unwrap()
@@ -613,10 +598,7 @@ fn grpc_from_source_with_apprunner_yaml_through_the_router() {
     assert!(source["ImageRepository"].is_null(), "{source}");
 
     // The router's own answers are gRPC statuses: its request timeout...
-    let out = runway_out(
-        &server,
-        &["services", "update", "grpc-echo", "--request-timeout", "2"],
-    );
+    let out = server.runway_out(&["services", "update", "grpc-echo", "--request-timeout", "2"]);
     assert!(out.contains("serves with the new HTTP settings"), "{out}");
     let status = grpc(&["status", "10"]);
     assert_eq!(status["code"], "DEADLINE_EXCEEDED", "{status}");

@@ -2,7 +2,7 @@
 //! AWS CLI v2 and boto3; secrets resolved into a deployed app's environment; and where a
 //! secret value may and may not be found afterwards.
 
-use crate::deploy::{get, push_testapp, runway_out, wait_op, wait_status};
+use crate::deploy::{get, push_testapp, wait_op, wait_status};
 use crate::harness::{RawRequest, Server, raw_call};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -617,15 +617,13 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
         service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]["RuntimeEnvironmentSecrets"],
         references
     );
-    let described = runway_out(&server, &["services", "describe", "vault"]);
+    let described = server.runway_out(&["services", "describe", "vault"]);
     assert!(described.contains("/vault/token"), "{described}");
 
     // The instance's bundle is in memory; nothing of it is in the data directory.
-    let instances: Value = serde_json::from_str(&runway_out(
-        &server,
-        &["instances", "ls", "vault", "-o", "json"],
-    ))
-    .unwrap();
+    let instances: Value =
+        serde_json::from_str(&server.runway_out(&["instances", "ls", "vault", "-o", "json"]))
+            .unwrap();
     let instance = instances[0]["InstanceId"].as_str().unwrap().to_string();
     let bundle = Path::new("/run/runway")
         .join(&server.bridge)
@@ -679,11 +677,9 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     let _ = get(&server, &host, "/crash");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
-    let listed: Value = serde_json::from_str(&runway_out(
-        &server,
-        &["instances", "ls", "vault", "-o", "json"],
-    ))
-    .unwrap();
+    let listed: Value =
+        serde_json::from_str(&server.runway_out(&["instances", "ls", "vault", "-o", "json"]))
+            .unwrap();
     let address = listed[0]["Address"].as_str().unwrap().to_string();
     server.kill();
     let crashed = std::process::Command::new("curl")
@@ -697,11 +693,9 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
     let _ = get(&server, &host, "/crash");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(secret_vars(&app_env(&server, &host)), second);
-    let restarts: Value = serde_json::from_str(&runway_out(
-        &server,
-        &["instances", "ls", "vault", "-o", "json"],
-    ))
-    .unwrap();
+    let restarts: Value =
+        serde_json::from_str(&server.runway_out(&["instances", "ls", "vault", "-o", "json"]))
+            .unwrap();
     assert_eq!(restarts.as_array().unwrap().len(), 1, "{restarts}");
     assert_eq!(restarts[0]["Restarts"], 3, "{restarts}");
 
@@ -723,7 +717,7 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
         .ok();
     let op = update["OperationId"].as_str().unwrap();
     assert_eq!(wait_op(&server, &arn, op), "FAILED");
-    let events = runway_out(&server, &["events", "vault"]);
+    let events = server.runway_out(&["events", "vault"]);
     assert!(
         events.contains("secret MISSING does not resolve") && events.contains("vault/none"),
         "{events}"
@@ -757,7 +751,7 @@ fn a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else() {
         .ok();
     let op = deployment["OperationId"].as_str().unwrap();
     assert_eq!(wait_op(&server, &sealed_arn, op), "FAILED");
-    let sealed_events = runway_out(&server, &["events", "sealed"]);
+    let sealed_events = server.runway_out(&["events", "sealed"]);
     assert!(
         sealed_events.contains("EncryptionConfiguration.KmsKey")
             && sealed_events.contains("disabled"),
@@ -998,16 +992,13 @@ fn run_secrets_in_apprunner_yaml_reach_an_app_built_from_source() {
         )
         .ok();
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/apps/secrets-check");
-    let deployed = runway_out(
-        &server,
-        &[
-            "deploy",
-            "--source",
-            app.to_str().unwrap(),
-            "--name",
-            "srcsecrets",
-        ],
-    );
+    let deployed = server.runway_out(&[
+        "deploy",
+        "--source",
+        app.to_str().unwrap(),
+        "--name",
+        "srcsecrets",
+    ]);
     assert!(deployed.contains("is running at"), "{deployed}");
     let services = server.aws(&["list-services"]).ok();
     let summary = &services["ServiceSummaryList"][0];
@@ -1020,7 +1011,7 @@ fn run_secrets_in_apprunner_yaml_reach_an_app_built_from_source() {
 
     // (Rotation and StartDeployment are the same for services built from source: see
     // a_deployed_app_gets_its_secrets_in_its_environment_and_nowhere_else.)
-    let revisions = runway_out(&server, &["revisions", "ls", "srcsecrets", "-o", "json"]);
+    let revisions = server.runway_out(&["revisions", "ls", "srcsecrets", "-o", "json"]);
     assert!(
         revisions.contains("srcsecrets") && !revisions.contains(pw),
         "{revisions}"
