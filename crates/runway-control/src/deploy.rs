@@ -11,6 +11,7 @@ use runway_model::shapes::{
     CodeRepository, HttpConfiguration, ImageConfiguration, ImageRepository,
 };
 use runway_model::{Timestamp, ids};
+use runway_router::RevisionStats;
 use runway_runtime::{InstanceState, InstanceStatus, LogQuery};
 use runway_store::{Query, Txn, Typed};
 use std::time::Duration;
@@ -81,6 +82,15 @@ fn is_upload(code: &CodeRepository) -> bool {
     code.repository_url
         .as_deref()
         .is_some_and(|u| u.starts_with("upload://"))
+}
+
+/// Whether the router's `stats` show it sending requests to `revision`'s instances.
+fn routes(stats: Option<&[RevisionStats]>, revision: &str) -> bool {
+    stats.is_some_and(|stats| {
+        stats
+            .iter()
+            .any(|s| s.revision_id == revision && !s.draining && s.endpoints > 0)
+    })
 }
 
 fn later(now: Timestamp, d: Duration) -> Timestamp {
@@ -282,7 +292,7 @@ impl Controller {
                         .get(&revision)
                         .is_some_and(|n| *n > 0);
                 if let Some(reason) = failure.or(start_failure).or_else(|| {
-                    (now > deadline && !creating).then(|| {
+                    (now > deadline && !creating && healthy < wanted).then(|| {
                         format!(
                             "it was not healthy within {} s",
                             cfg.deploy_timeout.as_secs()
@@ -317,6 +327,14 @@ impl Controller {
                 }
                 let mut outcome = Outcome::default();
                 if op.kind == OperationType::ResumeService {
+                    // Running once the router sends it requests again (it may still hold
+                    // the paused table), or past the deadline with a router that cannot
+                    // tell.
+                    if now <= deadline
+                        && !routes(self.inner.router.stats().await.as_deref(), &revision)
+                    {
+                        return outcome;
+                    }
                     outcome
                         .events
                         .push("Health check is successful. Service resumed".into());
@@ -390,13 +408,18 @@ impl Controller {
                     .filter(|r| !serves(r))
                     .collect();
                 // A router that cannot tell (its process is down or starting again) may
-                // still have requests for them: they get the whole drain timeout.
-                let busy = self.inner.router.stats().await.is_none_or(|stats| {
+                // still have requests for them, and may not route the new revision yet:
+                // they get the whole drain timeout.
+                let stats = self.inner.router.stats().await;
+                let busy = stats.as_ref().is_none_or(|stats| {
                     stats
                         .iter()
                         .any(|s| old.contains(&s.revision_id) && (s.in_flight > 0 || s.queued > 0))
                 });
-                if busy && now < until {
+                // The switch is committed, but the converger publishes it to the router
+                // concurrently: the deployment is not over (nor the old revisions gone)
+                // before the router sends requests to the new one.
+                if (busy || !routes(stats.as_deref(), &revision)) && now < until {
                     return Outcome::default();
                 }
                 let mut outcome = Outcome::default();

@@ -580,6 +580,126 @@ async fn create_update_pause_resume_delete() {
     run.await.unwrap();
 }
 
+/// The router process as the controller sees it while it is slow to take a table: the
+/// tables the controller sets are held until the test lets them through.
+#[derive(Clone)]
+struct HeldRouter {
+    router: Router,
+    /// Whether tables are held, and the last one held.
+    held: Arc<Mutex<(bool, Option<runway_router::RouteTable>)>>,
+}
+
+impl HeldRouter {
+    fn hold(&self) {
+        self.held.lock().unwrap().0 = true;
+    }
+
+    /// Applies the last table held, and those that come after it.
+    fn release(&self) {
+        let mut held = self.held.lock().unwrap();
+        held.0 = false;
+        if let Some(table) = held.1.take() {
+            self.router.set_routes(table).unwrap();
+        }
+    }
+}
+
+impl runway_control::RouterPort for HeldRouter {
+    fn set_routes(
+        &self,
+        routes: runway_router::RouteTable,
+    ) -> Result<(), runway_router::RoutesError> {
+        let mut held = self.held.lock().unwrap();
+        if held.0 {
+            routes.validate()?;
+            held.1 = Some(routes);
+            Ok(())
+        } else {
+            self.router.set_routes(routes)
+        }
+    }
+    fn stats(&self) -> BoxFuture<'_, Option<Vec<runway_router::RevisionStats>>> {
+        Box::pin(std::future::ready(Some(self.router.stats())))
+    }
+    fn instance_load<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, runway_router::InstanceLoad> {
+        Box::pin(std::future::ready(self.router.instance_load(instance_id)))
+    }
+    fn demand(&self) -> tokio::sync::watch::Receiver<runway_router::Demand> {
+        self.router.demand()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_or_resume_ends_only_once_the_router_sends_the_revision_requests() {
+    let w = world("good:v1", 1);
+    let router = HeldRouter {
+        router: w.router.clone(),
+        held: Default::default(),
+    };
+    let c = Controller::new(
+        w.store.clone(),
+        w.runtime.clone(),
+        router.clone(),
+        w.images.clone(),
+        ControlConfig {
+            poll_interval: Duration::from_millis(20),
+            stop_grace: Duration::from_millis(10),
+            // Longer than the test: a router that never takes the table would hold the
+            // deployment this long.
+            drain_timeout: Duration::from_secs(120),
+            ..Default::default()
+        },
+    );
+    // Each operation, with the router holding the tables: its instance gets healthy but
+    // the operation does not end, and it ends once the router has the table.
+    let held_then_released =
+        async |op: &str, serving: Option<&str>| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while w.runtime.list().iter().all(|i| {
+                i.state != InstanceState::Healthy || Some(i.revision_id.as_str()) == serving
+            }) {
+                assert!(std::time::Instant::now() < deadline, "no new instance");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                w.op(op).status,
+                OperationStatus::InProgress,
+                "{:#?}",
+                w.events()
+            );
+            if let Some(old) = serving {
+                assert_eq!(w.runtime.count(old), 1, "the serving revision was stopped");
+                assert_eq!(w.routed_endpoints(old), 1);
+            }
+            router.release();
+            let done = w.settle(op).await;
+            assert_eq!(done.status, OperationStatus::Succeeded, "{:#?}", w.events());
+            let rev = w.state().traffic[0].revision.clone();
+            assert_eq!(w.routed_endpoints(&rev), 1);
+            rev
+        };
+
+    router.hold();
+    let run = running(&c);
+    let rev1 = held_then_released(&first_op(&w), None).await;
+
+    router.hold();
+    let update = w.record(OperationType::UpdateService, Some(spec("good:v2")));
+    let rev2 = held_then_released(&update, Some(&rev1)).await;
+    assert_ne!(rev1, rev2);
+
+    let pause = w.record(OperationType::PauseService, None);
+    assert_eq!(w.settle(&pause).await.status, OperationStatus::Succeeded);
+    router.hold();
+    let resume = w.record(OperationType::ResumeService, None);
+    assert_eq!(held_then_released(&resume, None).await, rev2);
+    run.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_waits_for_instances_whose_stop_failed_and_stops_them_again() {
     let w = world("good:v1", 2);
