@@ -138,10 +138,14 @@ impl Controller {
 
     /// One step of `op`; whether anything changed.
     async fn step(&self, op: OperationRecord) -> crate::Result<bool> {
-        let snap = self.snapshot().await?;
         // The pass that chose `op` read it before the service's previous step (if any)
         // committed: only the state read now, with the service marked busy, is current.
-        // Deciding from the older one would repeat a step (a second revision).
+        // Deciding from the older one would repeat a step (a second revision). Only this
+        // service is read.
+        let arn = op.service_arn.clone();
+        let snap = self
+            .read(move |tx| Snapshot::load_service(tx, &arn))
+            .await?;
         let Some(op) = snap.unfinished.iter().find(|o| o.id == op.id).cloned() else {
             return Ok(false);
         };
@@ -182,8 +186,9 @@ impl Controller {
                 && op.kind == OperationType::DeleteService
                 && op.status == OperationStatus::Succeeded
             {
-                // Before the delete is recorded, so a crash in between repeats it.
-                let images = unshared_images(&snap, service);
+                // Before the delete is recorded, so a crash in between repeats it. Which
+                // images other services still run takes every service.
+                let images = unshared_images(&self.snapshot().await?, service);
                 if let Err(e) = self.inner.images.release(service, images).await {
                     tracing::warn!(service = %service.name, error = %e, "cannot remove the service's images; retrying");
                     return Ok(false);

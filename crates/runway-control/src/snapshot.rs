@@ -40,6 +40,39 @@ impl Snapshot {
             .into_iter()
             .map(|(_, s)| s)
             .collect();
+        let mut snap = Snapshot::of(tx, services)?;
+        for (_, domain) in tx.load_all::<DomainRecord>(&all)? {
+            if let (Some(service), DomainStatus::Active) = (&domain.service_arn, domain.status) {
+                snap.domains
+                    .entry(service.clone())
+                    .or_default()
+                    .extend(domain.names());
+            }
+        }
+        snap.ingress = tx
+            .load_all::<IngressConnectionRecord>(&all)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.status.routed())
+            .collect();
+        Ok(snap)
+    }
+
+    /// What one step of service `arn`'s operation decides from: the service (unless it
+    /// is deleted), its state, revisions and unfinished operations, and the auto scaling
+    /// configurations. No other service is read: 200 operations in flight, each step
+    /// reading every service, made a burst cost the square of its size.
+    pub fn load_service(tx: &dyn Txn, arn: &str) -> Result<Snapshot> {
+        let services = tx
+            .load::<ServiceRecord>(arn)?
+            .filter(|s| s.status != ServiceStatus::Deleted)
+            .into_iter()
+            .collect();
+        Snapshot::of(tx, services)
+    }
+
+    /// `services`, what hangs off them, and the auto scaling configurations.
+    fn of(tx: &dyn Txn, services: Vec<ServiceRecord>) -> Result<Snapshot> {
         let arns: Vec<String> = services.iter().map(|s| s.arn.clone()).collect();
         let of_services = Query {
             parents: Some(arns.clone()),
@@ -59,7 +92,7 @@ impl Snapshot {
             .map(|(_, r)| (r.id.clone(), r))
             .collect();
         let scaling = tx
-            .load_all::<AutoScalingRecord>(&all)?
+            .load_all::<AutoScalingRecord>(&Query::default())?
             .into_iter()
             .map(|(_, a)| (a.arn.clone(), a))
             .collect();
@@ -69,29 +102,14 @@ impl Snapshot {
             .map(|(_, o)| o)
             .filter(|o| !o.status.is_final())
             .collect();
-        let mut domains: HashMap<String, Vec<String>> = HashMap::new();
-        for (_, domain) in tx.load_all::<DomainRecord>(&all)? {
-            if let (Some(service), DomainStatus::Active) = (&domain.service_arn, domain.status) {
-                domains
-                    .entry(service.clone())
-                    .or_default()
-                    .extend(domain.names());
-            }
-        }
-        let ingress = tx
-            .load_all::<IngressConnectionRecord>(&all)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .filter(|c| c.status.routed())
-            .collect();
         Ok(Snapshot {
             services,
             states,
             revisions,
             scaling,
             unfinished,
-            domains,
-            ingress,
+            domains: HashMap::new(),
+            ingress: Vec::new(),
         })
     }
 
