@@ -4,7 +4,7 @@
 use crate::{Doc, Index, Query, Result, Store, StoreError, Txn};
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a migration that has shipped: append a new one.
@@ -48,13 +48,39 @@ pub struct SqliteStore {
     /// The database file readers open; `None` for an in-memory store, whose readers
     /// share the writer's connection (another connection would see another database).
     path: Option<PathBuf>,
-    /// Reader connections not in use.
-    idle: Mutex<Vec<Connection>>,
+    readers: Readers,
 }
 
-/// The most idle reader connections kept open; more readers at once open more and
-/// close them when they finish.
-const IDLE_READERS: usize = 4;
+/// The reader connections: at most [`READERS`] open, reused.
+#[derive(Debug, Default)]
+struct Readers {
+    pool: Mutex<Pool>,
+    /// Signalled when a reader is given back.
+    given_back: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    /// Connections open, idle or in use.
+    open: usize,
+}
+
+impl Readers {
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The most reader connections open at once. Reads use the CPU and the OS's cache of
+/// the file, so more than a few at once on a small host gain nothing, and each extra
+/// one opened and closed costs its schema parse and its caches: with one per reading
+/// thread, 200 services created at once opened 12,000 connections in five minutes, most
+/// of the server's peak heap.
+const READERS: usize = 4;
+/// How long a read waits for a reader when [`READERS`] are in use before it opens one
+/// more (closed when it ends), so a read taken inside another never waits for itself.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 /// The page cache of each reader, in KiB (SQLite's default is 2000): readers share the
 /// operating system's cache of the file, and a full cache per reader made the server
 /// hold several copies of the database after a burst of reads.
@@ -98,7 +124,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
-            idle: Mutex::new(Vec::new()),
+            readers: Readers::default(),
         })
     }
 
@@ -108,16 +134,38 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An idle reader connection, or a new one.
+    /// An idle reader connection, or a new one if fewer than [`READERS`] are open or
+    /// none was given back within [`READER_WAIT`].
     fn reader(&self, path: &Path) -> Result<Connection> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(conn);
+        let readers = &self.readers;
+        let mut pool = readers.pool();
+        let until = std::time::Instant::now() + READER_WAIT;
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if pool.open < READERS || left.is_zero() {
+                break;
+            }
+            pool = readers
+                .given_back
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "query_only", true)?;
-        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
-        Ok(conn)
+        pool.open += 1;
+        drop(pool);
+        let opened = Connection::open(path).and_then(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+            Ok(conn)
+        });
+        if opened.is_err() {
+            readers.pool().open -= 1;
+        }
+        Ok(opened?)
     }
 }
 
@@ -151,7 +199,10 @@ impl Store for SqliteStore {
     fn release_memory(&self) {
         // Idle readers are opened again when needed; the writer's cache is emptied but
         // its connection kept (an in-memory store's only copy of the data is there).
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut pool = self.readers.pool();
+        pool.open -= pool.idle.len();
+        pool.idle.clear();
+        drop(pool);
         if let Err(e) = self.writer().execute_batch("PRAGMA shrink_memory") {
             tracing::debug!(error = %e, "the store's cache was not emptied");
         }
@@ -161,7 +212,7 @@ impl Store for SqliteStore {
         let conn = match &self.path {
             Some(path) => Held::Reader {
                 conn: Some(self.reader(path)?),
-                idle: &self.idle,
+                readers: &self.readers,
             },
             None => Held::Writer(self.writer()),
         };
@@ -180,10 +231,10 @@ impl Store for SqliteStore {
 /// The connection a transaction runs on.
 enum Held<'a> {
     Writer(MutexGuard<'a, Connection>),
-    /// A reader, given back to `idle` when the transaction ends.
+    /// A reader, given back to the pool when the transaction ends.
     Reader {
         conn: Option<Connection>,
-        idle: &'a Mutex<Vec<Connection>>,
+        readers: &'a Readers,
     },
 }
 
@@ -218,14 +269,19 @@ impl SqliteTxn<'_> {
 impl Drop for SqliteTxn<'_> {
     fn drop(&mut self) {
         let ended = !self.open || self.conn.get().execute_batch("ROLLBACK").is_ok();
-        if let Held::Reader { conn, idle } = &mut self.conn
-            && ended
+        if let Held::Reader { conn, readers } = &mut self.conn
+            && let Some(conn) = conn.take()
         {
-            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < IDLE_READERS
-                && let Some(conn) = conn.take()
-            {
-                idle.push(conn);
+            let mut pool = readers.pool();
+            // One opened beyond the bound, or one whose transaction did not end, is
+            // closed.
+            if ended && pool.open <= READERS {
+                pool.idle.push(conn);
+                readers.given_back.notify_one();
+            } else {
+                pool.open -= 1;
+                drop(pool);
+                drop(conn);
             }
         }
     }

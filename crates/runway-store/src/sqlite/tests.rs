@@ -397,3 +397,40 @@ fn relaxed_commits_are_seen_and_kept_like_others() {
     assert!(tx.load::<Thing>("a").unwrap().is_some());
     assert!(tx.load::<Thing>("b").unwrap().is_some());
 }
+
+#[test]
+fn many_reads_at_once_share_a_few_connections_and_reads_within_reads_do_not_wait_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let mut tx = store.begin().unwrap();
+    tx.create(&thing("a", "one", None)).unwrap();
+    tx.commit().unwrap();
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let tx = store.read().unwrap();
+                    assert!(tx.load::<Thing>("a").unwrap().is_some());
+                    most.fetch_max(
+                        store.readers.pool().open,
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
+                }
+            });
+        }
+    });
+    assert!(
+        most.load(std::sync::atomic::Ordering::SeqCst) <= READERS,
+        "{} readers open at once",
+        most.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // Every reader in use, and one more read: it gets a connection of its own.
+    let held: Vec<_> = (0..READERS).map(|_| store.read().unwrap()).collect();
+    let extra = store.read().unwrap();
+    assert!(extra.load::<Thing>("a").unwrap().is_some());
+    drop(extra);
+    drop(held);
+    let pool = store.readers.pool();
+    assert_eq!((pool.open, pool.idle.len()), (READERS, READERS));
+}
