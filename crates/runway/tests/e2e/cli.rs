@@ -8,60 +8,43 @@ fn run(server: &Server, args: &[&str]) -> Output {
     server.runway().args(args).output().expect("run runway")
 }
 
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "runway failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn deploy_list_describe_and_delete_with_the_runway_cli() {
     let server = Server::api_only();
-    let out = ok(&run(
-        &server,
-        &[
-            "deploy",
-            "--image",
-            "127.0.0.1:5000/web:v1",
-            "--name",
-            "webapp",
-            "--port",
-            "3000",
-            "--env",
-            "MODE=prod",
-            "--no-wait",
-        ],
-    ));
+    let out = server.runway_out(&[
+        "deploy",
+        "--image",
+        "127.0.0.1:5000/web:v1",
+        "--name",
+        "webapp",
+        "--port",
+        "3000",
+        "--env",
+        "MODE=prod",
+        "--no-wait",
+    ]);
     assert!(out.contains("Status: OPERATION_IN_PROGRESS"), "{out}");
     assert!(out.contains(".runway.localhost"), "{out}");
 
-    let table = ok(&run(&server, &["services", "ls"]));
+    let table = server.runway_out(&["services", "ls"]);
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
     assert!(lines.next().unwrap().starts_with("webapp "), "{table}");
 
     // A second deploy of the same name updates the service and keeps its port and variables.
-    ok(&run(
-        &server,
-        &[
-            "deploy",
-            "--image",
-            "127.0.0.1:5000/web:v2",
-            "--name",
-            "webapp",
-            "--env",
-            "EXTRA=1",
-            "--no-wait",
-        ],
-    ));
-    let described: Value = serde_json::from_str(&ok(&run(
-        &server,
-        &["services", "describe", "webapp", "--output", "json"],
-    )))
+    server.runway_out(&[
+        "deploy",
+        "--image",
+        "127.0.0.1:5000/web:v2",
+        "--name",
+        "webapp",
+        "--env",
+        "EXTRA=1",
+        "--no-wait",
+    ]);
+    let described: Value = serde_json::from_str(
+        &server.runway_out(&["services", "describe", "webapp", "--output", "json"]),
+    )
     .unwrap();
     let image = &described["SourceConfiguration"]["ImageRepository"];
     assert_eq!(image["ImageIdentifier"], "127.0.0.1:5000/web:v2");
@@ -74,14 +57,12 @@ fn deploy_list_describe_and_delete_with_the_runway_cli() {
         image["ImageConfiguration"]["RuntimeEnvironmentVariables"]["EXTRA"],
         "1"
     );
-    let human = ok(&run(&server, &["services", "describe", "webapp"]));
+    let human = server.runway_out(&["services", "describe", "webapp"]);
     assert!(human.contains("127.0.0.1:5000/web:v2"), "{human}");
 
-    let ops: Value = serde_json::from_str(&ok(&run(
-        &server,
-        &["operations", "ls", "webapp", "-o", "json"],
-    )))
-    .unwrap();
+    let ops: Value =
+        serde_json::from_str(&server.runway_out(&["operations", "ls", "webapp", "-o", "json"]))
+            .unwrap();
     let kinds: Vec<&str> = ops
         .as_array()
         .unwrap()
@@ -89,13 +70,13 @@ fn deploy_list_describe_and_delete_with_the_runway_cli() {
         .map(|o| o["Type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["UPDATE_SERVICE", "CREATE_SERVICE"]);
-    let table = ok(&run(&server, &["operations", "ls", "webapp"]));
+    let table = server.runway_out(&["operations", "ls", "webapp"]);
     assert!(
         table.contains("UPDATE_SERVICE") && table.contains("PENDING"),
         "{table}"
     );
 
-    let out = ok(&run(&server, &["services", "delete", "webapp"]));
+    let out = server.runway_out(&["services", "delete", "webapp"]);
     assert!(out.contains("Deleting webapp"), "{out}");
 
     let bad = run(&server, &["services", "describe", "nope"]);
@@ -149,18 +130,15 @@ fn runway_deploy_waits_and_prints_the_url() {
     let server = Server::start();
     crate::deploy::push_testapp(&server, "cli-app:v1");
     let image = format!("{}/cli-app:v1", server.registry_host());
-    let out = ok(&run(
-        &server,
-        &[
-            "deploy",
-            "--image",
-            &image,
-            "--name",
-            "cli-app",
-            "--env",
-            "GREETING=from the cli",
-        ],
-    ));
+    let out = server.runway_out(&[
+        "deploy",
+        "--image",
+        &image,
+        "--name",
+        "cli-app",
+        "--env",
+        "GREETING=from the cli",
+    ]);
     assert!(
         out.contains("Health check is successful"),
         "the deployment's events are shown: {out}"

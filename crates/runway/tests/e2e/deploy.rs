@@ -1,7 +1,7 @@
 //! Deployments end to end: an image pushed with skopeo, deployed through the API, served
 //! by the router over HTTPS from a real container.
 
-use crate::harness::Server;
+use crate::harness::{Server, assert_ok};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,11 +22,7 @@ pub fn push_testapp(server: &Server, target: &str) {
         .arg(format!("docker://{}/{target}", server.registry_host()))
         .output()
         .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "skopeo copy");
 }
 
 /// Waits until the service's status is `want` (or fails naming what it is).

@@ -6,7 +6,7 @@
 //! s_client` to read served certificates, and the AWS CLI for the three operations.
 
 use crate::deploy::create_testapp;
-use crate::harness::{Server, get as http_get};
+use crate::harness::{Server, assert_ok, get as http_get};
 use serde_json::{Value, json};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -253,11 +253,7 @@ impl Pebble {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, "curl (pebble's root)");
         path
     }
 
@@ -717,17 +713,7 @@ fn custom_domains_are_validated_issued_served_and_survive_a_crash_during_issuanc
 
     // HTTP-01, answered by the router before any redirect: a domain that points at
     // runway (an A record) without the validation CNAME, added with the runway CLI.
-    let out = server
-        .runway()
-        .args(["domains", "add", "shop", "api.example.test", "--no-www"])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = server.runway_out(&["domains", "add", "shop", "api.example.test", "--no-www"]);
     assert!(
         printed.contains("_acme-challenge.api.example.test"),
         "{printed}"
@@ -825,16 +811,7 @@ fn custom_domains_are_validated_issued_served_and_survive_a_crash_during_issuanc
     );
 
     // Disassociating removes the route and the certificate.
-    let out = server
-        .runway()
-        .args(["domains", "rm", "shop", "api.example.test"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.runway_out(&["domains", "rm", "shop", "api.example.test"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while domain(&describe(&server, &shop), "api.example.test").is_some() {
         assert!(Instant::now() < deadline, "api.example.test stays");

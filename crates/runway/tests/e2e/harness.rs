@@ -101,14 +101,10 @@ impl Server {
     }
 
     /// What `runway ARGS` printed; panics with its error output if it failed.
+    #[track_caller]
     pub fn runway_out(&self, args: &[&str]) -> String {
         let out = self.runway().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "runway {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert_ok(&out, &format!("runway {args:?}"))
     }
 
     /// `runway deploy --source DIR`, as a user deploys a checkout; its output, whether
@@ -428,14 +424,7 @@ impl Server {
             .envs(vars.iter().copied())
             .output()
             .expect("run python3");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{script} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        assert_ok(&out, script)
     }
 
     /// Sends `body` to the API signed for `operation`, letting `tweak` change the request
@@ -705,4 +694,18 @@ pub fn get(url: &str) -> (u16, String) {
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
     })
+}
+
+/// The standard output of a program run that must have succeeded (`what` names it);
+/// otherwise the test fails with its status and output.
+#[track_caller]
+pub fn assert_ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

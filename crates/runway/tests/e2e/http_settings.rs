@@ -5,8 +5,8 @@
 //! for RFC 8441) for WebSockets, grpcio for a gRPC service built from source.
 
 use crate::deploy::{create_testapp, extension, push_testapp, wait_op, wait_status};
-use crate::harness::{RawRequest, Server};
-use crate::source::{assert_ok, copy_dir, import_base};
+use crate::harness::{RawRequest, Server, assert_ok};
+use crate::source::{copy_dir, import_base};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -72,13 +72,7 @@ fn python(script: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_ok(&out, &format!("{script} {args:?}"));
     let line = stdout
         .lines()
         .rev()

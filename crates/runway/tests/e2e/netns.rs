@@ -5,6 +5,7 @@
 //! Removed on drop, also when a test fails; links left by a test process that died are
 //! removed by the next one.
 
+use crate::harness::assert_ok;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -27,13 +28,7 @@ fn ip(args: &[&str]) -> Output {
 
 #[track_caller]
 fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&ip(args), &format!("ip {}", args.join(" ")));
 }
 
 /// Every IPv4 prefix the machine routes or holds an address in, as (network, length).
@@ -164,12 +159,7 @@ impl Link {
             .args(&args[1..])
             .output()
             .expect("ip netns exec");
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, &args.join(" "));
     }
 
     /// Names resolved in the namespace, as a DNS server would for another machine.

@@ -6,8 +6,8 @@
 //! native dependency (bcrypt) node-gyp compiles in the build.
 
 use crate::deploy::{get, wait_status_within};
-use crate::harness::{RawRequest, Server};
-use crate::source::{assert_ok, copy_dir, git, import_base};
+use crate::harness::{RawRequest, Server, assert_ok};
+use crate::source::{copy_dir, git, import_base};
 use std::path::Path;
 use std::time::Duration;
 

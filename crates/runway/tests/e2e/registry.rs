@@ -1,7 +1,7 @@
 //! runway's registry through `runway server`: skopeo pushes into it, the `runway registry`
 //! commands list and collect it, and a push to a deployed tag records a deployment.
 
-use crate::harness::Server;
+use crate::harness::{Server, assert_ok};
 use runway_registry::test_util::build_layout;
 use serde_json::json;
 use std::process::Command;
@@ -20,21 +20,7 @@ fn skopeo_push(server: &Server, layout: &std::path::Path, tag: &str, target: &st
         .arg(format!("docker://{}/{target}", server.registry_host()))
         .output()
         .expect("run skopeo (apt-get install skopeo)");
-    assert!(
-        out.status.success(),
-        "skopeo failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn runway_ok(server: &Server, args: &[&str]) -> String {
-    let out = server.runway().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "runway {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert_ok(&out, "skopeo copy");
 }
 
 fn deployments(server: &Server, arn: &str) -> usize {
@@ -56,9 +42,11 @@ fn pushes_land_in_the_registry_and_trigger_auto_deployments() {
     build_layout(&two, "v1", 1, 4096).unwrap();
 
     skopeo_push(&server, &one, "v1", "team/hello:v1");
-    assert_eq!(runway_ok(&server, &["registry", "ls"]).trim(), "team/hello");
+    assert_eq!(server.runway_out(&["registry", "ls"]).trim(), "team/hello");
     assert_eq!(
-        runway_ok(&server, &["registry", "tags", "team/hello"]).trim(),
+        server
+            .runway_out(&["registry", "tags", "team/hello"])
+            .trim(),
         "v1"
     );
 
@@ -96,7 +84,7 @@ fn pushes_land_in_the_registry_and_trigger_auto_deployments() {
     // The pushed image is not runnable: the deployment is rolled back and the service runs on.
     crate::deploy::wait_status(&server, &arn, "RUNNING");
 
-    let report = runway_ok(&server, &["registry", "gc", "--output", "json"]);
+    let report = server.runway_out(&["registry", "gc", "--output", "json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert!(
         report["blobs_referenced"].as_u64().unwrap() >= 3,

@@ -5,7 +5,7 @@
 //! leave nothing behind.
 
 use crate::deploy::{create_testapp, extension, get, push_testapp, wait_status};
-use crate::harness::{RawRequest, Server};
+use crate::harness::{RawRequest, Server, assert_ok};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,12 +26,7 @@ pub(crate) fn app_pid(server: &Server, id: &str) -> u32 {
         .args(["state", id])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state: Value = serde_json::from_str(&assert_ok(&out, "runc state")).unwrap();
     state["pid"].as_u64().unwrap() as u32
 }
 
@@ -58,13 +53,7 @@ pub(crate) fn hang(pid: u32) -> impl Drop {
 
 /// The service's event log, as `runway events` prints it.
 pub(crate) fn events(server: &Server, name: &str) -> String {
-    let out = server.runway().args(["events", name]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.runway_out(&["events", name])
 }
 
 /// Waits until the event log of `name` has a line containing each of `want`.

@@ -5,7 +5,7 @@
 //! HTTP are handled as an operator expects.
 
 use crate::deploy::{get, push_testapp, wait_status};
-use crate::harness::{Aws, Options, REGION, Server};
+use crate::harness::{Aws, Options, REGION, Server, assert_ok};
 use crate::netns::Link;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -21,18 +21,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e/py")
         .join(name)
-}
-
-#[track_caller]
-fn success(what: &str, out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A scratch directory whose path is all lowercase (podman names an image pulled from
@@ -242,7 +230,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
     let certs_d = home.join(".config/containers/certs.d").join(&registry);
     std::fs::create_dir_all(&certs_d).unwrap();
     std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
-    success("skopeo copy", &copy("v1"));
+    assert_ok(&copy("v1"), "skopeo copy");
 
     // The image, named by the registry's public name, is runway's own: deployed from it.
     let input = json!({
@@ -277,9 +265,9 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
     // podman signs in (the token flow over HTTPS) and pushes a new image to the tag: the
     // push deploys it.
     let out = machine.podman(&["pull", "-q", &format!("oci:{}:testapp", layout.display())]);
-    let id = success("podman pull", &out).trim().to_string();
+    let id = assert_ok(&out, "podman pull").trim().to_string();
     let image = format!("{registry}/hello:v1");
-    success("podman tag", &machine.podman(&["tag", &id, &image]));
+    assert_ok(&machine.podman(&["tag", &id, &image]), "podman tag");
     let authfile = home.join("auth.json").display().to_string();
     let out = machine.podman(&[
         "login",
@@ -291,7 +279,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         &secret,
         &registry,
     ]);
-    success("podman login", &out);
+    assert_ok(&out, "podman login");
     let digestfile = home.join("digest");
     let out = machine.podman(&[
         "push",
@@ -301,7 +289,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         &digestfile.display().to_string(),
         &image,
     ]);
-    success("podman push", &out);
+    assert_ok(&out, "podman push");
     let deployed = last_operation_ended(&server, &arn, 2);
     assert_eq!(deployed["Type"], "START_DEPLOYMENT", "{deployed}");
     assert_eq!(deployed["Status"], "SUCCEEDED", "{deployed}");
@@ -312,7 +300,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         .unwrap();
     let pushed = std::fs::read_to_string(&digestfile).unwrap();
     assert!(
-        success("runway revisions ls", &revisions).contains(pushed.trim()),
+        assert_ok(&revisions, "runway revisions ls").contains(pushed.trim()),
         "the new revision runs the digest podman pushed"
     );
 
@@ -327,7 +315,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         .arg(&secret_file)
         .output()
         .unwrap();
-    let said = success("runway login", &out);
+    let said = assert_ok(&out, "runway login");
     assert!(
         said.contains(&format!("Registry: https://{registry}")),
         "{said}"
@@ -337,7 +325,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         .args(["services", "ls"])
         .output()
         .unwrap();
-    let listed = success("runway services ls", &out);
+    let listed = assert_ok(&out, "runway services ls");
     assert!(
         listed.contains("hello") && listed.contains("RUNNING"),
         "{listed}"
@@ -347,7 +335,7 @@ fn another_machine_uses_the_api_and_the_registry_over_https_and_deploys_what_it_
         .args(["registry", "tags", "hello"])
         .output()
         .unwrap();
-    assert!(success("runway registry tags", &out).contains("v1"));
+    assert!(assert_ok(&out, "runway registry tags").contains("v1"));
 
     // The registry moves to another port: the service's image still names the old
     // address, which stays runway's own, so a deployment finds it.
@@ -456,7 +444,7 @@ fn api_and_registry_names_under_the_base_domain_are_served_its_certificate_from_
         .arg(&registry)
         .output()
         .unwrap();
-    assert_eq!(success("curl", &out), "401", "{registry}");
+    assert_eq!(assert_ok(&out, "curl"), "401", "{registry}");
     // Other names keep the local CA's certificate: the API by its address.
     let by_address = machine.aws(
         &server.api_url(),
@@ -478,7 +466,7 @@ fn sign_in(link: &Link, server: &Server, secret: &str, count: usize) -> Vec<(u16
         .args([&key_id, secret, &count.to_string()])
         .output()
         .unwrap();
-    success("signin.py", &out)
+    assert_ok(&out, "signin.py")
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
@@ -619,7 +607,7 @@ fn openssl_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
             .args(args)
             .output()
             .expect("openssl");
-        success("openssl", &out);
+        assert_ok(&out, "openssl");
     };
     let s = |p: &PathBuf| p.display().to_string();
     run(&[

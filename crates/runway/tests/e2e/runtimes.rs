@@ -5,8 +5,8 @@
 //! naming the versions there are, and a missing image reported with its fix.
 
 use crate::deploy::get;
-use crate::harness::Server;
-use crate::source::{assert_ok, copy_dir};
+use crate::harness::{Server, assert_ok};
+use crate::source::copy_dir;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

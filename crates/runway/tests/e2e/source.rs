@@ -3,9 +3,9 @@
 //! `runway deploy --source`, a git repository built through the App Runner API, and a failing build that leaves the running app alone.
 
 use crate::deploy::{get, wait_status};
-use crate::harness::{RawRequest, Server};
+use crate::harness::{RawRequest, Server, assert_ok};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// Imports the python3 base image (debootstrap, cached between runs) into `server`'s
 /// registry as `runtimes/python3:latest` with the CLI, from a root filesystem directory.
@@ -35,16 +35,6 @@ pub fn import_base(server: &Server, runtime: &str) {
         .output()
         .unwrap();
     assert_ok(&out, "runway image import-rootfs");
-}
-
-pub fn assert_ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

@@ -9,7 +9,7 @@
 //! between services and from the host's ports that holds whatever networks they join.
 
 use crate::deploy::{create_testapp, get, wait_op};
-use crate::harness::{Aws, Server};
+use crate::harness::{Aws, Server, assert_ok};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -332,12 +332,9 @@ fn networks_connectors_and_ingress_connections_through_the_aws_cli_with_their_er
     // The same resources with `runway networks`.
     let runway = |args: &[&str]| {
         let out = server.runway().arg("networks").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "runway networks {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        assert_ok(&out, &format!("runway networks {args:?}"))
+            .trim()
+            .to_string()
     };
     let vpc = runway(&["create", "10.50.0.0/16", "--name", "lab"]);
     assert!(vpc.starts_with("vpc-"), "{vpc}");
@@ -536,11 +533,7 @@ struct Namespace {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, &format!("{cmd:?}"));
     out
 }
 
@@ -681,12 +674,7 @@ impl Postgres {
                 "CREATE TABLE pets (name text); INSERT INTO pets VALUES ('rex'), ('tom')".into(),
             ),
         ] {
-            let out = psql(db, user, &sql);
-            assert!(
-                out.status.success(),
-                "{sql}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_ok(&psql(db, user, &sql), &sql);
         }
         pg
     }
@@ -1019,7 +1007,7 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         .arg(&source)
         .output()
         .unwrap();
-    let stdout = crate::source::assert_ok(&out, "runway deploy --source (psycopg from PyPI)");
+    let stdout = assert_ok(&out, "runway deploy --source (psycopg from PyPI)");
     assert!(stdout.contains("Successfully installed"), "{stdout}");
     let services = server.aws(&["list-services"]).ok();
     let arn = id(&services["ServiceSummaryList"][0], &["ServiceArn"]);
@@ -1084,7 +1072,7 @@ fn apps_reach_a_database_through_a_connector_and_private_services_answer_inside_
         .arg(&source)
         .output()
         .unwrap();
-    crate::source::assert_ok(&out, "runway deploy --source (a second service)");
+    assert_ok(&out, "runway deploy --source (a second service)");
     let services = server.aws(&["list-services"]).ok();
     let neighbour = services["ServiceSummaryList"]
         .as_array()
