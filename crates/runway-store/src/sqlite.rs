@@ -277,12 +277,12 @@ impl Drop for SqliteTxn<'_> {
             // closed.
             if ended && pool.open <= READERS {
                 pool.idle.push(conn);
-                readers.given_back.notify_one();
             } else {
                 pool.open -= 1;
-                drop(pool);
-                drop(conn);
             }
+            // Either way a waiting read may go on: with this one, or with one it opens.
+            readers.given_back.notify_one();
+            drop(pool);
         }
     }
 }
