@@ -580,16 +580,31 @@ async fn create_update_pause_resume_delete() {
     run.await.unwrap();
 }
 
-/// The router process as the controller sees it while it is slow to take a table: the
-/// tables the controller sets are held until the test lets them through.
+/// The router process as the controller sees it through `runway server`'s client: it
+/// can be down (it answers no load), one started again counts its load from zero, and it
+/// can be slow to take the tables it is given (they are held until the test lets them
+/// through). With a `concurrency`, the load is made up: that many requests in flight on
+/// every routed revision.
 #[derive(Clone)]
-struct HeldRouter {
+struct ProcessRouter {
     router: Router,
+    /// Whether it runs, and since when.
+    up: Arc<Mutex<(bool, std::time::Instant)>>,
+    concurrency: Option<f64>,
     /// Whether tables are held, and the last one held.
     held: Arc<Mutex<(bool, Option<runway_router::RouteTable>)>>,
 }
 
-impl HeldRouter {
+impl ProcessRouter {
+    fn new(router: Router, concurrency: Option<f64>) -> ProcessRouter {
+        ProcessRouter {
+            router,
+            up: Arc::new(Mutex::new((true, std::time::Instant::now()))),
+            concurrency,
+            held: Default::default(),
+        }
+    }
+
     fn hold(&self) {
         self.held.lock().unwrap().0 = true;
     }
@@ -604,7 +619,7 @@ impl HeldRouter {
     }
 }
 
-impl runway_control::RouterPort for HeldRouter {
+impl runway_control::RouterPort for ProcessRouter {
     fn set_routes(
         &self,
         routes: runway_router::RouteTable,
@@ -619,7 +634,19 @@ impl runway_control::RouterPort for HeldRouter {
         }
     }
     fn stats(&self) -> BoxFuture<'_, Option<Vec<runway_router::RevisionStats>>> {
-        Box::pin(std::future::ready(Some(self.router.stats())))
+        let (up, since) = *self.up.lock().unwrap();
+        let stats = up.then(|| {
+            let mut stats = self.router.stats();
+            if let Some(concurrency) = self.concurrency {
+                let seconds = since.elapsed().as_secs_f64() * concurrency;
+                for s in &mut stats {
+                    s.concurrency_seconds = seconds;
+                    s.queued_seconds = 0.0;
+                }
+            }
+            stats
+        });
+        Box::pin(std::future::ready(stats))
     }
     fn instance_load<'a>(
         &'a self,
@@ -635,10 +662,7 @@ impl runway_control::RouterPort for HeldRouter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_or_resume_ends_only_once_the_router_sends_the_revision_requests() {
     let w = world("good:v1", 1);
-    let router = HeldRouter {
-        router: w.router.clone(),
-        held: Default::default(),
-    };
+    let router = ProcessRouter::new(w.router.clone(), None);
     let c = Controller::new(
         w.store.clone(),
         w.runtime.clone(),
@@ -1207,60 +1231,11 @@ async fn an_instance_failing_its_health_checks_is_replaced_and_again_only_after_
     run.await.unwrap();
 }
 
-/// The router process as the controller sees it through `runway server`'s client: it
-/// can be down (it answers no load), and one started again counts its load from zero.
-/// The load is made up: `concurrency` requests in flight on every routed revision.
-#[derive(Clone)]
-struct RestartingRouter {
-    router: Router,
-    /// Whether it runs, and since when.
-    up: Arc<Mutex<(bool, std::time::Instant)>>,
-    concurrency: f64,
-}
-
-impl runway_control::RouterPort for RestartingRouter {
-    fn set_routes(
-        &self,
-        routes: runway_router::RouteTable,
-    ) -> Result<(), runway_router::RoutesError> {
-        self.router.set_routes(routes)
-    }
-    fn stats(&self) -> BoxFuture<'_, Option<Vec<runway_router::RevisionStats>>> {
-        let (up, since) = *self.up.lock().unwrap();
-        let stats = up.then(|| {
-            let seconds = since.elapsed().as_secs_f64() * self.concurrency;
-            self.router
-                .stats()
-                .into_iter()
-                .map(|mut s| {
-                    s.concurrency_seconds = seconds;
-                    s.queued_seconds = 0.0;
-                    s
-                })
-                .collect()
-        });
-        Box::pin(std::future::ready(stats))
-    }
-    fn instance_load<'a>(
-        &'a self,
-        instance_id: &'a str,
-    ) -> BoxFuture<'a, runway_router::InstanceLoad> {
-        Box::pin(std::future::ready(self.router.instance_load(instance_id)))
-    }
-    fn demand(&self) -> tokio::sync::watch::Receiver<runway_router::Demand> {
-        self.router.demand()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_autoscaler_keeps_the_load_it_knew_while_the_router_process_is_down_or_restarted() {
     let w = world("good:v1", 1);
-    let router = RestartingRouter {
-        router: w.router.clone(),
-        up: Arc::new(Mutex::new((true, std::time::Instant::now()))),
-        // With MaxConcurrency 100 and 70 % utilization: 4 instances.
-        concurrency: 250.0,
-    };
+    // With MaxConcurrency 100 and 70 % utilization: 4 instances.
+    let router = ProcessRouter::new(w.router.clone(), Some(250.0));
     let stable_window = Duration::from_millis(1000);
     let c = Controller::new(
         w.store.clone(),
