@@ -2,14 +2,16 @@
 the API answers meanwhile: a prober sends DescribeService and ListServices back to back
 (one at a time, signed with SigV4 like the AWS CLI) and records each latency, first on
 an idle server, then while N services are created at once, then while they are all
-deleted at once. Prints one JSON object; bench/api/run.sh reads it.
+deleted at once; ROUNDS=R (default 1) repeats the creates and deletes R times. 30 s after
+each round's deletes it reads the server's anonymous memory (SERVER_PID). Prints one JSON
+object; bench/api/run.sh reads it.
 
 The prober runs in a process of its own (not beside the N creating threads, whose
 interpreter lock it would wait for) and, when allowed (root), in real time like the
 API's own threads: it measures the API, not its own wait for a CPU among the instances
 starting.
 
-usage: load.py API_URL CREDENTIALS_FILE IMAGE N
+usage: SERVER_PID=PID [ROUNDS=R] load.py API_URL CREDENTIALS_FILE IMAGE N
 """
 
 import json
@@ -25,6 +27,8 @@ import botocore.awsrequest
 import botocore.credentials
 
 API, CREDENTIALS, IMAGE, N = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ROUNDS = int(os.environ.get("ROUNDS", "1"))
+SERVER_PID = os.environ["SERVER_PID"]
 
 
 def credentials():
@@ -142,9 +146,9 @@ def at_once(n, f):
     return out
 
 
-def create(i):
+def create(name):
     body = {
-        "ServiceName": f"load-{i:03d}",
+        "ServiceName": name,
         "SourceConfiguration": {"ImageRepository": {
             "ImageIdentifier": IMAGE, "ImageRepositoryType": "ECR",
             "ImageConfiguration": {"Port": "8080"}}},
@@ -153,31 +157,50 @@ def create(i):
     return call("CreateService", body)
 
 
+def anonymous_mib():
+    """The server's anonymous resident memory (heap, stacks), MiB."""
+    for line in open(f"/proc/{SERVER_PID}/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def main():
-    _, status, probe = create(999)
+    _, status, probe = create("load-probe")
     assert status == 200, probe
     arn = probe["Service"]["ServiceArn"]
     wait_all("RUNNING", 1)
-    results = {"idle": probe_while(arn, lambda: (time.sleep(10), {})[1])}
+    results = {"idle": probe_while(arn, lambda: (time.sleep(10), {})[1]), "after_mib": []}
+    for r in range(ROUNDS):
+        created, deleted = burst(arn, r)
+        # The first round's latencies are the figures; later rounds show whether memory
+        # left behind adds up.
+        if r == 0:
+            results["create"], results["delete"] = created, deleted
+        time.sleep(30)
+        results["after_mib"].append(anonymous_mib())
+    print(json.dumps(results))
 
+
+def burst(arn, r):
+    """N services created at once, then deleted at once, each while the prober runs."""
     created = []
 
     def create_all():
-        answers = at_once(N, create)
+        answers = at_once(N, lambda i: create(f"load-{r}-{i:03d}"))
         created.extend(a[2]["Service"]["ServiceArn"] for a in answers if a[1] == 200)
         calls = [a[0] for a in answers]
         wait_all("RUNNING", N + 1)
         return {"calls": summary(calls), "call_errors": sum(a[1] != 200 for a in answers)}
 
-    results["create"] = probe_while(arn, create_all)
+    creates = probe_while(arn, create_all)
 
     def delete_all():
         answers = at_once(len(created), lambda i: call("DeleteService", {"ServiceArn": created[i]}))
         wait_listed(1)
         return {"calls": summary([a[0] for a in answers]), "call_errors": sum(a[1] != 200 for a in answers)}
 
-    results["delete"] = probe_while(arn, delete_all)
-    print(json.dumps(results))
+    return creates, probe_while(arn, delete_all)
 
 
 main()

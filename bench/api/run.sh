@@ -4,7 +4,8 @@
 # server in the same run, and the server's memory before, at the peak and after the
 # deletes. Run as root on an otherwise idle machine: bench/api/run.sh [N]
 # (RUNWAY=path/to/runway to measure another build; SERVER_FLAGS adds flags to the server;
-# KEEP=1 keeps the server's log.)
+# KEEP=1 keeps the server's log; ROUNDS=R repeats the creates and deletes R times, to
+# see whether what memory a burst leaves behind adds up.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-200}
@@ -54,11 +55,11 @@ rss() { awk '/RssAnon/{print $2 / 1024}' "/proc/$server/status"; }
 # The server's memory is sampled every second while the load runs.
 (while kill -0 "$server" 2>/dev/null; do rss; sleep 1; done) >"$work/rss.txt" &
 sampler=$!
-python3 bench/api/load.py "$api" "$data/credentials" "$registry/load:v1" "$n" >"$work/result.json"
+SERVER_PID=$server python3 bench/api/load.py "$api" "$data/credentials" "$registry/load:v1" "$n" >"$work/result.json"
 base=$(head -12 "$work/rss.txt" | sort -n | tail -1)
 peak=$(sort -n "$work/rss.txt" | tail -1)
-sleep 30
-after=$(rss)
+# load.py read it 30 s after each round's deletes.
+after=$(jq '.after_mib[-1]' "$work/result.json")
 kill "$sampler" 2>/dev/null || true
 if [[ -n "${KEEP:-}" ]]; then
   # Where the memory is: threads, and the largest resident mappings.
@@ -76,7 +77,8 @@ jq -r --arg n "$n" --arg base "$base" --arg peak "$peak" --arg after "$after" '
   "== the \($n) CreateService calls themselves: p50 / p99 / max \(.create.calls.p50_ms|f) / \(.create.calls.p99_ms|f) / \(.create.calls.max_ms|f) ms, \(.create.call_errors) errors",
   "== the \($n) DeleteService calls: p50 / p99 / max \(.delete.calls.p50_ms|f) / \(.delete.calls.p99_ms|f) / \(.delete.calls.max_ms|f) ms, \(.delete.call_errors) errors",
   "(the prober ran in real time: \(.create.probe_realtime))",
-  "== server memory (anonymous RSS, MiB): baseline \($base), peak \($peak), 30 s after the deletes \($after) (after / baseline \((($after|tonumber) / ($base|tonumber)) * 100 | round / 100)x)"
+  "== server memory (anonymous RSS, MiB): baseline \($base), peak \($peak), 30 s after the deletes \($after) (after / baseline \((($after|tonumber) / ($base|tonumber)) * 100 | round / 100)x)",
+  if (.after_mib | length) > 1 then "   30 s after each round: \(.after_mib | map(f) | join(", ")) MiB" else empty end
 ' "$work/result.json"
 # The same reads as the server timed them (from the handler's start to its answer; the
 # log's elapsed_ms), over the whole run: what is left of a slow call once the client's
